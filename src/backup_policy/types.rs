@@ -1,0 +1,181 @@
+//! The BackupPolicy custom resource: scheduled backup Jobs with retention, verification and
+//! a recovery-point objective.
+
+use k8s_openapi::api::batch::v1::JobTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::duration::Duration;
+use crate::embedded::Embedded;
+
+/// A backup policy: one Job per scheduled time (never two at once), an optional verification
+/// and prune Job after each success, retention of finished Jobs, and a `BackupFresh`
+/// condition that turns False when the newest good backup is older than the RPO.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "ops.runbook.dev",
+    version = "v1alpha1",
+    kind = "BackupPolicy",
+    plural = "backuppolicies",
+    namespaced,
+    status = "BackupPolicyStatus",
+    shortname = "bp",
+    category = "ops",
+    doc = "Scheduled backup Jobs with retention, verification and a recovery-point objective (RPO) reported as the BackupFresh condition.",
+    printcolumn(
+        name = "Schedule",
+        type_ = "string",
+        json_path = ".spec.schedule.cron",
+        description = "Cron schedule"
+    ),
+    printcolumn(
+        name = "Last Success",
+        type_ = "date",
+        json_path = ".status.lastSuccessfulTime",
+        description = "When the newest successful backup finished"
+    ),
+    printcolumn(
+        name = "Fresh",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"BackupFresh\")].status",
+        description = "Newest good backup is within the RPO"
+    ),
+    printcolumn(
+        name = "Next",
+        type_ = "string",
+        json_path = ".status.nextScheduleTime",
+        description = "Next scheduled backup (UTC)"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+/// Specification of a BackupPolicy.
+pub struct BackupPolicySpec {
+    /// When backups run.
+    pub schedule: BackupSchedule,
+    /// The backup Job (a batch/v1 JobTemplateSpec), created once per scheduled time.
+    pub job_template: Embedded<JobTemplateSpec>,
+    /// A Job run after each successful backup, with env BACKUP_JOB_NAME and
+    /// BACKUP_SCHEDULED_TIME; a failure marks the backup unverified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<JobStage>,
+    /// How many finished backup Jobs to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    /// A Job run after each success to prune old backups in the backup store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<JobStage>,
+    /// Recovery-point objective: BackupFresh turns False when the newest good backup is
+    /// older than this (e.g. `26h` for a daily backup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<Duration>,
+}
+
+/// Backup schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSchedule {
+    /// 5-field cron expression, e.g. `0 1 * * *`.
+    #[schemars(length(min = 1, max = 128))]
+    pub cron: String,
+    /// IANA time zone of the cron expression (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// Pause scheduled backups; on-demand backups still run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+    /// A backup that could not start within this long after its time is skipped; after
+    /// downtime at most one catch-up backup runs, and only within this deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_deadline: Option<Duration>,
+}
+
+/// A follow-up Job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStage {
+    /// The Job to create (a batch/v1 JobTemplateSpec).
+    pub job_template: Embedded<JobTemplateSpec>,
+}
+
+/// Retention of finished backup Jobs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Retention {
+    /// Successful backup Jobs to keep (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub successful_jobs: Option<i32>,
+    /// Failed backup Jobs to keep (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub failed_jobs: Option<i32>,
+}
+
+/// One backup.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRecord {
+    /// Backup Job name.
+    pub job: String,
+    /// The scheduled time it stands for (absent for on-demand backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_time: Option<Time>,
+    /// When the Job started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the Job finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Running, Succeeded or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// Whether verification passed (absent while not verified or when verify is not set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+}
+
+/// Observed state of a BackupPolicy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupPolicyStatus {
+    /// Ready, Suspended or Invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The scheduled time of the newest scheduled backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+    /// The next scheduled time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_schedule_time: Option<Time>,
+    /// When the newest successful backup finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_time: Option<Time>,
+    /// When the newest verified backup finished verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verified_time: Option<Time>,
+    /// The last `ops.runbook.dev/backup-now` token acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_backup_now: Option<String>,
+    /// Recent backups, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<BackupRecord>,
+    /// Ready, Reconciling, Stalled and BackupFresh.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}

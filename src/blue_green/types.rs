@@ -1,0 +1,200 @@
+//! The BlueGreenRelease custom resource: two Deployment slots behind a Service.
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::duration::Duration;
+use crate::embedded::Embedded;
+use crate::runbook::WindowRequirement;
+use crate::runbook_run::StepStatus;
+use crate::step::{MAX_STEPS, Step};
+
+/// The label key that tells the slots apart when `slotLabel` is not set.
+pub const DEFAULT_SLOT_LABEL: &str = "ops.runbook.dev/slot";
+
+/// A blue-green release: the operator keeps Deployments `<name>-blue` and `<name>-green` from
+/// one pod template, rolls a new revision into the idle slot, validates it, switches the slot
+/// key of the active Service's selector, and keeps the old slot for instant rollback.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "ops.runbook.dev",
+    version = "v1alpha1",
+    kind = "BlueGreenRelease",
+    namespaced,
+    status = "BlueGreenReleaseStatus",
+    shortname = "bgr",
+    category = "ops",
+    doc = "A blue-green release: two Deployment slots from one pod template behind existing Services, with validation, a selector switch that never leaves the Service without ready endpoints, instant rollback and delayed scale-down.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Active",
+        type_ = "string",
+        json_path = ".status.activeSlot",
+        description = "Slot the active Service selects"
+    ),
+    printcolumn(
+        name = "Revision",
+        type_ = "string",
+        json_path = ".status.activeRevision",
+        description = "Template revision serving traffic"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Healthy, Progressing, Validating, AwaitingPromotion, Promoting, ScalingDown or Degraded"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.readyReplicas",
+        description = "Ready replicas of the active slot"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+/// Specification of a BlueGreenRelease.
+pub struct BlueGreenReleaseSpec {
+    /// Replicas of the active slot.
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    /// The pod template (a core/v1 PodTemplateSpec) both slot Deployments are made from; a
+    /// change is a new revision.
+    pub template: Embedded<PodTemplateSpec>,
+    /// Label key whose value (`blue` or `green`) tells the slots apart (default
+    /// `ops.runbook.dev/slot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 316))]
+    pub slot_label: Option<String>,
+    /// The existing Services whose selector's slot key the operator sets.
+    pub services: ReleaseServices,
+    /// How promotion happens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<ReleaseStrategy>,
+    /// Promotion waits until a MaintenanceWindow matching this selector is Active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_maintenance_window: Option<WindowRequirement>,
+}
+
+/// Services of a release (same namespace).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseServices {
+    /// Service carrying production traffic; its selector follows the active slot.
+    #[schemars(length(min = 1, max = 63))]
+    pub active: String,
+    /// Service whose selector follows the slot under validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
+}
+
+/// Promotion strategy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseStrategy {
+    /// Switch traffic as soon as validation passes (default true); when false, wait for the
+    /// annotation `ops.runbook.dev/promote: <revision>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_promote: Option<bool>,
+    /// Steps run against the new slot before the switch (http, job, approval, sleep, notify).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_STEPS))]
+    pub pre_promotion: Vec<Step>,
+    /// Steps run after the switch; a failure switches back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_STEPS))]
+    pub post_promotion: Vec<Step>,
+    /// How long the old slot keeps its replicas after the switch (default `30s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_delay: Option<Duration>,
+    /// How long an aborted new slot keeps its replicas (default `30s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_scale_down_delay: Option<Duration>,
+    /// Longest time a new revision may take to become available (default `10m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline: Option<Duration>,
+    /// Replicas the old slot keeps after scale-down (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub standby_replicas: Option<i32>,
+}
+
+/// One past release.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseRecord {
+    /// Template revision.
+    pub revision: String,
+    /// Container images of the revision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    /// Promoted, Aborted or RolledBack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// When the revision was first seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When it was promoted or aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+}
+
+/// Observed state of a BlueGreenRelease.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenReleaseStatus {
+    /// Healthy, Progressing, Validating, AwaitingPromotion, Promoting, ScalingDown or Degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Slot the active Service selects: blue or green.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_slot: Option<String>,
+    /// Slot holding the revision under validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_slot: Option<String>,
+    /// Revision serving traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_revision: Option<String>,
+    /// Revision of the current template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_revision: Option<String>,
+    /// When the active Service's endpoints last became only the new slot's ready pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switched_at: Option<Time>,
+    /// When the old slot will be scaled down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_at: Option<Time>,
+    /// Validation steps of the revision in progress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation: Vec<StepStatus>,
+    /// The last five releases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub history: Vec<ReleaseRecord>,
+    /// Replicas of the active slot (scale subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Ready replicas of the active slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// Label selector of the active slot's pods (scale subresource, for an HPA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Ready, Reconciling, Stalled, Available, TrafficSwitched and Degraded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,73 @@
+//! The one Context every controller receives: client, event recorder, metrics, settings.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use tracing::warn;
+
+use crate::metrics::Metrics;
+
+/// Field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "runbook-operator";
+
+/// Operator settings from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// Watch only this namespace; all namespaces when `None`.
+    pub namespace: Option<String>,
+}
+
+/// Shared state of all controllers.
+#[derive(Clone)]
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Settings.
+    pub config: Config,
+}
+
+impl Context {
+    /// Builds the context; Events are reported as `runbook-operator` (plus the pod name when
+    /// running in a cluster, to tell replicas apart).
+    pub fn new(client: Client, config: Config) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics: Arc::new(Metrics::default()),
+            config,
+        }
+    }
+
+    /// Publishes an Event. A failure to publish is logged and otherwise ignored: Events are
+    /// best-effort and must never fail a reconcile.
+    pub async fn publish(
+        &self,
+        controller: &str,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        self.metrics.count_write(controller, "event");
+        if let Err(err) = self.recorder.publish(&event, regarding).await {
+            warn!(%err, reason, "could not publish an Event");
+        }
+    }
+}

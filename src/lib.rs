@@ -1,0 +1,19 @@
+//! runbook-operator: operations runbooks, maintenance windows, blue-green releases and backup
+//! policies as Kubernetes resources that the cluster executes, records and reports on.
+pub mod backup_policy;
+pub mod blue_green;
+pub mod conditions;
+pub mod context;
+pub mod crds;
+pub mod duration;
+pub mod embedded;
+pub mod maintenance_window;
+pub mod metrics;
+pub mod params;
+pub mod runbook;
+pub mod runbook_run;
+pub mod runtime;
+pub mod schedule;
+pub mod server;
+pub mod step;
+pub mod validation;

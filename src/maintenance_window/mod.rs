@@ -1,0 +1,4 @@
+//! MaintenanceWindow: types and controller.
+pub mod controller;
+pub mod types;
+pub use types::*;

@@ -1,0 +1,4 @@
+//! Runbook: types and controller.
+pub mod controller;
+pub mod types;
+pub use types::*;

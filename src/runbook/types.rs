@@ -1,0 +1,213 @@
+//! The Runbook custom resource: a reusable, parameterised procedure.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::duration::Duration;
+use crate::step::{MAX_STEPS, MatchLabels, Step};
+
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "ops.runbook.dev",
+    version = "v1alpha1",
+    kind = "Runbook",
+    namespaced,
+    status = "RunbookStatus",
+    shortname = "rb",
+    category = "ops",
+    doc = "A reusable, parameterised operations procedure: ordered typed steps, finally steps that always run, and an optional schedule. Each execution is recorded as a RunbookRun.",
+    printcolumn(
+        name = "Schedule",
+        type_ = "string",
+        json_path = ".spec.schedule.cron",
+        description = "Cron schedule, if any"
+    ),
+    printcolumn(
+        name = "Last Run",
+        type_ = "string",
+        json_path = ".status.lastRun.name",
+        description = "Most recent RunbookRun"
+    ),
+    printcolumn(
+        name = "Last Result",
+        type_ = "string",
+        json_path = ".status.lastRun.phase",
+        description = "Phase of the most recent run"
+    ),
+    printcolumn(
+        name = "Next Run",
+        type_ = "date",
+        json_path = ".status.nextScheduleTime",
+        description = "Next scheduled run"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.steps.all(s, self.steps.exists_one(t, t.name == s.name))").message("step names must be unique within spec.steps").field_path(".steps"))]
+#[x_kube(validation = Rule::new("!has(self.finally) || self.finally.all(s, self.finally.exists_one(t, t.name == s.name))").message("step names must be unique within spec.finally").field_path(".finally"))]
+#[x_kube(validation = Rule::new("!has(self.finally) || self.finally.all(f, !self.steps.exists(s, s.name == f.name))").message("a finally step may not reuse the name of a step in spec.steps").field_path(".finally"))]
+/// Specification of a Runbook.
+pub struct RunbookSpec {
+    /// What the runbook is for, in a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Parameters steps refer to as `{{ params.NAME }}` inside string fields; a RunbookRun may
+    /// override their values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub params: Vec<Param>,
+    /// The procedure: steps run in order, one at a time (at least one).
+    #[schemars(length(min = 1, max = MAX_STEPS))]
+    pub steps: Vec<Step>,
+    /// Steps that always run after `steps`, whether they succeeded, failed or were cancelled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_STEPS))]
+    pub finally: Vec<Step>,
+    /// Run the runbook on a cron schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<RunbookSchedule>,
+    /// Hold runs in phase WaitingForWindow until a MaintenanceWindow matching this selector is
+    /// Active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_maintenance_window: Option<WindowRequirement>,
+    /// How many finished RunbookRuns of this runbook to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_limits: Option<HistoryLimits>,
+}
+
+/// A runbook parameter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Param {
+    /// Parameter name, used as `{{ params.NAME }}`.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
+    )]
+    pub name: String,
+    /// Value used when a run does not set one; a run must set parameters without a default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    /// What the parameter means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// What happens when a scheduled run is due while the previous one still runs.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum ConcurrencyPolicy {
+    /// Skip the new run (default).
+    #[default]
+    Forbid,
+    /// Start the new run alongside.
+    Allow,
+    /// Cancel the running run and start the new one.
+    Replace,
+}
+
+/// A cron schedule for a runbook.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunbookSchedule {
+    /// 5-field cron expression; `L` (last) and `#` (nth weekday) are supported, e.g.
+    /// `0 2 * * SUN#1` is 02:00 on the first Sunday of each month.
+    #[schemars(length(min = 1, max = 128))]
+    pub cron: String,
+    /// IANA time zone the cron expression is read in (default UTC), e.g. `Australia/Sydney`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// Forbid (default), Allow or Replace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_policy: Option<ConcurrencyPolicy>,
+    /// A run that could not start within this long after its scheduled time is skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_deadline: Option<Duration>,
+    /// Pause scheduling without deleting the schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+}
+
+/// Selects the MaintenanceWindows a run must wait for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowRequirement {
+    /// Labels of the MaintenanceWindows (same namespace) that allow a run while Active.
+    pub selector: MatchLabels,
+}
+
+/// How many finished runs to keep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryLimits {
+    /// Succeeded runs to keep (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub successful: Option<i32>,
+    /// Failed or cancelled runs to keep (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub failed: Option<i32>,
+}
+
+/// Observed state of a Runbook.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunbookStatus {
+    /// `Ready` when the runbook can run, `Invalid` when its spec must be fixed first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The most recent run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<LastRun>,
+    /// When the schedule last created a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+    /// When the schedule will next create a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_schedule_time: Option<Time>,
+    /// The last `ops.runbook.dev/run-now` token acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_run_now: Option<String>,
+    /// Ready, Reconciling and Stalled (kstatus).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Summary of a run, kept on the Runbook for `kubectl get`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastRun {
+    /// RunbookRun name.
+    pub name: String,
+    /// Its phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// When it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+}
+
+/// Parameter values keyed by name, as given on a RunbookRun.
+pub type ParamValues = BTreeMap<String, String>;

@@ -1,0 +1,4 @@
+//! RunbookRun: types and controller.
+pub mod controller;
+pub mod types;
+pub use types::*;

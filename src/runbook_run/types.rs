@@ -1,0 +1,212 @@
+//! The RunbookRun custom resource: one execution of a Runbook, kept as an immutable record.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::step::Step;
+
+/// One execution of a Runbook. The spec is immutable once created; the status is the journal:
+/// the steps as resolved at start, and per step its phase, attempts, times, target and outputs.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "ops.runbook.dev",
+    version = "v1alpha1",
+    kind = "RunbookRun",
+    namespaced,
+    status = "RunbookRunStatus",
+    shortname = "rbr",
+    category = "ops",
+    doc = "One execution of a Runbook: an immutable record of what ran, step by step, with outputs and results.",
+    printcolumn(
+        name = "Runbook",
+        type_ = "string",
+        json_path = ".spec.runbookRef.name",
+        description = "The Runbook being run"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Pending, WaitingForWindow, Running, WaitingForApproval, Succeeded, Failed or Cancelled"
+    ),
+    printcolumn(
+        name = "Step",
+        type_ = "string",
+        json_path = ".status.currentStep",
+        description = "Step in progress"
+    ),
+    printcolumn(
+        name = "Trigger",
+        type_ = "string",
+        json_path = ".spec.trigger.type",
+        description = "What started the run"
+    ),
+    printcolumn(
+        name = "Started",
+        type_ = "date",
+        json_path = ".status.startTime",
+        description = "When the first step started"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self == oldSelf").message("a RunbookRun is an immutable record: create a new run instead of editing this one"))]
+/// Specification of a RunbookRun (immutable).
+pub struct RunbookRunSpec {
+    /// The Runbook to run (same namespace).
+    pub runbook_ref: RunbookRef,
+    /// Parameter values overriding the Runbook's defaults.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
+    /// `Run` executes the steps; `Plan` sends every Kubernetes change as a server-side dry run
+    /// and records what would change, skipping http, notify and job steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<RunMode>,
+    /// What started the run (set by whoever creates it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+}
+
+/// Names a Runbook.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunbookRef {
+    /// Runbook name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Whether a run changes the cluster.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum RunMode {
+    /// Execute the steps (default).
+    #[default]
+    Run,
+    /// Preview: Kubernetes changes are dry-run, side effects outside the cluster are skipped.
+    Plan,
+}
+
+/// Where runs come from.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum TriggerType {
+    /// A person created the run (default).
+    #[default]
+    Manual,
+    /// The Runbook's schedule.
+    Schedule,
+    /// An alert.
+    Alert,
+    /// A MaintenanceWindow's beforeStart or afterEnd.
+    MaintenanceWindow,
+    /// A BlueGreenRelease's validation.
+    BlueGreenRelease,
+}
+
+/// What started a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Trigger {
+    /// Manual, Schedule, Alert, MaintenanceWindow or BlueGreenRelease.
+    #[serde(rename = "type")]
+    pub type_: TriggerType,
+    /// For scheduled runs, the scheduled time the run stands for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_time: Option<Time>,
+    /// Who or what asked, e.g. `MaintenanceWindow/db-maintenance` or an alert name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// Phase of a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum StepPhase {
+    /// Not started.
+    Pending,
+    /// In progress.
+    Running,
+    /// Done, successfully.
+    Succeeded,
+    /// Done, unsuccessfully.
+    Failed,
+    /// Not run (aborted run, or Plan mode for side effects outside the cluster).
+    Skipped,
+}
+
+/// The journal entry of one step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepStatus {
+    /// Step name.
+    pub name: String,
+    /// Pending, Running, Succeeded, Failed or Skipped.
+    pub phase: StepPhase,
+    /// Attempts made so far.
+    #[serde(default)]
+    pub attempts: i32,
+    /// When the first attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the step finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// What happened, for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The object acted on, e.g. `Deployment/app`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Recorded results, e.g. previousReplicas, jobName, httpStatus.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// Observed state of a RunbookRun.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunbookRunStatus {
+    /// Pending, WaitingForWindow, Running, WaitingForApproval, Succeeded, Failed or Cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the run started executing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the run finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// The Runbook's generation when the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook_generation: Option<i64>,
+    /// The Runbook's steps as they were when the run started, parameters resolved; later
+    /// edits of the Runbook do not change a running run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::step::MAX_STEPS))]
+    pub resolved_steps: Vec<Step>,
+    /// The Runbook's finally steps as they were when the run started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::step::MAX_STEPS))]
+    pub resolved_finally: Vec<Step>,
+    /// The step in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step: Option<String>,
+    /// The journal: one entry per step, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepStatus>,
+    /// Ready, Reconciling, Stalled and Succeeded (Unknown while running, then True or False).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,389 @@
+//! Plumbing shared by every controller: a watcher that skips (and reports) objects it cannot
+//! decode instead of stalling, status writes by server-side apply, metrics around reconciles.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event, watcher};
+use kube::runtime::{Controller, WatchStreamExt};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, info, warn};
+
+use crate::context::{Context, FIELD_MANAGER};
+
+/// A future that resolves when the operator is asked to stop.
+pub type Shutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+
+/// The custom resources our controllers reconcile.
+pub trait Kind:
+    Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Serialize + Send + Sync + 'static
+{
+}
+
+impl<K> Kind for K where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Serialize
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The API for `K` in the operator's scope: one namespace, or all of them.
+pub fn scoped_api<K>(ctx: &Context) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match &ctx.config.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    }
+}
+
+/// Watches `K`, keeps a store of it and yields changed objects.
+///
+/// The watch reads raw JSON and decodes each object on its own, so one object that does not
+/// decode (e.g. stored before a schema change) is logged, counted, reported as a Warning
+/// Event, and skipped; a typed watch would fail the whole list and stall every object.
+pub fn watch_decoded<K: Kind>(
+    ctx: &Context,
+    controller: &'static str,
+) -> (
+    Cache<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) {
+    let resource = ApiResource::erase::<K>(&());
+    let api: Api<DynamicObject> = match &ctx.config.namespace {
+        Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &resource),
+        None => Api::all_with(ctx.client.clone(), &resource),
+    };
+    let (reader, writer) = reflector::store::<K>();
+    let ctx = ctx.clone();
+    let decoded = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .filter_map(move |event| {
+            let ctx = ctx.clone();
+            async move {
+                match event {
+                    Err(err) => Some(Err(err)),
+                    Ok(event) => decode_event::<K>(event, &ctx, controller).await.map(Ok),
+                }
+            }
+        });
+    let (cache, signal) = Cache::new(reader);
+    let stream = signal
+        .wrap(reflector::reflector(writer, decoded))
+        .applied_objects();
+    (cache, stream)
+}
+
+async fn decode_event<K: Kind>(
+    event: Event<DynamicObject>,
+    ctx: &Context,
+    controller: &'static str,
+) -> Option<Event<K>> {
+    Some(match event {
+        Event::Init => Event::Init,
+        Event::InitDone => Event::InitDone,
+        Event::Apply(obj) => Event::Apply(decode(obj, ctx, controller).await?),
+        Event::InitApply(obj) => Event::InitApply(decode(obj, ctx, controller).await?),
+        Event::Delete(obj) => Event::Delete(decode(obj, ctx, controller).await?),
+    })
+}
+
+async fn decode<K: Kind>(obj: DynamicObject, ctx: &Context, controller: &'static str) -> Option<K> {
+    let decoded = serde_json::to_value(&obj).and_then(|value| {
+        serde_path_to_error::deserialize(&value).map_err(|e| {
+            let path = e.path().to_string();
+            serde::de::Error::custom(format!("{path}: {}", e.into_inner()))
+        })
+    });
+    match decoded {
+        Ok(k) => Some(k),
+        Err(err) => {
+            let kind = K::kind(&());
+            let name = obj.name_any();
+            let namespace = obj.namespace();
+            warn!(%kind, %name, ?namespace, %err, "skipping an object that cannot be decoded");
+            ctx.metrics
+                .decode_errors
+                .get_or_create(&crate::metrics::ControllerLabels {
+                    controller: controller.to_owned(),
+                })
+                .inc();
+            let regarding = ObjectReference {
+                api_version: Some(K::api_version(&()).into_owned()),
+                kind: Some(kind.into_owned()),
+                name: Some(name),
+                namespace,
+                uid: obj.metadata.uid.clone(),
+                ..Default::default()
+            };
+            ctx.publish(
+                controller,
+                &regarding,
+                EventType::Warning,
+                "DecodeFailed",
+                format!("the operator cannot read this object and skips it: {err}"),
+            )
+            .await;
+            None
+        }
+    }
+}
+
+/// Writes `status` with server-side apply if it differs from `current`; returns whether it
+/// wrote. Comparing first is what makes a settled object cost zero writes.
+pub async fn apply_status<K, S>(
+    ctx: &Context,
+    controller: &str,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+) -> Result<bool, kube::Error>
+where
+    K: Kind + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    S: Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(false);
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    ctx.metrics.count_write(controller, "status");
+    debug!(controller, name = %obj.name_any(), "status written");
+    Ok(true)
+}
+
+/// Runs a controller until shutdown, timing every reconcile into the metrics and logging
+/// failures. Failed reconciles are retried after a short delay.
+pub async fn run<K, R, Fut, E>(
+    controller: Controller<K>,
+    ctx: Arc<Context>,
+    name: &'static str,
+    reconcile: R,
+    shutdown: Shutdown,
+) where
+    K: Kind,
+    R: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Action, E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let reconcile = Arc::new(reconcile);
+    let timed = move |obj: Arc<K>, ctx: Arc<Context>| {
+        let reconcile = reconcile.clone();
+        async move {
+            let started = Instant::now();
+            let result = reconcile(obj, ctx.clone()).await;
+            ctx.metrics
+                .observe_reconcile(name, started.elapsed(), result.is_err());
+            result
+        }
+    };
+    let error_policy = move |obj: Arc<K>, err: &E, _ctx: Arc<Context>| {
+        warn!(controller = name, object = %obj.name_any(), namespace = ?obj.namespace(), error = %err, "reconcile failed; retrying in 10s");
+        Action::requeue(Duration::from_secs(10))
+    };
+    info!(controller = name, "controller started");
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(timed, error_policy, ctx)
+        .for_each(|result| {
+            // Reconcile failures were logged by the error policy; what is left are watch
+            // failures, which the watcher retries with backoff.
+            if let Err(kube::runtime::controller::Error::QueueError(err)) = result {
+                warn!(controller = name, error = %err, "watch failed; retrying");
+            }
+            futures::future::ready(())
+        })
+        .await;
+    info!(controller = name, "controller stopped");
+}
+
+/// The current time, truncated to whole seconds as the API server stores it, so a value we
+/// write compares equal to the value we read back.
+pub fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    let now = jiff::Timestamp::now();
+    let secs = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(secs)
+}
+
+/// Watches only the metadata of `K` (names, labels) and keeps a store of it: enough to know
+/// whether a referenced object exists, and to re-reconcile the objects that name it.
+pub fn watch_metadata<K>(
+    ctx: &Context,
+) -> (
+    Cache<kube::core::PartialObjectMeta<K>>,
+    impl Stream<Item = Result<kube::core::PartialObjectMeta<K>, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    // An Api over PartialObjectMeta sends metadata-only requests.
+    let api: Api<kube::core::PartialObjectMeta<K>> = match &ctx.config.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let (cache, signal) = Cache::new(reader);
+    let stream = signal
+        .wrap(reflector::reflector(
+            writer,
+            watcher(api, watcher::Config::default()).default_backoff(),
+        ))
+        .touched_objects();
+    (cache, stream)
+}
+
+/// Whether an object named `name` exists in `namespace`, by the metadata cache.
+pub async fn exists<K>(
+    cache: &Cache<kube::core::PartialObjectMeta<K>>,
+    namespace: &str,
+    name: &str,
+) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    // The first reconciles can run before the cache has listed; wait rather than report a
+    // present object as missing.
+    cache.synced().await;
+    cache
+        .store
+        .get(&reflector::ObjectRef::new(name).within(namespace))
+        .is_some()
+}
+
+/// Publishes a note from a [`crate::validation::Verdict`] on `obj`.
+pub async fn publish_note<K: Kind>(
+    ctx: &Context,
+    controller: &str,
+    obj: &K,
+    note: &crate::validation::Note,
+) {
+    ctx.publish(
+        controller,
+        &obj.object_ref(&()),
+        note.type_,
+        note.reason,
+        note.message.clone(),
+    )
+    .await;
+}
+
+/// References to the objects in `store`, in `namespace`, for which `names_it` is true: the
+/// mapper behind "re-reconcile everything that names this object".
+pub fn referrers<K>(
+    store: &Store<K>,
+    namespace: Option<String>,
+    names_it: impl Fn(&K) -> bool,
+) -> Vec<reflector::ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    store
+        .state()
+        .into_iter()
+        .filter(|obj| obj.meta().namespace == namespace && names_it(obj))
+        .map(|obj| reflector::ObjectRef::from(obj.as_ref()))
+        .collect()
+}
+
+/// A reflector store plus a signal that it has listed once.
+///
+/// `Store::wait_until_ready` keeps a single waker, so only one task may wait on it at a time
+/// (the controller itself does); this signal may be awaited by any number of tasks.
+#[derive(Clone)]
+pub struct Cache<K: Resource + Clone + 'static>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    /// The objects.
+    pub store: Store<K>,
+    synced: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Sets a [`Cache`]'s synced signal when its stream has delivered the first full list.
+pub struct SyncSignal(tokio::sync::watch::Sender<bool>);
+
+impl SyncSignal {
+    /// Passes `stream` through, raising the signal after the first `InitDone` (which the
+    /// reflector has applied by the time it reaches here).
+    pub fn wrap<K, S>(self, stream: S) -> impl Stream<Item = S::Item> + Send + 'static
+    where
+        K: Send + 'static,
+        S: Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+    {
+        stream.inspect(move |event| {
+            if let Ok(Event::InitDone) = event {
+                self.0.send_replace(true);
+            }
+        })
+    }
+}
+
+impl<K: Resource + Clone + 'static> Cache<K>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    fn new(store: Store<K>) -> (Self, SyncSignal) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (Self { store, synced: rx }, SyncSignal(tx))
+    }
+
+    /// Resolves once the cache has listed (immediately after that).
+    pub async fn synced(&self) {
+        let mut rx = self.synced.clone();
+        // An error means the stream was dropped: the operator is shutting down.
+        let _ = rx.wait_for(|synced| *synced).await;
+    }
+}
+
+/// Signals `synced` once every cache in `caches` has listed.
+pub fn report_synced(
+    caches: Vec<futures::future::BoxFuture<'static, ()>>,
+    synced: tokio::sync::mpsc::Sender<()>,
+) {
+    tokio::spawn(async move {
+        futures::future::join_all(caches).await;
+        let _ = synced.send(()).await;
+    });
+}
+
+/// A future that resolves once `cache` has listed.
+pub fn listed<K>(cache: &Cache<K>) -> futures::future::BoxFuture<'static, ()>
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let cache = cache.clone();
+    Box::pin(async move { cache.synced().await })
+}

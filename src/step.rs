@@ -1,0 +1,615 @@
+//! Step: one typed action of a Runbook (also used for BlueGreenRelease validation).
+//!
+//! The API server enforces the shape (exactly one action, enums, durations, replica bounds)
+//! through CEL rules generated from these types; [`validate_steps`] checks what CEL cannot.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::JobTemplateSpec;
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::conditions::SpecProblem;
+use crate::duration::Duration;
+use crate::embedded::Embedded;
+
+/// Every action field a Step may carry; CEL requires exactly one of them.
+pub const ACTIONS: [&str; 14] = [
+    "scale",
+    "restart",
+    "setEnv",
+    "waitForRollout",
+    "rollback",
+    "job",
+    "http",
+    "patch",
+    "deletePods",
+    "rotateSecret",
+    "approval",
+    "sleep",
+    "notify",
+    "backup",
+];
+
+/// The most steps a list may hold; a bound keeps CEL rule costs predictable.
+pub const MAX_STEPS: u32 = 64;
+
+/// One step of a procedure: common settings plus exactly one action.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.scale), has(self.restart), has(self.setEnv), has(self.waitForRollout), has(self.rollback), has(self.job), has(self.http), has(self.patch), has(self.deletePods), has(self.rotateSecret), has(self.approval), has(self.sleep), has(self.notify), has(self.backup)].filter(x, x).size() == 1").message("a step needs exactly one action: one of scale, restart, setEnv, waitForRollout, rollback, job, http, patch, deletePods, rotateSecret, approval, sleep, notify, backup"))]
+pub struct Step {
+    /// Name of the step, a DNS label unique among the steps and finally steps of its list.
+    /// It names the step in status, Events and the approve annotation.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Longest time one attempt of the step may take before it fails (e.g. `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// How often and how fast to retry a failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<Retries>,
+    /// What a failure of this step does to the run: `Abort` (default) skips the remaining
+    /// steps and goes to `finally`; `Continue` records the failure and goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
+
+    /// Set a Deployment's or StatefulSet's replica count through the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<ScaleAction>,
+    /// Rollout-restart a workload as `kubectl rollout restart` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartAction>,
+    /// Add, replace or remove environment variables of a workload's containers by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_env: Option<SetEnvAction>,
+    /// Wait until a workload's rollout is complete, as `kubectl rollout status` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for_rollout: Option<WaitForRolloutAction>,
+    /// Roll a Deployment back to an earlier revision, as `kubectl rollout undo` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackAction>,
+    /// Run a Job (from a template or a CronJob) and wait for it to finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobAction>,
+    /// Send one HTTP request and check the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpAction>,
+    /// Patch any object in the same namespace (escape hatch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<PatchAction>,
+    /// Delete pods matching a label selector (e.g. stuck workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_pods: Option<DeletePodsAction>,
+    /// Write a new random value into a Secret key, then restart the workloads that use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_secret: Option<RotateSecretAction>,
+    /// Wait until a person sets the annotation `ops.runbook.dev/approve: <step name>` on the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalAction>,
+    /// Wait for a fixed time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep: Option<SleepAction>,
+    /// POST a Slack-compatible message (`{"text": ...}`) to a webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyAction>,
+    /// Start a backup of a BackupPolicy now and wait for it (and its verification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupAction>,
+}
+
+impl Step {
+    /// The name of the action field this step sets, if exactly one is set.
+    pub fn action_name(&self) -> Option<&'static str> {
+        let set = self.actions_set();
+        match set.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+
+    fn actions_set(&self) -> Vec<&'static str> {
+        let flags = [
+            self.scale.is_some(),
+            self.restart.is_some(),
+            self.set_env.is_some(),
+            self.wait_for_rollout.is_some(),
+            self.rollback.is_some(),
+            self.job.is_some(),
+            self.http.is_some(),
+            self.patch.is_some(),
+            self.delete_pods.is_some(),
+            self.rotate_secret.is_some(),
+            self.approval.is_some(),
+            self.sleep.is_some(),
+            self.notify.is_some(),
+            self.backup.is_some(),
+        ];
+        ACTIONS
+            .iter()
+            .zip(flags)
+            .filter_map(|(name, set)| set.then_some(*name))
+            .collect()
+    }
+}
+
+/// Retry policy of a step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Retries {
+    /// How many times to retry after the first failed attempt (0 to 10).
+    #[schemars(range(min = 0, max = 10))]
+    pub limit: i32,
+    /// Wait before the first retry; it doubles for each further retry (default `10s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Duration>,
+}
+
+/// What a failed step does to the rest of the run.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum OnFailure {
+    /// Stop running further steps; `finally` steps still run. The run fails.
+    #[default]
+    Abort,
+    /// Record the failure and go on with the next step.
+    Continue,
+}
+
+/// Kinds of workload a scale, restart, setEnv or rollout step acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum WorkloadKind {
+    /// apps/v1 Deployment.
+    Deployment,
+    /// apps/v1 StatefulSet.
+    StatefulSet,
+}
+
+/// A Deployment or StatefulSet in the same namespace as the resource naming it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadRef {
+    /// Deployment or StatefulSet.
+    pub kind: WorkloadKind,
+    /// Name of the workload.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Scale a workload to a count or by a signed delta.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.replicas) != has(self.by)").message("set exactly one of replicas (an absolute count) or by (a signed change)"))]
+pub struct ScaleAction {
+    /// The workload to scale.
+    pub target: WorkloadRef,
+    /// The replica count to set (0 or more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<i32>,
+    /// A change to the current replica count, e.g. `2` or `-1`; the result is never below 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<i32>,
+}
+
+/// `kubectl rollout restart` of a workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartAction {
+    /// The workload to restart.
+    pub target: WorkloadRef,
+    /// Wait for the restarted rollout to complete (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<bool>,
+}
+
+/// One environment variable to set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar {
+    /// Variable name.
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    /// Value to set.
+    pub value: String,
+}
+
+/// Environment changes on a workload's containers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.set) ? size(self.set) : 0) + (has(self.unset) ? size(self.unset) : 0) > 0").message("setEnv needs at least one entry in set or unset"))]
+pub struct SetEnvAction {
+    /// The workload whose pod template is changed.
+    pub target: WorkloadRef,
+    /// Container to change; all containers when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Variables to add or replace, by name.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub set: Vec<EnvVar>,
+    /// Names of variables to remove.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub unset: Vec<String>,
+}
+
+/// Wait for a rollout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitForRolloutAction {
+    /// The workload to watch.
+    pub target: WorkloadRef,
+}
+
+/// `kubectl rollout undo` of a Deployment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.target.kind == 'Deployment'").message("rollback supports Deployments only (kubectl rollout undo semantics)"))]
+pub struct RollbackAction {
+    /// The Deployment to roll back.
+    pub target: WorkloadRef,
+    /// Revision to return to; the previous revision when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub to_revision: Option<i64>,
+}
+
+/// Run a Job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.template) != has(self.fromCronJob)").message("set exactly one of template or fromCronJob"))]
+pub struct JobAction {
+    /// The Job to create (a batch/v1 JobTemplateSpec: metadata and spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Embedded<JobTemplateSpec>>,
+    /// Name of a CronJob in the same namespace whose jobTemplate is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_cron_job: Option<String>,
+    /// Wait for the Job to finish and fail the step if the Job fails (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<bool>,
+}
+
+/// HTTP methods an http step may use.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum HttpMethod {
+    /// GET (default).
+    #[default]
+    GET,
+    /// HEAD.
+    HEAD,
+    /// POST.
+    POST,
+    /// PUT.
+    PUT,
+    /// PATCH.
+    PATCH,
+    /// DELETE.
+    DELETE,
+}
+
+/// A key of a Secret in the same namespace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Secret name.
+    pub name: String,
+    /// Key within the Secret's data.
+    pub key: String,
+}
+
+/// Where a value comes from when it is not written inline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueFrom {
+    /// Read the value from a Secret key.
+    pub secret_key_ref: SecretKeyRef,
+}
+
+/// One HTTP header.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.value) != has(self.valueFrom)").message("set exactly one of value or valueFrom"))]
+pub struct HttpHeader {
+    /// Header name.
+    pub name: String,
+    /// Header value, written inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Header value, read from a Secret (e.g. a bearer token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<ValueFrom>,
+}
+
+/// What a successful answer looks like.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpExpect {
+    /// Accepted status codes (default `[200]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(range(min = 100, max = 599)))]
+    pub status: Vec<i32>,
+    /// A JSONPath into the response body (e.g. `{.status}`) whose value must equal `equals`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_path: Option<String>,
+    /// The value expected at `jsonPath`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<String>,
+}
+
+/// One HTTP request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpAction {
+    /// The URL, e.g. `http://app.shop.svc:8080/health`.
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://') || self.startsWith('{{')").message("url must start with http:// or https://"))]
+    pub url: String,
+    /// HTTP method (default GET).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<HttpMethod>,
+    /// Request headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HttpHeader>,
+    /// Request body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// What counts as success (default: status 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<HttpExpect>,
+}
+
+/// An object reference for the generic patch step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectTarget {
+    /// API version, e.g. `apps/v1` or `v1`.
+    pub api_version: String,
+    /// Kind, e.g. `ConfigMap`.
+    pub kind: String,
+    /// Name of the object.
+    pub name: String,
+}
+
+/// Patch strategies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PatchType {
+    /// JSON merge patch (RFC 7386).
+    Merge,
+    /// JSON patch (RFC 6902), a list of operations.
+    Json,
+    /// Server-side apply under the field manager `runbook-operator`.
+    Apply,
+}
+
+/// A generic patch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PatchAction {
+    /// The object to patch.
+    pub target: ObjectTarget,
+    /// merge, json or apply.
+    #[serde(rename = "type")]
+    pub type_: PatchType,
+    /// The patch: an object for merge and apply, a list of operations for json.
+    #[schemars(schema_with = "any_json")]
+    pub patch: serde_json::Value,
+}
+
+/// Schema for a value that may be any JSON (object, list or scalar).
+fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
+}
+
+/// Labels a selector must match (all of them).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MatchLabels {
+    /// Label key/value pairs that must all match.
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// Delete matching pods.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletePodsAction {
+    /// Which pods; must name at least one label so a step never deletes every pod.
+    #[x_kube(validation = Rule::new("size(self.matchLabels) > 0").message("deletePods.selector.matchLabels needs at least one label"))]
+    pub selector: MatchLabels,
+    /// Delete at most this many pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_count: Option<i32>,
+}
+
+/// Rotate a Secret key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotateSecretAction {
+    /// Name of the Secret.
+    pub secret: String,
+    /// Key to write.
+    pub key: String,
+    /// Length of the new random value (default 32, 8 to 4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 8, max = 4096))]
+    pub length: Option<i32>,
+    /// Workloads to rollout-restart after the write.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart: Vec<WorkloadRef>,
+}
+
+/// Wait for a person.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalAction {
+    /// What the approver is asked; shown in status and Events.
+    pub message: String,
+}
+
+/// Wait a fixed time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SleepAction {
+    /// How long, e.g. `30s`.
+    pub duration: Duration,
+}
+
+/// Where a webhook URL comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UrlFrom {
+    /// Read the URL from a Secret key.
+    pub secret_key_ref: SecretKeyRef,
+}
+
+/// Send a chat message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.url) != has(self.urlFrom)").message("set exactly one of url or urlFrom"))]
+pub struct NotifyAction {
+    /// Webhook URL, written inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Webhook URL, read from a Secret (recommended: webhook URLs are credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_from: Option<UrlFrom>,
+    /// The message text.
+    pub message: String,
+}
+
+/// Run a backup now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupAction {
+    /// Name of a BackupPolicy in the same namespace.
+    pub policy: String,
+}
+
+/// Checks what CEL leaves to the operator: durations that parse and templates that decode.
+/// `path` is the JSON path of the list, e.g. `spec.steps`.
+pub fn validate_steps(steps: &[Step], path: &str) -> Vec<SpecProblem> {
+    let mut problems = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        if step.action_name().is_none() {
+            problems.push(SpecProblem::new(
+                &at,
+                format!(
+                    "step {:?} must set exactly one action (found {:?})",
+                    step.name,
+                    step.actions_set()
+                ),
+            ));
+        }
+        let durations = [
+            ("timeout", step.timeout.as_ref()),
+            (
+                "retries.backoff",
+                step.retries.as_ref().and_then(|r| r.backoff.as_ref()),
+            ),
+            ("sleep.duration", step.sleep.as_ref().map(|s| &s.duration)),
+        ];
+        for (field, value) in durations {
+            if let Some(Err(err)) = value.map(Duration::parse) {
+                problems.push(SpecProblem::new(format!("{at}.{field}"), err.to_string()));
+            }
+        }
+        if let Some(Err(err)) = step
+            .job
+            .as_ref()
+            .and_then(|j| j.template.as_ref())
+            .map(Embedded::decode)
+        {
+            problems.push(SpecProblem::new(
+                format!("{at}.job.template"),
+                err.to_string(),
+            ));
+        }
+    }
+    problems
+}
+
+/// Rejects step names used twice across `steps` and `finally` (CEL checks each list; this
+/// also covers objects stored before a rule existed).
+pub fn validate_unique_names(lists: &[(&str, &[Step])]) -> Vec<SpecProblem> {
+    let mut seen: BTreeMap<&str, String> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (path, steps) in lists {
+        for (i, step) in steps.iter().enumerate() {
+            let at = format!("{path}[{i}].name");
+            if let Some(first) = seen.get(step.name.as_str()) {
+                problems.push(SpecProblem::new(
+                    at,
+                    format!(
+                        "step name {:?} is already used by {first}; step names must be unique",
+                        step.name
+                    ),
+                ));
+            } else {
+                seen.insert(&step.name, at);
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn step(value: serde_json::Value) -> Step {
+        serde_json::from_value(value).expect("step shape")
+    }
+
+    #[test]
+    fn names_the_single_action() {
+        let s = step(json!({"name": "nap", "sleep": {"duration": "5s"}}));
+        assert_eq!(s.action_name(), Some("sleep"));
+        assert!(validate_steps(&[s], "spec.steps").is_empty());
+    }
+
+    #[test]
+    fn reports_two_actions_with_the_field() {
+        let s = step(json!({"name": "two", "sleep": {"duration": "5s"},
+            "approval": {"message": "ok?"}}));
+        let problems = validate_steps(&[s], "spec.steps");
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].field, "spec.steps[0]");
+        assert!(problems[0].message.contains("approval"));
+    }
+
+    #[test]
+    fn reports_bad_durations_and_templates() {
+        let s = step(json!({"name": "j", "timeout": "soon",
+            "job": {"template": {"spec": {"backoffLimit": "x"}}}}));
+        let fields: Vec<_> = validate_steps(&[s], "spec.steps")
+            .into_iter()
+            .map(|p| p.field)
+            .collect();
+        assert_eq!(
+            fields,
+            ["spec.steps[0].timeout", "spec.steps[0].job.template"]
+        );
+    }
+
+    #[test]
+    fn finds_duplicate_names_across_lists() {
+        let a = step(json!({"name": "check", "sleep": {"duration": "1s"}}));
+        let problems =
+            validate_unique_names(&[("spec.steps", &[a.clone()]), ("spec.finally", &[a])]);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].field, "spec.finally[0].name");
+        assert!(problems[0].message.contains("spec.steps[0].name"));
+    }
+}
