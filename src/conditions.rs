@@ -227,7 +227,7 @@ mod tests {
             last_transition_time: at("2026-01-01T00:00:00Z"),
         };
         let merged = merge(
-            &[other.clone()],
+            std::slice::from_ref(&other),
             &validity(&[], "ok"),
             Some(1),
             &at("2026-01-03T00:00:00Z"),

@@ -1,5 +1,8 @@
 //! runbook-operator: operations runbooks, maintenance windows, blue-green releases and backup
 //! policies as Kubernetes resources that the cluster executes, records and reports on.
+
+// kube-derive expands each `printcolumn(..)` into attributes clippy reads as duplicates.
+#![allow(clippy::duplicated_attributes)]
 pub mod backup_policy;
 pub mod blue_green;
 pub mod conditions;

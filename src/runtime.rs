@@ -104,14 +104,17 @@ async fn decode_event<K: Kind>(
     })
 }
 
+/// Decodes one watched object; the error names the field that did not fit.
+pub fn decode_object<K: Kind>(obj: &DynamicObject) -> Result<K, String> {
+    let value = serde_json::to_value(obj).map_err(|e| e.to_string())?;
+    serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        format!("{path}: {}", e.into_inner())
+    })
+}
+
 async fn decode<K: Kind>(obj: DynamicObject, ctx: &Context, controller: &'static str) -> Option<K> {
-    let decoded = serde_json::to_value(&obj).and_then(|value| {
-        serde_path_to_error::deserialize(&value).map_err(|e| {
-            let path = e.path().to_string();
-            serde::de::Error::custom(format!("{path}: {}", e.into_inner()))
-        })
-    });
-    match decoded {
+    match decode_object::<K>(&obj) {
         Ok(k) => Some(k),
         Err(err) => {
             let kind = K::kind(&());
@@ -386,4 +389,40 @@ where
 {
     let cache = cache.clone();
     Box::pin(async move { cache.synced().await })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::Runbook;
+
+    fn dynamic(value: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(value).expect("a DynamicObject")
+    }
+
+    #[test]
+    fn decodes_a_well_formed_object() {
+        let obj = dynamic(serde_json::json!({
+            "apiVersion": "ops.runbook.dev/v1alpha1", "kind": "Runbook",
+            "metadata": {"name": "ok", "namespace": "shop"},
+            "spec": {"steps": [{"name": "nap", "sleep": {"duration": "1s"}}]}
+        }));
+        let rb: Runbook = decode_object(&obj).expect("decodes");
+        assert_eq!(rb.spec.steps[0].name, "nap");
+    }
+
+    #[test]
+    fn names_the_field_of_an_object_it_must_skip() {
+        // What an object stored under an older schema could look like.
+        let obj = dynamic(serde_json::json!({
+            "apiVersion": "ops.runbook.dev/v1alpha1", "kind": "Runbook",
+            "metadata": {"name": "old", "namespace": "shop"},
+            "spec": {"steps": [{"name": "nap", "sleep": {"duration": 5}}]}
+        }));
+        let err = decode_object::<Runbook>(&obj).unwrap_err();
+        assert!(
+            err.starts_with("spec.steps[0].sleep.duration: invalid type"),
+            "{err}"
+        );
+    }
 }

@@ -606,8 +606,10 @@ mod tests {
     #[test]
     fn finds_duplicate_names_across_lists() {
         let a = step(json!({"name": "check", "sleep": {"duration": "1s"}}));
-        let problems =
-            validate_unique_names(&[("spec.steps", &[a.clone()]), ("spec.finally", &[a])]);
+        let problems = validate_unique_names(&[
+            ("spec.steps", std::slice::from_ref(&a)),
+            ("spec.finally", std::slice::from_ref(&a)),
+        ]);
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].field, "spec.finally[0].name");
         assert!(problems[0].message.contains("spec.steps[0].name"));

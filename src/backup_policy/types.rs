@@ -51,7 +51,7 @@ use crate::embedded::Embedded;
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
-        priority = 1
+        description = "Ready condition: the spec is valid and settled"
     ),
     printcolumn(
         name = "Age",

@@ -53,8 +53,22 @@ pub const DEFAULT_SLOT_LABEL: &str = "ops.runbook.dev/slot";
     printcolumn(
         name = "Ready",
         type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Ready condition: the spec is valid and settled"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".status.replicas",
+        description = "Replicas of the active slot",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Ready Replicas",
+        type_ = "integer",
         json_path = ".status.readyReplicas",
-        description = "Ready replicas of the active slot"
+        description = "Ready replicas of the active slot",
+        priority = 1
     ),
     printcolumn(
         name = "Age",

@@ -107,10 +107,10 @@ pub fn problems(mw: &MaintenanceWindow, observed: &Observed) -> Vec<SpecProblem>
             Ok(_) => {}
         }
     }
-    if let (Some(start), Some(end)) = (&spec.start, &spec.end) {
-        if end.0 <= start.0 {
-            problems.push(SpecProblem::new("spec.end", "end must be after start"));
-        }
+    if let (Some(start), Some(end)) = (&spec.start, &spec.end)
+        && end.0 <= start.0
+    {
+        problems.push(SpecProblem::new("spec.end", "end must be after start"));
     }
     for (field, runbook) in &observed.missing_runbooks {
         problems.push(SpecProblem::new(

@@ -1,0 +1,32 @@
+//! crds/ must be exactly what the Rust types generate: a changed type without
+//! `make crds` fails here, before a cluster ever sees a stale schema.
+
+use std::path::Path;
+
+#[test]
+fn committed_crds_match_the_types() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let mut expected_files = Vec::new();
+    for crd in runbook_operator::crds::all() {
+        let name = runbook_operator::crds::file_name(&crd);
+        let generated = runbook_operator::crds::to_yaml(&crd).expect("CRD serializes");
+        let committed = std::fs::read_to_string(dir.join(&name))
+            .unwrap_or_else(|_| panic!("crds/{name} is missing: run `make crds`"));
+        assert!(
+            committed == generated,
+            "crds/{name} differs from the Rust types: run `make crds` and commit the result"
+        );
+        expected_files.push(name);
+    }
+    let mut present: Vec<String> = std::fs::read_dir(&dir)
+        .expect("crds/ exists")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    present.sort();
+    expected_files.sort();
+    assert_eq!(
+        present, expected_files,
+        "crds/ holds files no type generates"
+    );
+}

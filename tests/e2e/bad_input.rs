@@ -1,0 +1,351 @@
+//! Bad input is either refused at `kubectl apply` with a message naming the field, or
+//! accepted and reported Ready=False / Stalled=True (reason InvalidSpec) naming the field.
+//! The operator keeps running either way.
+
+use runbook_operator::backup_policy::BackupPolicy;
+use runbook_operator::blue_green::BlueGreenRelease;
+use runbook_operator::maintenance_window::MaintenanceWindow;
+use runbook_operator::runbook::Runbook;
+use runbook_operator::runbook_run::RunbookRun;
+
+use crate::support::{TestNamespace, condition, http_get, ready, stalled};
+
+const STEP_OK: &str = "{name: nap, sleep: {duration: 1s}}";
+
+fn runbook(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: ops.runbook.dev/v1alpha1\nkind: Runbook\nmetadata: {{name: {name}}}\nspec:\n{spec}\n"
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn refused_at_apply_with_the_field_named() {
+    let ns = TestNamespace::new("refused").await;
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        (
+            "two actions in one step",
+            runbook("two-actions", "  steps:\n  - {name: both, sleep: {duration: 5s}, approval: {message: \"ok?\"}}"),
+            &["spec.steps[0]", "exactly one action"],
+        ),
+        (
+            "no action in a step",
+            runbook("no-action", "  steps:\n  - {name: idle}"),
+            &["spec.steps[0]", "exactly one action"],
+        ),
+        (
+            "duplicate step names",
+            runbook("dupes", &format!("  steps:\n  - {STEP_OK}\n  - {STEP_OK}")),
+            &["spec.steps", "step names must be unique"],
+        ),
+        (
+            "a finally step reusing a step name",
+            runbook("dupes-finally", &format!("  steps:\n  - {STEP_OK}\n  finally:\n  - {STEP_OK}")),
+            &["spec.finally", "may not reuse the name"],
+        ),
+        (
+            "negative replicas in a scale step",
+            runbook("negative", "  steps:\n  - {name: down, scale: {target: {kind: Deployment, name: app}, replicas: -1}}"),
+            &["spec.steps[0].scale.replicas", "greater than or equal to 0"],
+        ),
+        (
+            "both replicas and by in a scale step",
+            runbook("both-scale", "  steps:\n  - {name: s, scale: {target: {kind: Deployment, name: app}, replicas: 2, by: 1}}"),
+            &["spec.steps[0].scale", "exactly one of replicas"],
+        ),
+        (
+            "a malformed duration",
+            runbook("bad-duration", "  steps:\n  - {name: slow, timeout: 5 minutes, sleep: {duration: 1s}}"),
+            &["spec.steps[0].timeout", "must be a duration"],
+        ),
+        (
+            "an unknown onFailure value",
+            runbook("bad-enum", "  steps:\n  - {name: s, onFailure: Sometimes, sleep: {duration: 1s}}"),
+            &["spec.steps[0].onFailure", "Unsupported value"],
+        ),
+        (
+            "a step name that is not a DNS label",
+            runbook("bad-name", "  steps:\n  - {name: Check_DB, sleep: {duration: 1s}}"),
+            &["spec.steps[0].name"],
+        ),
+        (
+            "no steps at all",
+            runbook("empty", "  steps: []"),
+            &["spec.steps"],
+        ),
+        (
+            "negative replicas on a release",
+            "apiVersion: ops.runbook.dev/v1alpha1\nkind: BlueGreenRelease\nmetadata: {name: neg}\nspec:\n  replicas: -2\n  services: {active: web}\n  template: {spec: {containers: [{name: web, image: web:1}]}}\n".to_owned(),
+            &["spec.replicas", "greater than or equal to 0"],
+        ),
+        (
+            "a one-off window that ends before it starts",
+            "apiVersion: ops.runbook.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {name: backwards}\nspec:\n  start: \"2026-12-06T04:00:00+11:00\"\n  end: \"2026-12-06T02:00:00+11:00\"\n  targets: [{kind: Deployment, name: app, scaleTo: 0}]\n".to_owned(),
+            &["spec.end", "end must be after start"],
+        ),
+        (
+            "a window with both a schedule and a one-off start",
+            "apiVersion: ops.runbook.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {name: both}\nspec:\n  schedule: {cron: \"0 2 * * SUN#1\", duration: 2h}\n  start: \"2026-12-06T02:00:00+11:00\"\n  end: \"2026-12-06T04:00:00+11:00\"\n".to_owned(),
+            &["spec", "either schedule"],
+        ),
+        (
+            "a window target with nothing to change",
+            "apiVersion: ops.runbook.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {name: noop}\nspec:\n  schedule: {cron: \"0 2 * * *\", duration: 1h}\n  targets: [{kind: Deployment, name: app}]\n".to_owned(),
+            &["spec.targets[0]", "at least one change"],
+        ),
+    ];
+    for (what, yaml, expected) in cases {
+        let out = ns.kubectl(&["apply", "-f", "-"], Some(&yaml));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{what}: was accepted but must be refused"
+        );
+        for words in expected {
+            assert!(
+                stderr.contains(words),
+                "{what}: the error does not mention {words:?}:\n{stderr}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn accepted_but_stalled_with_the_field_named() {
+    let mut ns = TestNamespace::new("stalled").await;
+    ns.apply(&runbook(
+        "bad-cron",
+        &format!("  schedule: {{cron: \"61 * * * *\"}}\n  steps:\n  - {STEP_OK}"),
+    ));
+    ns.apply(&runbook(
+        "quartz-cron",
+        &format!("  schedule: {{cron: \"0 0 2 * * SUN\"}}\n  steps:\n  - {STEP_OK}"),
+    ));
+    ns.apply(&runbook(
+        "undeclared-param",
+        "  steps:\n  - {name: get, http: {url: \"http://{{ params.host }}/health\"}}",
+    ));
+    ns.apply(
+        "apiVersion: ops.runbook.dev/v1alpha1\nkind: BackupPolicy\nmetadata: {name: martian}\nspec:\n  schedule: {cron: \"0 1 * * *\", timeZone: Mars/Olympus_Mons}\n  jobTemplate: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: dump, image: pg:16}]}}}}\n",
+    );
+    ns.apply(
+        "apiVersion: ops.runbook.dev/v1alpha1\nkind: BlueGreenRelease\nmetadata: {name: bad-template}\nspec:\n  replicas: 1\n  services: {active: web}\n  template: {spec: {containers: \"web:1\"}}\n",
+    );
+    ns.start_operator();
+
+    let checks: Vec<(&str, &str, &[&str])> = vec![
+        (
+            "Runbook",
+            "bad-cron",
+            &["spec.schedule.cron", "\"61 * * * *\""],
+        ),
+        (
+            "Runbook",
+            "quartz-cron",
+            &["spec.schedule.cron", "6 fields, not 5"],
+        ),
+        (
+            "Runbook",
+            "undeclared-param",
+            &["spec.steps[0].http.url", "params.host"],
+        ),
+        (
+            "BackupPolicy",
+            "martian",
+            &["spec.schedule.timeZone", "Mars/Olympus_Mons", "IANA"],
+        ),
+        (
+            "BlueGreenRelease",
+            "bad-template",
+            &["spec.template", "spec.containers"],
+        ),
+    ];
+    for (kind, name, expected) in checks {
+        let conditions = match kind {
+            "Runbook" => {
+                let rb = ns
+                    .wait_for::<Runbook>(name, "Stalled", |o| {
+                        o.status.as_ref().is_some_and(|s| {
+                            stalled(&s.conditions, s.observed_generation, o.metadata.generation)
+                                && s.phase.as_deref() == Some("Invalid")
+                        })
+                    })
+                    .await;
+                rb.status.unwrap_or_default().conditions
+            }
+            "BackupPolicy" => {
+                let bp = ns
+                    .wait_for::<BackupPolicy>(name, "Stalled", |o| {
+                        o.status.as_ref().is_some_and(|s| {
+                            stalled(&s.conditions, s.observed_generation, o.metadata.generation)
+                        })
+                    })
+                    .await;
+                bp.status.unwrap_or_default().conditions
+            }
+            _ => {
+                let bgr = ns
+                    .wait_for::<BlueGreenRelease>(name, "Stalled", |o| {
+                        o.status.as_ref().is_some_and(|s| {
+                            stalled(&s.conditions, s.observed_generation, o.metadata.generation)
+                        })
+                    })
+                    .await;
+                bgr.status.unwrap_or_default().conditions
+            }
+        };
+        let message = &condition(&conditions, "Stalled").expect("Stalled").message;
+        for words in expected {
+            assert!(
+                message.contains(words),
+                "{kind}/{name}: Stalled message lacks {words:?}: {message}"
+            );
+        }
+        // The same words reach `kubectl describe` as a Warning Event.
+        let events = ns.kubectl(
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                &format!("involvedObject.name={name},reason=InvalidSpec"),
+                "-o",
+                "jsonpath={.items[*].message}",
+            ],
+            None,
+        );
+        let events = String::from_utf8_lossy(&events.stdout);
+        assert!(
+            events.contains(expected[0]),
+            "{kind}/{name}: no InvalidSpec Event naming {:?}: {events:?}",
+            expected[0]
+        );
+    }
+
+    // Fixing the spec clears the condition; the operator never stopped.
+    ns.apply(&runbook(
+        "bad-cron",
+        &format!("  schedule: {{cron: \"0 6 * * *\"}}\n  steps:\n  - {STEP_OK}"),
+    ));
+    ns.wait_for::<Runbook>("bad-cron", "Ready after the fix", |o| {
+        o.status
+            .as_ref()
+            .is_some_and(|s| ready(&s.conditions, s.observed_generation, o.metadata.generation))
+    })
+    .await;
+    assert_eq!(
+        http_get(&ns.operator().probe, "/healthz").as_deref(),
+        Some("ok")
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn missing_references_are_reported_until_they_exist() {
+    let mut ns = TestNamespace::new("refs").await;
+    ns.apply(
+        "apiVersion: ops.runbook.dev/v1alpha1\nkind: RunbookRun\nmetadata: {name: orphan}\nspec:\n  runbookRef: {name: restart-app}\n",
+    );
+    ns.apply(
+        "apiVersion: ops.runbook.dev/v1alpha1\nkind: BlueGreenRelease\nmetadata: {name: web}\nspec:\n  replicas: 2\n  services: {active: web}\n  template: {metadata: {labels: {app: web}}, spec: {containers: [{name: web, image: web:1}]}}\n",
+    );
+    ns.apply(
+        "apiVersion: ops.runbook.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {name: nightly}\nspec:\n  schedule: {cron: \"0 2 * * *\", timeZone: Europe/Berlin, duration: 1h}\n  beforeStart: {runbook: restart-app}\n  targets: [{kind: Deployment, name: app, scaleTo: 0}]\n",
+    );
+    ns.apply(&runbook(
+        "backup-first",
+        "  steps:\n  - {name: dump, backup: {policy: nightly-db}}",
+    ));
+    ns.start_operator();
+
+    let run = ns
+        .wait_for::<RunbookRun>("orphan", "Stalled", |o| {
+            o.status.as_ref().is_some_and(|s| {
+                stalled(&s.conditions, s.observed_generation, o.metadata.generation)
+            })
+        })
+        .await;
+    let message = condition(&run.status.unwrap_or_default().conditions, "Stalled")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("spec.runbookRef.name") && message.contains("\"restart-app\""),
+        "{message}"
+    );
+
+    let bgr = ns
+        .wait_for::<BlueGreenRelease>("web", "Stalled", |o| {
+            o.status.as_ref().is_some_and(|s| {
+                stalled(&s.conditions, s.observed_generation, o.metadata.generation)
+            })
+        })
+        .await;
+    let message = condition(&bgr.status.unwrap_or_default().conditions, "Stalled")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("spec.services.active") && message.contains("\"web\""),
+        "{message}"
+    );
+
+    let mw = ns
+        .wait_for::<MaintenanceWindow>("nightly", "Stalled", |o| {
+            o.status.as_ref().is_some_and(|s| {
+                stalled(&s.conditions, s.observed_generation, o.metadata.generation)
+            })
+        })
+        .await;
+    let message = condition(&mw.status.unwrap_or_default().conditions, "Stalled")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("spec.beforeStart.runbook"), "{message}");
+
+    let rb = ns
+        .wait_for::<Runbook>("backup-first", "Stalled", |o| {
+            o.status.as_ref().is_some_and(|s| {
+                stalled(&s.conditions, s.observed_generation, o.metadata.generation)
+            })
+        })
+        .await;
+    let message = condition(&rb.status.unwrap_or_default().conditions, "Stalled")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("spec.steps[0].backup.policy") && message.contains("\"nightly-db\""),
+        "{message}"
+    );
+
+    // Creating what they name makes them Ready without touching them.
+    ns.apply(&runbook(
+        "restart-app",
+        "  steps:\n  - {name: restart, restart: {target: {kind: Deployment, name: app}}}",
+    ));
+    ns.apply("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 80}]\n");
+    ns.apply(
+        "apiVersion: ops.runbook.dev/v1alpha1\nkind: BackupPolicy\nmetadata: {name: nightly-db}\nspec:\n  schedule: {cron: \"0 1 * * *\"}\n  jobTemplate: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: dump, image: pg:16}]}}}}\n",
+    );
+    ns.wait_for::<RunbookRun>("orphan", "Ready once the Runbook exists", |o| {
+        o.status
+            .as_ref()
+            .is_some_and(|s| ready(&s.conditions, s.observed_generation, o.metadata.generation))
+    })
+    .await;
+    ns.wait_for::<BlueGreenRelease>("web", "Ready once the Service exists", |o| {
+        o.status
+            .as_ref()
+            .is_some_and(|s| ready(&s.conditions, s.observed_generation, o.metadata.generation))
+    })
+    .await;
+    ns.wait_for::<MaintenanceWindow>("nightly", "Ready once the Runbook exists", |o| {
+        o.status
+            .as_ref()
+            .is_some_and(|s| ready(&s.conditions, s.observed_generation, o.metadata.generation))
+    })
+    .await;
+    ns.wait_for::<Runbook>("backup-first", "Ready once the BackupPolicy exists", |o| {
+        o.status
+            .as_ref()
+            .is_some_and(|s| ready(&s.conditions, s.observed_generation, o.metadata.generation))
+    })
+    .await;
+}

@@ -1,0 +1,197 @@
+//! Every file in examples/ is accepted and every resource in it reaches Ready; `kubectl get`
+//! and `kubectl explain` read well; a settled object costs no writes.
+
+use std::path::Path;
+
+use runbook_operator::backup_policy::BackupPolicy;
+use runbook_operator::blue_green::BlueGreenRelease;
+use runbook_operator::maintenance_window::MaintenanceWindow;
+use runbook_operator::runbook::Runbook;
+use runbook_operator::runbook_run::RunbookRun;
+
+use crate::support::{TestNamespace, counter_sum, http_get, kubectl_in, ready};
+
+/// Names of our kinds' objects in the example files, per kind.
+fn example_names(kind: &str) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("examples/") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("example file");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value: serde_yaml::Value = serde::Deserialize::deserialize(doc).expect("yaml");
+            if value["kind"].as_str() == Some(kind) {
+                names.push(value["metadata"]["name"].as_str().expect("name").to_owned());
+            }
+        }
+    }
+    names.sort();
+    names
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn every_example_is_accepted_and_ready() {
+    let mut ns = TestNamespace::new("examples").await;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let out = ns.kubectl(&["apply", "-f", dir.to_str().expect("utf-8 path")], None);
+    assert!(
+        out.status.success(),
+        "examples rejected: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ns.start_operator();
+
+    let mut total = 0;
+    for name in example_names("Runbook") {
+        ns.wait_for::<Runbook>(&name, "Ready", |o| {
+            o.status.as_ref().is_some_and(|s| {
+                ready(&s.conditions, s.observed_generation, o.metadata.generation)
+                    && s.phase.as_deref() == Some("Ready")
+            })
+        })
+        .await;
+        total += 1;
+    }
+    for name in example_names("RunbookRun") {
+        ns.wait_for::<RunbookRun>(&name, "Ready", |o| {
+            o.status
+                .as_ref()
+                .is_some_and(|s| ready(&s.conditions, s.observed_generation, o.metadata.generation))
+        })
+        .await;
+        total += 1;
+    }
+    for name in example_names("MaintenanceWindow") {
+        ns.wait_for::<MaintenanceWindow>(&name, "Ready", |o| {
+            o.status.as_ref().is_some_and(|s| {
+                ready(&s.conditions, s.observed_generation, o.metadata.generation)
+                    && s.phase.as_deref() == Some("Scheduled")
+            })
+        })
+        .await;
+        total += 1;
+    }
+    for name in example_names("BlueGreenRelease") {
+        ns.wait_for::<BlueGreenRelease>(&name, "Ready", |o| {
+            o.status
+                .as_ref()
+                .is_some_and(|s| ready(&s.conditions, s.observed_generation, o.metadata.generation))
+        })
+        .await;
+        total += 1;
+    }
+    for name in example_names("BackupPolicy") {
+        ns.wait_for::<BackupPolicy>(&name, "Ready", |o| {
+            o.status
+                .as_ref()
+                .is_some_and(|s| ready(&s.conditions, s.observed_generation, o.metadata.generation))
+        })
+        .await;
+        total += 1;
+    }
+    assert!(total >= 5, "examples hold at least one object of each kind");
+
+    // `kubectl get ops` lists every kind with its columns.
+    let out = ns.kubectl(&["get", "ops"], None);
+    let table = String::from_utf8_lossy(&out.stdout);
+    for header in [
+        "SCHEDULE",
+        "LAST RUN",
+        "LAST RESULT",
+        "NEXT RUN",
+        "RUNBOOK",
+        "PHASE",
+        "STEP",
+        "TRIGGER",
+        "STARTED",
+        "NEXT START",
+        "NEXT END",
+        "ACTIVE",
+        "REVISION",
+        "LAST SUCCESS",
+        "FRESH",
+        "NEXT",
+    ] {
+        assert!(
+            table.contains(header),
+            "kubectl get ops lacks column {header}:\n{table}"
+        );
+    }
+    for name in example_names("MaintenanceWindow") {
+        assert!(
+            table.contains(&format!("maintenancewindow.ops.runbook.dev/{name}")),
+            "{table}"
+        );
+    }
+    let out = ns.kubectl(&["get", "maintenancewindows"], None);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let header = table.lines().next().unwrap_or_default();
+    let columns: Vec<&str> = header
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "NAME",
+            "PHASE",
+            "NEXT START",
+            "NEXT END",
+            "LAST RESULT",
+            "AGE"
+        ],
+        "{table}"
+    );
+    assert!(
+        table.contains("monthly-maintenance") && table.contains("Scheduled"),
+        "{table}"
+    );
+
+    // Short names work.
+    for short in ["rb", "rbr", "mw", "bgr", "bp"] {
+        let out = ns.kubectl(&["get", short], None);
+        assert!(
+            out.status.success(),
+            "kubectl get {short}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // A settled object costs zero writes: a fresh operator reconciles everything once and
+    // writes nothing.
+    ns.start_operator();
+    let probe = ns.operator().probe.clone();
+    let metrics = loop {
+        let text = http_get(&probe, "/metrics").expect("metrics");
+        if counter_sum(&text, "runbook_operator_reconciles_total", "") >= total as f64 {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        counter_sum(&metrics, "runbook_operator_api_writes_total", ""),
+        0.0,
+        "a restarted operator rewrote settled objects:\n{metrics}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn kubectl_explain_describes_fields() {
+    for (path, words) in [
+        ("runbook.spec.steps.timeout", "Longest time one attempt"),
+        ("maintenancewindow.spec.schedule.cron", "SUN#1"),
+        ("bluegreenrelease.spec.slotLabel", "ops.runbook.dev/slot"),
+        ("backuppolicy.spec.rpo", "Recovery-point objective"),
+        ("runbookrun.status.steps.outputs", "previousReplicas"),
+    ] {
+        let out = kubectl_in(None, &["explain", path], None);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(words),
+            "kubectl explain {path}:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

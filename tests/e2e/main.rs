@@ -1,0 +1,6 @@
+//! Behaviour tests against the local control plane (`make test` starts it). Each test works
+//! in its own namespace with its own operator process.
+
+mod bad_input;
+mod examples;
+mod support;

@@ -1,0 +1,252 @@
+//! Test harness: each test gets its own namespace on the local cluster and its own operator
+//! process, started out-of-cluster against the same kubeconfig and scoped to that namespace.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, PostParams};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+/// Longest a test waits for the cluster or the operator before it gives up. A bound on
+/// hanging, not a performance assertion.
+pub const PATIENCE: Duration = Duration::from_secs(90);
+
+/// A namespace of one test, deleted (with its operator stopped) when dropped.
+pub struct TestNamespace {
+    /// Admin client.
+    pub client: Client,
+    /// Namespace name.
+    pub name: String,
+    operator: Option<Operator>,
+}
+
+/// An operator process scoped to one namespace.
+pub struct Operator {
+    child: Child,
+    /// Where its /metrics and /readyz are served.
+    pub probe: String,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+impl TestNamespace {
+    /// Creates `t-<prefix>-<random>`.
+    pub async fn new(prefix: &str) -> Self {
+        let client = Client::try_default()
+            .await
+            .expect("KUBECONFIG must point at the local cluster: run `make test`");
+        let name = format!("t-{prefix}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"runbook-operator.dev/test": prefix}}
+        }))
+        .expect("namespace object");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create test namespace");
+        Self {
+            client,
+            name,
+            operator: None,
+        }
+    }
+
+    /// The typed API of `K` in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Starts the operator for this namespace and waits until its caches have synced.
+    pub fn start_operator(&mut self) -> &Operator {
+        self.stop_operator();
+        let port = free_port();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-logs");
+        std::fs::create_dir_all(&dir).expect("log dir");
+        let log = dir.join(format!("{}.log", self.name));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("operator log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_runbook-operator"))
+            .args(["run", "--namespace", &self.name, "--probe-addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(file.try_clone().expect("log handle"))
+            .stderr(file)
+            .env("NO_COLOR", "1")
+            .spawn()
+            .expect("start the operator binary");
+        let operator = Operator {
+            child,
+            probe: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let started = Instant::now();
+        while http_get(&operator.probe, "/readyz").as_deref() != Some("ok") {
+            assert!(
+                started.elapsed() < PATIENCE,
+                "operator did not become ready; log: {}",
+                operator.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.operator.insert(operator)
+    }
+
+    /// Stops this namespace's operator, if running.
+    pub fn stop_operator(&mut self) {
+        self.operator = None;
+    }
+
+    /// The running operator.
+    pub fn operator(&self) -> &Operator {
+        self.operator.as_ref().expect("operator started")
+    }
+
+    /// Runs kubectl in this namespace with `stdin` as input.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        kubectl_in(Some(&self.name), args, stdin)
+    }
+
+    /// Applies YAML; panics with kubectl's message if it is refused.
+    pub fn apply(&self, yaml: &str) {
+        let out = self.kubectl(&["apply", "-f", "-"], Some(yaml));
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Polls `K` named `name` until `done` holds, returning the object.
+    pub async fn wait_for<K>(&self, name: &str, what: &str, done: impl Fn(&K) -> bool) -> K
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api = self.api::<K>();
+        let started = Instant::now();
+        loop {
+            let current = api.get_opt(name).await.expect("get object");
+            if let Some(obj) = &current
+                && done(obj)
+            {
+                return obj.clone();
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "{} {name} never became {what}; last seen: {current:#?}",
+                K::kind(&())
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        self.stop_operator();
+        // kubectl rather than the client: the client's connection task lives on the test's
+        // runtime, which is blocked inside this drop. Cleanup is best-effort; the cluster is
+        // torn down after the run anyway.
+        let _ = kubectl_in(
+            None,
+            &["delete", "namespace", &self.name, "--wait=false"],
+            None,
+        );
+    }
+}
+
+/// Runs kubectl (from PATH, as `make test` sets it) in `namespace`.
+pub fn kubectl_in(namespace: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new("kubectl");
+    if let Some(ns) = namespace {
+        cmd.args(["-n", ns]);
+    }
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("kubectl on PATH (run via `make test`)");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write kubectl stdin");
+    }
+    child.wait_with_output().expect("kubectl output")
+}
+
+/// A tiny HTTP/1.0 GET against the operator's probe server; the body, or None.
+pub fn http_get(base: &str, path: &str) -> Option<String> {
+    use std::io::Read;
+    let addr = base.strip_prefix("http://")?;
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+/// Sum of a counter family in Prometheus text, optionally only series containing `filter`.
+pub fn counter_sum(metrics: &str, name: &str, filter: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The condition of `type_` in a list.
+pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// True when `Ready` is True and the status describes the current generation.
+pub fn ready(conditions: &[Condition], observed: Option<i64>, generation: Option<i64>) -> bool {
+    observed == generation && condition(conditions, "Ready").is_some_and(|c| c.status == "True")
+}
+
+/// True when the object is Stalled with reason InvalidSpec for the current generation.
+pub fn stalled(conditions: &[Condition], observed: Option<i64>, generation: Option<i64>) -> bool {
+    observed == generation
+        && condition(conditions, "Stalled")
+            .is_some_and(|c| c.status == "True" && c.reason == "InvalidSpec")
+        && condition(conditions, "Ready").is_some_and(|c| c.status == "False")
+}
