@@ -2,5 +2,6 @@
 //! in its own namespace with its own operator process.
 
 mod bad_input;
+mod cluster;
 mod examples;
 mod support;

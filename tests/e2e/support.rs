@@ -83,9 +83,8 @@ impl TestNamespace {
     pub fn start_operator(&mut self) -> &Operator {
         self.stop_operator();
         let port = free_port();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-logs");
-        std::fs::create_dir_all(&dir).expect("log dir");
-        let log = dir.join(format!("{}.log", self.name));
+        let log = self.log_path();
+        std::fs::create_dir_all(log.parent().expect("log dir")).expect("log dir");
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -119,6 +118,32 @@ impl TestNamespace {
     /// Stops this namespace's operator, if running.
     pub fn stop_operator(&mut self) {
         self.operator = None;
+    }
+
+    /// Sends SIGTERM to the operator and waits for it to exit.
+    pub fn terminate_operator(&mut self) -> std::process::ExitStatus {
+        let mut operator = self.operator.take().expect("operator started");
+        let pid = operator.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "could not signal the operator");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = operator.child.try_wait().expect("wait for operator") {
+                return status;
+            }
+            assert!(started.elapsed() < PATIENCE, "operator ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Where this namespace's operator logs.
+    pub fn log_path(&self) -> PathBuf {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("e2e-logs")
+            .join(format!("{}.log", self.name))
     }
 
     /// The running operator.
@@ -249,4 +274,14 @@ pub fn stalled(conditions: &[Condition], observed: Option<i64>, generation: Opti
         && condition(conditions, "Stalled")
             .is_some_and(|c| c.status == "True" && c.reason == "InvalidSpec")
         && condition(conditions, "Ready").is_some_and(|c| c.status == "False")
+}
+
+impl TestNamespace {
+    /// A client that acts as ServiceAccount `name` of this namespace (the admin identity
+    /// impersonates it), for checking what RBAC lets that account do.
+    pub async fn client_as_service_account(&self, name: &str) -> Client {
+        let mut config = kube::Config::infer().await.expect("kubeconfig");
+        config.auth_info.impersonate = Some(format!("system:serviceaccount:{}:{name}", self.name));
+        Client::try_from(config).expect("impersonating client")
+    }
 }
