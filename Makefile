@@ -73,7 +73,7 @@ lint: ## Formatting and clippy.
 
 .PHONY: unit
 unit: ## Unit tests and the CRD drift check (no cluster needed).
-	$(CARGO) test --locked --lib --bins --test crds
+	$(CARGO) test --locked --lib --test crds
 
 .PHONY: test
 test: ## Lint, unit tests, then integration tests against a local cluster started for the run.
