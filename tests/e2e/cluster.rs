@@ -54,7 +54,7 @@ async fn the_operator_stops_cleanly_on_sigterm() {
         status.success(),
         "operator exited with {status} after SIGTERM"
     );
-    let log = std::fs::read_to_string(&ns.log_path()).expect("operator log");
+    let log = std::fs::read_to_string(ns.log_path()).expect("operator log");
     assert!(
         log.contains("controller stopped") && log.contains("stopped"),
         "{log}"
