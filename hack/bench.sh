@@ -67,6 +67,7 @@ done
 # helpers
 # ---------------------------------------------------------------------------
 T_BENCH=$EPOCHREALTIME
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 progress() { printf '[bench %s +%3.0fs] %s\n' "$(date +%H:%M:%S)" "$(since "$T_BENCH")" "$*" >&2; }
 die() { progress "ERROR: $*"; exit 1; }
 
@@ -191,6 +192,8 @@ status_count() {
 		-o jsonpath='{range .items[*]}{.status.observedGeneration}{"\n"}{end}' 2>>"$OUT/kubectl-poll.err" |
 		grep -c . || true
 }
+
+rss_mib() { awk '/^VmRSS:/ { printf "%.1f\n", $2 / 1024 }' "/proc/$OP_PID/status"; }
 
 OP_LOG=
 start_operator() { # run-number; sets OP_PID, OP_LOG, T_SPAWN
@@ -321,14 +324,14 @@ if [[ -n ${BENCH_OPERATOR:-} ]]; then
 	progress "using operator binary $OP_BIN (BENCH_OPERATOR)"
 else
 	OP_BIN=$REPO_ROOT/target/release/runbook-operator
-	progress "cargo build --release (log: $OUT/cargo-build.log)"
+	progress "cargo build --release --locked (log: $OUT/cargo-build.log)"
 	hb_start "building the operator"
 	rc=0
-	(cd "$REPO_ROOT" && cargo build --release) >"$OUT/cargo-build.log" 2>&1 || rc=$?
+	(cd "$REPO_ROOT" && cargo build --release --locked) >"$OUT/cargo-build.log" 2>&1 || rc=$?
 	hb_stop
 	if ((rc != 0)); then
 		tail -n 30 "$OUT/cargo-build.log" >&2
-		die "cargo build --release failed (exit $rc)"
+		die "cargo build --release --locked failed (exit $rc)"
 	fi
 fi
 [[ -x $OP_BIN ]] || die "operator binary $OP_BIN is missing"
@@ -452,8 +455,8 @@ create_runbooks
 if (exec 3<>"/dev/tcp/127.0.0.1/$PROBE_PORT") 2>/dev/null; then
 	die "port $PROBE_PORT is in use; set BENCH_PROBE_PORT"
 fi
-fresh_ready=() fresh_synced=() fresh_status=() fresh_notes=()
-restart_ready=() restart_synced=() restart_reconciled=() restart_writes=() restart_status_writes=()
+fresh_ready=() fresh_synced=() fresh_status=() fresh_notes=() fresh_rss=()
+restart_ready=() restart_synced=() restart_reconciled=() restart_writes=() restart_status_writes=() restart_rss=()
 OP_RUN=0
 
 # Starts the operator; sets T_READY and MS (elapsed_ms from its log, in s).
@@ -472,6 +475,7 @@ start_and_wait_ready() { # label
 run_fresh() { # n
 	stop_operator
 	start_and_wait_ready fresh
+	LAST_KIND="fresh run $1"
 	local t_rec t_st sw ev
 	t_rec=$(wait_reconciled)
 	t_st=$(wait_statuses)
@@ -481,12 +485,14 @@ run_fresh() { # n
 	[[ -z $MS ]] || fresh_synced+=("$MS")
 	fresh_status+=("$t_st")
 	fresh_notes+=("$sw/$ev")
+	fresh_rss+=("$(rss_mib)")
 	progress "  fresh $1/$RUNS: /readyz ${T_READY}s (log: ${MS:-?}s), all reconciled ${t_rec}s, all statuses ${t_st}s after spawn; $sw status writes, $ev events"
 }
 
 run_restart() { # n
 	stop_operator
 	start_and_wait_ready restart
+	LAST_KIND="restart $1"
 	local t_rec w
 	t_rec=$(wait_reconciled)
 	sleep 2 # let any write triggered by the initial pass land
@@ -496,6 +502,7 @@ run_restart() { # n
 	restart_reconciled+=("$t_rec")
 	restart_writes+=("$w")
 	restart_status_writes+=("$(op_writes 'write="status"')")
+	restart_rss+=("$(rss_mib)")
 	progress "  restart $1/$RUNS: /readyz ${T_READY}s (log: ${MS:-?}s), all $COUNT settled Runbooks reconciled ${t_rec}s after spawn; writes: $w"
 }
 
@@ -528,10 +535,12 @@ row "3a restart, settled: spawn -> /readyz 200" "$(stats "${restart_ready[@]}")"
 row "3b restart, settled: log 'caches synced'" "$(stats "${restart_synced[@]}")" s "operator's elapsed_ms, in s"
 row "3c restart, settled: spawn -> all reconciled" "$(stats "${restart_reconciled[@]}")" s "reconciles_total >= $COUNT"
 row "3d restart, settled: writes by the operator" "$(stats "${restart_writes[@]}")" writes "status writes: ${restart_status_writes[*]}; target 0"
-row "3e fresh: spawn -> /readyz 200" "$(stats "${fresh_ready[@]}")" s "run 1 (first start after cluster up): ${fresh_ready[0]} s"
-row "3f fresh: log 'caches synced'" "$(stats "${fresh_synced[@]}")" s "run 1: ${fresh_synced[0]:-?} s"
-row "3g fresh: spawn -> all have status" "$(stats "${fresh_status[@]}")" s "run 1: ${fresh_status[0]} s; .status.observedGeneration set"
+row "3e restart, settled: VmRSS after initial pass" "$(stats "${restart_rss[@]}")" MiB "2 s after all reconciled"
+row "3f fresh: spawn -> /readyz 200" "$(stats "${fresh_ready[@]}")" s "run 1 (first start after cluster up): ${fresh_ready[0]} s"
+row "3g fresh: log 'caches synced'" "$(stats "${fresh_synced[@]}")" s "run 1: ${fresh_synced[0]:-?} s"
+row "3h fresh: spawn -> all have status" "$(stats "${fresh_status[@]}")" s "run 1: ${fresh_status[0]} s; .status.observedGeneration set"
 row "     (status writes/events per fresh run)" "" "" "${fresh_notes[*]}; phase Ready now: $ready_count/$COUNT"
+row "3i fresh: VmRSS right after all statuses" "$(stats "${fresh_rss[@]}")" MiB "after writing $COUNT statuses and events"
 
 # ---------------------------------------------------------------------------
 # 4. RSS at idle  and  5. API writes over a settled window
@@ -539,9 +548,7 @@ row "     (status writes/events per fresh run)" "" "" "${fresh_notes[*]}; phase 
 progress "4. settling for ${SETTLE}s before reading the operator's RSS"
 sleep "$SETTLE"
 op_alive || op_died "settling"
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$OP_PID/status"; }
-rss1=$(rss_kib)
-rss1_mib=$(awk -v k="$rss1" 'BEGIN { printf "%.1f", k / 1024 }')
+rss1_mib=$(rss_mib)
 progress "  VmRSS ${rss1_mib} MiB"
 
 progress "5. API writes over a ${WINDOW}s window with $COUNT settled Runbooks"
@@ -558,8 +565,7 @@ done
 w1=$(op_writes) r1=$(op_reconciles) rr1=$(op_reconciles 'controller="runbook"')
 apiserver_writes >"$OUT/apiserver-writes-after.tsv"
 window=$(since "$t0")
-rss2=$(rss_kib)
-rss2_mib=$(awk -v k="$rss2" 'BEGIN { printf "%.1f", k / 1024 }')
+rss2_mib=$(rss_mib)
 op_w=$((w1 - w0))
 api_crd=$(delta_sum "$OUT/apiserver-writes-before.tsv" "$OUT/apiserver-writes-after.tsv" '^ops\.runbook\.dev/')
 api_ev=$(delta_sum "$OUT/apiserver-writes-before.tsv" "$OUT/apiserver-writes-after.tsv" '/events ')
@@ -569,7 +575,7 @@ if [[ -s $OUT/apiserver-writes-delta.tsv ]]; then
 	sed 's/^/      /' "$OUT/apiserver-writes-delta.tsv" >&2
 fi
 
-row "4  operator VmRSS, idle ${SETTLE}s after settling" "$rss1_mib $rss1_mib $rss1_mib 1" MiB "after the window: $rss2_mib MiB"
+row "4  operator VmRSS, idle ${SETTLE}s after settling" "$rss1_mib $rss1_mib $rss1_mib 1" MiB "operator of $LAST_KIND; after the window: $rss2_mib MiB"
 row "5a API writes/min, operator /metrics" "$(per_min "$op_w" "$window") - - 1" /min "$op_w in ${window}s; target 0"
 row "5b API writes/min, apiserver ops.runbook.dev" "$(per_min "$api_crd" "$window") - - 1" /min "$api_crd in ${window}s; target 0"
 row "5c API writes/min, apiserver events" "$(per_min "$api_ev" "$window") - - 1" /min "$api_ev in ${window}s; all clients, not only the operator"
@@ -581,8 +587,11 @@ row "5d reconciles in the window" "$((r1 - r0)) - - 1" count "runbook controller
 stop_operator
 {
 	echo
-	printf '== runbook-operator benchmark  %s  (BENCH_RUNS=%s, BENCH_WINDOW=%ss, %s Runbooks, %s cores, %s) ==\n' \
-		"$(date -u +%FT%TZ)" "$RUNS" "$WINDOW" "$COUNT" "$(nproc)" "$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+	printf '== runbook-operator benchmark  %s  (BENCH_RUNS=%s, BENCH_WINDOW=%ss, %s Runbooks, %s cores, tree %s) ==\n' \
+		"$(date -u +%FT%TZ)" "$RUNS" "$WINDOW" "$COUNT" "$(nproc)" "$(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo "?")"
+	printf 'operator binary: %s (mtime %s)\n' "$OP_BIN" "$(date -u -r "$OP_BIN" +%FT%TZ)"
+	printf 'machine load average (1/5/15 min): %s at start, %s at the end (a shared box: compare with care)\n' \
+		"$LOAD_START" "$(cut -d' ' -f1-3 /proc/loadavg)"
 	printf '%-46s %9s %9s %9s %-6s %2s  %s\n' figure median min max unit n note
 	printf '%s\n' "-------------------------------------------------------------------------------------------------------------"
 	for r in "${ROWS[@]}"; do

@@ -122,6 +122,7 @@ build_kube() {
 		[[ -x $bin/$t ]] || missing=1
 	done
 	if [[ -f $KUBE_DIR/.stamp && -z $missing ]]; then return 0; fi
+	local t0=$SECONDS
 	check_go
 	mkdir -p "$bin"
 	say "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $KUBE_VERSION from Go modules"
@@ -135,11 +136,12 @@ build_kube() {
 			k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
 	)
 	"$bin/kube-apiserver" --version >&2
-	date -u +%FT%TZ >"$KUBE_DIR/.stamp"
+	printf '%s build_seconds=%d\n' "$(date -u +%FT%TZ)" "$((SECONDS - t0))" >"$KUBE_DIR/.stamp"
 }
 
 build_etcd() {
 	if [[ -f $ETCD_DIR/.stamp && -x $ETCD_DIR/bin/etcd ]]; then return 0; fi
+	local t0=$SECONDS
 	check_go
 	mkdir -p "$ETCD_DIR/bin"
 	say "building etcd $ETCD_VERSION from Go modules (~1-3 min)"
@@ -148,11 +150,12 @@ build_etcd() {
 		run_logged "etcd $ETCD_VERSION" "$ETCD_DIR/build.log" \
 			go_env go build -ldflags "-s -w" -o "$ETCD_DIR/bin/etcd" go.etcd.io/etcd/server/v3
 	)
-	date -u +%FT%TZ >"$ETCD_DIR/.stamp"
+	printf '%s build_seconds=%d\n' "$(date -u +%FT%TZ)" "$((SECONDS - t0))" >"$ETCD_DIR/.stamp"
 }
 
 build_kwok() {
 	if [[ -f $KWOK_DIR/.stamp && -x $KWOK_DIR/bin/kwok ]]; then return 0; fi
+	local t0=$SECONDS
 	check_go
 	mkdir -p "$KWOK_DIR/bin"
 	say "building kwok $KWOK_VERSION from Go modules (~2-5 min)"
@@ -161,7 +164,7 @@ build_kwok() {
 		run_logged "kwok $KWOK_VERSION" "$KWOK_DIR/build.log" \
 			go_env GOBIN="$KWOK_DIR/bin" go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 	)
-	date -u +%FT%TZ >"$KWOK_DIR/.stamp"
+	printf '%s build_seconds=%d\n' "$(date -u +%FT%TZ)" "$((SECONDS - t0))" >"$KWOK_DIR/.stamp"
 }
 
 cmd_build() {
