@@ -10,6 +10,7 @@ pub mod context;
 pub mod crds;
 pub mod duration;
 pub mod embedded;
+pub mod kubectl;
 pub mod maintenance_window;
 pub mod metrics;
 pub mod params;

@@ -121,6 +121,8 @@ async fn stop_signal() {
 
 async fn run(config: Config, probe_addr: SocketAddr) -> anyhow::Result<()> {
     let started = Instant::now();
+    // http and notify steps use rustls with the same crypto provider as the Kubernetes client.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client::try_default()
         .await
         .context("cannot build a Kubernetes client: set KUBECONFIG or run inside a cluster")?;

@@ -72,7 +72,7 @@ pub fn watch_decoded<K: Kind>(
     };
     let (reader, writer) = reflector::store::<K>();
     let ctx = ctx.clone();
-    let decoded = watcher(api, watcher::Config::default())
+    let decoded = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .filter_map(move |event| {
             let ctx = ctx.clone();
@@ -261,7 +261,7 @@ where
     let stream = signal
         .wrap(reflector::reflector(
             writer,
-            watcher(api, watcher::Config::default()).default_backoff(),
+            watcher(api, watcher::Config::default().any_semantic()).default_backoff(),
         ))
         .touched_objects();
     (cache, stream)

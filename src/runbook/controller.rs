@@ -8,10 +8,18 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 
+use std::time::Duration;
+
+use kube::Resource;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::EventType;
+
+use super::triggers;
 use super::types::{Runbook, RunbookStatus};
 use crate::backup_policy::BackupPolicy;
 use crate::conditions::SpecProblem;
 use crate::context::Context;
+use crate::runbook_run::RunbookRun;
 use crate::runtime::{self, Shutdown};
 use crate::validation;
 
@@ -34,6 +42,7 @@ pub struct Observed {
 
 struct State {
     ctx: Arc<Context>,
+    runs: kube::runtime::reflector::Store<crate::runbook_run::RunbookRun>,
     policies: Cache<PartialObjectMeta<BackupPolicy>>,
 }
 
@@ -51,12 +60,24 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
             })
         },
     );
+    let (runs, run_stream) = runtime::watch_decoded::<RunbookRun>(&ctx, NAME);
+    let controller = controller.watches_stream(run_stream, |run| {
+        let namespace = run.namespace().unwrap_or_default();
+        Some(
+            kube::runtime::reflector::ObjectRef::new(&run.spec.runbook_ref.name).within(&namespace),
+        )
+    });
     runtime::report_synced(
-        vec![runtime::listed(&store), runtime::listed(&policies)],
+        vec![
+            runtime::listed(&store),
+            runtime::listed(&policies),
+            runtime::listed(&runs),
+        ],
         synced,
     );
     let state = Arc::new(State {
         ctx: ctx.clone(),
+        runs: runs.store.clone(),
         policies,
     });
     runtime::run(
@@ -158,10 +179,70 @@ async fn reconcile(rb: Arc<Runbook>, state: Arc<State>) -> Result<Action, Error>
         &runtime::now(),
         "the runbook is valid and can run",
     );
-    let status = desired_status(&rb, &verdict);
+    let mut status = desired_status(&rb, &verdict);
+    let namespace = rb.namespace().unwrap_or_default();
+    let name = rb.name_any();
+    let runs = state.runs.state();
+    let mine: Vec<&RunbookRun> = runs
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|r| {
+            r.namespace().as_deref() == Some(namespace.as_str()) && r.spec.runbook_ref.name == name
+        })
+        .collect();
+    let now = jiff::Timestamp::now();
+    let plan = if verdict.valid {
+        triggers::plan(&rb, &mine, &mut status, now)
+    } else {
+        triggers::Plan::default()
+    };
+    let run_api: Api<RunbookRun> = Api::namespaced(ctx.client.clone(), &namespace);
+    for run in &plan.cancel {
+        let patch = serde_json::json!({"metadata": {"annotations": {crate::runbook_run::controller::CANCEL: "concurrencyPolicy Replace"}}});
+        match run_api
+            .patch(run, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(err) => return Err(err.into()),
+        }
+        ctx.metrics.count_write(NAME, "cancel");
+    }
+    for run in &plan.create {
+        match run_api.create(&PostParams::default(), run).await {
+            Ok(_) => {}
+            // Created before (a restart, or a token seen twice): that run stands.
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(err) => return Err(err.into()),
+        }
+        ctx.metrics.count_write(NAME, "create");
+    }
     runtime::apply_status(ctx, NAME, rb.as_ref(), rb.status.as_ref(), &status).await?;
+    for run in &plan.prune {
+        match run_api.delete(run, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(err) => return Err(err.into()),
+        }
+        ctx.metrics.count_write(NAME, "prune");
+    }
     if let Some(note) = &verdict.note {
         runtime::publish_note(ctx, NAME, rb.as_ref(), note).await;
     }
-    Ok(Action::await_change())
+    for (warning, reason, message) in plan.events {
+        let type_ = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        ctx.publish(NAME, &rb.object_ref(&()), type_, reason, message)
+            .await;
+    }
+    Ok(match plan.next_check {
+        Some(next) => Action::requeue(
+            crate::runbook_run::actions::until(now, next) + Duration::from_millis(50),
+        ),
+        None => Action::await_change(),
+    })
 }

@@ -186,6 +186,10 @@ pub struct RunbookStatus {
     /// The last `ops.runbook.dev/run-now` token acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_run_now: Option<String>,
+    /// When the schedule was seen suspended; times that come due while suspended are not
+    /// run as a backlog after it resumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_since: Option<Time>,
     /// Ready, Reconciling and Stalled (kstatus).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

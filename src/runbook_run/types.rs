@@ -208,6 +208,9 @@ pub struct RunbookRunStatus {
     /// The step in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_step: Option<String>,
+    /// When a cancel (the `ops.runbook.dev/cancel` annotation, or deletion) was first seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_requested_at: Option<Time>,
     /// The journal: one entry per step, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepStatus>,

@@ -258,19 +258,26 @@ async fn missing_references_are_reported_until_they_exist() {
     ));
     ns.start_operator();
 
+    // A run is an immutable record: one naming a missing Runbook fails for good.
     let run = ns
-        .wait_for::<RunbookRun>("orphan", "Stalled", |o| {
-            o.status.as_ref().is_some_and(|s| {
-                stalled(&s.conditions, s.observed_generation, o.metadata.generation)
-            })
+        .wait_for::<RunbookRun>("orphan", "Failed", |o| {
+            o.status
+                .as_ref()
+                .is_some_and(|s| s.phase.as_deref() == Some("Failed"))
         })
         .await;
-    let message = condition(&run.status.unwrap_or_default().conditions, "Stalled")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let succeeded = condition(&run.status.unwrap_or_default().conditions, "Succeeded")
+        .cloned()
+        .expect("Succeeded condition");
+    assert_eq!(
+        (succeeded.status.as_str(), succeeded.reason.as_str()),
+        ("False", "RunbookNotFound")
+    );
     assert!(
-        message.contains("spec.runbookRef.name") && message.contains("\"restart-app\""),
-        "{message}"
+        succeeded.message.contains("spec.runbookRef.name")
+            && succeeded.message.contains("\"restart-app\""),
+        "{}",
+        succeeded.message
     );
 
     let bgr = ns
@@ -324,12 +331,6 @@ async fn missing_references_are_reported_until_they_exist() {
     ns.apply(
         "apiVersion: ops.runbook.dev/v1alpha1\nkind: BackupPolicy\nmetadata: {name: nightly-db}\nspec:\n  schedule: {cron: \"0 1 * * *\"}\n  jobTemplate: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: dump, image: pg:16}]}}}}\n",
     );
-    ns.wait_for::<RunbookRun>("orphan", "Ready once the Runbook exists", |o| {
-        o.status
-            .as_ref()
-            .is_some_and(|s| ready(&s.conditions, s.observed_generation, o.metadata.generation))
-    })
-    .await;
     ns.wait_for::<BlueGreenRelease>("web", "Ready once the Service exists", |o| {
         o.status
             .as_ref()

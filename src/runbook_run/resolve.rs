@@ -1,0 +1,161 @@
+//! Resolving a Runbook into the steps a run executes: parameter values (run overrides over
+//! Runbook defaults) substituted into every `{{ params.NAME }}`. Pure.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::conditions::SpecProblem;
+use crate::runbook::RunbookSpec;
+use crate::step::Step;
+
+/// Steps ready to execute.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resolved {
+    /// The main steps, parameters substituted.
+    pub steps: Vec<Step>,
+    /// The finally steps, parameters substituted.
+    pub finally: Vec<Step>,
+}
+
+/// Resolves `runbook` with the run's parameter `overrides`. Every problem names the field:
+/// an override the Runbook does not declare, or a parameter without default nor value.
+pub fn resolve(
+    runbook_name: &str,
+    runbook: &RunbookSpec,
+    overrides: &BTreeMap<String, String>,
+) -> Result<Resolved, Vec<SpecProblem>> {
+    let mut problems = Vec::new();
+    for name in overrides.keys() {
+        if !runbook.params.iter().any(|p| &p.name == name) {
+            problems.push(SpecProblem::new(
+                format!("spec.params.{name}"),
+                format!("Runbook {runbook_name:?} declares no parameter {name:?}"),
+            ));
+        }
+    }
+    let mut values = BTreeMap::new();
+    for param in &runbook.params {
+        match overrides.get(&param.name).or(param.default.as_ref()) {
+            Some(value) => {
+                values.insert(param.name.clone(), value.clone());
+            }
+            None => problems.push(SpecProblem::new(
+                format!("spec.params.{}", param.name),
+                format!(
+                    "Runbook {runbook_name:?} requires parameter {:?} (it has no default); set it in spec.params",
+                    param.name
+                ),
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let substitute = |steps: &[Step], path: &str| -> Result<Vec<Step>, SpecProblem> {
+        steps
+            .iter()
+            .enumerate()
+            .map(|(i, step)| {
+                let mut value = serde_json::to_value(step)
+                    .map_err(|e| SpecProblem::new(format!("{path}[{i}]"), e.to_string()))?;
+                substitute_value(&mut value, &values);
+                serde_json::from_value(value).map_err(|e| {
+                    SpecProblem::new(
+                        format!("{path}[{i}]"),
+                        format!("after substituting parameters the step is invalid: {e}"),
+                    )
+                })
+            })
+            .collect()
+    };
+    let steps = substitute(&runbook.steps, "spec.steps").map_err(|p| vec![p])?;
+    let finally = substitute(&runbook.finally, "spec.finally").map_err(|p| vec![p])?;
+    Ok(Resolved { steps, finally })
+}
+
+/// Replaces `{{ params.NAME }}` (spaces optional) in every string of `value`.
+fn substitute_value(value: &mut Value, params: &BTreeMap<String, String>) {
+    match value {
+        Value::String(text) => *text = substitute_text(text, params),
+        Value::Array(items) => items.iter_mut().for_each(|v| substitute_value(v, params)),
+        Value::Object(map) => map.values_mut().for_each(|v| substitute_value(v, params)),
+        _ => {}
+    }
+}
+
+/// Replaces the references in one string; unknown references are left as written.
+pub fn substitute_text(text: &str, params: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else {
+            out.push_str(&rest[open..]);
+            return out;
+        };
+        let inner = after[..close].trim();
+        match inner
+            .strip_prefix("params.")
+            .and_then(|n| params.get(n.trim()))
+        {
+            Some(value) => out.push_str(value),
+            None => out.push_str(&rest[open..open + 2 + close + 2]),
+        }
+        rest = &after[close + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(value: Value) -> RunbookSpec {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn run_values_override_defaults_everywhere() {
+        let rb = spec(json!({
+            "params": [{"name": "host", "default": "app"}, {"name": "replicas", "default": "2"}],
+            "steps": [{"name": "get", "http": {"url": "http://{{ params.host }}:8080/health",
+                "headers": [{"name": "X-Host", "value": "{{params.host}}"}]}}],
+            "finally": [{"name": "note", "notify": {"url": "http://hook", "message": "done on {{ params.host }}"}}]
+        }));
+        let overrides = BTreeMap::from([("host".to_owned(), "app.shop.svc".to_owned())]);
+        let r = resolve("rb", &rb, &overrides).unwrap();
+        let http = r.steps[0].http.as_ref().unwrap();
+        assert_eq!(http.url, "http://app.shop.svc:8080/health");
+        assert_eq!(http.headers[0].value.as_deref(), Some("app.shop.svc"));
+        assert_eq!(
+            r.finally[0].notify.as_ref().unwrap().message,
+            "done on app.shop.svc"
+        );
+    }
+
+    #[test]
+    fn unknown_and_missing_parameters_are_named() {
+        let rb = spec(json!({
+            "params": [{"name": "token"}],
+            "steps": [{"name": "nap", "sleep": {"duration": "1s"}}]
+        }));
+        let overrides = BTreeMap::from([("tokn".to_owned(), "x".to_owned())]);
+        let problems = resolve("rotate", &rb, &overrides).unwrap_err();
+        let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["spec.params.tokn", "spec.params.token"]);
+        assert!(problems[1].message.contains("no default"));
+    }
+
+    #[test]
+    fn text_substitution_leaves_other_braces_alone() {
+        let params = BTreeMap::from([("a".to_owned(), "1".to_owned())]);
+        assert_eq!(
+            substitute_text("{{ params.a }}-{{ other }}-{{", &params),
+            "1-{{ other }}-{{"
+        );
+    }
+}
