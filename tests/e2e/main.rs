@@ -3,5 +3,8 @@
 
 mod bad_input;
 mod cluster;
+mod crash;
 mod examples;
+mod steps;
 mod support;
+mod triggers;
