@@ -5,6 +5,4 @@ mod bad_input;
 mod cluster;
 mod crash;
 mod examples;
-mod steps;
 mod support;
-mod triggers;
