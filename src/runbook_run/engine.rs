@@ -120,11 +120,12 @@ pub fn outcome(status: &RunbookRunStatus, cancelled: bool) -> (&'static str, &'s
         .filter(|(_, s)| s.phase == StepPhase::Failed)
         .collect();
     let fatal = failed.iter().find(|(i, _)| {
-        *i >= main
-            || status
-                .resolved_steps
-                .get(*i)
-                .is_some_and(|s| s.on_failure.unwrap_or_default() == OnFailure::Abort)
+        let step = if *i < main {
+            status.resolved_steps.get(*i)
+        } else {
+            status.resolved_finally.get(*i - main)
+        };
+        step.is_none_or(|s| s.on_failure.unwrap_or_default() == OnFailure::Abort)
     });
     match fatal {
         Some((_, entry)) => {

@@ -4,5 +4,6 @@
 mod bad_input;
 mod cluster;
 mod crash;
+mod example_runs;
 mod examples;
 mod support;

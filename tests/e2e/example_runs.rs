@@ -1,0 +1,269 @@
+//! Every example Runbook runs in Plan mode without changing anything, and those the local
+//! cluster can execute run for real (HTTP steps against a server on 127.0.0.1).
+
+use std::path::Path;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use runbook_operator::runbook_run::{RunbookRun, StepPhase};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::TestNamespace;
+
+/// A server on 127.0.0.1 that answers every request 200 `{"status":"ok"}`.
+async fn healthy_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                let _ = socket.read(&mut buffer).await;
+                let body = r#"{"status":"ok"}"#;
+                let _ = socket
+                    .write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).as_bytes())
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+fn example_runbooks() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("examples/") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("file");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value: serde_yaml::Value = serde::Deserialize::deserialize(doc).expect("yaml");
+            if value["kind"].as_str() == Some("Runbook") {
+                names.push(value["metadata"]["name"].as_str().expect("name").to_owned());
+            }
+        }
+    }
+    names.sort();
+    names
+}
+
+fn run_yaml(name: &str, runbook: &str, mode: &str, params: &[(&str, String)]) -> String {
+    let params = params
+        .iter()
+        .map(|(k, v)| format!("{k}: \"{v}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "apiVersion: ops.runbook.dev/v1alpha1\nkind: RunbookRun\nmetadata: {{name: {name}}}\nspec:\n  runbookRef: {{name: {runbook}}}\n  mode: {mode}\n  params: {{{params}}}\n"
+    )
+}
+
+async fn finished(ns: &TestNamespace, name: &str) -> RunbookRun {
+    ns.wait_for::<RunbookRun>(name, "finished", |r| {
+        matches!(
+            r.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed" | "Cancelled")
+        )
+    })
+    .await
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn every_example_runbook_previews_in_plan_mode_and_changes_nothing() {
+    let mut ns = TestNamespace::new("plan-examples").await;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let out = ns.kubectl(&["apply", "-f", dir.to_str().expect("path")], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ns.start_operator();
+    let app = ns
+        .wait_for::<Deployment>("app", "Available", |d| {
+            d.status.as_ref().and_then(|s| s.available_replicas) == Some(2)
+        })
+        .await;
+    let token_before = ns
+        .api::<Secret>()
+        .get("app-api-token")
+        .await
+        .expect("secret")
+        .data;
+
+    let runbooks = example_runbooks();
+    assert!(
+        runbooks.len() >= 7,
+        "examples cover the spec's procedures: {runbooks:?}"
+    );
+    for runbook in &runbooks {
+        ns.apply(&run_yaml(&format!("plan-{runbook}"), runbook, "Plan", &[]));
+    }
+    for runbook in &runbooks {
+        let run = finished(&ns, &format!("plan-{runbook}")).await;
+        let status = run.status.unwrap_or_default();
+        assert_eq!(
+            status.phase.as_deref(),
+            Some("Succeeded"),
+            "Plan run of {runbook}: {status:#?}"
+        );
+        for entry in &status.steps {
+            assert!(
+                matches!(entry.phase, StepPhase::Succeeded | StepPhase::Skipped),
+                "Plan run of {runbook}, step {}: {entry:#?}",
+                entry.name
+            );
+            let message = entry.message.clone().unwrap_or_default();
+            if entry.phase == StepPhase::Skipped {
+                assert_eq!(
+                    entry.outputs.get("reason").map(String::as_str),
+                    Some("Plan"),
+                    "{entry:#?}"
+                );
+            }
+            assert!(!message.is_empty(), "{runbook}/{}: no message", entry.name);
+        }
+    }
+    // Nothing changed: same Deployment generation, no Jobs, the same Secret.
+    let after = ns.api::<Deployment>().get("app").await.expect("app");
+    assert_eq!(
+        after.metadata.generation, app.metadata.generation,
+        "a Plan run changed Deployment/app"
+    );
+    let jobs = ns
+        .api::<k8s_openapi::api::batch::v1::Job>()
+        .list(&Default::default())
+        .await
+        .expect("jobs");
+    assert!(
+        jobs.items.is_empty(),
+        "a Plan run created Jobs: {:?}",
+        jobs.items
+            .iter()
+            .map(|j| j.metadata.name.clone())
+            .collect::<Vec<_>>()
+    );
+    let token_after = ns
+        .api::<Secret>()
+        .get("app-api-token")
+        .await
+        .expect("secret")
+        .data;
+    assert_eq!(token_before, token_after, "a Plan run rotated the Secret");
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn example_runbooks_run_for_real_on_the_local_cluster() {
+    let mut ns = TestNamespace::new("real-examples").await;
+    let port = healthy_server().await;
+    let base = format!("http://127.0.0.1:{port}");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let out = ns.kubectl(&["apply", "-f", dir.to_str().expect("path")], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ns.start_operator();
+    ns.wait_for::<Deployment>("app", "Available", |d| {
+        d.status.as_ref().and_then(|s| s.available_replicas) == Some(2)
+    })
+    .await;
+    let token_before = ns
+        .api::<Secret>()
+        .get("app-api-token")
+        .await
+        .expect("secret")
+        .data;
+
+    // One at a time: several of them restart the same Deployment.
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        ("daily-health-check", vec![("baseUrl", base.clone())]),
+        ("db-idle-connections", vec![]),
+        ("cache-flush", vec![]),
+        ("rotate-api-token", vec![]),
+        ("pre-maintenance-backup", vec![]),
+        (
+            "deploy-with-backup",
+            vec![
+                ("baseUrl", base.clone()),
+                ("image", "registry.example.com/shop/app:1.5.0".into()),
+            ],
+        ),
+    ];
+    for (runbook, params) in &cases {
+        let name = format!("real-{runbook}");
+        ns.apply(&run_yaml(&name, runbook, "Run", params));
+        let run = finished(&ns, &name).await;
+        let status = run.status.clone().unwrap_or_default();
+        assert_eq!(
+            status.phase.as_deref(),
+            Some("Succeeded"),
+            "{runbook}: {status:#?}"
+        );
+        let yaml = String::from_utf8_lossy(
+            &ns.kubectl(&["get", "runbookrun", &name, "-o", "yaml"], None)
+                .stdout,
+        )
+        .into_owned();
+        let token = ns
+            .api::<Secret>()
+            .get("app-api-token")
+            .await
+            .expect("secret")
+            .data
+            .unwrap_or_default();
+        if let Some(value) = token.get("token") {
+            let value = String::from_utf8_lossy(&value.0).into_owned();
+            assert!(
+                !yaml.contains(&value),
+                "{runbook}: the rotated token appears in the run's status"
+            );
+        }
+    }
+    // The health check really reached the server and recorded the answer.
+    let health = ns
+        .api::<RunbookRun>()
+        .get("real-daily-health-check")
+        .await
+        .expect("run");
+    let first = &health.status.unwrap_or_default().steps[0];
+    assert_eq!(
+        first.outputs.get("httpStatus").map(String::as_str),
+        Some("200")
+    );
+    // The token was rotated; the deploy rolled out the new image.
+    let token_after = ns
+        .api::<Secret>()
+        .get("app-api-token")
+        .await
+        .expect("secret")
+        .data;
+    assert_ne!(
+        token_before, token_after,
+        "rotate-api-token did not change the Secret"
+    );
+    let image = ns
+        .api::<Deployment>()
+        .get("app")
+        .await
+        .expect("app")
+        .spec
+        .and_then(|s| s.template.spec)
+        .map(|s| s.containers[0].image.clone());
+    assert_eq!(
+        image,
+        Some(Some("registry.example.com/shop/app:1.5.0".into()))
+    );
+    let events =
+        String::from_utf8_lossy(&ns.kubectl(&["get", "events", "-o", "yaml"], None).stdout)
+            .into_owned();
+    if let Some(value) = token_after.unwrap_or_default().get("token") {
+        assert!(
+            !events.contains(&*String::from_utf8_lossy(&value.0)),
+            "the rotated token appears in an Event"
+        );
+    }
+}
