@@ -7,7 +7,8 @@
 //!
 //! | step | guarantee |
 //! |---|---|
-//! | scale, setEnv, restart, rollback, patch, deletePods, rotateSecret | effect exactly once (idempotent write of a recorded intent) |
+//! | scale, setEnv, restart, rollback, deletePods, rotateSecret, patch (merge, apply) | effect exactly once (idempotent write of a recorded intent) |
+//! | patch (json) | at most once: a lost outcome is reported, never re-sent |
 //! | job | exactly one Job per step and attempt (deterministic name) |
 //! | http | at most once per attempt; a retry is a new attempt |
 //! | notify | at most once: an unknown delivery is reported, never resent |
@@ -167,7 +168,7 @@ pub async fn act(
         return act_http(exec, step, http, entry, fresh_intent).await;
     }
     if let Some(patch) = &step.patch {
-        return act_patch(exec, patch, entry).await;
+        return act_patch(exec, patch, entry, fresh_intent).await;
     }
     if let Some(delete) = &step.delete_pods {
         return act_delete_pods(exec, delete, entry).await;
@@ -530,10 +531,43 @@ async fn act_rollback(
         .list(&ListParams::default())
         .await?
         .items;
-    let plan = match kubectl::rollback_plan(&deployment, &replica_sets, rollback.to_revision) {
+    // Once recorded, the target is the ReplicaSet chosen then: after the rollback it carries
+    // a new revision number, and "previous" would mean something else. Planning against its
+    // current revision makes a repeated pass a no-op ("already matches").
+    let wanted = match entry.outputs.get("replicaSet") {
+        None => rollback.to_revision,
+        Some(name) => {
+            let revision = replica_sets
+                .iter()
+                .find(|rs| rs.metadata.name.as_deref() == Some(name.as_str()))
+                .and_then(|rs| rs.annotations().get(kubectl::REVISION_ANNOTATION))
+                .and_then(|r| r.parse::<i64>().ok());
+            match revision {
+                Some(r) => Some(r),
+                None => {
+                    return Ok(failed(
+                        "RollbackFailed",
+                        format!(
+                            "ReplicaSet {name} of the recorded target revision no longer exists"
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    let plan = match kubectl::rollback_plan(&deployment, &replica_sets, wanted) {
         Ok(plan) => plan,
         Err(err) => return Ok(failed("RollbackFailed", err.to_string())),
     };
+    if let (kubectl::RollbackChange::Skip { .. }, Some(from), Some(to)) = (
+        &plan.change,
+        entry.outputs.get("fromRevision"),
+        entry.outputs.get("toRevision"),
+    ) {
+        return Ok(Act::Succeeded(format!(
+            "rolled {what} back from revision {from} to {to}"
+        )));
+    }
     let patch = match &plan.change {
         kubectl::RollbackChange::Skip { message } => return Ok(Act::Succeeded(message.clone())),
         kubectl::RollbackChange::Patch { patch, .. } => {
@@ -555,6 +589,9 @@ async fn act_rollback(
         entry
             .outputs
             .insert("toRevision".into(), plan.to_revision.to_string());
+        entry
+            .outputs
+            .insert("replicaSet".into(), plan.replica_set.clone());
         return Ok(Act::Record);
     }
     if let Err(err) = deployments
@@ -986,10 +1023,28 @@ async fn act_patch(
     exec: &Exec<'_>,
     patch: &crate::step::PatchAction,
     entry: &mut StepStatus,
+    fresh_intent: bool,
 ) -> Result<Act, Error> {
     let target = &patch.target;
     let what = format!("{}/{}", target.kind, target.name);
     entry.target = Some(what.clone());
+    if !exec.plan {
+        if entry.outputs.get("sent") != Some(&sent_marker(entry)) {
+            entry.outputs.insert("sent".into(), sent_marker(entry));
+            return Ok(Act::Record);
+        }
+        // Merge and apply patches give the same result when repeated; a JSON patch (e.g. an
+        // append) may not, so one whose outcome was lost in a restart is not re-sent.
+        if !fresh_intent && patch.type_ == crate::step::PatchType::Json {
+            return Ok(Act::Failed {
+                reason: "OutcomeUnknown",
+                message: format!(
+                    "the operator restarted after sending the JSON patch to {what}; not re-sent, since a JSON patch may not be idempotent: check {what}"
+                ),
+                retryable: false,
+            });
+        }
+    }
     let (group, version) = match target.api_version.split_once('/') {
         Some((g, v)) => (g, v),
         None => ("", target.api_version.as_str()),

@@ -6,4 +6,5 @@ mod cluster;
 mod crash;
 mod example_runs;
 mod examples;
+mod steps;
 mod support;
