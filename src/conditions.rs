@@ -114,6 +114,24 @@ fn order(type_: &str) -> u8 {
     }
 }
 
+/// A status that carries a condition list.
+pub trait HasConditions {
+    /// The conditions.
+    fn conditions(&self) -> &[Condition];
+}
+
+/// Implements [`HasConditions`] for status types with a `conditions` field.
+#[macro_export]
+macro_rules! has_conditions {
+    ($($status:ty),+) => {
+        $(impl $crate::conditions::HasConditions for $status {
+            fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+                &self.conditions
+            }
+        })+
+    };
+}
+
 /// A spec problem the API server could not catch: which field, and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpecProblem {

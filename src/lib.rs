@@ -21,3 +21,11 @@ pub mod schedule;
 pub mod server;
 pub mod step;
 pub mod validation;
+
+has_conditions!(
+    runbook::RunbookStatus,
+    runbook_run::RunbookRunStatus,
+    maintenance_window::MaintenanceWindowStatus,
+    blue_green::BlueGreenReleaseStatus,
+    backup_policy::BackupPolicyStatus
+);

@@ -285,6 +285,37 @@ where
         .is_some()
 }
 
+/// The common tail of a reconcile that judges a spec: merge the conditions, build the status
+/// with `status_for`, write it if it changed, and publish an Event if readiness changed.
+/// Returns the verdict for callers that act on validity.
+pub async fn settle<K, S>(
+    ctx: &Context,
+    controller: &str,
+    obj: &K,
+    current: Option<&S>,
+    problems: &[crate::conditions::SpecProblem],
+    ready_message: &str,
+    status_for: impl FnOnce(&crate::validation::Verdict) -> S,
+) -> Result<crate::validation::Verdict, kube::Error>
+where
+    K: Kind + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    S: Serialize + PartialEq + crate::conditions::HasConditions,
+{
+    let verdict = crate::validation::judge(
+        current.map(|s| s.conditions()).unwrap_or_default(),
+        problems,
+        obj.meta().generation,
+        &now(),
+        ready_message,
+    );
+    let status = status_for(&verdict);
+    apply_status(ctx, controller, obj, current, &status).await?;
+    if let Some(note) = &verdict.note {
+        publish_note(ctx, controller, obj, note).await;
+    }
+    Ok(verdict)
+}
+
 /// Publishes a note from a [`crate::validation::Verdict`] on `obj`.
 pub async fn publish_note<K: Kind>(
     ctx: &Context,

@@ -79,22 +79,15 @@ pub fn desired_status(bp: &BackupPolicy, verdict: &validation::Verdict) -> Backu
 
 async fn reconcile(bp: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
     let problems = problems(&bp);
-    let existing = bp
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    let verdict = validation::judge(
-        existing,
+    runtime::settle(
+        &ctx,
+        NAME,
+        bp.as_ref(),
+        bp.status.as_ref(),
         &problems,
-        bp.metadata.generation,
-        &runtime::now(),
         "the policy is valid",
-    );
-    let status = desired_status(&bp, &verdict);
-    runtime::apply_status(&ctx, NAME, bp.as_ref(), bp.status.as_ref(), &status).await?;
-    if let Some(note) = &verdict.note {
-        runtime::publish_note(&ctx, NAME, bp.as_ref(), note).await;
-    }
+        |verdict| desired_status(&bp, verdict),
+    )
+    .await?;
     Ok(Action::await_change())
 }

@@ -139,22 +139,15 @@ async fn reconcile(bgr: Arc<BlueGreenRelease>, state: Arc<State>) -> Result<Acti
         }
     }
     let problems = problems(&bgr, &Observed { missing_services });
-    let existing = bgr
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    let verdict = validation::judge(
-        existing,
+    runtime::settle(
+        ctx,
+        NAME,
+        bgr.as_ref(),
+        bgr.status.as_ref(),
         &problems,
-        bgr.metadata.generation,
-        &runtime::now(),
         "the release is valid and its Services exist",
-    );
-    let status = desired_status(&bgr, &verdict);
-    runtime::apply_status(ctx, NAME, bgr.as_ref(), bgr.status.as_ref(), &status).await?;
-    if let Some(note) = &verdict.note {
-        runtime::publish_note(ctx, NAME, bgr.as_ref(), note).await;
-    }
+        |verdict| desired_status(&bgr, verdict),
+    )
+    .await?;
     Ok(Action::await_change())
 }

@@ -153,22 +153,15 @@ async fn reconcile(mw: Arc<MaintenanceWindow>, state: Arc<State>) -> Result<Acti
         }
     }
     let problems = problems(&mw, &Observed { missing_runbooks });
-    let existing = mw
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    let verdict = validation::judge(
-        existing,
+    runtime::settle(
+        ctx,
+        NAME,
+        mw.as_ref(),
+        mw.status.as_ref(),
         &problems,
-        mw.metadata.generation,
-        &runtime::now(),
         "the window is valid",
-    );
-    let status = desired_status(&mw, &verdict);
-    runtime::apply_status(ctx, NAME, mw.as_ref(), mw.status.as_ref(), &status).await?;
-    if let Some(note) = &verdict.note {
-        runtime::publish_note(ctx, NAME, mw.as_ref(), note).await;
-    }
+        |verdict| desired_status(&mw, verdict),
+    )
+    .await?;
     Ok(Action::await_change())
 }
