@@ -209,14 +209,15 @@ async fn reconcile(rb: Arc<Runbook>, state: Arc<State>) -> Result<Action, Error>
         }
         ctx.metrics.count_write(NAME, "cancel");
     }
-    for run in &plan.create {
+    let mut created = Vec::new();
+    for (run, reason, message) in &plan.create {
+        ctx.metrics.count_write(NAME, "create");
         match run_api.create(&PostParams::default(), run).await {
-            Ok(_) => {}
-            // Created before (a restart, or a token seen twice): that run stands.
+            Ok(_) => created.push((*reason, message.clone())),
+            // Created before (a restart, or a token used again): that run stands.
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(err) => return Err(err.into()),
         }
-        ctx.metrics.count_write(NAME, "create");
     }
     runtime::apply_status(ctx, NAME, rb.as_ref(), rb.status.as_ref(), &status).await?;
     for run in &plan.prune {
@@ -229,6 +230,16 @@ async fn reconcile(rb: Arc<Runbook>, state: Arc<State>) -> Result<Action, Error>
     }
     if let Some(note) = &verdict.note {
         runtime::publish_note(ctx, NAME, rb.as_ref(), note).await;
+    }
+    for (reason, message) in created {
+        ctx.publish(
+            NAME,
+            &rb.object_ref(&()),
+            EventType::Normal,
+            reason,
+            message,
+        )
+        .await;
     }
     for (warning, reason, message) in plan.events {
         let type_ = if warning {

@@ -23,8 +23,9 @@ pub const RUN_NOW: &str = "ops.runbook.dev/run-now";
 /// the clock.
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// Runs to create (idempotent by name).
-    pub create: Vec<RunbookRun>,
+    /// Runs to create (idempotent by name), each with the Event (reason, message) to publish
+    /// when it is really created; an existing run of that name means it was created before.
+    pub create: Vec<(RunbookRun, &'static str, String)>,
     /// Active runs to cancel (concurrencyPolicy Replace).
     pub cancel: Vec<String>,
     /// Finished runs beyond the history limits, oldest first.
@@ -106,17 +107,16 @@ pub fn plan(
         && status.last_handled_run_now.as_deref() != Some(token.as_str())
     {
         let run_name = run_now_name(&name, token);
-        plan.create.push(new_run(
-            rb,
-            run_name.clone(),
-            Trigger {
-                type_: TriggerType::Manual,
-                scheduled_time: None,
-                source: Some(format!("{RUN_NOW}={token}")),
-            },
-        ));
-        plan.events.push((
-            false,
+        plan.create.push((
+            new_run(
+                rb,
+                run_name.clone(),
+                Trigger {
+                    type_: TriggerType::Manual,
+                    scheduled_time: None,
+                    source: Some(format!("{RUN_NOW}={token}")),
+                },
+            ),
             "RunRequested",
             format!("{RUN_NOW}={token}: started run {run_name}"),
         ));
@@ -175,17 +175,16 @@ pub fn plan(
                             plan.cancel.extend(active.iter().map(|r| r.name_any()));
                         }
                         let run_name = scheduled_name(&name, at);
-                        plan.create.push(new_run(
-                            rb,
-                            run_name.clone(),
-                            Trigger {
-                                type_: TriggerType::Schedule,
-                                scheduled_time: Some(time(at)),
-                                source: Some(format!("schedule {:?}", schedule.cron)),
-                            },
-                        ));
-                        plan.events.push((
-                            false,
+                        plan.create.push((
+                            new_run(
+                                rb,
+                                run_name.clone(),
+                                Trigger {
+                                    type_: TriggerType::Schedule,
+                                    scheduled_time: Some(time(at)),
+                                    source: Some(format!("schedule {:?}", schedule.cron)),
+                                },
+                            ),
                             "Scheduled",
                             format!("started run {run_name} for {at}"),
                         ));
@@ -289,7 +288,7 @@ mod tests {
         let p = plan(&rb, &[], &mut status, ts("2026-11-25T10:00:05Z"));
         assert_eq!(p.create.len(), 1);
         assert_eq!(
-            p.create[0].name_any(),
+            p.create[0].0.name_any(),
             run_now_name("nightly", "2026-11-25T10:00")
         );
         assert_eq!(
@@ -315,10 +314,10 @@ mod tests {
         let p = plan(&rb, &[], &mut status, now);
         assert_eq!(p.create.len(), 1);
         assert_eq!(
-            p.create[0].name_any(),
+            p.create[0].0.name_any(),
             scheduled_name("nightly", ts("2026-11-25T01:00:00Z"))
         );
-        let trigger = p.create[0].spec.trigger.clone().unwrap();
+        let trigger = p.create[0].0.spec.trigger.clone().unwrap();
         assert_eq!(trigger.type_, TriggerType::Schedule);
         assert_eq!(
             status.last_schedule_time,
@@ -385,7 +384,7 @@ mod tests {
         assert!(
             p.create.is_empty(),
             "hours missed while suspended must not run: {:?}",
-            p.create
+            p.create.iter().map(|c| c.0.name_any()).collect::<Vec<_>>()
         );
         assert_eq!(
             status.next_schedule_time,

@@ -153,7 +153,20 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
         controller,
         ctx,
         NAME,
-        move |run, _| reconcile(run, state.clone()),
+        move |run, _| {
+            let state = state.clone();
+            async move {
+                match reconcile(run, state).await {
+                    // Our cached copy was older than our own last write: nothing was done
+                    // on the stale copy; look again in a moment with the fresh one.
+                    Err(Error::Kube(kube::Error::Api(status))) if status.code == 409 => {
+                        tracing::debug!("status write conflicted with a newer version; retrying");
+                        Ok(Action::requeue(Duration::from_millis(200)))
+                    }
+                    other => other,
+                }
+            }
+        },
         shutdown,
     )
     .await;
@@ -333,6 +346,14 @@ fn desired_succeeded(status: &RunbookRunStatus) -> (Status, String, String) {
                 prev.map(|c| c.message).unwrap_or_default(),
             )
         }
+        // The message naming the window it waits for was set when the run was held.
+        phase::WAITING_FOR_WINDOW => (
+            Status::Unknown,
+            phase.to_owned(),
+            previous
+                .map(|c| c.message.clone())
+                .unwrap_or_else(|| format!("phase {phase}")),
+        ),
         _ => {
             let current = status.current_step.clone().unwrap_or_default();
             let message = status
@@ -388,6 +409,23 @@ async fn reconcile(run: Arc<RunbookRun>, state: Arc<State>) -> Result<Action, Er
             if has_finalizer {
                 set_metadata(ctx, &run, false, &mut rv).await?;
             }
+            return Ok(Action::await_change());
+        }
+        if cancel_seen {
+            // Cancelled before it started (e.g. while held for a window): nothing ran.
+            let message = "cancelled before it started; no step ran".to_owned();
+            status.cancel_requested_at = Some(now_t.clone());
+            finish(
+                &mut status,
+                phase::CANCELLED,
+                "Cancelled",
+                message.clone(),
+                &now_t,
+            );
+            status.observed_generation = run.metadata.generation;
+            status.conditions = run_conditions(&status, run.metadata.generation, &now_t);
+            write_status(ctx, &run, &status, &mut rv).await?;
+            publish(ctx, &run, EventType::Normal, "Cancelled", message).await;
             return Ok(Action::await_change());
         }
         return start(&run, &state, status, rv, now_t).await;

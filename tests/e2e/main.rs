@@ -8,3 +8,4 @@ mod example_runs;
 mod examples;
 mod steps;
 mod support;
+mod triggers;
