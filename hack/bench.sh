@@ -46,7 +46,7 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 CLUSTER_SH=$SCRIPT_DIR/cluster.sh
-CLUSTER=bench
+CLUSTER=${BENCH_CLUSTER:-bench}
 
 RUNS=${BENCH_RUNS:-3}
 WINDOW=${BENCH_WINDOW:-60}

@@ -48,8 +48,9 @@ impl Context {
         }
     }
 
-    /// Publishes an Event. A failure to publish is logged and otherwise ignored: Events are
-    /// best-effort and must never fail a reconcile.
+    /// Publishes an Event in the background. Events are best-effort: a failure is logged,
+    /// and the reconcile that reported something never waits for (or fails on) the Event
+    /// write, which under load would add an API round trip to every step transition.
     pub async fn publish(
         &self,
         controller: &str,
@@ -66,8 +67,13 @@ impl Context {
             secondary: None,
         };
         self.metrics.count_write(controller, "event");
-        if let Err(err) = self.recorder.publish(&event, regarding).await {
-            warn!(%err, reason, "could not publish an Event");
-        }
+        let recorder = self.recorder.clone();
+        let regarding = regarding.clone();
+        let reason = reason.to_owned();
+        tokio::spawn(async move {
+            if let Err(err) = recorder.publish(&event, &regarding).await {
+                warn!(%err, reason, "could not publish an Event");
+            }
+        });
     }
 }

@@ -203,23 +203,7 @@ async fn accepted_but_stalled_with_the_field_named() {
             );
         }
         // The same words reach `kubectl describe` as a Warning Event.
-        let events = ns.kubectl(
-            &[
-                "get",
-                "events",
-                "--field-selector",
-                &format!("involvedObject.name={name},reason=InvalidSpec"),
-                "-o",
-                "jsonpath={.items[*].message}",
-            ],
-            None,
-        );
-        let events = String::from_utf8_lossy(&events.stdout);
-        assert!(
-            events.contains(expected[0]),
-            "{kind}/{name}: no InvalidSpec Event naming {:?}: {events:?}",
-            expected[0]
-        );
+        ns.wait_for_event(name, "InvalidSpec", expected[0]).await;
     }
 
     // Fixing the spec clears the condition; the operator never stopped.

@@ -53,11 +53,26 @@ async fn every_example_is_accepted_and_ready() {
         total += 1;
     }
     for name in example_names("RunbookRun") {
-        ns.wait_for::<RunbookRun>(&name, "Ready", |o| {
-            o.status
-                .as_ref()
-                .is_some_and(|s| ready(&s.conditions, s.observed_generation, o.metadata.generation))
-        })
+        // The example run is a Plan-mode preview: it runs to the end on the local cluster.
+        let run = ns
+            .wait_for::<RunbookRun>(&name, "Succeeded and Ready", |o| {
+                o.status.as_ref().is_some_and(|s| {
+                    ready(&s.conditions, s.observed_generation, o.metadata.generation)
+                        && s.phase.as_deref() == Some("Succeeded")
+                })
+            })
+            .await;
+        // Settled means its Runbook shows it as the last run, too.
+        ns.wait_for::<Runbook>(
+            &run.spec.runbook_ref.name,
+            "showing the run as lastRun",
+            |rb| {
+                rb.status
+                    .as_ref()
+                    .and_then(|s| s.last_run.as_ref())
+                    .is_some_and(|l| l.name == name && l.phase.as_deref() == Some("Succeeded"))
+            },
+        )
         .await;
         total += 1;
     }

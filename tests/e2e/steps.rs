@@ -888,6 +888,7 @@ async fn http_and_notify_steps_talk_to_a_server_without_leaking_secrets() {
     assert_eq!(server.requests("/health").len(), 2);
     assert_eq!(server.total(), 7, "{:#?}", server.seen);
 
+    ns.wait_for_event("checks-1", "StepSucceeded", "").await;
     assert_never_shown(&ns, token.trim_start_matches("Bearer "));
     assert_never_shown(&ns, &hook_secret);
 }
@@ -992,6 +993,7 @@ async fn patch_delete_pods_and_rotate_secret_change_the_objects() {
         Some(output(&e, "restartedAt")),
         "{app:#?}"
     );
+    ns.wait_for_event("fix-1", "StepSucceeded", "").await;
     assert_never_shown(&ns, &password);
 }
 
@@ -1138,18 +1140,8 @@ async fn failures_abort_or_continue_and_finally_steps_always_run() {
     );
 
     // The failure is a Warning Event on the run, with the reason.
-    let events = kubectl_text(
-        &ns,
-        &[
-            "get",
-            "events",
-            "--field-selector",
-            "involvedObject.name=hard-1,reason=StepFailed",
-            "-o",
-            "jsonpath={.items[*].message}",
-        ],
-    );
-    assert!(events.contains("TargetNotFound"), "{events:?}");
+    ns.wait_for_event("hard-1", "StepFailed", "TargetNotFound")
+        .await;
 }
 
 #[tokio::test]

@@ -285,3 +285,34 @@ impl TestNamespace {
         Client::try_from(config).expect("impersonating client")
     }
 }
+
+impl TestNamespace {
+    /// Waits until an Event with `reason` about the object `name` says `words` (Events are
+    /// published in the background, a moment after the change they report); returns the
+    /// messages of such Events.
+    pub async fn wait_for_event(&self, name: &str, reason: &str, words: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let out = self.kubectl(
+                &[
+                    "get",
+                    "events",
+                    "--field-selector",
+                    &format!("involvedObject.name={name},reason={reason}"),
+                    "-o",
+                    "jsonpath={.items[*].message}",
+                ],
+                None,
+            );
+            let messages = String::from_utf8_lossy(&out.stdout).into_owned();
+            if messages.contains(words) {
+                return messages;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "no {reason} Event about {name} saying {words:?}; messages: {messages:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
