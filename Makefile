@@ -92,3 +92,4 @@ test: ## Lint, unit tests, then integration tests against a local cluster starte
 .PHONY: bench
 bench: build ## Benchmarks against a local cluster; prints figures.
 	hack/bench.sh
+	hack/bench-runs.sh
