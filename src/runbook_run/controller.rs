@@ -413,20 +413,18 @@ async fn reconcile(run: Arc<RunbookRun>, state: Arc<State>) -> Result<Action, Er
         }
         if cancel_seen {
             // Cancelled before it started (e.g. while held for a window): nothing ran.
-            let message = "cancelled before it started; no step ran".to_owned();
             status.cancel_requested_at = Some(now_t.clone());
-            finish(
-                &mut status,
-                phase::CANCELLED,
-                "Cancelled",
-                message.clone(),
+            let message = "cancelled before it started; no step ran".to_owned();
+            return end_before_start(
+                ctx,
+                &run,
+                status,
+                rv,
                 &now_t,
-            );
-            status.observed_generation = run.metadata.generation;
-            status.conditions = run_conditions(&status, run.metadata.generation, &now_t);
-            write_status(ctx, &run, &status, &mut rv).await?;
-            publish(ctx, &run, EventType::Normal, "Cancelled", message).await;
-            return Ok(Action::await_change());
+                (phase::CANCELLED, "Cancelled"),
+                message,
+            )
+            .await;
         }
         return start(&run, &state, status, rv, now_t).await;
     }
@@ -723,6 +721,34 @@ fn retry_or_fail(
     fail(entry, reason, message, &now_time(now))
 }
 
+/// Ends a run that never started its steps: its Runbook is missing, its parameters are
+/// wrong, or it was cancelled while held. `outcome` is (phase, reason).
+async fn end_before_start(
+    ctx: &Context,
+    run: &RunbookRun,
+    mut status: RunbookRunStatus,
+    mut rv: Option<String>,
+    now: &Time,
+    outcome: (&str, &'static str),
+    message: String,
+) -> Result<Action, Error> {
+    let (phase_, reason) = outcome;
+    if phase_ != phase::CANCELLED {
+        status.start_time = Some(now.clone());
+    }
+    finish(&mut status, phase_, reason, message.clone(), now);
+    status.observed_generation = run.metadata.generation;
+    status.conditions = run_conditions(&status, run.metadata.generation, now);
+    write_status(ctx, run, &status, &mut rv).await?;
+    let kind = if phase_ == phase::CANCELLED {
+        EventType::Normal
+    } else {
+        EventType::Warning
+    };
+    publish(ctx, run, kind, reason, message).await;
+    Ok(Action::await_change())
+}
+
 /// First reconcile of a run: resolve the Runbook, hold for a window if required, record the
 /// resolved steps.
 async fn start(
@@ -744,19 +770,16 @@ async fn start(
             let message = format!(
                 "spec.runbookRef.name: Runbook {runbook_name:?} does not exist in namespace {namespace:?}; create a new run that names an existing Runbook"
             );
-            status.start_time = Some(now.clone());
-            finish(
-                &mut status,
-                phase::FAILED,
-                "RunbookNotFound",
-                message.clone(),
+            return end_before_start(
+                ctx,
+                run,
+                status,
+                rv,
                 &now,
-            );
-            status.observed_generation = run.metadata.generation;
-            status.conditions = run_conditions(&status, run.metadata.generation, &now);
-            write_status(ctx, run, &status, &mut rv).await?;
-            publish(ctx, run, EventType::Warning, "RunbookNotFound", message).await;
-            return Ok(Action::await_change());
+                (phase::FAILED, "RunbookNotFound"),
+                message,
+            )
+            .await;
         }
     };
     let resolved = match resolve::resolve(runbook_name, &runbook.spec, &run.spec.params) {
@@ -767,19 +790,16 @@ async fn start(
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("; ");
-            status.start_time = Some(now.clone());
-            finish(
-                &mut status,
-                phase::FAILED,
-                "InvalidSpec",
-                message.clone(),
+            return end_before_start(
+                ctx,
+                run,
+                status,
+                rv,
                 &now,
-            );
-            status.observed_generation = run.metadata.generation;
-            status.conditions = run_conditions(&status, run.metadata.generation, &now);
-            write_status(ctx, run, &status, &mut rv).await?;
-            publish(ctx, run, EventType::Warning, "InvalidSpec", message).await;
-            return Ok(Action::await_change());
+                (phase::FAILED, "InvalidSpec"),
+                message,
+            )
+            .await;
         }
     };
     if let Some(requirement) = &runbook.spec.requires_maintenance_window {
