@@ -42,7 +42,7 @@ pub struct Observed {
 
 struct State {
     ctx: Arc<Context>,
-    runs: kube::runtime::reflector::Store<crate::runbook_run::RunbookRun>,
+    runs: Cache<RunbookRun>,
     policies: Cache<PartialObjectMeta<BackupPolicy>>,
 }
 
@@ -77,7 +77,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
     );
     let state = Arc::new(State {
         ctx: ctx.clone(),
-        runs: runs.store.clone(),
+        runs: runs.clone(),
         policies,
     });
     runtime::run(
@@ -182,7 +182,10 @@ async fn reconcile(rb: Arc<Runbook>, state: Arc<State>) -> Result<Action, Error>
     let mut status = desired_status(&rb, &verdict);
     let namespace = rb.namespace().unwrap_or_default();
     let name = rb.name_any();
-    let runs = state.runs.state();
+    // History and concurrency are decided from the runs cache: never from one that has not
+    // listed yet, or a restart would read "no runs" and rewrite lastRun.
+    state.runs.synced().await;
+    let runs = state.runs.store.state();
     let mine: Vec<&RunbookRun> = runs
         .iter()
         .map(AsRef::as_ref)

@@ -157,10 +157,16 @@ pub fn plan(
                 }
                 if let Some(at) = due.run {
                     status.last_schedule_time = Some(time(at));
+                    let run_name = scheduled_name(&name, at);
+                    // The run for this very time may already exist (a decision repeated
+                    // from a stale copy): it is not "another run still going".
                     let active: Vec<&&RunbookRun> = runs
                         .iter()
                         .filter(|r| {
-                            !phase::is_finished(r.status.as_ref().and_then(|s| s.phase.as_deref()))
+                            r.name_any() != run_name
+                                && !phase::is_finished(
+                                    r.status.as_ref().and_then(|s| s.phase.as_deref()),
+                                )
                         })
                         .collect();
                     let policy = schedule.concurrency_policy.unwrap_or_default();
@@ -174,7 +180,6 @@ pub fn plan(
                         if policy == Replace {
                             plan.cancel.extend(active.iter().map(|r| r.name_any()));
                         }
-                        let run_name = scheduled_name(&name, at);
                         plan.create.push((
                             new_run(
                                 rb,
@@ -362,6 +367,33 @@ mod tests {
         );
         assert_eq!(p.cancel, ["nightly-1"]);
         assert_eq!(p.create.len(), 1);
+    }
+
+    #[test]
+    fn replace_never_cancels_the_run_for_the_same_time() {
+        // A second decision from a stale copy (lastScheduleTime not yet updated) sees the
+        // run it already created for this time; it must not cancel it.
+        let replace = runbook(
+            json!({"steps": steps(), "schedule": {"cron": "0 2 * * *", "concurrencyPolicy": "Replace"}}),
+            json!({}),
+        );
+        let mut status = RunbookStatus {
+            last_schedule_time: Some(Time(ts("2026-11-24T02:00:00Z"))),
+            ..Default::default()
+        };
+        let now = ts("2026-11-25T02:00:01Z");
+        let own = run(
+            &scheduled_name("nightly", ts("2026-11-25T02:00:00Z")),
+            "2026-11-25T02:00:00Z",
+            "Running",
+        );
+        let p = plan(&replace, &[&own], &mut status, now);
+        assert!(p.cancel.is_empty(), "{:?}", p.cancel);
+        assert_eq!(
+            p.create.len(),
+            1,
+            "the create is repeated and meets AlreadyExists"
+        );
     }
 
     #[test]
