@@ -39,9 +39,10 @@ use crate::step::{MAX_STEPS, MatchLabels, Step};
     ),
     printcolumn(
         name = "Next Run",
-        type_ = "date",
+        // A string, not a date: kubectl renders a future date as "<invalid>".
+        type_ = "string",
         json_path = ".status.nextScheduleTime",
-        description = "Next scheduled run"
+        description = "Next scheduled run (UTC)"
     ),
     printcolumn(
         name = "Ready",

@@ -164,6 +164,27 @@ async fn every_example_is_accepted_and_ready() {
         "{table}"
     );
 
+    // A scheduled Runbook shows when it runs next as a readable time.
+    let rb = ns
+        .wait_for::<Runbook>("daily-health-check", "showing its next run", |rb| {
+            rb.status
+                .as_ref()
+                .is_some_and(|s| s.next_schedule_time.is_some())
+        })
+        .await;
+    let next = rb
+        .status
+        .and_then(|s| s.next_schedule_time)
+        .expect("next")
+        .0;
+    let out = ns.kubectl(&["get", "runbook", "daily-health-check"], None);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains(&next.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            && !table.contains("<invalid>"),
+        "NEXT RUN should read as a time: {table}"
+    );
+
     // Short names work.
     for short in ["rb", "rbr", "mw", "bgr", "bp"] {
         let out = ns.kubectl(&["get", short], None);
