@@ -287,24 +287,29 @@ impl TestNamespace {
 }
 
 impl TestNamespace {
+    /// Messages of the Events with `reason` about the object named `name`, as they are now.
+    pub fn event_messages(&self, name: &str, reason: &str) -> String {
+        let out = self.kubectl(
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                &format!("involvedObject.name={name},reason={reason}"),
+                "-o",
+                "jsonpath={.items[*].message}",
+            ],
+            None,
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Waits until an Event with `reason` about the object `name` says `words` (Events are
     /// published in the background, a moment after the change they report); returns the
     /// messages of such Events.
     pub async fn wait_for_event(&self, name: &str, reason: &str, words: &str) -> String {
         let started = Instant::now();
         loop {
-            let out = self.kubectl(
-                &[
-                    "get",
-                    "events",
-                    "--field-selector",
-                    &format!("involvedObject.name={name},reason={reason}"),
-                    "-o",
-                    "jsonpath={.items[*].message}",
-                ],
-                None,
-            );
-            let messages = String::from_utf8_lossy(&out.stdout).into_owned();
+            let messages = self.event_messages(name, reason);
             if messages.contains(words) {
                 return messages;
             }

@@ -112,21 +112,6 @@ fn annotate(ns: &TestNamespace, kind: &str, name: &str, annotation: &str) {
     kubectl_ok(ns, &["annotate", kind, name, "--overwrite", annotation]);
 }
 
-/// Messages of the Events with `reason` about the object named `name`.
-fn event_messages(ns: &TestNamespace, name: &str, reason: &str) -> String {
-    kubectl_ok(
-        ns,
-        &[
-            "get",
-            "events",
-            "--field-selector",
-            &format!("involvedObject.name={name},reason={reason}"),
-            "-o",
-            "jsonpath={.items[*].message}",
-        ],
-    )
-}
-
 /// Reconciles the running operator's `controller` has finished.
 fn reconciles(ns: &TestNamespace, controller: &str) -> f64 {
     let metrics = http_get(&ns.operator().probe, "/metrics").expect("metrics");
@@ -432,7 +417,7 @@ async fn schedule_starts_one_run_per_minute() {
 
     // ... while Forbid skips it, with a Warning Event naming the run still going.
     let skipped = eventually("a ScheduleSkipped Event", SCHEDULE_PATIENCE, async || {
-        let messages = event_messages(&ns, "forbid", "ScheduleSkipped");
+        let messages = ns.event_messages("forbid", "ScheduleSkipped");
         if messages.is_empty() {
             Err("no Event".into())
         } else {
@@ -707,7 +692,7 @@ async fn cancel_and_delete_run_finally() {
         "a Cancelled Event for the deleted run",
         PATIENCE,
         async || {
-            let cancelled = event_messages(&ns, "delete-me", "Cancelled");
+            let cancelled = ns.event_messages("delete-me", "Cancelled");
             if cancelled.is_empty() {
                 Err("no Event".into())
             } else {
@@ -790,7 +775,7 @@ async fn runs_wait_for_an_active_maintenance_window() {
     );
     // What it waits for is told in an Event.
     eventually("a WaitingForWindow Event", PATIENCE, async || {
-        let waiting = event_messages(&ns, "held", "WaitingForWindow");
+        let waiting = ns.event_messages("held", "WaitingForWindow");
         if waiting.contains("window=nightly") {
             Ok(())
         } else {
