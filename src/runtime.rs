@@ -65,6 +65,19 @@ pub fn watch_decoded<K: Kind>(
     Cache<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
 ) {
+    watch_decoded_with(ctx, controller, watcher::Config::default())
+}
+
+/// [`watch_decoded`] with watcher settings, e.g. a label selector so the store holds only the
+/// objects one controller owns.
+pub fn watch_decoded_with<K: Kind>(
+    ctx: &Context,
+    controller: &'static str,
+    config: watcher::Config,
+) -> (
+    Cache<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) {
     let resource = ApiResource::erase::<K>(&());
     let api: Api<DynamicObject> = match &ctx.config.namespace {
         Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &resource),
@@ -72,7 +85,7 @@ pub fn watch_decoded<K: Kind>(
     };
     let (reader, writer) = reflector::store::<K>();
     let ctx = ctx.clone();
-    let decoded = watcher(api, watcher::Config::default().any_semantic())
+    let decoded = watcher(api, config.any_semantic())
         .default_backoff()
         .filter_map(move |event| {
             let ctx = ctx.clone();

@@ -2200,7 +2200,9 @@ mod tests {
             target: "Deployment/worker".into(),
             field: "replicas".into(),
             prior: prior.map(str::to_owned),
+            prior_value_from: None,
             written: written.into(),
+            applied: true,
         }
     }
 

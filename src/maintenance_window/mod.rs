@@ -1,4 +1,5 @@
-//! MaintenanceWindow: types and controller.
+//! MaintenanceWindow: types, the pure lifecycle and change planning, and the controller.
+pub mod changes;
 pub mod controller;
 pub mod lifecycle;
 pub mod types;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::EnvVarSource;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -46,12 +47,6 @@ use crate::step::{EnvVar, MatchLabels};
         type_ = "string",
         json_path = ".status.lastWindow.result",
         description = "How the last window ended"
-    ),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
-        description = "Ready condition: the spec is valid and settled"
     ),
     printcolumn(
         name = "Age",
@@ -237,11 +232,20 @@ pub struct SavedValue {
     pub target: String,
     /// The field, e.g. `replicas`, `env[api].MAINTENANCE_MODE` or `suspend`.
     pub field: String,
-    /// The value before the window; absent when the field (e.g. an env var) did not exist.
+    /// The value before the window; absent when the field (e.g. an env var) did not exist or
+    /// was read from a source (see `priorValueFrom`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prior: Option<String>,
+    /// For an env var that was read from a Secret, ConfigMap or field before the window: that
+    /// source, put back exactly at the restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_value_from: Option<EnvVarSource>,
     /// The value the window wrote.
     pub written: String,
+    /// True once the value was written to the cluster. The entry is recorded first, so an
+    /// operator stopped between recording and writing finishes the write when it is back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub applied: bool,
 }
 
 /// Observed state of a MaintenanceWindow.
@@ -272,7 +276,8 @@ pub struct MaintenanceWindowStatus {
     /// Prior and written values of every field the active window changed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub saved: Vec<SavedValue>,
-    /// Ready, Reconciling, Stalled and Active.
+    /// Ready, Reconciling, Stalled, Active (the window's changes are in force) and TargetsFound
+    /// (every target names at least one existing object).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -154,7 +154,6 @@ async fn every_example_is_accepted_and_ready() {
             "NEXT START",
             "NEXT END",
             "LAST RESULT",
-            "READY",
             "AGE"
         ],
         "{table}"
