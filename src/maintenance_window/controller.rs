@@ -420,6 +420,22 @@ fn window_state(
     }
 }
 
+/// `at` as a person in the window's time zone reads it, with the UTC instant:
+/// `2026-12-06 02:00 AEDT (2026-12-05T15:00:00Z)`. UTC alone for a one-off or UTC window.
+fn local_time(mw: &MaintenanceWindow, at: Timestamp) -> String {
+    let zone = mw
+        .spec
+        .schedule
+        .as_ref()
+        .and_then(|s| s.time_zone.as_deref())
+        .filter(|z| !z.is_empty() && *z != "UTC")
+        .and_then(|z| jiff::tz::TimeZone::get(z).ok());
+    match zone {
+        Some(tz) => format!("{} ({at})", at.to_zoned(tz).strftime("%Y-%m-%d %H:%M %Z")),
+        None => at.to_string(),
+    }
+}
+
 fn interval(occurrence: &Occurrence, result: Option<&str>) -> WindowInterval {
     WindowInterval {
         start: Time(occurrence.start),
@@ -470,7 +486,10 @@ fn compose(
             ACTIVE,
             Status::True,
             "WindowOpen",
-            format!("the window's changes are in force until {}", current.end.0),
+            format!(
+                "the window's changes are in force until {}",
+                local_time(mw, current.end.0)
+            ),
         ),
         _ => Desired::new(
             ACTIVE,
@@ -478,7 +497,7 @@ fn compose(
             phase.as_str(),
             match (phase, &status.next_start) {
                 (Phase::Restoring, _) => "putting back what the window changed".to_owned(),
-                (_, Some(next)) => format!("the next window starts at {}", next.0),
+                (_, Some(next)) => format!("the next window starts at {}", local_time(mw, next.0)),
                 _ => "no window is scheduled".to_owned(),
             },
         ),
