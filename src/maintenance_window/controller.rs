@@ -89,6 +89,8 @@ struct State {
     cronjobs: Cache<PartialObjectMeta<CronJob>>,
     /// Wakes windows waiting for a later window to restore a field they share.
     wake: UnboundedSender<ObjectRef<MaintenanceWindow>>,
+    /// When this controller started: starts before it were missed, later ones only delayed.
+    started: Timestamp,
 }
 
 /// The Runbooks a window names, with the field naming each.
@@ -201,6 +203,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
         statefulsets,
         cronjobs,
         wake,
+        started: Timestamp::now(),
     });
     runtime::run(
         controller,
@@ -397,6 +400,7 @@ fn window_state(
     mw: &MaintenanceWindow,
     status: &MaintenanceWindowStatus,
     runs: &BTreeMap<String, RunOutcome>,
+    watching_since: Timestamp,
 ) -> WindowState {
     let phase = Phase::from_status(status.phase.as_deref());
     let activated = matches!(phase, Phase::Active | Phase::Restoring)
@@ -417,6 +421,7 @@ fn window_state(
         runs: runs.clone(),
         created: mw.metadata.creation_timestamp.as_ref().map(|t| t.0),
         deleting: mw.metadata.deletion_timestamp.is_some(),
+        watching_since: Some(watching_since),
     }
 }
 
@@ -1223,7 +1228,7 @@ async fn drive(r: &mut Reconcile<'_>) -> Result<Action, Error> {
     let mw = r.mw;
     let spec = &mw.spec;
     for _ in 0..MAX_ACTIONS {
-        let window = window_state(r.mw, &r.status, &r.runs);
+        let window = window_state(r.mw, &r.status, &r.runs, r.state.started);
         let decision = lifecycle::decide(&r.name, spec, &window, r.now);
         let restoring = matches!(
             decision,

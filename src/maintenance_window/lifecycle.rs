@@ -538,6 +538,11 @@ pub struct WindowState {
     pub created: Option<Timestamp>,
     /// `metadata.deletionTimestamp` is set: restore, then let the finalizer go.
     pub deleting: bool,
+    /// When the running operator started watching. An occurrence that started after it was
+    /// seen by a running operator: acting on it late is slowness (many windows opening at
+    /// once), not a missed start, so it is activated late rather than skipped. `None`:
+    /// unknown, every late first activation is a missed start.
+    pub watching_since: Option<Timestamp>,
 }
 
 /// Why an occurrence is skipped.
@@ -926,7 +931,10 @@ fn open_occurrence(
     let run = run_name.as_ref().and_then(|name| state.runs.get(name));
     // A preflight run for this occurrence proves the operator was there before the start; a
     // window created after the start never had a start to miss.
-    let missed = late && run.is_none() && state.created.is_none_or(|created| created <= open.start);
+    let missed = late
+        && run.is_none()
+        && state.created.is_none_or(|created| created <= open.start)
+        && state.watching_since.is_none_or(|since| open.start < since);
     if missed {
         let start_anyway = match plan.missed_start {
             MissedStartRule::Skip => false,
@@ -1884,6 +1892,36 @@ mod tests {
             Decision::Activate {
                 occurrence: occ("2026-12-06T02:00:00Z", "2026-12-06T04:00:00Z"),
                 late: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_slow_but_running_operator_activates_late_instead_of_skipping() {
+        let spec = one_off("2026-12-06T02:00:00Z", "2026-12-06T04:00:00Z");
+        let open = occ("2026-12-06T02:00:00Z", "2026-12-06T04:00:00Z");
+        let running = WindowState {
+            created: Some(ts("2026-12-01T00:00:00Z")),
+            watching_since: Some(ts("2026-12-06T01:00:00Z")),
+            ..WindowState::default()
+        };
+        assert_eq!(
+            decide(W, &spec, &running, ts("2026-12-06T02:00:30Z")),
+            Decision::Activate {
+                occurrence: open,
+                late: true
+            }
+        );
+        // Started after the start: the operator was down at it, so missedStart decides.
+        let restarted = WindowState {
+            watching_since: Some(ts("2026-12-06T02:00:20Z")),
+            ..running
+        };
+        assert_eq!(
+            decide(W, &spec, &restarted, ts("2026-12-06T02:00:30Z")),
+            Decision::SkipOccurrence {
+                occurrence: open,
+                reason: SkipReason::MissedStart
             }
         );
     }
