@@ -2,6 +2,7 @@
 //! accepted and reported Ready=False / Stalled=True (reason InvalidSpec) naming the field.
 //! The operator keeps running either way.
 
+use k8s_openapi::api::apps::v1::Deployment;
 use runbook_operator::backup_policy::BackupPolicy;
 use runbook_operator::blue_green::BlueGreenRelease;
 use runbook_operator::maintenance_window::MaintenanceWindow;
@@ -333,4 +334,110 @@ async fn missing_references_are_reported_until_they_exist() {
             .is_some_and(|s| ready(&s.conditions, s.observed_generation, o.metadata.generation))
     })
     .await;
+}
+
+/// A MaintenanceWindow whose schedule cannot be used is accepted but reported: phase Invalid,
+/// Stalled (InvalidSpec) naming the field, and the Deployment it names is not touched, though
+/// the unknown-time-zone and overlapping windows would be open right now if the problem were
+/// ignored (every minute for a minute; hourly for two hours). A target selector that matches
+/// nothing is only a warning: TargetsFound False naming the target, Ready True.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn invalid_maintenance_windows_are_stalled_and_change_nothing() {
+    let mut ns = TestNamespace::new("mw-invalid").await;
+    ns.apply("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: app}}\n  template:\n    metadata: {labels: {app: app}}\n    spec: {containers: [{name: app, image: \"registry.example.com/app:1\"}]}\n");
+    let window = |name: &str, schedule: &str, targets: &str| {
+        format!(
+            "apiVersion: ops.runbook.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {{name: {name}}}\nspec:\n  schedule: {schedule}\n  targets: [{targets}]\n"
+        )
+    };
+    let scale_app = "{kind: Deployment, name: app, scaleTo: 0}";
+    let cases: [(&str, &str, &[&str]); 4] = [
+        (
+            "martian",
+            "{cron: \"* * * * *\", timeZone: Mars/Olympus_Mons, duration: 1m}",
+            &["spec.schedule.timeZone", "Mars/Olympus_Mons"],
+        ),
+        (
+            "february-30",
+            "{cron: \"0 0 30 2 *\", duration: 1h}",
+            &["spec.schedule.cron"],
+        ),
+        (
+            "instant",
+            "{cron: \"* * * * *\", duration: 0s}",
+            &["spec.schedule.duration"],
+        ),
+        (
+            "overlapping",
+            "{cron: \"0 * * * *\", duration: 2h}",
+            &["spec.schedule.duration"],
+        ),
+    ];
+    for (name, schedule, _) in &cases {
+        ns.apply(&window(name, schedule, scale_app));
+    }
+    ns.apply(&window(
+        "nobody",
+        "{cron: \"0 2 * * *\", duration: 1h}",
+        "{kind: Deployment, selector: {matchLabels: {tier: none}}, scaleTo: 0}",
+    ));
+    let before = ns.api::<Deployment>().get("app").await.expect("deployment");
+    ns.start_operator();
+
+    for (name, _, expected) in &cases {
+        let mw = ns
+            .wait_for::<MaintenanceWindow>(name, "Invalid and Stalled", |o| {
+                o.status.as_ref().is_some_and(|s| {
+                    stalled(&s.conditions, s.observed_generation, o.metadata.generation)
+                        && s.phase.as_deref() == Some("Invalid")
+                })
+            })
+            .await;
+        let status = mw.status.unwrap_or_default();
+        let message = &condition(&status.conditions, "Stalled")
+            .expect("Stalled")
+            .message;
+        for words in *expected {
+            assert!(
+                message.contains(words),
+                "MaintenanceWindow/{name}: Stalled message lacks {words:?}: {message}"
+            );
+        }
+        assert!(
+            condition(&status.conditions, "Active").is_none_or(|c| c.status != "True")
+                && status.saved.is_empty(),
+            "MaintenanceWindow/{name} is invalid but in force: {status:#?}"
+        );
+    }
+
+    let nobody = ns
+        .wait_for::<MaintenanceWindow>("nobody", "TargetsFound False", |o| {
+            o.status.as_ref().is_some_and(|s| {
+                condition(&s.conditions, "TargetsFound").is_some_and(|c| c.status == "False")
+            })
+        })
+        .await;
+    let status = nobody.status.unwrap_or_default();
+    let found = condition(&status.conditions, "TargetsFound").expect("TargetsFound");
+    assert!(found.message.contains("spec.targets[0]"), "{found:?}");
+    assert!(
+        ready(
+            &status.conditions,
+            status.observed_generation,
+            nobody.metadata.generation
+        ),
+        "a selector matching nothing is a warning only: {status:#?}"
+    );
+
+    let after = ns.api::<Deployment>().get("app").await.expect("deployment");
+    assert_eq!(after.spec.and_then(|s| s.replicas), Some(3));
+    assert_eq!(
+        after.metadata.generation, before.metadata.generation,
+        "an invalid window changed the Deployment it names"
+    );
+    assert_eq!(
+        http_get(&ns.operator().probe, "/healthz").as_deref(),
+        Some("ok")
+    );
 }

@@ -9,3 +9,4 @@ mod examples;
 mod steps;
 mod support;
 mod triggers;
+mod windows;

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, PostParams};
 use kube::{Client, Resource};
+use runbook_operator::maintenance_window::MaintenanceWindow;
 use serde::de::DeserializeOwned;
 
 /// Longest a test waits for the cluster or the operator before it gives up. A bound on
@@ -316,6 +317,46 @@ impl TestNamespace {
             assert!(
                 started.elapsed() < PATIENCE,
                 "no {reason} Event about {name} saying {words:?}; messages: {messages:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Now plus `secs` seconds, on a whole second (status times are stored to the second), for
+/// the start and end of windows a test opens shortly.
+pub fn from_now(secs: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + secs).expect("a timestamp")
+}
+
+impl TestNamespace {
+    /// Deletes every MaintenanceWindow of the namespace and waits until they are gone (an
+    /// active one restores first), so no window's finalizer holds the namespace once the
+    /// operator is stopped.
+    pub async fn delete_windows(&self) {
+        let out = self.kubectl(
+            &["delete", "maintenancewindows", "--all", "--wait=false"],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "kubectl delete maintenancewindows: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let api = self.api::<MaintenanceWindow>();
+        let started = Instant::now();
+        loop {
+            let left = api
+                .list(&kube::api::ListParams::default())
+                .await
+                .expect("list windows")
+                .items;
+            if left.is_empty() {
+                return;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "windows still there after delete: {left:#?}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

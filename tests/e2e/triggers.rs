@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
@@ -12,7 +13,7 @@ use runbook_operator::maintenance_window::MaintenanceWindow;
 use runbook_operator::runbook::Runbook;
 use runbook_operator::runbook_run::{RunbookRun, StepPhase, StepStatus, TriggerType};
 
-use crate::support::{PATIENCE, TestNamespace, condition, counter_sum, http_get, ready};
+use crate::support::{PATIENCE, TestNamespace, condition, counter_sum, from_now, http_get, ready};
 
 /// A schedule test waits for up to two minute boundaries (the first after the Runbook was
 /// created, then the next one), so it needs more than PATIENCE. A bound on hanging, not a
@@ -711,55 +712,51 @@ async fn cancel_and_delete_run_finally() {
     finish_all_runs(&ns).await;
 }
 
-fn window(name: &str, label: &str) -> String {
+/// A one-off MaintenanceWindow labelled `window: <label>`, open from `start` to `end`, that
+/// scales Deployment `target` to 0.
+fn window(name: &str, label: &str, start: Timestamp, end: Timestamp, target: &str) -> String {
     format!(
-        "apiVersion: ops.runbook.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {{name: {name}, labels: {{window: {label}}}}}\nspec:\n  schedule: {{cron: \"0 2 * * *\", duration: 1h}}\n  targets: [{{kind: Deployment, name: app, scaleTo: 0}}]\n"
+        "apiVersion: ops.runbook.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {{name: {name}, labels: {{window: {label}}}}}\nspec:\n  start: \"{start}\"\n  end: \"{end}\"\n  targets: [{{kind: Deployment, name: {target}, scaleTo: 0}}]\n"
     )
 }
 
-fn set_active(ns: &TestNamespace, window: &str) {
-    kubectl_ok(
-        ns,
-        &[
-            "patch",
-            "maintenancewindow",
-            window,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            r#"{"status":{"conditions":[{"type":"Active","status":"True","reason":"Test","message":"hand-made","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#,
-        ],
-    );
+fn window_active(mw: &MaintenanceWindow) -> bool {
+    mw.status
+        .as_ref()
+        .is_some_and(|s| condition(&s.conditions, "Active").is_some_and(|c| c.status == "True"))
 }
 
 fn active_and_ready(mw: &MaintenanceWindow) -> bool {
-    mw.status.as_ref().is_some_and(|s| {
-        condition(&s.conditions, "Active").is_some_and(|c| c.status == "True")
-            && ready(&s.conditions, s.observed_generation, mw.metadata.generation)
-    })
+    window_active(mw)
+        && mw
+            .status
+            .as_ref()
+            .is_some_and(|s| ready(&s.conditions, s.observed_generation, mw.metadata.generation))
 }
 
-/// A Runbook that requires a maintenance window holds its runs in WaitingForWindow until a
-/// MaintenanceWindow matching its selector is Active.
+/// A Runbook that requires a maintenance window holds its runs in WaitingForWindow while the
+/// matching MaintenanceWindow is only scheduled (an open window with other labels does not
+/// count), and starts them once that window opens.
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
 async fn runs_wait_for_an_active_maintenance_window() {
     let mut ns = TestNamespace::new("window").await;
+    ns.apply(&deployment("weekly-app", 1));
+    ns.apply(&deployment("nightly-app", 1));
     ns.apply(&runbook(
         "needs-window",
         "  requiresMaintenanceWindow: {selector: {matchLabels: {window: nightly}}}\n  steps:\n  - {name: nap, sleep: {duration: 1s}}",
     ));
-    // An Active window with other labels does not count.
-    ns.apply(&window("weekly", "weekly"));
+    // Open since before it was created (so it opens at once), with other labels.
+    ns.apply(&window(
+        "weekly",
+        "weekly",
+        from_now(-60),
+        from_now(600),
+        "weekly-app",
+    ));
     ns.start_operator();
     wait_ready_runbook(&ns, "needs-window").await;
-    ns.wait_for::<MaintenanceWindow>("weekly", "Ready", |mw| {
-        mw.status
-            .as_ref()
-            .is_some_and(|s| ready(&s.conditions, s.observed_generation, mw.metadata.generation))
-    })
-    .await;
-    set_active(&ns, "weekly");
     ns.wait_for::<MaintenanceWindow>("weekly", "Active and Ready", active_and_ready)
         .await;
 
@@ -790,25 +787,59 @@ async fn runs_wait_for_an_active_maintenance_window() {
     let table = kubectl_ok(&ns, &["get", "rbr", "held"]);
     assert!(table.contains("WaitingForWindow"), "{table}");
 
-    // The matching window, made Active by hand: the run starts and succeeds.
-    ns.apply(&window("nightly", "nightly"));
-    ns.wait_for::<MaintenanceWindow>("nightly", "Ready", |mw| {
-        mw.status
-            .as_ref()
-            .is_some_and(|s| ready(&s.conditions, s.observed_generation, mw.metadata.generation))
+    // The matching window, opening in a few seconds: the run stays held until it is open,
+    // then starts and succeeds.
+    let opens = from_now(15);
+    ns.apply(&window(
+        "nightly",
+        "nightly",
+        opens,
+        opens + SignedDuration::from_mins(10),
+        "nightly-app",
+    ));
+    let scheduled = ns
+        .wait_for::<MaintenanceWindow>("nightly", "Ready", |mw| {
+            mw.status.as_ref().is_some_and(|s| {
+                ready(&s.conditions, s.observed_generation, mw.metadata.generation)
+            })
+        })
+        .await;
+    assert!(!window_active(&scheduled), "{:#?}", scheduled.status);
+    eventually("the nightly window to open", PATIENCE, async || {
+        // The run is read before the window: if the window is still closed after, it was
+        // closed while the run was read.
+        let run = ns.api::<RunbookRun>().get("held").await.expect("run");
+        let mw = ns
+            .api::<MaintenanceWindow>()
+            .get("nightly")
+            .await
+            .expect("window");
+        if window_active(&mw) {
+            return Ok(());
+        }
+        assert_eq!(
+            phase(&run),
+            "WaitingForWindow",
+            "the run started before its window opened: {:#?}",
+            mw.status
+        );
+        Err(format!("window {:?}", mw.status))
     })
     .await;
-    assert_eq!(
-        phase(&ns.api::<RunbookRun>().get("held").await.expect("run")),
-        "WaitingForWindow"
-    );
-    set_active(&ns, "nightly");
     let done = wait_phase(&ns, "held", "Succeeded").await;
     assert_eq!(step(&done, "nap").phase, StepPhase::Succeeded);
-    // The operator's own window status keeps the hand-made Active condition next to its own.
-    ns.wait_for::<MaintenanceWindow>("nightly", "Active and Ready", active_and_ready)
-        .await;
+    let started = done
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.clone())
+        .expect("startTime")
+        .0;
+    assert!(
+        started >= opens,
+        "started at {started}, the window opened at {opens}"
+    );
     finish_all_runs(&ns).await;
+    ns.delete_windows().await;
 }
 
 /// A Plan-mode run changes nothing: the scale is a dry run, http and job steps are Skipped
@@ -873,14 +904,24 @@ async fn plan_mode_changes_nothing() {
     finish_all_runs(&ns).await;
 }
 
-/// A run held for a window can be cancelled before it starts: it ends at once, nothing ran.
+/// A run held for a window can be cancelled before the window opens: it ends at once with
+/// nothing run, and stays so once the window is open (while a new run then does run).
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
 async fn cancelling_a_run_held_for_a_window_ends_it() {
     let mut ns = TestNamespace::new("window-cancel").await;
+    ns.apply(&deployment("nightly-app", 1));
     ns.apply(&runbook(
         "needs-window",
         "  requiresMaintenanceWindow: {selector: {matchLabels: {window: nightly}}}\n  steps:\n  - {name: nap, sleep: {duration: 1s}}",
+    ));
+    let opens = from_now(20);
+    ns.apply(&window(
+        "nightly",
+        "nightly",
+        opens,
+        opens + SignedDuration::from_mins(10),
+        "nightly-app",
     ));
     ns.start_operator();
     wait_ready_runbook(&ns, "needs-window").await;
@@ -899,5 +940,19 @@ async fn cancelling_a_run_held_for_a_window_ends_it() {
         status.steps.is_empty(),
         "no journal for a run that never started"
     );
+
+    // The window opens: a new run goes through, the cancelled one stays as it was.
+    ns.wait_for::<MaintenanceWindow>("nightly", "Active", window_active)
+        .await;
+    ns.apply(&run("later", "needs-window", ""));
+    wait_phase(&ns, "later", "Succeeded").await;
+    let dropped = ns.api::<RunbookRun>().get("dropped").await.expect("run");
+    let status = dropped.status.expect("status");
+    assert_eq!(status.phase.as_deref(), Some("Cancelled"));
+    assert!(
+        status.start_time.is_none() && status.steps.is_empty(),
+        "the cancelled run did not start when its window opened: {status:#?}"
+    );
     finish_all_runs(&ns).await;
+    ns.delete_windows().await;
 }
