@@ -93,3 +93,4 @@ test: ## Lint, unit tests, then integration tests against a local cluster starte
 bench: build ## Benchmarks against a local cluster; prints figures.
 	hack/bench.sh
 	hack/bench-runs.sh
+	hack/bench-windows.sh

@@ -46,7 +46,7 @@
 #   BENCH_OUT=dir         where logs and raw data go (default: a new /tmp dir)
 #   BENCH_KEEP_CLUSTER=1  leave the bench cluster (and namespace) up at the end
 #
-# Uses the cluster named "bench" (API port 36443); it is stopped at exit.
+# Uses the cluster named "bench" (API port 27443); it is stopped at exit.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -38,7 +38,7 @@
 #   BENCH_OUT=dir         where logs and raw data go (default: a new /tmp dir)
 #   BENCH_KEEP_CLUSTER=1  leave the bench cluster (and namespace) up at the end
 #
-# Uses the cluster named "bench" (API port 36443); it is stopped at exit.
+# Uses the cluster named "bench" (API port 27443); it is stopped at exit.
 # Takes about 3 minutes with the defaults on a 2-core machine (of which
 # BENCH_SETTLE + BENCH_WINDOW are waiting).
 set -euo pipefail

@@ -24,8 +24,10 @@ usage: hack/cluster.sh COMMAND [NAME] [--purge]
   help            this text
 
 Clusters and ports (API_PORT / ETCD_PORT / ETCD_PEER_PORT override):
-  demo  16443 / 23790 / 23800      test  26443 / 33790 / 33800
-  bench 36443 / 43790 / 43800
+  demo  16443 / 16379 / 16380      test  26443 / 26379 / 26380
+  bench 27443 / 27379 / 27380
+  (all below 32768, out of Linux's range for outgoing connections, so a
+  client's ephemeral port never takes one)
   any other NAME: ports derived from a hash of NAME in 20000-29999
   (base+0 / base+1 / base+2), unless set in the environment.
 
@@ -194,9 +196,9 @@ set_cluster() { # NAME
 	KUBECONFIG_FILE=$STATE/admin.kubeconfig
 	local api etcd peer base
 	case $NAME in
-	demo) api=16443 etcd=23790 peer=23800 ;;
-	test) api=26443 etcd=33790 peer=33800 ;;
-	bench) api=36443 etcd=43790 peer=43800 ;;
+	demo) api=16443 etcd=16379 peer=16380 ;;
+	test) api=26443 etcd=26379 peer=26380 ;;
+	bench) api=27443 etcd=27379 peer=27380 ;;
 	*)
 		base=$((20000 + ($(printf '%s' "$NAME" | cksum | cut -d' ' -f1) % 1000) * 10))
 		api=$base etcd=$((base + 1)) peer=$((base + 2))

@@ -1,0 +1,1848 @@
+//! Benchmark of MaintenanceWindows at scale: "1,000 windows across 50 namespaces, a tenth of
+//! them opening in the same minute: p50/p99 from the scheduled instant to the last change
+//! applied, operator RSS, API writes between boundaries (target: zero)."
+//!
+//! Run it through `hack/bench-windows.sh`, which starts the `bench` cluster and the operator
+//! (watching all namespaces) and passes them in through the environment. Without
+//! `BENCH_OPERATOR_URL` this binary only prints how to run it and exits 0, so a plain
+//! `cargo bench` never touches whatever cluster the current kubeconfig points at.
+//!
+//! Prints figures, not verdicts: it exits non-zero only when something broke (the operator
+//! died, a wait timed out, a window never opened or never restored; the figures are printed
+//! first). Progress goes to stderr (a line at least every ~15 s), the summary table to stdout.
+//!
+//! # The stage
+//!
+//! * BENCH_NAMESPACES (50) namespaces `<BENCH_NAMESPACE>-NN`, each with BENCH_DEPLOYMENTS_PER_NS
+//!   Deployments `app-J` (default: enough for the simultaneous windows, at least 3), 1 replica,
+//!   one container without `MAINTENANCE_MODE`; kwok makes them Available.
+//! * BENCH_WINDOWS (1000) MaintenanceWindows spread round-robin over the namespaces:
+//!   - BENCH_SIMULTANEOUS (100) one-off windows `once-NNNN`, all with `start` = T and
+//!     `end` = T + BENCH_WINDOW_DURATION (60 s), each changing its own Deployment
+//!     (`scaleTo: 0`, env `MAINTENANCE_MODE=true`). They are created last; T is the first
+//!     whole minute at least BENCH_LEAD (120) s after the other windows were created, so every
+//!     window exists and has settled well before T.
+//!   - the rest, recurring windows `yearly-NNNN`: `M H 1 MON *` about half a year ahead, in ten
+//!     time zones, 2h, targeting the same Deployments the same way. No occurrence falls inside
+//!     the benchmark, so they only settle (status Scheduled with their next start).
+//!
+//! # Definitions
+//!
+//! All times are wall-clock instants of this host (the API server, the operator and this
+//! process share it): T and END are the instants written into the windows' specs; a change is
+//! "seen" at the moment the Deployment watch event showing it reaches this process (client-side
+//! receipt, so the watch delivery is included).
+//!
+//! * **open latency** of a one-off window = first Deployment event with `spec.replicas == 0`
+//!   AND every container carrying `MAINTENANCE_MODE=true` (the last of its changes) - T.
+//!   Also shown: the first of the two changes - T, and the window's status showing phase
+//!   Active - T.
+//! * **restore latency** = first later event with `spec.replicas == 1` AND no container
+//!   carrying `MAINTENANCE_MODE` - END; also the window showing phase Completed - END.
+//! * **settled**: every window's `status.observedGeneration` equals its generation and it has
+//!   a phase; then the operator's reconcile and write counters stand still for 3 s.
+//! * **operator RSS**: VmRSS of the operator process (/proc/PID/status), read every 100 ms;
+//!   "peak" is the highest sample in the interval, VmHWM the kernel's high-water mark since the
+//!   operator started.
+//! * **API writes between boundaries**: in three intervals in which no window has a boundary
+//!   (settled before T; while the one-off windows are open, after their changes settled; after
+//!   the restore), the operator's writes of any resource. They are counted exactly with API
+//!   Priority and Fairness: the script runs the operator impersonating the user
+//!   `runbook-bench-windows-operator` and installs FlowSchemas `runbook-bench-mw-*` (priority
+//!   level `exempt`) that sort its requests by kind; `apiserver_flowcontrol_dispatched_requests_total`
+//!   counts them. Also shown: the operator's own `runbook_operator_api_writes_total`, and all
+//!   clients' writes to `ops.runbook.dev` (`apiserver_request_total`). Target: 0.
+//!
+//! Environment (defaults in parentheses; hack/bench-windows.sh sets them):
+//! * BENCH_OPERATOR_URL: http://127.0.0.1:PORT of the operator's probe server (required)
+//! * BENCH_OPERATOR_PID: the operator's pid, for RSS, CPU time and liveness
+//! * BENCH_NAMESPACE (bench-windows): namespace prefix
+//! * BENCH_WINDOWS (1000), BENCH_NAMESPACES (50), BENCH_SIMULTANEOUS (100),
+//!   BENCH_DEPLOYMENTS_PER_NS (max(3, ceil(SIMULTANEOUS / NAMESPACES)))
+//! * BENCH_WINDOW_DURATION (60): seconds the one-off windows stay open
+//! * BENCH_LEAD (120): at least this many seconds from creation to T
+//! * BENCH_QUIET (60): seconds of each quiet interval (the one before T is shortened to fit)
+//! * BENCH_SETTLE (20): seconds idle after the restore before the last quiet interval
+//! * BENCH_TIMEOUT (600): seconds for any one wait
+//! * BENCH_OUT: directory for raw data (per-window times, request deltas)
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::{Display, Write as _};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use futures::{StreamExt, stream};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use runbook_operator::maintenance_window::MaintenanceWindow;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// Field manager of everything this binary writes.
+const MANAGER: &str = "bench-windows";
+/// Prefix of the FlowSchemas that count the operator's requests (see hack/bench-windows.sh).
+const FLOW_PREFIX: &str = "runbook-bench-mw-";
+/// The env variable every window sets.
+const ENV_NAME: &str = "MAINTENANCE_MODE";
+/// Label on the bench's Deployments (value: the Deployment's name).
+const APP_LABEL: &str = "bench.runbook.dev/windows-app";
+/// Label on the bench's windows: `one-off` or `recurring`.
+const KIND_LABEL: &str = "bench.runbook.dev/window-kind";
+/// Label on the bench's namespaces.
+const NS_LABEL: &str = "bench.runbook.dev/windows";
+/// Name of the operator's MaintenanceWindow controller in its metrics.
+const CONTROLLER: &str = "maintenancewindow";
+/// Time zones of the recurring windows.
+const ZONES: [&str; 10] = [
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "Asia/Kolkata",
+    "America/Los_Angeles",
+    "Europe/London",
+    "Pacific/Auckland",
+    "America/Sao_Paulo",
+];
+const TICK: Duration = Duration::from_secs(15);
+/// Clock ticks per second of /proc/PID/stat (USER_HZ, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+// ---------------------------------------------------------------------------
+// clock, progress, configuration
+// ---------------------------------------------------------------------------
+
+static T0: OnceLock<Instant> = OnceLock::new();
+
+fn t0() -> Instant {
+    *T0.get_or_init(Instant::now)
+}
+
+fn progress(msg: impl Display) {
+    let clock = jiff::Zoned::now().strftime("%H:%M:%S").to_string();
+    eprintln!(
+        "[bench-windows {clock} +{:4.0}s] {msg}",
+        t0().elapsed().as_secs_f64()
+    );
+}
+
+/// Seconds from `a` to `b` (negative when `b` is earlier).
+fn secs(a: Timestamp, b: Timestamp) -> f64 {
+    b.duration_since(a).as_secs_f64()
+}
+
+/// Seconds from now until `t` (negative when past).
+fn until(t: Timestamp) -> f64 {
+    secs(Timestamp::now(), t)
+}
+
+fn plus(t: Timestamp, seconds: f64) -> Timestamp {
+    t + SignedDuration::from_secs_f64(seconds)
+}
+
+/// Says when another progress line is due (at least one every TICK while waiting).
+struct Ticker(Instant);
+
+impl Ticker {
+    fn new() -> Self {
+        Self(Instant::now() + TICK)
+    }
+    fn due(&mut self) -> bool {
+        if Instant::now() >= self.0 {
+            self.0 = Instant::now() + TICK;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct Config {
+    prefix: String,
+    windows: usize,
+    namespaces: usize,
+    simultaneous: usize,
+    deployments_per_ns: usize,
+    duration: u64,
+    lead: u64,
+    quiet: u64,
+    settle: u64,
+    timeout: Duration,
+    operator_url: String,
+    operator_pid: Option<u32>,
+    out: Option<PathBuf>,
+}
+
+fn env_positive(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(v) if v.is_empty() => Ok(default),
+        Ok(v) => match v.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => bail!("{name} must be a positive integer (got {v:?})"),
+        },
+    }
+}
+
+fn env_text(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    fn from_env(operator_url: String) -> Result<Self> {
+        let windows = env_positive("BENCH_WINDOWS", 1000)? as usize;
+        let namespaces = env_positive("BENCH_NAMESPACES", 50)? as usize;
+        let simultaneous = env_positive("BENCH_SIMULTANEOUS", 100)? as usize;
+        if simultaneous > windows {
+            bail!("BENCH_SIMULTANEOUS ({simultaneous}) exceeds BENCH_WINDOWS ({windows})");
+        }
+        if namespaces > windows || namespaces > 100 {
+            bail!("BENCH_NAMESPACES ({namespaces}) must be at most BENCH_WINDOWS and 100");
+        }
+        let deployments_per_ns = env_positive(
+            "BENCH_DEPLOYMENTS_PER_NS",
+            simultaneous.div_ceil(namespaces).max(3) as u64,
+        )? as usize;
+        if deployments_per_ns * namespaces < simultaneous {
+            bail!(
+                "BENCH_DEPLOYMENTS_PER_NS ({deployments_per_ns}) x BENCH_NAMESPACES ({namespaces}) \
+                 is less than BENCH_SIMULTANEOUS ({simultaneous}): each one-off window needs its own Deployment"
+            );
+        }
+        let lead = env_positive("BENCH_LEAD", 120)?;
+        if lead < 20 {
+            bail!("BENCH_LEAD must be at least 20 s (got {lead})");
+        }
+        Ok(Self {
+            prefix: env_text("BENCH_NAMESPACE").unwrap_or_else(|| "bench-windows".into()),
+            windows,
+            namespaces,
+            simultaneous,
+            deployments_per_ns,
+            duration: env_positive("BENCH_WINDOW_DURATION", 60)?,
+            lead,
+            quiet: env_positive("BENCH_QUIET", 60)?,
+            settle: env_positive("BENCH_SETTLE", 20)?,
+            timeout: Duration::from_secs(env_positive("BENCH_TIMEOUT", 600)?),
+            operator_url: operator_url.trim_end_matches('/').to_owned(),
+            operator_pid: env_text("BENCH_OPERATOR_PID")
+                .map(|p| p.parse().context("BENCH_OPERATOR_PID"))
+                .transpose()?,
+            out: env_text("BENCH_OUT").map(PathBuf::from),
+        })
+    }
+
+    fn namespace(&self, i: usize) -> String {
+        format!("{}-{:02}", self.prefix, i)
+    }
+
+    /// The namespace and Deployment one-off window `i` changes (each its own).
+    fn one_off_target(&self, i: usize) -> (String, String) {
+        (
+            self.namespace(i % self.namespaces),
+            app_name(i / self.namespaces),
+        )
+    }
+
+    fn recurring(&self) -> usize {
+        self.windows - self.simultaneous
+    }
+}
+
+fn app_name(j: usize) -> String {
+    format!("app-{j}")
+}
+
+fn one_off_name(i: usize) -> String {
+    format!("once-{i:04}")
+}
+
+fn recurring_name(r: usize) -> String {
+    format!("yearly-{r:04}")
+}
+
+// ---------------------------------------------------------------------------
+// what the watches saw
+// ---------------------------------------------------------------------------
+
+/// One Deployment's history, as far as the measurement needs it.
+#[derive(Default)]
+struct TargetSeen {
+    /// First event with either change visible (replicas 0, or the env var on any container).
+    first_change: Option<Timestamp>,
+    /// First event with both changes visible: replicas 0 and the env var on every container.
+    opened: Option<Timestamp>,
+    /// First event after `opened` with replicas 1 and the env var on no container.
+    restored: Option<Timestamp>,
+    /// The last event's state: (replicas, env on every container, env on any container).
+    last: Option<(i32, bool, bool)>,
+}
+
+/// One window's status history.
+#[derive(Default)]
+struct WindowSeen {
+    generation: Option<i64>,
+    observed_generation: Option<i64>,
+    phase: Option<String>,
+    next_start: bool,
+    result: Option<String>,
+    /// First event with phase Active.
+    active: Option<Timestamp>,
+    /// First event with phase Completed.
+    completed: Option<Timestamp>,
+    /// Phases in the order first seen.
+    phases: Vec<String>,
+}
+
+impl WindowSeen {
+    fn settled(&self) -> bool {
+        self.phase.is_some()
+            && self.observed_generation.is_some()
+            && self.observed_generation == self.generation
+    }
+}
+
+#[derive(Default)]
+struct Seen {
+    /// By "namespace/name".
+    targets: HashMap<String, TargetSeen>,
+    /// By "namespace/name".
+    windows: HashMap<String, WindowSeen>,
+    watch_errors: u64,
+    /// Operator VmRSS samples, MiB.
+    rss: Vec<(Timestamp, f64)>,
+}
+
+type Shared = Arc<Mutex<Seen>>;
+
+fn lock(seen: &Shared) -> MutexGuard<'_, Seen> {
+    seen.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn key(ns: &str, name: &str) -> String {
+    format!("{ns}/{name}")
+}
+
+fn object_key<K: Resource>(obj: &K) -> String {
+    key(&obj.namespace().unwrap_or_default(), &obj.name_any())
+}
+
+fn record_deployment(seen: &mut Seen, t: Timestamp, d: Deployment) {
+    let spec = d.spec.as_ref();
+    let replicas = spec.and_then(|s| s.replicas).unwrap_or(1);
+    let containers = spec
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|s| s.containers.as_slice())
+        .unwrap_or(&[]);
+    let has_env = |c: &k8s_openapi::api::core::v1::Container| {
+        c.env
+            .as_ref()
+            .is_some_and(|env| env.iter().any(|e| e.name == ENV_NAME))
+    };
+    let env_all = !containers.is_empty()
+        && containers.iter().all(|c| {
+            c.env.as_ref().is_some_and(|env| {
+                env.iter()
+                    .any(|e| e.name == ENV_NAME && e.value.as_deref() == Some("true"))
+            })
+        });
+    let env_any = containers.iter().any(has_env);
+    let entry = seen.targets.entry(object_key(&d)).or_default();
+    if (replicas == 0 || env_any) && entry.first_change.is_none() {
+        entry.first_change = Some(t);
+    }
+    if replicas == 0 && env_all && entry.opened.is_none() {
+        entry.opened = Some(t);
+    } else if entry.opened.is_some() && entry.restored.is_none() && replicas == 1 && !env_any {
+        entry.restored = Some(t);
+    }
+    entry.last = Some((replicas, env_all, env_any));
+}
+
+fn record_window(seen: &mut Seen, t: Timestamp, mw: DynamicObject) {
+    let entry = seen.windows.entry(object_key(&mw)).or_default();
+    let status = mw.data.get("status");
+    let text = |ptr: &str| {
+        status
+            .and_then(|s| s.pointer(ptr))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    entry.generation = mw.metadata.generation;
+    entry.observed_generation = status
+        .and_then(|s| s.get("observedGeneration"))
+        .and_then(Value::as_i64);
+    entry.phase = text("/phase");
+    entry.next_start = text("/nextStart").is_some();
+    entry.result = text("/lastWindow/result");
+    if let Some(phase) = &entry.phase {
+        if !entry.phases.contains(phase) {
+            entry.phases.push(phase.clone());
+        }
+        match phase.as_str() {
+            "Active" => {
+                entry.active.get_or_insert(t);
+            }
+            "Completed" => {
+                entry.completed.get_or_insert(t);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Follows a watch, stamping every object with its arrival time.
+fn spawn_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    seen: Shared,
+    record: fn(&mut Seen, Timestamp, K),
+) where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut events = watcher(api, config).default_backoff().boxed();
+        while let Some(event) = events.next().await {
+            let t = Timestamp::now();
+            match event {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                    record(&mut lock(&seen), t, o)
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    let n = {
+                        let mut s = lock(&seen);
+                        s.watch_errors += 1;
+                        s.watch_errors
+                    };
+                    if n <= 5 {
+                        progress(format!("watch error (retried): {err}"));
+                    }
+                }
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// metrics: API server, FlowSchemas, operator
+// ---------------------------------------------------------------------------
+
+/// One Prometheus text sample.
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+fn parse_prometheus(text: &str) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (head, value) = match line.rfind('}') {
+            Some(close) => (&line[..=close], line[close + 1..].trim()),
+            None => match line.split_once(' ') {
+                Some((h, v)) => (h, v.trim()),
+                None => continue,
+            },
+        };
+        let value = value.split_whitespace().next().unwrap_or("");
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = match head.split_once('{') {
+            Some((name, rest)) => (name, parse_labels(rest.trim_end_matches('}'))),
+            None => (head, BTreeMap::new()),
+        };
+        samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    samples
+}
+
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            chars.next();
+            if c == '=' {
+                break;
+            }
+            if c != ',' && !c.is_whitespace() {
+                key.push(c);
+            }
+        }
+        if key.is_empty() || chars.next() != Some('"') {
+            break;
+        }
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some(n) = chars.next() {
+                        value.push(if n == 'n' { '\n' } else { n });
+                    }
+                }
+                '"' => break,
+                _ => value.push(c),
+            }
+        }
+        labels.insert(key, value);
+    }
+    labels
+}
+
+fn label<'a>(s: &'a Sample, name: &str) -> &'a str {
+    s.labels.get(name).map(String::as_str).unwrap_or("")
+}
+
+/// Counters at one moment.
+#[derive(Clone, Default)]
+struct Snapshot {
+    /// `apiserver_request_total` by "VERB group/resource[/subresource]" (all clients).
+    api: BTreeMap<String, f64>,
+    /// `apiserver_flowcontrol_dispatched_requests_total` of the operator's FlowSchemas, by
+    /// suffix (events, crd-write, write, get, list, watch, other).
+    flows: BTreeMap<String, f64>,
+    /// The operator's metrics: "write CONTROLLER/KIND" and "reconcile CONTROLLER".
+    op: BTreeMap<String, f64>,
+}
+
+impl Snapshot {
+    async fn take(client: &Client, http: &reqwest::Client, operator_url: &str) -> Result<Self> {
+        let request = axum::http::Request::get("/metrics").body(Vec::new())?;
+        let text = client
+            .request_text(request)
+            .await
+            .context("reading the API server's /metrics")?;
+        let mut snap = Snapshot::default();
+        for s in parse_prometheus(&text) {
+            match s.name.as_str() {
+                "apiserver_request_total" => {
+                    let group = match label(&s, "group") {
+                        "" => "core",
+                        g => g,
+                    };
+                    let sub = label(&s, "subresource");
+                    let key = format!(
+                        "{} {group}/{}{}{sub}",
+                        label(&s, "verb"),
+                        label(&s, "resource"),
+                        if sub.is_empty() { "" } else { "/" },
+                    );
+                    *snap.api.entry(key).or_default() += s.value;
+                }
+                "apiserver_flowcontrol_dispatched_requests_total" => {
+                    if let Some(kind) = label(&s, "flow_schema").strip_prefix(FLOW_PREFIX) {
+                        *snap.flows.entry(kind.to_owned()).or_default() += s.value;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let text = http
+            .get(format!("{operator_url}/metrics"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .context("scraping the operator's /metrics")?
+            .text()
+            .await?;
+        for s in parse_prometheus(&text) {
+            let key = match s.name.as_str() {
+                "runbook_operator_api_writes_total" => {
+                    format!("write {}/{}", label(&s, "controller"), label(&s, "write"))
+                }
+                "runbook_operator_reconciles_total" => {
+                    format!("reconcile {}", label(&s, "controller"))
+                }
+                _ => continue,
+            };
+            *snap.op.entry(key).or_default() += s.value;
+        }
+        Ok(snap)
+    }
+
+    /// Per-key `self - before`.
+    fn since(&self, before: &Snapshot) -> Snapshot {
+        fn diff(a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+            a.iter()
+                .map(|(k, v)| (k.clone(), v - b.get(k).copied().unwrap_or(0.0)))
+                .filter(|(_, v)| *v != 0.0)
+                .collect()
+        }
+        Snapshot {
+            api: diff(&self.api, &before.api),
+            flows: diff(&self.flows, &before.flows),
+            op: diff(&self.op, &before.op),
+        }
+    }
+
+    fn api_sum(&self, pred: impl Fn(&str, &str) -> bool) -> f64 {
+        self.api
+            .iter()
+            .filter(|(k, _)| {
+                let (verb, what) = k.split_once(' ').unwrap_or((k, ""));
+                pred(verb, what)
+            })
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    fn flow(&self, kind: &str) -> f64 {
+        self.flows.get(kind).copied().unwrap_or(0.0)
+    }
+
+    /// The operator's writes of any resource, Events included (FlowSchemas).
+    fn op_writes(&self) -> f64 {
+        self.flow("crd-write") + self.flow("write") + self.flow("events")
+    }
+
+    fn op_reads(&self) -> f64 {
+        self.flow("get") + self.flow("list")
+    }
+
+    fn op_sum(&self, prefix: &str) -> f64 {
+        self.op
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    fn tsv(&self) -> String {
+        let mut out = String::new();
+        for (name, map) in [("api", &self.api), ("flow", &self.flows), ("op", &self.op)] {
+            for (k, v) in map {
+                let _ = writeln!(out, "{name}\t{k}\t{v}");
+            }
+        }
+        out
+    }
+}
+
+fn is_write(verb: &str) -> bool {
+    matches!(
+        verb,
+        "POST" | "PUT" | "PATCH" | "DELETE" | "DELETECOLLECTION" | "APPLY" | "CREATE" | "UPDATE"
+    )
+}
+
+// ---------------------------------------------------------------------------
+// figures
+// ---------------------------------------------------------------------------
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+enum Cell {
+    Heading,
+    /// Samples: count, p50, p99, max.
+    Dist(Vec<f64>),
+    /// One value (None: not measured).
+    Value(Option<f64>),
+}
+
+struct Row {
+    label: String,
+    cell: Cell,
+    unit: &'static str,
+    note: String,
+}
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<Row>,
+}
+
+impl Table {
+    fn heading(&mut self, text: impl Into<String>) {
+        self.rows.push(Row {
+            label: text.into(),
+            cell: Cell::Heading,
+            unit: "",
+            note: String::new(),
+        });
+    }
+
+    fn dist(
+        &mut self,
+        label: impl Into<String>,
+        samples: Vec<f64>,
+        unit: &'static str,
+        note: impl Into<String>,
+    ) {
+        self.rows.push(Row {
+            label: label.into(),
+            cell: Cell::Dist(sorted(samples)),
+            unit,
+            note: note.into(),
+        });
+    }
+
+    fn value(
+        &mut self,
+        label: impl Into<String>,
+        value: Option<f64>,
+        unit: &'static str,
+        note: impl Into<String>,
+    ) {
+        self.rows.push(Row {
+            label: label.into(),
+            cell: Cell::Value(value),
+            unit,
+            note: note.into(),
+        });
+    }
+
+    fn print(&self) {
+        println!(
+            "{:<58} {:>5} {:>9} {:>9} {:>9} {:<6}  note",
+            "figure", "n", "p50|value", "p99", "max", "unit"
+        );
+        println!("{}", "-".repeat(124));
+        let opt = |v: Option<f64>| v.map_or("-".to_owned(), num);
+        for row in &self.rows {
+            match &row.cell {
+                Cell::Heading => println!("{}", row.label),
+                Cell::Dist(v) => println!(
+                    "{:<58} {:>5} {:>9} {:>9} {:>9} {:<6}  {}",
+                    row.label,
+                    v.len(),
+                    opt(percentile(v, 0.5)),
+                    opt(percentile(v, 0.99)),
+                    opt(percentile(v, 1.0)),
+                    row.unit,
+                    row.note
+                ),
+                Cell::Value(v) => println!(
+                    "{:<58} {:>5} {:>9} {:>9} {:>9} {:<6}  {}",
+                    row.label,
+                    "",
+                    v.map_or("n/a".to_owned(), num),
+                    "",
+                    "",
+                    row.unit,
+                    row.note
+                ),
+            }
+        }
+    }
+}
+
+fn num(v: f64) -> String {
+    // no "-0.00": an empty f64 sum is -0.0
+    let v = v + 0.0;
+    let a = v.abs();
+    if a == 0.0 {
+        "0".to_owned()
+    } else if a >= 1000.0 || (a > 0.0 && v.fract() == 0.0) {
+        format!("{v:.0}")
+    } else if a >= 100.0 {
+        format!("{v:.1}")
+    } else if a >= 0.01 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn ms(seconds: Vec<f64>) -> Vec<f64> {
+    seconds.into_iter().map(|s| s * 1000.0).collect()
+}
+
+fn counts(items: impl IntoIterator<Item = String>) -> String {
+    let mut by: BTreeMap<String, usize> = BTreeMap::new();
+    for i in items {
+        *by.entry(i).or_default() += 1;
+    }
+    by.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---------------------------------------------------------------------------
+// the benchmark
+// ---------------------------------------------------------------------------
+
+struct Bench {
+    cfg: Config,
+    client: Client,
+    http: reqwest::Client,
+    seen: Shared,
+    windows: ApiResource,
+}
+
+/// Writes counted over one interval, for the table.
+struct Interval {
+    label: String,
+    /// Raw data file name part.
+    file: &'static str,
+    seconds: f64,
+    delta: Snapshot,
+}
+
+impl Bench {
+    fn window_api(&self, ns: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), ns, &self.windows)
+    }
+
+    /// Fails when the operator process is gone.
+    fn operator_alive(&self) -> Result<()> {
+        let Some(pid) = self.cfg.operator_pid else {
+            return Ok(());
+        };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let state = status
+            .lines()
+            .find_map(|l| l.strip_prefix("State:"))
+            .map(str::trim)
+            .unwrap_or("");
+        if state.is_empty() || state.starts_with('Z') {
+            bail!("the operator (pid {pid}) exited");
+        }
+        Ok(())
+    }
+
+    /// A `/proc/PID/status` field in MiB (VmRSS, VmHWM).
+    fn proc_mib(&self, field: &str) -> Option<f64> {
+        proc_mib(self.cfg.operator_pid?, field)
+    }
+
+    /// CPU seconds (user + system) the operator process has used so far.
+    fn cpu_seconds(&self) -> Option<f64> {
+        let pid = self.cfg.operator_pid?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // fields after "(comm)": state is field 3, utime 14, stime 15
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        Some((utime + stime) / USER_HZ)
+    }
+
+    /// Reads the operator's VmRSS every 100 ms into `Seen::rss`.
+    fn spawn_rss_sampler(&self) {
+        let Some(pid) = self.cfg.operator_pid else {
+            return;
+        };
+        let seen = self.seen.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(mib) = proc_mib(pid, "VmRSS") {
+                    lock(&seen).rss.push((Timestamp::now(), mib));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
+
+    /// The highest RSS sample in [from, to].
+    fn peak_rss(&self, from: Timestamp, to: Timestamp) -> Option<f64> {
+        lock(&self.seen)
+            .rss
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .map(|(_, v)| *v)
+            .reduce(f64::max)
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot> {
+        Snapshot::take(&self.client, &self.http, &self.cfg.operator_url).await
+    }
+
+    fn write_out(&self, file: &str, text: &str) {
+        if let Some(dir) = &self.cfg.out
+            && let Err(err) = std::fs::write(dir.join(file), text)
+        {
+            progress(format!("cannot write {}: {err}", dir.join(file).display()));
+        }
+    }
+
+    /// Polls `check` every 250 ms until it returns Ok(None); Ok(Some(text)) is the progress
+    /// shown every ~15 s.
+    async fn wait_for<F, Fut>(&self, what: &str, mut check: F) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<String>>>,
+    {
+        let deadline = Instant::now() + self.cfg.timeout;
+        let mut tick = Ticker::new();
+        loop {
+            let state = check().await?;
+            let Some(state) = state else { return Ok(()) };
+            self.operator_alive()?;
+            if Instant::now() > deadline {
+                bail!(
+                    "timed out after {:?} waiting for {what}: {state}",
+                    self.cfg.timeout
+                );
+            }
+            if tick.due() {
+                progress(format!("  ... waiting for {what}: {state}"));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Sleeps until the wall-clock instant `t`, checking the operator and saying what it waits for.
+    async fn sleep_until(&self, what: &str, t: Timestamp) -> Result<()> {
+        let mut tick = Ticker::new();
+        loop {
+            let left = until(t);
+            if left <= 0.0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_secs_f64(left.min(0.5))).await;
+            self.operator_alive()?;
+            if tick.due() {
+                progress(format!("  ... {what}: {:.0}s to go", until(t).max(0.0)));
+            }
+        }
+    }
+
+    /// Waits until the operator's reconcile and write counters stand still for 3 s, or
+    /// `deadline` passes; returns whether it got quiet.
+    async fn wait_quiet(&self, deadline: Timestamp) -> Result<bool> {
+        let mut last = f64::NAN;
+        let mut still_since = Instant::now();
+        let mut tick = Ticker::new();
+        loop {
+            let snap = self.snapshot().await?;
+            let total = snap.op_sum("") + snap.op_writes();
+            if total != last {
+                last = total;
+                still_since = Instant::now();
+            } else if still_since.elapsed() >= Duration::from_secs(3) {
+                return Ok(true);
+            }
+            self.operator_alive()?;
+            if until(deadline) <= 0.0 {
+                return Ok(false);
+            }
+            if tick.due() {
+                progress("  ... waiting for the operator to be quiet");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Runs `make` over `0..n` with `parallel` requests in flight; all must succeed.
+    async fn for_all<F, Fut>(&self, n: usize, parallel: usize, make: F) -> Result<()>
+    where
+        F: Fn(usize) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        let results: Vec<Result<()>> = stream::iter(0..n)
+            .map(make)
+            .buffer_unordered(parallel)
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<()>>>()?;
+        Ok(())
+    }
+
+    /// Namespaces, Deployments, watches.
+    async fn setup(&self) -> Result<()> {
+        let cfg = &self.cfg;
+        let pp = PatchParams::apply(MANAGER).force();
+        progress(format!(
+            "creating {} namespaces {}-NN with {} Deployments each (1 replica)",
+            cfg.namespaces, cfg.prefix, cfg.deployments_per_ns
+        ));
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        self.for_all(cfg.namespaces, 8, |i| {
+            let (namespaces, pp) = (namespaces.clone(), pp.clone());
+            let name = cfg.namespace(i);
+            async move {
+                let ns = json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": name, "labels": {NS_LABEL: "1"}}});
+                namespaces
+                    .patch(&name, &pp, &Patch::Apply(&ns))
+                    .await
+                    .with_context(|| format!("creating namespace {name}"))?;
+                Ok(())
+            }
+        })
+        .await?;
+        let per_ns = cfg.deployments_per_ns;
+        self.for_all(cfg.namespaces * per_ns, 16, |k| {
+            let pp = pp.clone();
+            let ns = cfg.namespace(k / per_ns);
+            let name = app_name(k % per_ns);
+            let api: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
+            async move {
+                let d = json!({
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": name, "labels": {APP_LABEL: name}},
+                    "spec": {
+                        "replicas": 1,
+                        "selector": {"matchLabels": {APP_LABEL: name}},
+                        "template": {
+                            "metadata": {"labels": {APP_LABEL: name}},
+                            "spec": {"containers": [{
+                                "name": "app",
+                                "image": "registry.invalid/bench-app:1",
+                                "env": [{"name": "APP_COLOUR", "value": "blue"}]
+                            }]}
+                        }
+                    }
+                });
+                api.patch(&name, &pp, &Patch::Apply(&d))
+                    .await
+                    .with_context(|| format!("creating Deployment {ns}/{name}"))?;
+                Ok(())
+            }
+        })
+        .await?;
+        let all: Api<Deployment> = Api::all(self.client.clone());
+        let want = cfg.namespaces * per_ns;
+        self.wait_for(&format!("{want} Deployments rolled out"), || {
+            let all = all.clone();
+            async move {
+                let list = all.list(&ListParams::default().labels(APP_LABEL)).await?;
+                let done = list.items.iter().filter(|d| rollout_complete(d)).count();
+                Ok((done < want).then(|| format!("{done}/{want} available")))
+            }
+        })
+        .await?;
+        spawn_watch(
+            all,
+            watcher::Config::default().labels(APP_LABEL),
+            self.seen.clone(),
+            record_deployment,
+        );
+        spawn_watch(
+            Api::<DynamicObject>::all_with(self.client.clone(), &self.windows),
+            watcher::Config::default().labels(KIND_LABEL),
+            self.seen.clone(),
+            record_window,
+        );
+        Ok(())
+    }
+
+    /// Creates windows `0..n` made by `make(i) -> (namespace, object)`; returns seconds taken.
+    async fn create_windows<F>(&self, what: &str, n: usize, make: F) -> Result<f64>
+    where
+        F: Fn(usize) -> (String, Value),
+    {
+        if n == 0 {
+            return Ok(0.0);
+        }
+        progress(format!("creating {n} {what} windows"));
+        let start = Instant::now();
+        let make = &make;
+        self.for_all(n, 32, |i| {
+            let (ns, body) = make(i);
+            let api = self.window_api(&ns);
+            async move {
+                let obj: DynamicObject = serde_json::from_value(body)?;
+                api.create(&PostParams::default(), &obj)
+                    .await
+                    .with_context(|| {
+                        format!("creating MaintenanceWindow {ns}/{}", obj.name_any())
+                    })?;
+                Ok(())
+            }
+        })
+        .await?;
+        let took = start.elapsed().as_secs_f64();
+        progress(format!("  {n} {what} windows created in {took:.1}s"));
+        Ok(took)
+    }
+
+    /// The window's changes, on one Deployment.
+    fn targets(app: &str) -> Value {
+        json!([{
+            "kind": "Deployment",
+            "name": app,
+            "scaleTo": 0,
+            "env": [{"name": ENV_NAME, "value": "true"}]
+        }])
+    }
+
+    fn window_body(ns: &str, name: &str, kind: &str, spec: Value) -> Value {
+        json!({
+            "apiVersion": "ops.runbook.dev/v1alpha1",
+            "kind": "MaintenanceWindow",
+            "metadata": {"name": name, "namespace": ns, "labels": {KIND_LABEL: kind}},
+            "spec": spec
+        })
+    }
+
+    /// The one-off windows' (namespace/window, namespace/Deployment) keys.
+    fn one_offs(&self) -> Vec<(String, String)> {
+        (0..self.cfg.simultaneous)
+            .map(|i| {
+                let (ns, app) = self.cfg.one_off_target(i);
+                (key(&ns, &one_off_name(i)), key(&ns, &app))
+            })
+            .collect()
+    }
+
+    fn window_phases(&self) -> String {
+        let seen = lock(&self.seen);
+        counts(seen.windows.values().map(|w| {
+            w.phase
+                .clone()
+                .unwrap_or_else(|| "(no phase yet)".to_owned())
+        }))
+    }
+}
+
+fn proc_mib(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// `kubectl rollout status` for a Deployment: done when the controller observed the current
+/// generation and every replica is updated and available, with no old one left.
+fn rollout_complete(d: &Deployment) -> bool {
+    let (Some(spec), Some(status)) = (&d.spec, &d.status) else {
+        return false;
+    };
+    let want = spec.replicas.unwrap_or(1);
+    let updated = status.updated_replicas.unwrap_or(0);
+    status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+        && updated >= want
+        && status.replicas.unwrap_or(0) <= updated
+        && status.available_replicas.unwrap_or(0) >= updated
+}
+
+/// A cron month about half a year ahead of `now` (1-12), so no recurring occurrence falls
+/// inside the benchmark.
+fn far_month(now: Timestamp) -> i8 {
+    let month = now.to_zoned(jiff::tz::TimeZone::UTC).month();
+    (month + 5) % 12 + 1
+}
+
+/// The first whole minute at least `lead` seconds after `now`.
+fn whole_minute_after(now: Timestamp, lead: u64) -> Result<Timestamp> {
+    let s = now.as_second() + lead as i64;
+    let minute = (s + 59).div_euclid(60) * 60;
+    Timestamp::from_second(minute).map_err(|e| anyhow!("computing T: {e}"))
+}
+
+#[tokio::main]
+async fn main() {
+    let Some(operator_url) = env_text("BENCH_OPERATOR_URL") else {
+        println!(
+            "benches/windows.rs needs a cluster and a running operator: run hack/bench-windows.sh (or make bench)"
+        );
+        return;
+    };
+    t0();
+    match bench(operator_url).await {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(err) => {
+            progress(format!("ERROR: {err:#}"));
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Ok(false): the figures are printed, but some window did not open or restore.
+async fn bench(operator_url: String) -> Result<bool> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cfg = Config::from_env(operator_url)?;
+    if let Some(dir) = &cfg.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let client = Client::try_default()
+        .await
+        .map_err(|e| anyhow!("no Kubernetes client: {e}"))?;
+    let http = reqwest::Client::builder()
+        .build()
+        .context("building the HTTP client")?;
+    progress(format!(
+        "{} MaintenanceWindows in {} namespaces, {} of them one-off windows opening at the same instant for {}s",
+        cfg.windows, cfg.namespaces, cfg.simultaneous, cfg.duration
+    ));
+    let bench = Bench {
+        cfg,
+        client,
+        http,
+        seen: Arc::default(),
+        windows: ApiResource::erase::<MaintenanceWindow>(&()),
+    };
+    bench.operator_alive()?;
+    bench.spawn_rss_sampler();
+    bench.setup().await?;
+    let cfg = &bench.cfg;
+    let mut table = Table::default();
+    let mut ok = true;
+
+    // -----------------------------------------------------------------------
+    // create, settle
+    // -----------------------------------------------------------------------
+    bench.wait_quiet(plus(Timestamp::now(), 60.0)).await?;
+    let rss_before = bench.proc_mib("VmRSS");
+    let before_create = bench.snapshot().await?;
+    let cpu_before_create = bench.cpu_seconds();
+    let t_create = Timestamp::now();
+    let month = far_month(t_create);
+    let recurring = cfg.recurring();
+    let recurring_secs = bench
+        .create_windows("recurring", recurring, |r| {
+            let ns = cfg.namespace(r % cfg.namespaces);
+            let app = app_name((r / cfg.namespaces) % cfg.deployments_per_ns);
+            let spec = json!({
+                "schedule": {
+                    "cron": format!("{} {} 1 {month} *", r % 60, 1 + r % 4),
+                    "timeZone": ZONES[r % ZONES.len()],
+                    "duration": "2h"
+                },
+                "targets": Bench::targets(&app)
+            });
+            (
+                ns.clone(),
+                Bench::window_body(&ns, &recurring_name(r), "recurring", spec),
+            )
+        })
+        .await?;
+    let t_open = whole_minute_after(Timestamp::now(), cfg.lead)?;
+    let t_end = plus(t_open, cfg.duration as f64);
+    progress(format!(
+        "T = {t_open} (in {:.0}s), END = {t_end}",
+        until(t_open)
+    ));
+    let once_secs = bench
+        .create_windows("one-off", cfg.simultaneous, |i| {
+            let (ns, app) = cfg.one_off_target(i);
+            let spec = json!({
+                "start": t_open.to_string(),
+                "end": t_end.to_string(),
+                "targets": Bench::targets(&app)
+            });
+            (
+                ns.clone(),
+                Bench::window_body(&ns, &one_off_name(i), "one-off", spec),
+            )
+        })
+        .await?;
+    let t_created = Timestamp::now();
+    if until(t_open) < 15.0 {
+        bail!(
+            "creating the windows took until {:.0}s before T; raise BENCH_LEAD",
+            until(t_open)
+        );
+    }
+    let total = cfg.windows;
+    bench
+        .wait_for(&format!("all {total} windows settled"), || {
+            let seen = &bench.seen;
+            async move {
+                let seen = lock(seen);
+                let settled = seen.windows.values().filter(|w| w.settled()).count();
+                Ok((settled < total).then(|| {
+                    format!(
+                        "{settled}/{total} settled, {} seen by the watch",
+                        seen.windows.len()
+                    )
+                }))
+            }
+        })
+        .await?;
+    let t_settled = Timestamp::now();
+    let quiet = bench.wait_quiet(plus(t_open, -5.0)).await?;
+    let t_settled_quiet = Timestamp::now();
+    let after_settle = bench.snapshot().await?;
+    let cpu_settle = bench
+        .cpu_seconds()
+        .zip(cpu_before_create)
+        .map(|(a, b)| a - b);
+    let rss_settled = bench.proc_mib("VmRSS");
+    let phases_settled = bench.window_phases();
+    let with_next = lock(&bench.seen)
+        .windows
+        .values()
+        .filter(|w| w.next_start)
+        .count();
+    progress(format!(
+        "all {total} settled {:.1}s after the last create ({phases_settled}; {with_next} with nextStart); VmRSS {} MiB",
+        secs(t_created, t_settled),
+        rss_settled.map_or("?".into(), num)
+    ));
+    if !quiet {
+        progress("  (the operator was still busy 5 s before T)");
+    }
+    let settle_delta = after_settle.since(&before_create);
+    bench.write_out("api-delta-settle.tsv", &settle_delta.tsv());
+
+    table.heading(format!(
+        "-- {total} windows ({} recurring, {} one-off) in {} namespaces, {} Deployments each",
+        recurring, cfg.simultaneous, cfg.namespaces, cfg.deployments_per_ns
+    ));
+    table.value(
+        "create the windows (recurring, then one-off)",
+        Some(recurring_secs + once_secs),
+        "s",
+        format!("{recurring_secs:.1} s + {once_secs:.1} s; 32 creates in flight"),
+    );
+    table.value(
+        "last create -> all settled",
+        Some(secs(t_created, t_settled)),
+        "s",
+        format!(
+            "first create -> settled {:.1} s; phases: {phases_settled}; {with_next} with nextStart",
+            secs(t_create, t_settled)
+        ),
+    );
+    table.value(
+        "operator writes to settle them, per window",
+        Some(settle_delta.op_writes() / total as f64),
+        "req",
+        format!(
+            "FlowSchemas: {} to ops.runbook.dev, {} other, {} Events in all",
+            num(settle_delta.flow("crd-write")),
+            num(settle_delta.flow("write")),
+            num(settle_delta.flow("events")),
+        ),
+    );
+    table.value(
+        "operator CPU time to settle them",
+        cpu_settle,
+        "s",
+        "user + system, /proc/PID/stat",
+    );
+    table.value(
+        "operator VmRSS before the windows",
+        rss_before,
+        "MiB",
+        format!("{} Deployments", cfg.namespaces * cfg.deployments_per_ns),
+    );
+    table.value(
+        "operator VmRSS, all windows settled",
+        rss_settled,
+        "MiB",
+        "",
+    );
+    table.value(
+        "operator VmRSS peak while creating and settling",
+        bench.peak_rss(t_create, t_settled_quiet),
+        "MiB",
+        "sampled every 100 ms",
+    );
+
+    // -----------------------------------------------------------------------
+    // quiet interval before T
+    // -----------------------------------------------------------------------
+    let mut intervals = Vec::new();
+    let room = until(t_open) - 5.0;
+    let length = room.min(cfg.quiet as f64);
+    if length >= 10.0 {
+        progress(format!(
+            "quiet interval before T: {length:.0}s counting the operator's writes"
+        ));
+        let a = bench.snapshot().await?;
+        let start = Instant::now();
+        bench
+            .sleep_until("quiet interval before T", plus(Timestamp::now(), length))
+            .await?;
+        let b = bench.snapshot().await?;
+        intervals.push(Interval {
+            label: "settled, before T".into(),
+            file: "before-t",
+            seconds: start.elapsed().as_secs_f64(),
+            delta: b.since(&a),
+        });
+    } else {
+        progress(format!(
+            "no room for a quiet interval before T ({room:.0}s left); raise BENCH_LEAD"
+        ));
+    }
+
+    // -----------------------------------------------------------------------
+    // the open
+    // -----------------------------------------------------------------------
+    bench
+        .sleep_until("waiting for T", plus(t_open, -2.0))
+        .await?;
+    let before_open = bench.snapshot().await?;
+    let cpu_before_open = bench.cpu_seconds();
+    let one_offs = bench.one_offs();
+    let n = one_offs.len();
+    progress(format!(
+        "T: waiting for {n} Deployments to show replicas 0 and {ENV_NAME}=true (until END at the latest)"
+    ));
+    let mut tick = Ticker::new();
+    loop {
+        let opened = {
+            let seen = lock(&bench.seen);
+            one_offs
+                .iter()
+                .filter(|(_, d)| seen.targets.get(d).is_some_and(|t| t.opened.is_some()))
+                .count()
+        };
+        if opened == n {
+            break;
+        }
+        bench.operator_alive()?;
+        if until(t_end) <= 0.0 {
+            progress(format!(
+                "  only {opened}/{n} Deployments showed both changes by END"
+            ));
+            break;
+        }
+        if tick.due() {
+            progress(format!(
+                "  ... {opened}/{n} opened, {:.0}s after T; windows: {}",
+                -until(t_open),
+                bench.window_phases()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last_open = {
+        let seen = lock(&bench.seen);
+        one_offs
+            .iter()
+            .filter_map(|(_, d)| seen.targets.get(d).and_then(|t| t.opened))
+            .max()
+    };
+    match last_open {
+        Some(t) => progress(format!(
+            "  last change seen {:.2}s after T; waiting for the operator to be quiet",
+            secs(t_open, t)
+        )),
+        None => progress("  no change seen at all; waiting for the operator to be quiet"),
+    }
+    bench.wait_quiet(plus(t_end, -12.0)).await?;
+    let t_open_quiet = Timestamp::now();
+    let after_open = bench.snapshot().await?;
+    let cpu_open = bench.cpu_seconds().zip(cpu_before_open).map(|(a, b)| a - b);
+    let open_delta = after_open.since(&before_open);
+    bench.write_out("api-delta-open.tsv", &open_delta.tsv());
+    let rss_open_peak = bench.peak_rss(plus(t_open, -2.0), t_open_quiet);
+
+    // quiet interval while open
+    let room = until(t_end) - 2.0;
+    let before_end = if room >= 10.0 {
+        progress(format!(
+            "quiet interval while the windows are open: {room:.0}s counting the operator's writes"
+        ));
+        let start = Instant::now();
+        bench
+            .sleep_until("quiet interval while open", plus(t_end, -2.0))
+            .await?;
+        let b = bench.snapshot().await?;
+        intervals.push(Interval {
+            label: "one-off windows open, changes settled".into(),
+            file: "open",
+            seconds: start.elapsed().as_secs_f64(),
+            delta: b.since(&after_open),
+        });
+        b
+    } else {
+        progress(format!(
+            "no room for a quiet interval while open ({room:.0}s before END)"
+        ));
+        bench
+            .sleep_until("waiting for END", plus(t_end, -2.0))
+            .await?;
+        bench.snapshot().await?
+    };
+    let cpu_before_end = bench.cpu_seconds();
+
+    // -----------------------------------------------------------------------
+    // the restore
+    // -----------------------------------------------------------------------
+    bench.sleep_until("waiting for END", t_end).await?;
+    progress(format!(
+        "END: waiting for the opened Deployments to show replicas 1 and no {ENV_NAME}"
+    ));
+    let restore_deadline = plus(t_end, bench.cfg.timeout.as_secs_f64());
+    let mut tick = Ticker::new();
+    loop {
+        let (opened, restored) = {
+            let seen = lock(&bench.seen);
+            let mut opened = 0;
+            let mut restored = 0;
+            for (_, d) in &one_offs {
+                if let Some(t) = seen.targets.get(d)
+                    && t.opened.is_some()
+                {
+                    opened += 1;
+                    if t.restored.is_some() {
+                        restored += 1;
+                    }
+                }
+            }
+            (opened, restored)
+        };
+        if restored == opened {
+            break;
+        }
+        bench.operator_alive()?;
+        if until(restore_deadline) <= 0.0 {
+            progress(format!(
+                "  only {restored}/{opened} Deployments restored {:?} after END",
+                bench.cfg.timeout
+            ));
+            break;
+        }
+        if tick.due() {
+            progress(format!(
+                "  ... {restored}/{opened} restored, {:.0}s after END; windows: {}",
+                -until(t_end),
+                bench.window_phases()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last_restore = {
+        let seen = lock(&bench.seen);
+        one_offs
+            .iter()
+            .filter_map(|(_, d)| seen.targets.get(d).and_then(|t| t.restored))
+            .max()
+    };
+    match last_restore {
+        Some(t) => progress(format!(
+            "  last restore seen {:.2}s after END; waiting for the operator to be quiet",
+            secs(t_end, t)
+        )),
+        None => progress(
+            "  no restore seen (nothing opened, or nothing restored); waiting for the operator to be quiet",
+        ),
+    }
+    bench.wait_quiet(plus(Timestamp::now(), 60.0)).await?;
+    let t_restore_quiet = Timestamp::now();
+    let after_restore = bench.snapshot().await?;
+    let cpu_restore = bench.cpu_seconds().zip(cpu_before_end).map(|(a, b)| a - b);
+    let restore_delta = after_restore.since(&before_end);
+    bench.write_out("api-delta-restore.tsv", &restore_delta.tsv());
+    let rss_restore_peak = bench.peak_rss(plus(t_end, -2.0), t_restore_quiet);
+
+    // quiet interval after the restore
+    progress(format!(
+        "quiet interval after the restore: {}s idle, then {}s counting the operator's writes",
+        bench.cfg.settle, bench.cfg.quiet
+    ));
+    bench
+        .sleep_until(
+            "idle after the restore",
+            plus(Timestamp::now(), bench.cfg.settle as f64),
+        )
+        .await?;
+    let rss_idle = bench.proc_mib("VmRSS");
+    let a = bench.snapshot().await?;
+    let start = Instant::now();
+    bench
+        .sleep_until(
+            "quiet interval after the restore",
+            plus(Timestamp::now(), bench.cfg.quiet as f64),
+        )
+        .await?;
+    let b = bench.snapshot().await?;
+    intervals.push(Interval {
+        label: "after the restore".into(),
+        file: "after-restore",
+        seconds: start.elapsed().as_secs_f64(),
+        delta: b.since(&a),
+    });
+    let hwm = bench.proc_mib("VmHWM");
+
+    // -----------------------------------------------------------------------
+    // figures
+    // -----------------------------------------------------------------------
+    let seen = lock(&bench.seen);
+    let mut open_last = Vec::new();
+    let mut open_first = Vec::new();
+    let mut open_status = Vec::new();
+    let mut restore_last = Vec::new();
+    let mut restore_status = Vec::new();
+    let mut missing_open = Vec::new();
+    let mut missing_restore = Vec::new();
+    let mut raw = String::from(
+        "# seconds relative to T (open) and END (restore), wall clock of this host; - = not seen\nwindow\tdeployment\tfirst_change\topened\tstatus_active\trestored\tstatus_completed\tphases\tlast_result\n",
+    );
+    let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
+    for (w, d) in &one_offs {
+        let target = seen.targets.get(d);
+        let window = seen.windows.get(w);
+        let first = target.and_then(|t| t.first_change).map(|t| secs(t_open, t));
+        let opened = target.and_then(|t| t.opened).map(|t| secs(t_open, t));
+        let restored = target.and_then(|t| t.restored).map(|t| secs(t_end, t));
+        let active = window.and_then(|w| w.active).map(|t| secs(t_open, t));
+        let completed = window.and_then(|w| w.completed).map(|t| secs(t_end, t));
+        open_first.extend(first);
+        open_last.extend(opened);
+        open_status.extend(active);
+        restore_last.extend(restored);
+        restore_status.extend(completed);
+        if opened.is_none() {
+            let last = target.and_then(|t| t.last);
+            missing_open.push(format!(
+                "{w} -> {d}: last seen {}",
+                last.map_or("never".into(), |(r, all, _)| format!(
+                    "replicas {r}, {ENV_NAME}={all}"
+                ))
+            ));
+        } else if restored.is_none() {
+            let last = target.and_then(|t| t.last);
+            missing_restore.push(format!(
+                "{w} -> {d}: last seen {}",
+                last.map_or("never".into(), |(r, _, any)| format!(
+                    "replicas {r}, {ENV_NAME} present={any}"
+                ))
+            ));
+        }
+        let _ = writeln!(
+            raw,
+            "{w}\t{d}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            fmt(first),
+            fmt(opened),
+            fmt(active),
+            fmt(restored),
+            fmt(completed),
+            window.map_or("-".into(), |w| w.phases.join(">")),
+            window
+                .and_then(|w| w.result.clone())
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+    let results = counts(one_offs.iter().map(|(w, _)| {
+        seen.windows
+            .get(w)
+            .and_then(|w| w.result.clone())
+            .unwrap_or_else(|| "(none)".into())
+    }));
+    let final_phases = counts(one_offs.iter().map(|(w, _)| {
+        seen.windows
+            .get(w)
+            .and_then(|w| w.phase.clone())
+            .unwrap_or_else(|| "(none)".into())
+    }));
+    let recurring_moved = seen
+        .windows
+        .iter()
+        .filter(|(k, w)| k.contains("/yearly-") && w.phases.iter().any(|p| p != "Scheduled"))
+        .count();
+    let watch_errors = seen.watch_errors;
+    drop(seen);
+    bench.write_out("one-off-windows.tsv", &raw);
+
+    table.heading(format!(
+        "-- open: {n} one-off windows starting at T = {t_open} (client-side receipt of watch events)"
+    ));
+    table.dist(
+        "T -> last change visible (replicas 0 AND env set)",
+        ms(open_last),
+        "ms",
+        format!("{} of {n} seen", n - missing_open.len()),
+    );
+    table.dist(
+        "T -> first change visible (replicas 0 OR env set)",
+        ms(open_first),
+        "ms",
+        "",
+    );
+    table.dist("T -> window status phase Active", ms(open_status), "ms", "");
+    table.value(
+        "operator writes for the open, per window",
+        Some(open_delta.op_writes() / n as f64),
+        "req",
+        format!(
+            "FlowSchemas, T-2s to quiet: {} ops.runbook.dev, {} workloads, {} Events",
+            num(open_delta.flow("crd-write")),
+            num(open_delta.flow("write")),
+            num(open_delta.flow("events"))
+        ),
+    );
+    table.value(
+        "operator CPU time for the open",
+        cpu_open,
+        "s",
+        format!("{} reconciles", num(open_delta.op_sum("reconcile "))),
+    );
+    table.value(
+        "operator VmRSS peak during the open",
+        rss_open_peak,
+        "MiB",
+        "T-2s until quiet, sampled every 100 ms",
+    );
+    table.heading(format!(
+        "-- restore: the same windows ending at END = T + {}s",
+        bench.cfg.duration
+    ));
+    table.dist(
+        "END -> restored (replicas 1 AND env removed)",
+        ms(restore_last),
+        "ms",
+        format!(
+            "{} of {} opened seen restored",
+            n - missing_open.len() - missing_restore.len(),
+            n - missing_open.len()
+        ),
+    );
+    table.dist(
+        "END -> window status phase Completed",
+        ms(restore_status),
+        "ms",
+        format!("final phases: {final_phases}; lastWindow.result: {results}"),
+    );
+    table.value(
+        "operator writes for the restore, per window",
+        Some(restore_delta.op_writes() / n as f64),
+        "req",
+        format!(
+            "FlowSchemas, END-2s to quiet: {} ops.runbook.dev, {} workloads, {} Events",
+            num(restore_delta.flow("crd-write")),
+            num(restore_delta.flow("write")),
+            num(restore_delta.flow("events"))
+        ),
+    );
+    table.value(
+        "operator CPU time for the restore",
+        cpu_restore,
+        "s",
+        format!("{} reconciles", num(restore_delta.op_sum("reconcile "))),
+    );
+    table.value(
+        "operator VmRSS peak during the restore",
+        rss_restore_peak,
+        "MiB",
+        "",
+    );
+    table.value(
+        "recurring windows that left phase Scheduled",
+        Some(recurring_moved as f64),
+        "count",
+        "expected 0: none of their occurrences falls inside the benchmark",
+    );
+    table.heading("-- API writes between boundaries (target 0)");
+    for iv in &intervals {
+        let d = &iv.delta;
+        table.value(
+            format!("operator writes, {}", iv.label),
+            Some(d.op_writes()),
+            "writes",
+            format!(
+                "{:.0} s; FlowSchemas: {} ops.runbook.dev, {} other, {} Events",
+                iv.seconds,
+                num(d.flow("crd-write")),
+                num(d.flow("write")),
+                num(d.flow("events"))
+            ),
+        );
+        table.value(
+            "  operator api_writes metric",
+            Some(d.op_sum("write ")),
+            "writes",
+            format!(
+                "reconciles: {} ({CONTROLLER}: {})",
+                num(d.op_sum("reconcile ")),
+                num(d.op_sum(&format!("reconcile {CONTROLLER}")))
+            ),
+        );
+        table.value(
+            "  all clients: writes to ops.runbook.dev",
+            Some(d.api_sum(|verb, what| is_write(verb) && what.starts_with("ops.runbook.dev/"))),
+            "writes",
+            format!(
+                "apiserver_request_total; operator GET+LIST in the interval: {}",
+                num(d.op_reads())
+            ),
+        );
+        bench.write_out(&format!("api-delta-quiet-{}.tsv", iv.file), &d.tsv());
+        if d.op_writes() > 0.0 {
+            progress(format!("  writes in the interval \"{}\":", iv.label));
+            for (k, v) in d
+                .api
+                .iter()
+                .filter(|(k, _)| is_write(k.split(' ').next().unwrap_or("")))
+            {
+                progress(format!("    (all clients) {k}: {v}"));
+            }
+        }
+    }
+    table.heading("-- operator memory");
+    table.value(
+        "operator VmRSS, idle after the restore",
+        rss_idle,
+        "MiB",
+        "",
+    );
+    table.value(
+        "operator VmHWM (peak RSS since it started)",
+        hwm,
+        "MiB",
+        "/proc/PID/status",
+    );
+
+    println!();
+    table.print();
+    println!();
+    println!(
+        "Definitions (wall clock of this host; watch events timed when they reach this process):"
+    );
+    println!(
+        "  open: first Deployment event with spec.replicas 0 and {ENV_NAME}=true on every container, minus T."
+    );
+    println!(
+        "  restore: first later event with spec.replicas 1 and {ENV_NAME} on no container, minus END."
+    );
+    println!(
+        "  operator writes: the operator impersonates runbook-bench-windows-operator; FlowSchemas"
+    );
+    println!(
+        "    {FLOW_PREFIX}{{get,list,watch,crd-write,write,events,other}} (priority level exempt)"
+    );
+    println!("    count its requests in apiserver_flowcontrol_dispatched_requests_total.");
+    println!(
+        "  percentiles: nearest rank over the windows of this one run (one run: no medians over runs)."
+    );
+    if watch_errors > 0 {
+        println!("  the bench's watches failed {watch_errors} time(s) and were retried.");
+    }
+    if !missing_open.is_empty() || !missing_restore.is_empty() {
+        ok = false;
+        println!();
+        println!(
+            "{} window(s) never showed both changes, {} never showed the restore:",
+            missing_open.len(),
+            missing_restore.len()
+        );
+        for m in missing_open.iter().chain(&missing_restore).take(20) {
+            println!("  {m}");
+        }
+    }
+    Ok(ok)
+}
