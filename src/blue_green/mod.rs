@@ -1,4 +1,5 @@
 //! BlueGreenRelease: types and controller.
 pub mod controller;
+pub mod release;
 pub mod types;
 pub use types::*;
