@@ -1,23 +1,53 @@
-//! BlueGreenRelease controller: observe the named Services, decide validity, write status.
-//! Slot management builds on this.
+//! BlueGreenRelease controller: observe (the release, its slot Deployments, its Services and
+//! their EndpointSlices, its validation runs, MaintenanceWindows) -> decide
+//! ([`release::decide`], pure) -> apply (slot Deployments by server-side apply, the slot key of
+//! the Services' selectors by a merge patch, validation runs) -> status.
+//!
+//! Validation steps run on the RunbookRun engine: the controller keeps a Runbook
+//! `<release>-<stage>` holding the stage's steps (owned by the release) and starts the run
+//! `<release>-<pre|post>-<revision>`, whose journal it copies into `status.validation`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::runtime::Cache;
-use k8s_openapi::api::core::v1::Service;
-use kube::ResourceExt;
-use kube::core::PartialObjectMeta;
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
 
+use super::release::{
+    self, Cluster, Decision, EndpointView, ReleaseState, ScaleReason, Slot, SlotView, Stage,
+};
 use super::types::{BlueGreenRelease, BlueGreenReleaseStatus};
-use crate::conditions::SpecProblem;
-use crate::context::Context;
-use crate::runtime::{self, Shutdown};
+use crate::conditions::{self, Desired, SpecProblem, Status};
+use crate::context::{Context, FIELD_MANAGER};
+use crate::maintenance_window::MaintenanceWindow;
+use crate::runbook::{Runbook, RunbookSpec};
+use crate::runbook_run::{
+    RunbookRef, RunbookRun, RunbookRunSpec, StepPhase, StepStatus, Trigger, TriggerType,
+};
+use crate::runtime::{self, Cache, Shutdown};
 use crate::validation;
 
 /// Controller name in logs and metrics.
 pub const NAME: &str = "bluegreenrelease";
+/// Label on the validation Runbooks and runs a release creates, naming the release.
+pub const RELEASE_RUN_LABEL: &str = "ops.runbook.dev/blue-green-release";
+/// The label EndpointSlices carry naming their Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// Decisions carried out in one reconcile before it asks to run again.
+const MAX_ACTIONS: usize = 16;
+/// Longest timer set.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// What can go wrong while reconciling a BlueGreenRelease.
 #[derive(Debug, thiserror::Error)]
@@ -31,11 +61,18 @@ pub enum Error {
 pub struct Observed {
     /// Services named by the release that do not exist, with the field path.
     pub missing_services: Vec<(&'static str, String)>,
+    /// Selector keys of the named Services (other than the slot key) that the template's
+    /// labels do not carry with the same value: (field, service, key, value).
+    pub unmatched_selectors: Vec<(&'static str, String, String, String)>,
 }
 
 struct State {
     ctx: Arc<Context>,
-    services: Cache<PartialObjectMeta<Service>>,
+    services: Cache<Service>,
+    slices: Cache<EndpointSlice>,
+    deployments: Cache<Deployment>,
+    runs: Cache<RunbookRun>,
+    windows: Cache<MaintenanceWindow>,
 }
 
 fn services_named(bgr: &BlueGreenRelease) -> impl Iterator<Item = (&'static str, &str)> {
@@ -51,24 +88,72 @@ fn services_named(bgr: &BlueGreenRelease) -> impl Iterator<Item = (&'static str,
 /// Runs the BlueGreenRelease controller until shutdown; `synced` fires once its caches are full.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mpsc::Sender<()>) {
     let (store, stream) = runtime::watch_decoded::<BlueGreenRelease>(&ctx, NAME);
-    let (services, service_stream) = runtime::watch_metadata::<Service>(&ctx);
+    let (services, service_stream) =
+        runtime::watch_decoded_with::<Service>(&ctx, NAME, watcher::Config::default());
+    let (slices, slice_stream) = runtime::watch_decoded_with::<EndpointSlice>(
+        &ctx,
+        NAME,
+        watcher::Config::default().labels(SERVICE_NAME_LABEL),
+    );
+    let (deployments, deployment_stream) = runtime::watch_decoded_with::<Deployment>(
+        &ctx,
+        NAME,
+        watcher::Config::default().labels(release::RELEASE_LABEL),
+    );
+    let (runs, run_stream) = runtime::watch_decoded_with::<RunbookRun>(
+        &ctx,
+        NAME,
+        watcher::Config::default().labels(RELEASE_RUN_LABEL),
+    );
+    let (windows, window_stream) = runtime::watch_decoded::<MaintenanceWindow>(&ctx, NAME);
     let releases = store.store.clone();
-    let controller = Controller::for_stream(stream, store.store.clone()).watches_stream(
-        service_stream,
-        move |service| {
+    let (by_service, by_slice, by_window) = (releases.clone(), releases.clone(), releases.clone());
+    let controller = Controller::for_stream(stream, store.store.clone())
+        .watches_stream(service_stream, move |service: Service| {
             let name = service.name_any();
-            runtime::referrers(&releases, service.namespace(), |bgr| {
+            runtime::referrers(&by_service, service.namespace(), |bgr| {
                 services_named(bgr).any(|(_, s)| s == name)
             })
-        },
-    );
+        })
+        .watches_stream(slice_stream, move |slice: EndpointSlice| {
+            let service = slice.labels().get(SERVICE_NAME_LABEL).cloned();
+            runtime::referrers(&by_slice, slice.namespace(), |bgr| {
+                Some(&bgr.spec.services.active) == service.as_ref()
+            })
+        })
+        .watches_stream(deployment_stream, |d: Deployment| {
+            owner_of(&d)
+                .map(|name| ObjectRef::new(&name).within(&d.namespace().unwrap_or_default()))
+        })
+        .watches_stream(run_stream, |run: RunbookRun| {
+            let namespace = run.namespace().unwrap_or_default();
+            run.labels()
+                .get(RELEASE_RUN_LABEL)
+                .map(|name| ObjectRef::new(name).within(&namespace))
+        })
+        .watches_stream(window_stream, move |mw: MaintenanceWindow| {
+            runtime::referrers(&by_window, mw.namespace(), |bgr| {
+                bgr.spec.requires_maintenance_window.is_some()
+            })
+        });
     runtime::report_synced(
-        vec![runtime::listed(&store), runtime::listed(&services)],
+        vec![
+            runtime::listed(&store),
+            runtime::listed(&services),
+            runtime::listed(&slices),
+            runtime::listed(&deployments),
+            runtime::listed(&runs),
+            runtime::listed(&windows),
+        ],
         synced,
     );
     let state = Arc::new(State {
         ctx: ctx.clone(),
         services,
+        slices,
+        deployments,
+        runs,
+        windows,
     });
     runtime::run(
         controller,
@@ -78,6 +163,14 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
         shutdown,
     )
     .await;
+}
+
+/// The release that controls a slot Deployment.
+fn owner_of(d: &Deployment) -> Option<String> {
+    d.owner_references()
+        .iter()
+        .find(|o| o.kind == "BlueGreenRelease" && o.controller == Some(true))
+        .map(|o| o.name.clone())
 }
 
 /// Every problem with the spec that the API server could not catch.
@@ -101,53 +194,749 @@ pub fn problems(bgr: &BlueGreenRelease, observed: &Observed) -> Vec<SpecProblem>
             ("spec.strategy.postPromotion", &strategy.post_promotion),
         ]));
     }
+    if let Err(err) = release::ReleasePlan::from_spec(spec) {
+        let text = err.to_string();
+        let (field, message) = text.split_once(": ").unwrap_or(("spec", text.as_str()));
+        problems.push(SpecProblem::new(field, message));
+    }
+    let namespace = bgr.namespace().unwrap_or_default();
     for (field, service) in &observed.missing_services {
         problems.push(SpecProblem::new(
             *field,
             format!(
-                "Service {service:?} does not exist in namespace {:?}; the release switches an existing Service's selector, so create the Service first",
-                bgr.namespace().unwrap_or_default()
+                "Service {service:?} does not exist in namespace {namespace:?}; the release switches an existing Service's selector, so create the Service first"
+            ),
+        ));
+    }
+    for (field, service, key, value) in &observed.unmatched_selectors {
+        problems.push(SpecProblem::new(
+            "spec.template.metadata.labels",
+            format!(
+                "the selector of Service {service:?} ({field}) needs the label {key}={value}, which the template's labels lack; add it to spec.template.metadata.labels or remove it from the Service's selector"
             ),
         ));
     }
     problems
 }
 
-/// The status the release should have.
-pub fn desired_status(
-    bgr: &BlueGreenRelease,
-    verdict: &validation::Verdict,
-) -> BlueGreenReleaseStatus {
-    let mut status = bgr.status.clone().unwrap_or_default();
-    if !verdict.valid {
-        status.phase = Some("Invalid".into());
-    } else if status.phase.as_deref() == Some("Invalid") {
-        status.phase = None;
+/// Selector keys of `service` other than `slot_key` that `template` does not carry.
+fn unmatched(
+    service: &Service,
+    slot_key: &str,
+    template: Option<&PodTemplateSpec>,
+) -> Vec<(String, String)> {
+    let empty = BTreeMap::new();
+    let labels = template
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref())
+        .unwrap_or(&empty);
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| k.as_str() != slot_key && labels.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn service_slot(service: Option<&Service>, key: &str) -> Option<Slot> {
+    release::selector_slot(
+        service
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.selector.as_ref()),
+        key,
+    )
+}
+
+/// One reconcile in progress.
+struct Reconcile<'a> {
+    state: &'a State,
+    bgr: BlueGreenRelease,
+    namespace: String,
+    name: String,
+    template: PodTemplateSpec,
+    desired: String,
+    images: Vec<String>,
+    cluster: Cluster,
+    written: Option<BlueGreenReleaseStatus>,
+    now: Timestamp,
+    notes: Vec<validation::Note>,
+}
+
+impl Reconcile<'_> {
+    fn ctx(&self) -> &Context {
+        &self.state.ctx
     }
-    status.observed_generation = bgr.metadata.generation;
-    status.conditions = verdict.conditions.clone();
-    status
+
+    async fn event(&self, type_: EventType, reason: &str, message: String) {
+        self.ctx()
+            .publish(NAME, &self.bgr.object_ref(&()), type_, reason, message)
+            .await;
+    }
+
+    fn status(&self) -> BlueGreenReleaseStatus {
+        self.bgr.status.clone().unwrap_or_default()
+    }
+
+    /// Writes `status` (with the active slot's figures and the conditions for `decision`).
+    async fn save(
+        &mut self,
+        mut status: BlueGreenReleaseStatus,
+        decision: &Decision,
+    ) -> Result<(), Error> {
+        let active = status.active_slot.as_deref().and_then(Slot::parse);
+        let view = active.map(|slot| self.cluster.slot(slot).clone());
+        status.observed_generation = self.bgr.metadata.generation;
+        status.replicas = view.as_ref().map(|v| v.spec_replicas);
+        status.ready_replicas = view.as_ref().map(|v| v.ready_replicas);
+        status.selector = active.map(|slot| {
+            release::slot_selector(&self.bgr, slot)
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        let stamp = runtime::now();
+        let verdict = validation::judge(
+            &status.conditions,
+            &[],
+            self.bgr.metadata.generation,
+            &stamp,
+            "the release is valid and its Services exist",
+        );
+        if let Some(note) = verdict.note.clone() {
+            self.notes.push(note);
+        }
+        let available = match (&view, active) {
+            (Some(v), Some(slot)) if v.available => Desired::new(
+                "Available",
+                Status::True,
+                "SlotAvailable",
+                format!(
+                    "{} slot: {} of {} replicas ready",
+                    slot, v.ready_replicas, v.spec_replicas
+                ),
+            ),
+            (Some(v), Some(slot)) => Desired::new(
+                "Available",
+                Status::False,
+                "SlotNotAvailable",
+                format!(
+                    "{} slot: {} of {} replicas ready",
+                    slot, v.ready_replicas, v.spec_replicas
+                ),
+            ),
+            _ => Desired::new(
+                "Available",
+                Status::False,
+                "NoActiveSlot",
+                "no slot serves yet",
+            ),
+        };
+        let switched = match (&status.switched_at, active) {
+            (Some(at), Some(slot)) => Desired::new(
+                "TrafficSwitched",
+                Status::True,
+                "EndpointsConverged",
+                format!(
+                    "the active Service's endpoints are only ready pods of the {slot} slot since {}",
+                    at.0
+                ),
+            ),
+            (None, Some(slot)) => Desired::new(
+                "TrafficSwitched",
+                Status::False,
+                "EndpointsConverging",
+                format!(
+                    "waiting for the active Service's endpoints to be only ready pods of the {slot} slot"
+                ),
+            ),
+            _ => Desired::new(
+                "TrafficSwitched",
+                Status::False,
+                "NoActiveSlot",
+                "no slot serves yet",
+            ),
+        };
+        let degraded = match decision {
+            Decision::Abort {
+                revision, reason, ..
+            }
+            | Decision::SwitchBack {
+                failed: revision,
+                reason,
+                ..
+            }
+            | Decision::AwaitSwitchBack {
+                revision, reason, ..
+            } => Desired::new(
+                "Degraded",
+                Status::True,
+                reason.reason(),
+                reason.message(revision),
+            ),
+            Decision::Aborted { revision, .. } => {
+                let previous = self
+                    .status_condition(&status, "Degraded")
+                    .filter(|c| c.status == "True");
+                match previous {
+                    Some(c) => Desired::new(
+                        "Degraded",
+                        Status::True,
+                        c.reason.clone(),
+                        c.message.clone(),
+                    ),
+                    None => Desired::new(
+                        "Degraded",
+                        Status::True,
+                        "Aborted",
+                        format!(
+                            "revision {revision} was aborted; change the template to try again"
+                        ),
+                    ),
+                }
+            }
+            Decision::HoldSelector { slot, .. } => Desired::new(
+                "Degraded",
+                Status::True,
+                "NoReadyPods",
+                format!("the {slot} slot has no ready pods; the selector is left as it is"),
+            ),
+            _ => Desired::new("Degraded", Status::False, "Healthy", "nothing failed"),
+        };
+        let mut merged = conditions::merge(
+            &verdict.conditions,
+            &[available, switched, degraded],
+            self.bgr.metadata.generation,
+            &stamp,
+        );
+        std::mem::swap(&mut status.conditions, &mut merged);
+        runtime::apply_status(self.ctx(), NAME, &self.bgr, self.written.as_ref(), &status).await?;
+        self.written = Some(status.clone());
+        self.bgr.status = Some(status);
+        Ok(())
+    }
+
+    fn status_condition<'s>(
+        &self,
+        status: &'s BlueGreenReleaseStatus,
+        type_: &str,
+    ) -> Option<&'s k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        status.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Sets the slot key of `service`'s selector (one key of an atomic map: a merge patch).
+    async fn point(&mut self, service: &str, slot: Slot) -> Result<(), Error> {
+        let key = release::slot_label(&self.bgr.spec).to_owned();
+        Api::<Service>::namespaced(self.ctx().client.clone(), &self.namespace)
+            .patch(
+                service,
+                &write_params(),
+                &Patch::Merge(json!({"spec": {"selector": {key: slot.as_str()}}})),
+            )
+            .await?;
+        self.ctx().metrics.count_write(NAME, "selector");
+        Ok(())
+    }
+
+    async fn apply_slot(&mut self, slot: Slot, revision: &str, replicas: i32) -> Result<(), Error> {
+        let deployment =
+            release::slot_deployment(&self.bgr, slot, &self.template, revision, replicas);
+        let name = release::slot_deployment_name(&self.name, slot);
+        Api::<Deployment>::namespaced(self.ctx().client.clone(), &self.namespace)
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&deployment),
+            )
+            .await?;
+        self.ctx().metrics.count_write(NAME, "deployment");
+        let view = self.cluster.slot_mut(slot);
+        view.exists = true;
+        view.revision = Some(revision.to_owned());
+        view.spec_replicas = replicas;
+        view.available = false;
+        Ok(())
+    }
+
+    async fn scale_slot(&mut self, slot: Slot, replicas: i32) -> Result<(), Error> {
+        let name = release::slot_deployment_name(&self.name, slot);
+        let result = Api::<Deployment>::namespaced(self.ctx().client.clone(), &self.namespace)
+            .patch_scale(
+                &name,
+                &write_params(),
+                &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+            )
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(err) => return Err(err.into()),
+        }
+        self.ctx().metrics.count_write(NAME, "scale");
+        let view = self.cluster.slot_mut(slot);
+        if replicas > view.spec_replicas {
+            view.available = false;
+        }
+        view.spec_replicas = replicas;
+        view.ready_replicas = view.ready_replicas.min(replicas);
+        Ok(())
+    }
+
+    /// Keeps the stage's Runbook in step with the spec and starts the stage's run.
+    async fn start_validation(&mut self, stage: Stage, revision: &str) -> Result<(), Error> {
+        let strategy = self.bgr.spec.strategy.clone().unwrap_or_default();
+        let steps = match stage {
+            Stage::Pre => strategy.pre_promotion,
+            Stage::Post => strategy.post_promotion,
+        };
+        let runbook_name = format!("{}-{}", self.name, stage.as_str().to_lowercase());
+        let owner = self.bgr.controller_owner_ref(&()).map(|o| OwnerReference {
+            block_owner_deletion: Some(false),
+            ..o
+        });
+        let labels = BTreeMap::from([(RELEASE_RUN_LABEL.to_owned(), self.name.clone())]);
+        let mut runbook = Runbook::new(
+            &runbook_name,
+            RunbookSpec {
+                description: Some(format!(
+                    "The {} steps of BlueGreenRelease {}, kept by the operator; edit the release, not this Runbook.",
+                    stage.as_str(),
+                    self.name
+                )),
+                params: Vec::new(),
+                steps: steps.clone(),
+                finally: Vec::new(),
+                schedule: None,
+                requires_maintenance_window: None,
+                history_limits: None,
+            },
+        );
+        runbook.metadata.namespace = Some(self.namespace.clone());
+        runbook.metadata.labels = Some(labels.clone());
+        runbook.metadata.owner_references = owner.clone().map(|o| vec![o]);
+        Api::<Runbook>::namespaced(self.ctx().client.clone(), &self.namespace)
+            .patch(
+                &runbook_name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&runbook),
+            )
+            .await?;
+        let run_name = run_name(&self.name, stage, revision);
+        let mut run = RunbookRun::new(
+            &run_name,
+            RunbookRunSpec {
+                runbook_ref: RunbookRef { name: runbook_name },
+                params: BTreeMap::new(),
+                mode: None,
+                trigger: Some(Trigger {
+                    type_: TriggerType::BlueGreenRelease,
+                    scheduled_time: None,
+                    source: Some(format!("BlueGreenRelease/{}", self.name)),
+                }),
+            },
+        );
+        run.metadata.namespace = Some(self.namespace.clone());
+        run.metadata.labels = Some(labels);
+        run.metadata.owner_references = owner.map(|o| vec![o]);
+        match Api::<RunbookRun>::namespaced(self.ctx().client.clone(), &self.namespace)
+            .create(&PostParams::default(), &run)
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(err) => return Err(err.into()),
+        }
+        self.ctx().metrics.count_write(NAME, "validation");
+        // Pending entries stand for the run until its journal is copied in, so the stage reads
+        // as running and is not started twice.
+        let mut status = self.status();
+        for step in &steps {
+            if !status.validation.iter().any(|e| e.name == step.name) {
+                status.validation.push(pending(&step.name));
+            }
+        }
+        self.bgr.status = Some(status);
+        Ok(())
+    }
+
+    /// Copies the journals of the desired revision's validation runs into `status.validation`.
+    fn mirror_validation(&mut self) {
+        let mut status = self.status();
+        if status.desired_revision.as_deref() != Some(self.desired.as_str()) {
+            return;
+        }
+        for stage in [Stage::Pre, Stage::Post] {
+            let name = run_name(&self.name, stage, &self.desired);
+            let Some(run) = self
+                .state
+                .runs
+                .store
+                .get(&ObjectRef::new(&name).within(&self.namespace))
+            else {
+                continue;
+            };
+            for entry in run.status.iter().flat_map(|s| s.steps.iter()) {
+                match status.validation.iter_mut().find(|e| e.name == entry.name) {
+                    Some(existing) => *existing = entry.clone(),
+                    None => status.validation.push(entry.clone()),
+                }
+            }
+        }
+        self.bgr.status = Some(status);
+    }
+}
+
+fn pending(name: &str) -> StepStatus {
+    StepStatus {
+        name: name.to_owned(),
+        phase: StepPhase::Pending,
+        attempts: 0,
+        start_time: None,
+        completion_time: None,
+        message: None,
+        target: None,
+        outputs: BTreeMap::new(),
+    }
+}
+
+/// The run of one validation stage of one revision.
+pub fn run_name(release: &str, stage: Stage, revision: &str) -> String {
+    let stage = match stage {
+        Stage::Pre => "pre",
+        Stage::Post => "post",
+    };
+    format!("{release}-{stage}-{revision}")
+}
+
+fn write_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+fn wait_until(at: Option<Timestamp>, now: Timestamp) -> Action {
+    match at {
+        None => Action::await_change(),
+        Some(at) => {
+            let wait = std::time::Duration::try_from(at.duration_since(now)).unwrap_or_default();
+            Action::requeue((wait + std::time::Duration::from_millis(20)).min(MAX_WAIT))
+        }
+    }
 }
 
 async fn reconcile(bgr: Arc<BlueGreenRelease>, state: Arc<State>) -> Result<Action, Error> {
-    let ctx = &state.ctx;
+    let ctx = state.ctx.clone();
     let namespace = bgr.namespace().unwrap_or_default();
-    let mut missing_services = Vec::new();
-    for (field, service) in services_named(&bgr) {
-        if !runtime::exists(&state.services, &namespace, service).await {
-            missing_services.push((field, service.to_owned()));
+    state.services.synced().await;
+    let service = |name: &str| {
+        state
+            .services
+            .store
+            .get(&ObjectRef::new(name).within(&namespace))
+    };
+    let template = bgr.spec.template.decode().ok();
+    let slot_key = release::slot_label(&bgr.spec).to_owned();
+    let mut observed = Observed {
+        missing_services: Vec::new(),
+        unmatched_selectors: Vec::new(),
+    };
+    for (field, name) in services_named(&bgr) {
+        match service(name) {
+            None => observed.missing_services.push((field, name.to_owned())),
+            Some(svc) => {
+                for (key, value) in unmatched(&svc, &slot_key, template.as_ref()) {
+                    observed
+                        .unmatched_selectors
+                        .push((field, name.to_owned(), key, value));
+                }
+            }
         }
     }
-    let problems = problems(&bgr, &Observed { missing_services });
-    runtime::settle(
-        ctx,
-        NAME,
-        bgr.as_ref(),
-        bgr.status.as_ref(),
-        &problems,
-        "the release is valid and its Services exist",
-        |verdict| desired_status(&bgr, verdict),
-    )
-    .await?;
-    Ok(Action::await_change())
+    let problems = problems(&bgr, &observed);
+    let Some(template) = template.filter(|_| problems.is_empty()) else {
+        runtime::settle(
+            &ctx,
+            NAME,
+            bgr.as_ref(),
+            bgr.status.as_ref(),
+            &problems,
+            "the release is valid and its Services exist",
+            |verdict| {
+                let mut status = bgr.status.clone().unwrap_or_default();
+                status.observed_generation = bgr.metadata.generation;
+                status.conditions = verdict.conditions.clone();
+                status
+            },
+        )
+        .await?;
+        return Ok(Action::await_change());
+    };
+    state.deployments.synced().await;
+    state.slices.synced().await;
+    state.runs.synced().await;
+    let name = bgr.name_any();
+    let slot_view = |slot: Slot| {
+        SlotView::observe(
+            state
+                .deployments
+                .store
+                .get(
+                    &ObjectRef::new(&release::slot_deployment_name(&name, slot)).within(&namespace),
+                )
+                .as_deref(),
+        )
+    };
+    let active_service = service(&bgr.spec.services.active);
+    let slices: Vec<_> = state
+        .slices
+        .store
+        .state()
+        .into_iter()
+        .filter(|s| {
+            s.namespace().as_deref() == Some(namespace.as_str())
+                && s.labels().get(SERVICE_NAME_LABEL) == Some(&bgr.spec.services.active)
+        })
+        .collect();
+    let prefixes = [Slot::Blue, Slot::Green].map(|slot| {
+        (
+            slot,
+            format!("{}-", release::slot_deployment_name(&name, slot)),
+        )
+    });
+    let slot_of = |endpoint: &Endpoint| {
+        let pod = endpoint.target_ref.as_ref()?;
+        if pod.kind.as_deref() != Some("Pod") {
+            return None;
+        }
+        let pod_name = pod.name.as_deref()?;
+        prefixes
+            .iter()
+            .find(|(_, prefix)| pod_name.starts_with(prefix.as_str()))
+            .map(|(slot, _)| *slot)
+    };
+    let endpoints = EndpointView::from_slices(slices.iter().map(|s| s.as_ref()), slot_of);
+    let window_open = match &bgr.spec.requires_maintenance_window {
+        None => true,
+        Some(requirement) => {
+            state.windows.synced().await;
+            let selector = &requirement.selector.match_labels;
+            state.windows.store.state().iter().any(|mw| {
+                mw.namespace().as_deref() == Some(namespace.as_str())
+                    && selector.iter().all(|(k, v)| mw.labels().get(k) == Some(v))
+                    && mw.status.as_ref().is_some_and(|s| {
+                        s.conditions
+                            .iter()
+                            .any(|c| c.type_ == "Active" && c.status == "True")
+                    })
+            })
+        }
+    };
+    let preview_service = bgr.spec.services.preview.as_deref().and_then(service);
+    let cluster = Cluster {
+        blue: slot_view(Slot::Blue),
+        green: slot_view(Slot::Green),
+        endpoints,
+        service_slot: service_slot(active_service.as_deref(), &slot_key),
+        preview_service_slot: service_slot(preview_service.as_deref(), &slot_key),
+        window_open,
+    };
+    let desired = release::revision(&template);
+    let mut r = Reconcile {
+        state: &state,
+        images: release::images(&template),
+        bgr: bgr.as_ref().clone(),
+        namespace,
+        name,
+        template,
+        desired,
+        cluster,
+        written: bgr.status.clone(),
+        now: Timestamp::now(),
+        notes: Vec::new(),
+    };
+    let action = drive(&mut r).await;
+    for note in &r.notes {
+        runtime::publish_note(&ctx, NAME, bgr.as_ref(), note).await;
+    }
+    action
+}
+
+/// Carries out decisions until one is a wait.
+async fn drive(r: &mut Reconcile<'_>) -> Result<Action, Error> {
+    let mut status = r.status();
+    release::record_desired_revision(&mut status, &r.desired);
+    r.bgr.status = Some(status);
+    r.mirror_validation();
+    for _ in 0..MAX_ACTIONS {
+        let state = ReleaseState::observe(&r.bgr, &r.desired);
+        let decision = release::decide(&r.bgr.spec, &state, &r.cluster, r.now);
+        let mut status = r.status();
+        release::update_status(&mut status, &r.desired, &decision, &r.images, r.now);
+        if !decision.is_action() {
+            r.save(status, &decision).await?;
+            return Ok(wait_until(decision.requeue_at(), r.now));
+        }
+        match &decision {
+            Decision::BeginRelease {
+                revision,
+                slot,
+                fast_track,
+                ..
+            } => {
+                r.save(status, &decision).await?;
+                r.event(
+                    EventType::Normal,
+                    "ReleaseStarted",
+                    format!(
+                        "revision {revision} ({}) goes to the {slot} slot{}",
+                        r.images.join(", "),
+                        if *fast_track {
+                            " without validation (first release or a known-good revision)"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+                .await;
+            }
+            Decision::ApplySlot {
+                slot,
+                revision,
+                replicas,
+            } => {
+                r.apply_slot(*slot, revision, *replicas).await?;
+                r.save(status, &decision).await?;
+                r.event(
+                    EventType::Normal,
+                    "SlotUpdated",
+                    format!("the {slot} slot runs revision {revision} with {replicas} replicas"),
+                )
+                .await;
+            }
+            Decision::ScaleSlot {
+                slot,
+                replicas,
+                reason,
+            } => {
+                r.scale_slot(*slot, *replicas).await?;
+                r.save(status, &decision).await?;
+                let why = match reason {
+                    ScaleReason::Replicas => "to spec.replicas",
+                    ScaleReason::Standby => "to standbyReplicas after scaleDownDelay",
+                    ScaleReason::Aborted => "down after the abort",
+                    ScaleReason::SwitchBack => "back up to switch back to it",
+                };
+                r.event(
+                    EventType::Normal,
+                    "SlotScaled",
+                    format!("scaled the {slot} slot {why}: {replicas} replicas"),
+                )
+                .await;
+            }
+            Decision::PointPreview { slot, .. } => {
+                if let Some(preview) = r.bgr.spec.services.preview.clone() {
+                    r.point(&preview, *slot).await?;
+                }
+                r.cluster.preview_service_slot = Some(*slot);
+                r.save(status, &decision).await?;
+            }
+            Decision::StartValidation { stage, revision } => {
+                r.save(status, &decision).await?;
+                r.start_validation(*stage, revision).await?;
+                let status = r.status();
+                r.save(status, &decision).await?;
+                r.event(
+                    EventType::Normal,
+                    "ValidationStarted",
+                    format!(
+                        "{} of revision {revision}: RunbookRun {}",
+                        stage.as_str(),
+                        run_name(&r.name, *stage, revision)
+                    ),
+                )
+                .await;
+            }
+            Decision::SwitchTraffic { to, revision } => {
+                // Status first: it is the intent a restarted operator completes.
+                r.save(status, &decision).await?;
+                let active = r.bgr.spec.services.active.clone();
+                r.point(&active, *to).await?;
+                r.cluster.service_slot = Some(*to);
+                r.event(
+                    EventType::Normal,
+                    "TrafficSwitching",
+                    format!("Service {active} now selects the {to} slot (revision {revision})"),
+                )
+                .await;
+            }
+            Decision::SwitchBack {
+                to, failed, reason, ..
+            } => {
+                r.save(status, &decision).await?;
+                let active = r.bgr.spec.services.active.clone();
+                r.point(&active, *to).await?;
+                r.cluster.service_slot = Some(*to);
+                r.event(
+                    EventType::Warning,
+                    "SwitchedBack",
+                    format!(
+                        "{}; Service {active} selects the {to} slot again",
+                        reason.message(failed)
+                    ),
+                )
+                .await;
+            }
+            Decision::RestoreSelector { slot, found } => {
+                let active = r.bgr.spec.services.active.clone();
+                r.point(&active, *slot).await?;
+                r.cluster.service_slot = Some(*slot);
+                r.save(status, &decision).await?;
+                if let Some(found) = found.filter(|f| f != slot) {
+                    r.event(
+                        EventType::Warning,
+                        "SelectorRestored",
+                        format!("Service {active} selected the {found} slot; put back the {slot} slot the release says is active"),
+                    )
+                    .await;
+                }
+            }
+            Decision::RecordSwitched { slot, at, .. } => {
+                r.save(status, &decision).await?;
+                r.event(
+                    EventType::Normal,
+                    "TrafficSwitched",
+                    format!("the active Service's endpoints are only ready pods of the {slot} slot (at {at})"),
+                )
+                .await;
+            }
+            Decision::CloseRelease { revision, result } => {
+                r.save(status, &decision).await?;
+                r.event(
+                    EventType::Normal,
+                    result.as_str(),
+                    format!("release of revision {revision}: {}", result.as_str()),
+                )
+                .await;
+            }
+            Decision::Abort {
+                revision, reason, ..
+            } => {
+                r.save(status, &decision).await?;
+                r.event(
+                    EventType::Warning,
+                    reason.reason(),
+                    reason.message(revision),
+                )
+                .await;
+            }
+            _ => {
+                r.save(status, &decision).await?;
+            }
+        }
+    }
+    Ok(Action::requeue(std::time::Duration::from_secs(1)))
 }
