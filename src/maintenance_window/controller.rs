@@ -692,13 +692,17 @@ impl Reconcile<'_> {
         Ok(found)
     }
 
-    /// Sends `writes` to `workload`.
+    /// Sends `writes` to `workload`, its requests at once (they touch different fields: the
+    /// scale subresource, the pod template's env, a CronJob's suspend flag).
     async fn send(&self, workload: &Workload, writes: &Writes) -> Result<(), kube::Error> {
-        let client = self.ctx().client.clone();
+        let client = &self.ctx().client;
         let ns = &self.namespace;
         let name = workload.name();
         let metrics = &self.ctx().metrics;
-        if let Some(replicas) = writes.replicas {
+        let scale = async {
+            let Some(replicas) = writes.replicas else {
+                return Ok(());
+            };
             let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
             match workload {
                 Workload::StatefulSet(_) => {
@@ -713,8 +717,12 @@ impl Reconcile<'_> {
                 }
             }
             metrics.count_write(NAME, "scale");
-        }
-        if let Some(patch) = &writes.env_patch {
+            Ok::<(), kube::Error>(())
+        };
+        let env = async {
+            let Some(patch) = &writes.env_patch else {
+                return Ok(());
+            };
             let patch = Patch::Strategic(patch.clone());
             match workload {
                 Workload::StatefulSet(_) => {
@@ -729,9 +737,13 @@ impl Reconcile<'_> {
                 }
             }
             metrics.count_write(NAME, "env");
-        }
-        if let Some(suspend) = writes.suspend {
-            Api::<CronJob>::namespaced(client, ns)
+            Ok::<(), kube::Error>(())
+        };
+        let suspend = async {
+            let Some(suspend) = writes.suspend else {
+                return Ok(());
+            };
+            Api::<CronJob>::namespaced(client.clone(), ns)
                 .patch(
                     &name,
                     &write_params(),
@@ -739,8 +751,10 @@ impl Reconcile<'_> {
                 )
                 .await?;
             metrics.count_write(NAME, "suspend");
-        }
-        Ok(())
+            Ok::<(), kube::Error>(())
+        };
+        let (scale, env, suspend) = futures::join!(scale, env, suspend);
+        scale.and(env).and(suspend)
     }
 
     /// Marks the current occurrence's result, keeping the worst seen.
@@ -761,6 +775,7 @@ impl Reconcile<'_> {
     async fn activate(&mut self, occurrence: Occurrence, late: bool) -> Result<(), Error> {
         let mut saved: Vec<SavedValue> = Vec::new();
         let mut failures = Vec::new();
+        let mut workloads: BTreeMap<String, Workload> = BTreeMap::new();
         for (i, target) in self.mw.spec.targets.iter().enumerate() {
             let names = resolve(self.state, &self.namespace, target).await;
             if names.is_empty() {
@@ -775,7 +790,12 @@ impl Reconcile<'_> {
                 .await;
             }
             for name in names {
-                let Some(workload) = self.fetch(target.kind, &name).await? else {
+                let known = workloads.get(&changes::label(target.kind, &name)).cloned();
+                let found = match known {
+                    Some(workload) => Some(workload),
+                    None => self.fetch(target.kind, &name).await?,
+                };
+                let Some(workload) = found else {
                     self.event(
                         EventType::Warning,
                         "TargetNotFound",
@@ -801,6 +821,7 @@ impl Reconcile<'_> {
                     }
                     Err(err) => failures.push(format!("spec.targets[{i}]: {err}")),
                 }
+                workloads.insert(workload.label(), workload);
             }
         }
         if !failures.is_empty() {
@@ -814,7 +835,7 @@ impl Reconcile<'_> {
         self.status.current_window = Some(interval(&occurrence, result));
         self.status.saved = saved;
         self.save(Phase::Active).await?;
-        let applied = self.apply_pending().await?;
+        let applied = self.apply_pending(workloads).await?;
         self.event(
             EventType::Normal,
             "WindowOpened",
@@ -834,9 +855,13 @@ impl Reconcile<'_> {
         Ok(())
     }
 
-    /// Writes every saved value not yet written, then records them as written. Returns what
-    /// was changed, one phrase per value.
-    async fn apply_pending(&mut self) -> Result<Vec<String>, Error> {
+    /// Writes every saved value not yet written, then records them as written. `known` holds
+    /// workloads already read in this reconcile (by `Kind/name`); the others are read first.
+    /// All targets are written at once. Returns what was changed, one phrase per value.
+    async fn apply_pending(
+        &mut self,
+        mut known: BTreeMap<String, Workload>,
+    ) -> Result<Vec<String>, Error> {
         let mut by_target: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, s) in self.status.saved.iter().enumerate() {
             if !s.applied {
@@ -846,15 +871,17 @@ impl Reconcile<'_> {
         if by_target.is_empty() {
             return Ok(Vec::new());
         }
-        let mut done = Vec::new();
         let mut dropped = BTreeSet::new();
-        let mut phrases = Vec::new();
+        let mut planned = Vec::new();
         for (target, indexes) in by_target {
-            let Some((kind, name)) = parse_target(&target) else {
-                dropped.extend(indexes);
-                continue;
+            let workload = match known.remove(&target) {
+                Some(workload) => Some(workload),
+                None => match parse_target(&target) {
+                    Some((kind, name)) => self.fetch(kind, &name).await?,
+                    None => None,
+                },
             };
-            let Some(workload) = self.fetch(kind, &name).await? else {
+            let Some(workload) = workload else {
                 self.event(
                     EventType::Warning,
                     "TargetNotFound",
@@ -868,10 +895,24 @@ impl Reconcile<'_> {
                 .iter()
                 .map(|&i| (&self.status.saved[i], Toward::Written))
                 .collect();
-            let outcome = match changes::writes(&workload, &entries) {
-                Ok(writes) => self.send(&workload, &writes).await.map_err(Failure::from),
-                Err(err) => Err(Failure::Plan(err.to_string())),
-            };
+            let writes =
+                changes::writes(&workload, &entries).map_err(|e| Failure::Plan(e.to_string()));
+            planned.push((target, indexes, workload, writes));
+        }
+        let this = &*self;
+        let sent =
+            futures::future::join_all(planned.iter().map(|(_, _, workload, writes)| async move {
+                match writes {
+                    Ok(writes) => this.send(workload, writes).await.map_err(Failure::from),
+                    Err(Failure::Plan(message)) => Err(Failure::Plan(message.clone())),
+                    Err(_) => Ok(()),
+                }
+            }))
+            .await;
+        let mut done = Vec::new();
+        let mut phrases = Vec::new();
+        let mut transient = None;
+        for ((target, indexes, _, _), outcome) in planned.into_iter().zip(sent) {
             match outcome {
                 Ok(()) => {
                     for &i in &indexes {
@@ -888,7 +929,8 @@ impl Reconcile<'_> {
                     }
                     done.extend(indexes);
                 }
-                Err(Failure::Transient(err)) => return Err(err.into()),
+                // Left unapplied: the retry writes it again.
+                Err(Failure::Transient(err)) => transient = Some(err),
                 Err(failure) => {
                     self.event(
                         EventType::Warning,
@@ -911,6 +953,9 @@ impl Reconcile<'_> {
             keep
         });
         self.save(Phase::Active).await?;
+        if let Some(err) = transient {
+            return Err(err.into());
+        }
         Ok(phrases)
     }
 
@@ -1296,7 +1341,7 @@ async fn drive(r: &mut Reconcile<'_>) -> Result<Action, Error> {
                 occurrence: _,
                 requeue_at,
             } => {
-                r.apply_pending().await?;
+                r.apply_pending(BTreeMap::new()).await?;
                 r.save(Phase::Active).await?;
                 return Ok(wait_until(Some(requeue_at), r.now));
             }
