@@ -2,10 +2,10 @@
 //! of a five-step Runbook, `scale` (by 1) -> `setEnv` -> `restart` (wait for the rollout) ->
 //! `job` -> `http` (to a server this binary runs on 127.0.0.1), each run on its own Deployment.
 //!
-//! Run it through `hack/bench-runs.sh`, which starts the `bench` cluster and the operator and
-//! passes them in through the environment. Without `BENCH_OPERATOR_URL` this binary only
-//! prints how to run it and exits 0, so a plain `cargo bench` never touches whatever cluster
-//! the current kubeconfig points at.
+//! Run it through `hack/bench-runs.sh`, which starts a cluster (`bench` unless BENCH_CLUSTER)
+//! and the operator and passes them in through the environment. Without `BENCH_OPERATOR_URL`
+//! this binary only prints how to run it and exits 0, so a plain `cargo bench` never touches
+//! whatever cluster the current kubeconfig points at.
 //!
 //! Prints figures, not verdicts: it exits non-zero only when something broke (a run did not
 //! succeed, the operator died, a wait timed out). Progress goes to stderr (a line at least
@@ -56,25 +56,31 @@
 //! * BENCH_JOB_RUN_FOR: a Go duration the Job pods run for (default: they complete at once)
 //! * BENCH_OUT: directory for raw data (per-run times, request deltas, failed runs)
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::{Display, Write as _};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, bail};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
 use runbook_operator::runbook::Runbook;
 use runbook_operator::runbook_run::{RunbookRun, StepPhase};
-use serde::de::DeserializeOwned;
 use serde_json::json;
+use support::{
+    Counters, Record, Rig, Settings, Ticker, counts, env_positive, env_text, for_all, is_write,
+    lock, now, num, percentile, progress, rollout_complete, sorted, spawn_watch,
+};
 
+/// The tag of this bench's progress lines (see `support::progress`).
+const PROGRESS_TAG: &str = "bench-runs";
 /// The Runbook every run runs.
 const RUNBOOK: &str = "bench-five-steps";
 /// Step names, in order; the transitions measured are between neighbours.
@@ -91,92 +97,50 @@ const CONDITIONS: [&str; 5] = [
 const MANAGER: &str = "bench-runs";
 /// Prefix of the FlowSchemas that count the operator's requests (see hack/bench-runs.sh).
 const FLOW_PREFIX: &str = "runbook-bench-op-";
+/// Label on the bench's Deployments (value: the Deployment's name).
+const APP_LABEL: &str = "bench.runbook.dev/app";
 /// The env variable the setEnv step sets (to the round number).
 const ENV_NAME: &str = "BENCH_ROUND";
+/// The pod template annotation `restart` sets.
 const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
-const TICK: Duration = Duration::from_secs(15);
 /// The ConfigMap and the RunbookRun the bench patches once a second, in the namespace
 /// `<BENCH_NAMESPACE>-probe` that the operator does not watch, to time its own watches.
 const PROBE: &str = "bench-runs-probe";
 /// The two probes.
 const PROBE_KINDS: [&str; 2] = ["ConfigMap", "RunbookRun"];
+/// The annotation that carries a probe write's sequence number.
 const PROBE_SEQ: &str = "bench.runbook.dev/seq";
-/// Clock ticks per second of /proc/PID/stat (USER_HZ, 100 on Linux).
-const USER_HZ: f64 = 100.0;
+/// The counters the raw request deltas (`api-delta-*.tsv`) hold, in that order.
+const RAW_COUNTERS: [Counters; 4] = [
+    Counters::Api,
+    Counters::Refused,
+    Counters::Flows,
+    Counters::Op,
+];
 
 // ---------------------------------------------------------------------------
 // clock, progress, configuration
 // ---------------------------------------------------------------------------
 
-static T0: OnceLock<(Instant, jiff::Timestamp)> = OnceLock::new();
-
-fn t0() -> &'static (Instant, jiff::Timestamp) {
-    T0.get_or_init(|| (Instant::now(), jiff::Timestamp::now()))
-}
-
-/// Seconds since this process started (the one clock every figure uses).
-fn now() -> f64 {
-    t0().0.elapsed().as_secs_f64()
-}
-
 /// A wall-clock time (RFC 3339) on the `now()` scale; raw data only.
 fn wall_to_secs(text: &str) -> Option<f64> {
     let ts: jiff::Timestamp = text.parse().ok()?;
-    Some(ts.duration_since(t0().1).as_secs_f64())
+    Some(ts.duration_since(support::t0().1).as_secs_f64())
 }
 
-fn progress(msg: impl Display) {
-    let clock = jiff::Zoned::now().strftime("%H:%M:%S").to_string();
-    eprintln!("[bench-runs {clock} +{:4.0}s] {msg}", now());
-}
-
-/// Says when another progress line is due (at least one every TICK while waiting).
-struct Ticker(Instant);
-
-impl Ticker {
-    fn new() -> Self {
-        Self(Instant::now() + TICK)
-    }
-    fn due(&mut self) -> bool {
-        if Instant::now() >= self.0 {
-            self.0 = Instant::now() + TICK;
-            true
-        } else {
-            false
-        }
-    }
-}
-
+/// This bench's knobs (the ones both benches read are `support::Settings`).
 struct Config {
     namespace: String,
     count: usize,
     rounds: usize,
     window: u64,
     settle: u64,
-    timeout: Duration,
-    operator_url: String,
-    operator_pid: Option<u32>,
     job_run_for: Option<String>,
-    out: Option<PathBuf>,
-}
-
-fn env_positive(name: &str, default: u64) -> Result<u64> {
-    match std::env::var(name) {
-        Err(_) => Ok(default),
-        Ok(v) if v.is_empty() => Ok(default),
-        Ok(v) => match v.parse::<u64>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => bail!("{name} must be a positive integer (got {v:?})"),
-        },
-    }
-}
-
-fn env_text(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 impl Config {
-    fn from_env(operator_url: String) -> Result<Self> {
+    /// Reads the environment (before `Settings::from_env`, the order the errors come in).
+    fn from_env() -> Result<Self> {
         let count = env_positive("BENCH_COUNT", 200)? as usize;
         if count > 1000 {
             bail!("BENCH_COUNT is at most 1000 (the Runbook's history limit)");
@@ -187,13 +151,7 @@ impl Config {
             rounds: env_positive("BENCH_RUNS", 1)? as usize,
             window: env_positive("BENCH_WINDOW", 60)?,
             settle: env_positive("BENCH_SETTLE", 20)?,
-            timeout: Duration::from_secs(env_positive("BENCH_TIMEOUT", 600)?),
-            operator_url: operator_url.trim_end_matches('/').to_owned(),
-            operator_pid: env_text("BENCH_OPERATOR_PID")
-                .map(|p| p.parse().context("BENCH_OPERATOR_PID"))
-                .transpose()?,
             job_run_for: env_text("BENCH_JOB_RUN_FOR"),
-            out: env_text("BENCH_OUT").map(PathBuf::from),
         })
     }
 }
@@ -238,11 +196,22 @@ struct Seen {
     probe_seen: HashMap<(usize, u64), f64>,
 }
 
-type Shared = Arc<Mutex<Seen>>;
+impl Record for Seen {
+    /// Seconds on `support::now()`.
+    type Time = f64;
 
-fn lock(seen: &Shared) -> MutexGuard<'_, Seen> {
-    seen.lock().unwrap_or_else(|e| e.into_inner())
+    fn arrival() -> f64 {
+        now()
+    }
+
+    fn watch_error(&mut self) -> u64 {
+        self.watch_errors += 1;
+        self.watch_errors
+    }
 }
+
+/// What the watches and the HTTP server saw, shared with their tasks.
+type Shared = Arc<Mutex<Seen>>;
 
 fn run_phase(run: &RunbookRun) -> Option<&str> {
     run.status.as_ref().and_then(|s| s.phase.as_deref())
@@ -269,20 +238,6 @@ fn record_run(seen: &mut Seen, t: f64, run: RunbookRun) {
         }
     }
     entry.last = run;
-}
-
-/// `kubectl rollout status` for a Deployment: done when the controller observed the current
-/// generation and every replica is updated and available, with no old one left.
-fn rollout_complete(d: &Deployment) -> bool {
-    let (Some(spec), Some(status)) = (&d.spec, &d.status) else {
-        return false;
-    };
-    let want = spec.replicas.unwrap_or(1);
-    let updated = status.updated_replicas.unwrap_or(0);
-    status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
-        && updated >= want
-        && status.replicas.unwrap_or(0) <= updated
-        && status.available_replicas.unwrap_or(0) >= updated
 }
 
 fn deploy_seen(t: f64, d: &Deployment) -> DeploySeen {
@@ -345,35 +300,6 @@ fn record_probe_run(seen: &mut Seen, t: f64, obj: RunbookRun) {
     record_probe(1, seen, t, obj);
 }
 
-/// Follows a watch, stamping every object with its arrival time.
-fn spawn_watch<K>(api: Api<K>, config: watcher::Config, seen: Shared, record: fn(&mut Seen, f64, K))
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut events = watcher(api, config).default_backoff().boxed();
-        while let Some(event) = events.next().await {
-            let t = now();
-            match event {
-                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                    record(&mut lock(&seen), t, o)
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    let n = {
-                        let mut s = lock(&seen);
-                        s.watch_errors += 1;
-                        s.watch_errors
-                    };
-                    if n <= 5 {
-                        progress(format!("watch error (retried): {err}"));
-                    }
-                }
-            }
-        }
-    });
-}
-
 /// The http step's target: answers 200 to anything and notes when it answered each path.
 async fn start_http_server(seen: Shared) -> Result<u16> {
     async fn answer(
@@ -396,282 +322,10 @@ async fn start_http_server(seen: Shared) -> Result<u16> {
 }
 
 // ---------------------------------------------------------------------------
-// metrics: API server, FlowSchemas, operator
-// ---------------------------------------------------------------------------
-
-/// One Prometheus text sample.
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-fn parse_prometheus(text: &str) -> Vec<Sample> {
-    let mut samples = Vec::new();
-    for line in text.lines() {
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        let (head, value) = match line.rfind('}') {
-            Some(close) => (&line[..=close], line[close + 1..].trim()),
-            None => match line.split_once(' ') {
-                Some((h, v)) => (h, v.trim()),
-                None => continue,
-            },
-        };
-        let value = value.split_whitespace().next().unwrap_or("");
-        let Ok(value) = value.parse::<f64>() else {
-            continue;
-        };
-        let (name, labels) = match head.split_once('{') {
-            Some((name, rest)) => (name, parse_labels(rest.trim_end_matches('}'))),
-            None => (head, BTreeMap::new()),
-        };
-        samples.push(Sample {
-            name: name.to_owned(),
-            labels,
-            value,
-        });
-    }
-    samples
-}
-
-fn parse_labels(text: &str) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::new();
-    let mut chars = text.chars().peekable();
-    loop {
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            chars.next();
-            if c == '=' {
-                break;
-            }
-            if c != ',' && !c.is_whitespace() {
-                key.push(c);
-            }
-        }
-        if key.is_empty() || chars.next() != Some('"') {
-            break;
-        }
-        let mut value = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => {
-                    if let Some(n) = chars.next() {
-                        value.push(if n == 'n' { '\n' } else { n });
-                    }
-                }
-                '"' => break,
-                _ => value.push(c),
-            }
-        }
-        labels.insert(key, value);
-    }
-    labels
-}
-
-/// Counters at one moment.
-#[derive(Clone, Default)]
-struct Snapshot {
-    /// `apiserver_request_total` by "VERB group/resource[/subresource]" (all clients).
-    api: BTreeMap<String, f64>,
-    /// `apiserver_request_duration_seconds` sum and count, keyed like `api`.
-    latency_sum: BTreeMap<String, f64>,
-    latency_count: BTreeMap<String, f64>,
-    /// The part of `api` answered with an error, by "CODE VERB group/resource[/subresource]".
-    refused: BTreeMap<String, f64>,
-    /// `apiserver_flowcontrol_dispatched_requests_total` of the operator's FlowSchemas, by
-    /// suffix (events, crd-write, write, get, list, watch, other).
-    flows: BTreeMap<String, f64>,
-    /// The operator's metrics: "write CONTROLLER/KIND" and "reconcile CONTROLLER".
-    op: BTreeMap<String, f64>,
-}
-
-fn label<'a>(s: &'a Sample, name: &str) -> &'a str {
-    s.labels.get(name).map(String::as_str).unwrap_or("")
-}
-
-impl Snapshot {
-    async fn take(client: &Client, http: &reqwest::Client, operator_url: &str) -> Result<Self> {
-        let request = axum::http::Request::get("/metrics").body(Vec::new())?;
-        let text = client
-            .request_text(request)
-            .await
-            .context("reading the API server's /metrics")?;
-        let mut snap = Snapshot::default();
-        for s in parse_prometheus(&text) {
-            match s.name.as_str() {
-                "apiserver_request_total" => {
-                    let group = match label(&s, "group") {
-                        "" => "core",
-                        g => g,
-                    };
-                    let sub = label(&s, "subresource");
-                    let key = format!(
-                        "{} {group}/{}{}{sub}",
-                        label(&s, "verb"),
-                        label(&s, "resource"),
-                        if sub.is_empty() { "" } else { "/" },
-                    );
-                    if label(&s, "code").parse::<u16>().is_ok_and(|c| c >= 400) {
-                        *snap
-                            .refused
-                            .entry(format!("{} {key}", label(&s, "code")))
-                            .or_default() += s.value;
-                    }
-                    *snap.api.entry(key).or_default() += s.value;
-                }
-                "apiserver_request_duration_seconds_sum"
-                | "apiserver_request_duration_seconds_count" => {
-                    let group = match label(&s, "group") {
-                        "" => "core",
-                        g => g,
-                    };
-                    let sub = label(&s, "subresource");
-                    let key = format!(
-                        "{} {group}/{}{}{sub}",
-                        label(&s, "verb"),
-                        label(&s, "resource"),
-                        if sub.is_empty() { "" } else { "/" },
-                    );
-                    let map = if s.name.ends_with("_sum") {
-                        &mut snap.latency_sum
-                    } else {
-                        &mut snap.latency_count
-                    };
-                    *map.entry(key).or_default() += s.value;
-                }
-                "apiserver_flowcontrol_dispatched_requests_total" => {
-                    if let Some(kind) = label(&s, "flow_schema").strip_prefix(FLOW_PREFIX) {
-                        *snap.flows.entry(kind.to_owned()).or_default() += s.value;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let text = http
-            .get(format!("{operator_url}/metrics"))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .context("scraping the operator's /metrics")?
-            .text()
-            .await?;
-        for s in parse_prometheus(&text) {
-            let key = match s.name.as_str() {
-                "runbook_operator_api_writes_total" => {
-                    format!("write {}/{}", label(&s, "controller"), label(&s, "write"))
-                }
-                "runbook_operator_reconciles_total" => {
-                    format!("reconcile {}", label(&s, "controller"))
-                }
-                _ => continue,
-            };
-            *snap.op.entry(key).or_default() += s.value;
-        }
-        Ok(snap)
-    }
-
-    /// Per-key `self - before`.
-    fn since(&self, before: &Snapshot) -> Snapshot {
-        fn diff(a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
-            a.iter()
-                .map(|(k, v)| (k.clone(), v - b.get(k).copied().unwrap_or(0.0)))
-                .filter(|(_, v)| *v != 0.0)
-                .collect()
-        }
-        Snapshot {
-            api: diff(&self.api, &before.api),
-            refused: diff(&self.refused, &before.refused),
-            latency_sum: diff(&self.latency_sum, &before.latency_sum),
-            latency_count: diff(&self.latency_count, &before.latency_count),
-            flows: diff(&self.flows, &before.flows),
-            op: diff(&self.op, &before.op),
-        }
-    }
-
-    fn api_sum(&self, pred: impl Fn(&str, &str) -> bool) -> f64 {
-        self.api
-            .iter()
-            .filter(|(k, _)| {
-                let (verb, what) = k.split_once(' ').unwrap_or((k, ""));
-                pred(verb, what)
-            })
-            .map(|(_, v)| v)
-            .sum()
-    }
-
-    /// Mean server-side latency in seconds of the requests whose key passes `pred`.
-    fn mean_latency(&self, pred: impl Fn(&str, &str) -> bool) -> Option<f64> {
-        let (mut sum, mut count) = (0.0, 0.0);
-        for (k, c) in &self.latency_count {
-            let (verb, what) = k.split_once(' ').unwrap_or((k, ""));
-            if pred(verb, what) {
-                count += c;
-                sum += self.latency_sum.get(k).copied().unwrap_or(0.0);
-            }
-        }
-        (count > 0.0).then(|| sum / count)
-    }
-
-    fn flow(&self, kind: &str) -> f64 {
-        self.flows.get(kind).copied().unwrap_or(0.0)
-    }
-
-    fn op_exact(&self, key: &str) -> f64 {
-        self.op.get(key).copied().unwrap_or(0.0)
-    }
-
-    fn op_sum(&self, prefix: &str) -> f64 {
-        self.op
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(_, v)| v)
-            .sum()
-    }
-
-    fn tsv(&self) -> String {
-        let mut out = String::new();
-        for (name, map) in [
-            ("api", &self.api),
-            ("refused", &self.refused),
-            ("flow", &self.flows),
-            ("op", &self.op),
-        ] {
-            for (k, v) in map {
-                let _ = writeln!(out, "{name}\t{k}\t{v}");
-            }
-        }
-        out
-    }
-}
-
-fn is_write(verb: &str) -> bool {
-    matches!(
-        verb,
-        "POST" | "PUT" | "PATCH" | "DELETE" | "DELETECOLLECTION" | "APPLY" | "CREATE" | "UPDATE"
-    )
-}
-
-// ---------------------------------------------------------------------------
 // figures
 // ---------------------------------------------------------------------------
 
-/// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
-}
-
-fn sorted(mut v: Vec<f64>) -> Vec<f64> {
-    v.sort_by(f64::total_cmp);
-    v
-}
-
+/// The median of unsorted samples (the mean of the middle two for an even count).
 fn median(v: &[f64]) -> f64 {
     let v = sorted(v.to_vec());
     let n = v.len();
@@ -767,30 +421,17 @@ impl Table {
     }
 }
 
-fn num(v: f64) -> String {
-    // no "-0.00": an empty f64 sum is -0.0
-    let v = v + 0.0;
-    let a = v.abs();
-    if a >= 1000.0 || (a > 0.0 && v.fract() == 0.0) {
-        format!("{v:.0}")
-    } else if a >= 100.0 {
-        format!("{v:.1}")
-    } else if a >= 0.01 || a == 0.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.4}")
-    }
-}
-
 // ---------------------------------------------------------------------------
 // the benchmark
 // ---------------------------------------------------------------------------
 
+/// The benchmark's state across rounds.
 struct Bench {
     cfg: Config,
-    client: Client,
-    http: reqwest::Client,
+    /// The cluster and the operator.
+    rig: Rig,
     seen: Shared,
+    /// The port of the http step's target.
     port: u16,
     failures: Vec<String>,
     /// Samples of every round, by the table row whose note shows their pooled percentiles.
@@ -811,42 +452,13 @@ fn http_path(round: usize, app: &str) -> String {
 
 impl Bench {
     fn deployments(&self) -> Api<Deployment> {
-        Api::namespaced(self.client.clone(), &self.cfg.namespace)
+        Api::namespaced(self.rig.client.clone(), &self.cfg.namespace)
     }
     fn runs(&self) -> Api<RunbookRun> {
-        Api::namespaced(self.client.clone(), &self.cfg.namespace)
+        Api::namespaced(self.rig.client.clone(), &self.cfg.namespace)
     }
     fn jobs(&self) -> Api<Job> {
-        Api::namespaced(self.client.clone(), &self.cfg.namespace)
-    }
-
-    /// Fails when the operator process is gone.
-    fn operator_alive(&self) -> Result<()> {
-        let Some(pid) = self.cfg.operator_pid else {
-            return Ok(());
-        };
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let state = status
-            .lines()
-            .find_map(|l| l.strip_prefix("State:"))
-            .map(str::trim)
-            .unwrap_or("");
-        if state.is_empty() || state.starts_with('Z') {
-            bail!("the operator (pid {pid}) exited");
-        }
-        Ok(())
-    }
-
-    /// CPU seconds (user + system) the operator process has used so far.
-    fn cpu_seconds(&self) -> Option<f64> {
-        let pid = self.cfg.operator_pid?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // fields after "(comm)": state is field 3, utime 14, stime 15
-        let rest = &stat[stat.rfind(')')? + 1..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let utime: f64 = fields.get(11)?.parse().ok()?;
-        let stime: f64 = fields.get(12)?.parse().ok()?;
-        Some((utime + stime) / USER_HZ)
+        Api::namespaced(self.rig.client.clone(), &self.cfg.namespace)
     }
 
     fn probe_namespace(&self) -> String {
@@ -856,8 +468,8 @@ impl Bench {
     /// Patches the probe ConfigMap and RunbookRun once a second until aborted.
     fn spawn_probe(&self) -> tokio::task::JoinHandle<()> {
         let ns = self.probe_namespace();
-        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), &ns);
-        let runs: Api<RunbookRun> = Api::namespaced(self.client.clone(), &ns);
+        let cms: Api<ConfigMap> = Api::namespaced(self.rig.client.clone(), &ns);
+        let runs: Api<RunbookRun> = Api::namespaced(self.rig.client.clone(), &ns);
         let seen = self.seen.clone();
         tokio::spawn(async move {
             for seq in 1u64.. {
@@ -880,7 +492,8 @@ impl Bench {
     async fn setup_probes(&self) -> Result<()> {
         let ns = self.probe_namespace();
         let pp = PatchParams::apply(MANAGER).force();
-        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
+            Api::all(self.rig.client.clone());
         namespaces
             .patch(
                 &ns,
@@ -891,7 +504,7 @@ impl Bench {
             )
             .await
             .with_context(|| format!("creating namespace {ns}"))?;
-        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), &ns);
+        let cms: Api<ConfigMap> = Api::namespaced(self.rig.client.clone(), &ns);
         cms.patch(
             PROBE,
             &pp,
@@ -901,7 +514,7 @@ impl Bench {
         )
         .await
         .context("creating the probe ConfigMap")?;
-        let runs: Api<RunbookRun> = Api::namespaced(self.client.clone(), &ns);
+        let runs: Api<RunbookRun> = Api::namespaced(self.rig.client.clone(), &ns);
         runs.patch(
             PROBE,
             &pp,
@@ -920,64 +533,14 @@ impl Bench {
         Ok(())
     }
 
-    fn rss_mib(&self) -> Option<f64> {
-        let pid = self.cfg.operator_pid?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()?;
-        Some(kib / 1024.0)
-    }
-
-    async fn snapshot(&self) -> Result<Snapshot> {
-        Snapshot::take(&self.client, &self.http, &self.cfg.operator_url).await
-    }
-
-    fn write_out(&self, file: &str, text: &str) {
-        if let Some(dir) = &self.cfg.out
-            && let Err(err) = std::fs::write(dir.join(file), text)
-        {
-            progress(format!("cannot write {}: {err}", dir.join(file).display()));
-        }
-    }
-
-    /// Polls `check` every 250 ms until it returns Ok(None); Ok(Some(text)) is the progress
-    /// shown every ~15 s.
-    async fn wait_for<F, Fut>(&self, what: &str, mut check: F) -> Result<()>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<Option<String>>>,
-    {
-        let deadline = Instant::now() + self.cfg.timeout;
-        let mut tick = Ticker::new();
-        loop {
-            let state = check().await?;
-            let Some(state) = state else { return Ok(()) };
-            self.operator_alive()?;
-            if Instant::now() > deadline {
-                bail!(
-                    "timed out after {:?} waiting for {what}: {state}",
-                    self.cfg.timeout
-                );
-            }
-            if tick.due() {
-                progress(format!("  ... waiting for {what}: {state}"));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
+    /// Sleeps `seconds`, checking the operator and saying how far it got (`what`).
     async fn sleep_watching(&self, what: &str, seconds: u64) -> Result<()> {
         let end = Instant::now() + Duration::from_secs(seconds);
         let start = Instant::now();
         let mut tick = Ticker::new();
         while Instant::now() < end {
             tokio::time::sleep(Duration::from_millis(500).min(end - Instant::now())).await;
-            self.operator_alive()?;
+            self.rig.operator_alive()?;
             if tick.due() {
                 progress(format!(
                     "  ... {what}: {:.0}/{seconds}s",
@@ -988,57 +551,43 @@ impl Bench {
         Ok(())
     }
 
-    /// Waits until the operator's reconcile and write counters stand still for 3 s.
+    /// Waits until the operator's reconcile and write counters stand still for 3 s (for
+    /// 120 s at the most).
     async fn wait_quiet(&self) -> Result<()> {
-        let mut last = f64::NAN;
-        let mut still_since = Instant::now();
         let deadline = Instant::now() + Duration::from_secs(120);
-        let mut tick = Ticker::new();
-        loop {
-            let snap = self.snapshot().await?;
-            let total = snap.op_sum("");
-            if total != last {
-                last = total;
-                still_since = Instant::now();
-            } else if still_since.elapsed() >= Duration::from_secs(3) {
-                return Ok(());
-            }
-            self.operator_alive()?;
-            if Instant::now() > deadline {
-                progress("  (the operator kept reconciling for 120 s; going on anyway)");
-                return Ok(());
-            }
-            if tick.due() {
-                progress("  ... waiting for the operator to be quiet");
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        let quiet = self
+            .rig
+            .wait_quiet(|snap| snap.op_sum(""), || Instant::now() > deadline)
+            .await?;
+        if !quiet {
+            progress("  (the operator kept reconciling for 120 s; going on anyway)");
         }
+        Ok(())
     }
 
     async fn wait_deployments(&self, replicas: i32) -> Result<()> {
         let api = self.deployments();
         let count = self.cfg.count;
-        self.wait_for(
-            &format!("{count} Deployments at {replicas} replica(s), rolled out"),
-            || {
-                let api = api.clone();
-                async move {
-                    let list = api
-                        .list(&ListParams::default().labels("bench.runbook.dev/app"))
-                        .await?;
-                    let done = list
-                        .items
-                        .iter()
-                        .filter(|d| {
-                            d.spec.as_ref().and_then(|s| s.replicas) == Some(replicas)
-                                && rollout_complete(d)
-                        })
-                        .count();
-                    Ok((done < count).then(|| format!("{done}/{count} ready")))
-                }
-            },
-        )
-        .await
+        self.rig
+            .wait_for(
+                &format!("{count} Deployments at {replicas} replica(s), rolled out"),
+                || {
+                    let api = api.clone();
+                    async move {
+                        let list = api.list(&ListParams::default().labels(APP_LABEL)).await?;
+                        let done = list
+                            .items
+                            .iter()
+                            .filter(|d| {
+                                d.spec.as_ref().and_then(|s| s.replicas) == Some(replicas)
+                                    && rollout_complete(d)
+                            })
+                            .count();
+                        Ok((done < count).then(|| format!("{done}/{count} ready")))
+                    }
+                },
+            )
+            .await
     }
 
     /// Deployments, the Runbook, watches; once.
@@ -1050,37 +599,17 @@ impl Bench {
         ));
         let api = self.deployments();
         let pp = PatchParams::apply(MANAGER).force();
-        let results: Vec<Result<()>> = stream::iter(0..cfg.count)
-            .map(|i| {
-                let api = api.clone();
-                let pp = pp.clone();
-                async move {
-                    let name = app_name(i);
-                    let d = json!({
-                        "apiVersion": "apps/v1",
-                        "kind": "Deployment",
-                        "metadata": {"name": name, "labels": {"bench.runbook.dev/app": name}},
-                        "spec": {
-                            "replicas": 1,
-                            "selector": {"matchLabels": {"bench.runbook.dev/app": name}},
-                            "template": {
-                                "metadata": {"labels": {"bench.runbook.dev/app": name}},
-                                "spec": {"containers": [{
-                                    "name": "app",
-                                    "image": "registry.invalid/bench-app:1",
-                                    "env": [{"name": ENV_NAME, "value": "0"}]
-                                }]}
-                            }
-                        }
-                    });
-                    api.patch(&name, &pp, &Patch::Apply(&d)).await?;
-                    Ok(())
-                }
-            })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-        results.into_iter().collect::<Result<Vec<()>>>()?;
+        for_all(cfg.count, 16, |i| {
+            let api = api.clone();
+            let pp = pp.clone();
+            async move {
+                let name = app_name(i);
+                let d = support::deployment(&name, APP_LABEL, (ENV_NAME, "0"));
+                api.patch(&name, &pp, &Patch::Apply(&d)).await?;
+                Ok(())
+            }
+        })
+        .await?;
         self.wait_deployments(1).await?;
 
         let mut pod_template = json!({"spec": {
@@ -1115,21 +644,22 @@ impl Bench {
             }
         });
         progress(format!("applying Runbook {RUNBOOK} (http step -> {url})"));
-        let runbooks: Api<Runbook> = Api::namespaced(self.client.clone(), &cfg.namespace);
+        let runbooks: Api<Runbook> = Api::namespaced(self.rig.client.clone(), &cfg.namespace);
         runbooks
             .patch(RUNBOOK, &pp, &Patch::Apply(&runbook))
             .await
             .context("applying the Runbook")?;
-        self.wait_for("the Runbook to be Ready", || {
-            let runbooks = runbooks.clone();
-            async move {
-                let rb = runbooks.get(RUNBOOK).await?;
-                let phase = rb.status.as_ref().and_then(|s| s.phase.clone());
-                Ok((phase.as_deref() != Some("Ready"))
-                    .then(|| format!("phase {}", phase.as_deref().unwrap_or("none"))))
-            }
-        })
-        .await?;
+        self.rig
+            .wait_for("the Runbook to be Ready", || {
+                let runbooks = runbooks.clone();
+                async move {
+                    let rb = runbooks.get(RUNBOOK).await?;
+                    let phase = rb.status.as_ref().and_then(|s| s.phase.clone());
+                    Ok((phase.as_deref() != Some("Ready"))
+                        .then(|| format!("phase {}", phase.as_deref().unwrap_or("none"))))
+                }
+            })
+            .await?;
 
         spawn_watch(
             self.runs(),
@@ -1146,7 +676,7 @@ impl Bench {
         self.setup_probes().await?;
         spawn_watch(
             self.deployments(),
-            watcher::Config::default().labels("bench.runbook.dev/app"),
+            watcher::Config::default().labels(APP_LABEL),
             self.seen.clone(),
             record_deployment,
         );
@@ -1157,7 +687,7 @@ impl Bench {
     async fn reset(&self) -> Result<()> {
         let runs = self.runs();
         let jobs = self.jobs();
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.cfg.namespace);
+        let pods: Api<Pod> = Api::namespaced(self.rig.client.clone(), &self.cfg.namespace);
         if !runs
             .list_metadata(&ListParams::default())
             .await?
@@ -1172,35 +702,34 @@ impl Bench {
                 &ListParams::default().labels("ops.runbook.dev/run"),
             )
             .await?;
-            self.wait_for("old runs, Jobs and Job pods to be gone", || {
-                let (runs, jobs, pods) = (runs.clone(), jobs.clone(), pods.clone());
-                async move {
-                    let r = runs
-                        .list_metadata(&ListParams::default())
-                        .await?
-                        .items
-                        .len();
-                    let j = jobs
-                        .list_metadata(&ListParams::default().labels("ops.runbook.dev/run"))
-                        .await?
-                        .items
-                        .len();
-                    let p = pods
-                        .list_metadata(
-                            &ListParams::default().labels("batch.kubernetes.io/job-name"),
-                        )
-                        .await?
-                        .items
-                        .len();
-                    Ok((r + j + p > 0).then(|| format!("{r} runs, {j} Jobs, {p} pods left")))
-                }
-            })
-            .await?;
+            self.rig
+                .wait_for("old runs, Jobs and Job pods to be gone", || {
+                    let (runs, jobs, pods) = (runs.clone(), jobs.clone(), pods.clone());
+                    async move {
+                        let r = runs
+                            .list_metadata(&ListParams::default())
+                            .await?
+                            .items
+                            .len();
+                        let j = jobs
+                            .list_metadata(&ListParams::default().labels("ops.runbook.dev/run"))
+                            .await?
+                            .items
+                            .len();
+                        let p = pods
+                            .list_metadata(
+                                &ListParams::default().labels("batch.kubernetes.io/job-name"),
+                            )
+                            .await?
+                            .items
+                            .len();
+                        Ok((r + j + p > 0).then(|| format!("{r} runs, {j} Jobs, {p} pods left")))
+                    }
+                })
+                .await?;
         }
         let api = self.deployments();
-        let list = api
-            .list(&ListParams::default().labels("bench.runbook.dev/app"))
-            .await?;
+        let list = api.list(&ListParams::default().labels(APP_LABEL)).await?;
         let to_scale: Vec<String> = list
             .items
             .iter()
@@ -1212,23 +741,20 @@ impl Bench {
                 "  scaling {} Deployments back to 1 replica",
                 to_scale.len()
             ));
-            let results: Vec<Result<()>> = stream::iter(to_scale)
-                .map(|name| {
-                    let api = api.clone();
-                    async move {
-                        api.patch_scale(
-                            &name,
-                            &PatchParams::default(),
-                            &Patch::Merge(json!({"spec": {"replicas": 1}})),
-                        )
-                        .await?;
-                        Ok(())
-                    }
-                })
-                .buffer_unordered(16)
-                .collect()
-                .await;
-            results.into_iter().collect::<Result<Vec<()>>>()?;
+            for_all(to_scale.len(), 16, |i| {
+                let api = api.clone();
+                let name = to_scale[i].clone();
+                async move {
+                    api.patch_scale(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"spec": {"replicas": 1}})),
+                    )
+                    .await?;
+                    Ok(())
+                }
+            })
+            .await?;
         }
         self.wait_deployments(1).await?;
         self.wait_quiet().await
@@ -1246,8 +772,8 @@ impl Bench {
             seen.probe_sent.clear();
             seen.probe_seen.clear();
         }
-        let before = self.snapshot().await?;
-        let cpu_before = self.cpu_seconds();
+        let before = self.rig.snapshot().await?;
+        let cpu_before = self.rig.cpu_seconds();
         let probe = self.spawn_probe();
         progress(format!(
             "round {round}/{}: creating {count} RunbookRuns at once",
@@ -1291,47 +817,38 @@ impl Bench {
         ));
 
         // wait for every run to finish
-        let deadline = Instant::now() + self.cfg.timeout;
+        let deadline = Instant::now() + self.rig.timeout;
         let mut tick = Ticker::new();
         loop {
             let (finished, state) = {
                 let seen = lock(&self.seen);
                 let mut finished = 0;
-                let mut at: BTreeMap<String, usize> = BTreeMap::new();
+                let mut at = Vec::with_capacity(count);
                 for i in 0..count {
-                    match seen.runs.get(&run_name(round, i)) {
+                    at.push(match seen.runs.get(&run_name(round, i)) {
                         Some(r) if r.finished.is_some() => {
                             finished += 1;
-                            *at.entry(run_phase(&r.last).unwrap_or("?").to_owned())
-                                .or_default() += 1;
+                            run_phase(&r.last).unwrap_or("?").to_owned()
                         }
-                        Some(r) => {
-                            let step = r
-                                .last
-                                .status
-                                .as_ref()
-                                .and_then(|s| s.current_step.clone())
-                                .unwrap_or_else(|| "(not started)".into());
-                            *at.entry(step).or_default() += 1;
-                        }
-                        None => *at.entry("(not seen)".into()).or_default() += 1,
-                    }
+                        Some(r) => r
+                            .last
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.current_step.clone())
+                            .unwrap_or_else(|| "(not started)".into()),
+                        None => "(not seen)".into(),
+                    });
                 }
-                let state = at
-                    .iter()
-                    .map(|(k, v)| format!("{k} {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                (finished, state)
+                (finished, counts(at))
             };
             if finished == count {
                 break;
             }
-            self.operator_alive()?;
+            self.rig.operator_alive()?;
             if Instant::now() > deadline {
                 bail!(
                     "round {round}: only {finished}/{count} runs finished after {:?} ({state})",
-                    self.cfg.timeout
+                    self.rig.timeout
                 );
             }
             if tick.due() {
@@ -1342,14 +859,18 @@ impl Bench {
         probe.abort();
         // trailing writes (finalizer removal, the Runbook's lastRun, Events) belong to the round
         self.wait_quiet().await?;
-        let after = self.snapshot().await?;
+        let after = self.rig.snapshot().await?;
         let cpu = self
+            .rig
             .cpu_seconds()
             .zip(cpu_before)
             .map(|(after, before)| after - before);
-        let rss = self.rss_mib();
+        let rss = self.rig.proc_mib("VmRSS");
         let delta = after.since(&before);
-        self.write_out(&format!("api-delta-round-{round}.tsv"), &delta.tsv());
+        self.rig.write_out(
+            &format!("api-delta-round-{round}.tsv"),
+            &delta.tsv(&RAW_COUNTERS),
+        );
 
         // per-run figures
         let seen = lock(&self.seen);
@@ -1431,9 +952,10 @@ impl Bench {
             })
             .collect();
         drop(seen);
-        self.write_out(&format!("runs-round-{round}.tsv"), &raw);
+        self.rig.write_out(&format!("runs-round-{round}.tsv"), &raw);
         for (name, yaml) in failed_yaml {
-            self.write_out(&format!("failed-run-{name}.yaml"), &yaml);
+            self.rig
+                .write_out(&format!("failed-run-{name}.yaml"), &yaml);
         }
 
         let ok = count - failed.len();
@@ -1562,7 +1084,7 @@ impl Bench {
             );
         } else {
             let reads = delta.flow("get") + delta.flow("list") + delta.flow("watch");
-            let writes = delta.flow("crd-write") + delta.flow("write") + delta.flow("events");
+            let writes = delta.op_writes();
             table.add(
                 "operator requests / step, all",
                 per_step(reads + writes + delta.flow("other")),
@@ -1753,15 +1275,16 @@ impl Bench {
             cfg.settle, cfg.window, cfg.count
         ));
         self.sleep_watching("settling", cfg.settle).await?;
-        let rss_idle = self.rss_mib();
-        let before = self.snapshot().await?;
+        let rss_idle = self.rig.proc_mib("VmRSS");
+        let before = self.rig.snapshot().await?;
         self.sleep_watching("write window", cfg.window).await?;
-        let after = self.snapshot().await?;
+        let after = self.rig.snapshot().await?;
         let d = after.since(&before);
-        self.write_out("api-delta-window.tsv", &d.tsv());
+        self.rig
+            .write_out("api-delta-window.tsv", &d.tsv(&RAW_COUNTERS));
         let crd_writes =
             d.api_sum(|verb, what| is_write(verb) && what.starts_with("ops.runbook.dev/"));
-        let op_writes = d.flow("crd-write") + d.flow("write") + d.flow("events");
+        let op_writes = d.op_writes();
         let op_reads = d.flow("get") + d.flow("list") + d.flow("watch");
         table.heading(&format!(
             "-- settled Runbook without schedule, {} s window after {} s idle",
@@ -1800,11 +1323,7 @@ impl Bench {
             num(op_reads)
         ));
         if crd_writes > 0.0 || op_writes > 0.0 {
-            for (k, v) in d
-                .api
-                .iter()
-                .filter(|(k, _)| is_write(k.split(' ').next().unwrap_or("")))
-            {
+            for (k, v) in d.api_writes() {
                 progress(format!("    {k}: {v}"));
             }
         }
@@ -1874,36 +1393,17 @@ fn failure_text(name: &str, run: &RunbookRun) -> String {
 
 #[tokio::main]
 async fn main() {
-    let Some(operator_url) = env_text("BENCH_OPERATOR_URL") else {
-        println!(
-            "benches/runs.rs needs a cluster and a running operator: run hack/bench-runs.sh (or make bench)"
-        );
-        return;
-    };
-    t0();
-    match bench(operator_url).await {
-        Ok(true) => {}
-        Ok(false) => std::process::exit(1),
-        Err(err) => {
-            progress(format!("ERROR: {err:#}"));
-            std::process::exit(1);
-        }
-    }
+    support::main(
+        "benches/runs.rs needs a cluster and a running operator: run hack/bench-runs.sh (or make bench)",
+        bench,
+    )
+    .await;
 }
 
 /// Ok(false): the figures are printed, but runs failed.
 async fn bench(operator_url: String) -> Result<bool> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cfg = Config::from_env(operator_url)?;
-    if let Some(dir) = &cfg.out {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let client = Client::try_default()
-        .await
-        .map_err(|e| anyhow!("no Kubernetes client: {e}"))?;
-    let http = reqwest::Client::builder()
-        .build()
-        .context("building the HTTP client")?;
+    let cfg = Config::from_env()?;
+    let rig = Rig::connect(Settings::from_env(operator_url)?, FLOW_PREFIX).await?;
     let seen: Shared = Arc::default();
     let port = start_http_server(seen.clone()).await?;
     progress(format!(
@@ -1912,14 +1412,13 @@ async fn bench(operator_url: String) -> Result<bool> {
     ));
     let mut bench = Bench {
         cfg,
-        client,
-        http,
+        rig,
         seen,
         port,
         failures: Vec::new(),
         pooled: BTreeMap::new(),
     };
-    bench.operator_alive()?;
+    bench.rig.operator_alive()?;
     bench.setup().await?;
     let mut table = Table::default();
     let mut round_secs = Vec::new();

@@ -2,10 +2,10 @@
 //! them opening in the same minute: p50/p99 from the scheduled instant to the last change
 //! applied, operator RSS, API writes between boundaries (target: zero)."
 //!
-//! Run it through `hack/bench-windows.sh`, which starts the `bench` cluster and the operator
-//! (watching all namespaces) and passes them in through the environment. Without
-//! `BENCH_OPERATOR_URL` this binary only prints how to run it and exits 0, so a plain
-//! `cargo bench` never touches whatever cluster the current kubeconfig points at.
+//! Run it through `hack/bench-windows.sh`, which starts a cluster (`bench` unless
+//! BENCH_CLUSTER) and the operator (watching all namespaces) and passes them in through the
+//! environment. Without `BENCH_OPERATOR_URL` this binary only prints how to run it and exits
+//! 0, so a plain `cargo bench` never touches whatever cluster the current kubeconfig points at.
 //!
 //! Prints figures, not verdicts: it exits non-zero only when something broke (the operator
 //! died, a wait timed out, a window never opened or never restored; the figures are printed
@@ -66,24 +66,29 @@
 //! * BENCH_TIMEOUT (600): seconds for any one wait
 //! * BENCH_OUT: directory for raw data (per-window times, request deltas)
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::{Display, Write as _};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+mod support;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use futures::{StreamExt, stream};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
 use runbook_operator::maintenance_window::MaintenanceWindow;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use support::{
+    Counters, Record, Rig, Settings, Snapshot, Ticker, counts, env_positive, env_text, for_all,
+    is_write, lock, percentile, proc_mib, progress, rollout_complete, sorted, spawn_watch,
+};
 
+/// The tag of this bench's progress lines (see `support::progress`).
+const PROGRESS_TAG: &str = "bench-windows";
 /// Field manager of everything this binary writes.
 const MANAGER: &str = "bench-windows";
 /// Prefix of the FlowSchemas that count the operator's requests (see hack/bench-windows.sh).
@@ -111,27 +116,12 @@ const ZONES: [&str; 10] = [
     "Pacific/Auckland",
     "America/Sao_Paulo",
 ];
-const TICK: Duration = Duration::from_secs(15);
-/// Clock ticks per second of /proc/PID/stat (USER_HZ, 100 on Linux).
-const USER_HZ: f64 = 100.0;
+/// The counters the raw request deltas (`api-delta-*.tsv`) hold, in that order.
+const RAW_COUNTERS: [Counters; 3] = [Counters::Api, Counters::Flows, Counters::Op];
 
 // ---------------------------------------------------------------------------
 // clock, progress, configuration
 // ---------------------------------------------------------------------------
-
-static T0: OnceLock<Instant> = OnceLock::new();
-
-fn t0() -> Instant {
-    *T0.get_or_init(Instant::now)
-}
-
-fn progress(msg: impl Display) {
-    let clock = jiff::Zoned::now().strftime("%H:%M:%S").to_string();
-    eprintln!(
-        "[bench-windows {clock} +{:4.0}s] {msg}",
-        t0().elapsed().as_secs_f64()
-    );
-}
 
 /// Seconds from `a` to `b` (negative when `b` is earlier).
 fn secs(a: Timestamp, b: Timestamp) -> f64 {
@@ -143,27 +133,12 @@ fn until(t: Timestamp) -> f64 {
     secs(Timestamp::now(), t)
 }
 
+/// `t` plus `seconds` (minus, when negative).
 fn plus(t: Timestamp, seconds: f64) -> Timestamp {
     t + SignedDuration::from_secs_f64(seconds)
 }
 
-/// Says when another progress line is due (at least one every TICK while waiting).
-struct Ticker(Instant);
-
-impl Ticker {
-    fn new() -> Self {
-        Self(Instant::now() + TICK)
-    }
-    fn due(&mut self) -> bool {
-        if Instant::now() >= self.0 {
-            self.0 = Instant::now() + TICK;
-            true
-        } else {
-            false
-        }
-    }
-}
-
+/// This bench's knobs (the ones both benches read are `support::Settings`).
 struct Config {
     prefix: String,
     windows: usize,
@@ -174,29 +149,11 @@ struct Config {
     lead: u64,
     quiet: u64,
     settle: u64,
-    timeout: Duration,
-    operator_url: String,
-    operator_pid: Option<u32>,
-    out: Option<PathBuf>,
-}
-
-fn env_positive(name: &str, default: u64) -> Result<u64> {
-    match std::env::var(name) {
-        Err(_) => Ok(default),
-        Ok(v) if v.is_empty() => Ok(default),
-        Ok(v) => match v.parse::<u64>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => bail!("{name} must be a positive integer (got {v:?})"),
-        },
-    }
-}
-
-fn env_text(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 impl Config {
-    fn from_env(operator_url: String) -> Result<Self> {
+    /// Reads the environment (before `Settings::from_env`, the order the errors come in).
+    fn from_env() -> Result<Self> {
         let windows = env_positive("BENCH_WINDOWS", 1000)? as usize;
         let namespaces = env_positive("BENCH_NAMESPACES", 50)? as usize;
         let simultaneous = env_positive("BENCH_SIMULTANEOUS", 100)? as usize;
@@ -230,12 +187,6 @@ impl Config {
             lead,
             quiet: env_positive("BENCH_QUIET", 60)?,
             settle: env_positive("BENCH_SETTLE", 20)?,
-            timeout: Duration::from_secs(env_positive("BENCH_TIMEOUT", 600)?),
-            operator_url: operator_url.trim_end_matches('/').to_owned(),
-            operator_pid: env_text("BENCH_OPERATOR_PID")
-                .map(|p| p.parse().context("BENCH_OPERATOR_PID"))
-                .transpose()?,
-            out: env_text("BENCH_OUT").map(PathBuf::from),
         })
     }
 
@@ -320,11 +271,22 @@ struct Seen {
     rss: Vec<(Timestamp, f64)>,
 }
 
-type Shared = Arc<Mutex<Seen>>;
+impl Record for Seen {
+    /// The wall clock of this host (the one the windows' specs are written in).
+    type Time = Timestamp;
 
-fn lock(seen: &Shared) -> MutexGuard<'_, Seen> {
-    seen.lock().unwrap_or_else(|e| e.into_inner())
+    fn arrival() -> Timestamp {
+        Timestamp::now()
+    }
+
+    fn watch_error(&mut self) -> u64 {
+        self.watch_errors += 1;
+        self.watch_errors
+    }
 }
+
+/// What the watches saw, shared with their tasks.
+type Shared = Arc<Mutex<Seen>>;
 
 fn key(ns: &str, name: &str) -> String {
     format!("{ns}/{name}")
@@ -398,268 +360,9 @@ fn record_window(seen: &mut Seen, t: Timestamp, mw: DynamicObject) {
     }
 }
 
-/// Follows a watch, stamping every object with its arrival time.
-fn spawn_watch<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    seen: Shared,
-    record: fn(&mut Seen, Timestamp, K),
-) where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut events = watcher(api, config).default_backoff().boxed();
-        while let Some(event) = events.next().await {
-            let t = Timestamp::now();
-            match event {
-                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                    record(&mut lock(&seen), t, o)
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    let n = {
-                        let mut s = lock(&seen);
-                        s.watch_errors += 1;
-                        s.watch_errors
-                    };
-                    if n <= 5 {
-                        progress(format!("watch error (retried): {err}"));
-                    }
-                }
-            }
-        }
-    });
-}
-
-// ---------------------------------------------------------------------------
-// metrics: API server, FlowSchemas, operator
-// ---------------------------------------------------------------------------
-
-/// One Prometheus text sample.
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-fn parse_prometheus(text: &str) -> Vec<Sample> {
-    let mut samples = Vec::new();
-    for line in text.lines() {
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        let (head, value) = match line.rfind('}') {
-            Some(close) => (&line[..=close], line[close + 1..].trim()),
-            None => match line.split_once(' ') {
-                Some((h, v)) => (h, v.trim()),
-                None => continue,
-            },
-        };
-        let value = value.split_whitespace().next().unwrap_or("");
-        let Ok(value) = value.parse::<f64>() else {
-            continue;
-        };
-        let (name, labels) = match head.split_once('{') {
-            Some((name, rest)) => (name, parse_labels(rest.trim_end_matches('}'))),
-            None => (head, BTreeMap::new()),
-        };
-        samples.push(Sample {
-            name: name.to_owned(),
-            labels,
-            value,
-        });
-    }
-    samples
-}
-
-fn parse_labels(text: &str) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::new();
-    let mut chars = text.chars().peekable();
-    loop {
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            chars.next();
-            if c == '=' {
-                break;
-            }
-            if c != ',' && !c.is_whitespace() {
-                key.push(c);
-            }
-        }
-        if key.is_empty() || chars.next() != Some('"') {
-            break;
-        }
-        let mut value = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => {
-                    if let Some(n) = chars.next() {
-                        value.push(if n == 'n' { '\n' } else { n });
-                    }
-                }
-                '"' => break,
-                _ => value.push(c),
-            }
-        }
-        labels.insert(key, value);
-    }
-    labels
-}
-
-fn label<'a>(s: &'a Sample, name: &str) -> &'a str {
-    s.labels.get(name).map(String::as_str).unwrap_or("")
-}
-
-/// Counters at one moment.
-#[derive(Clone, Default)]
-struct Snapshot {
-    /// `apiserver_request_total` by "VERB group/resource[/subresource]" (all clients).
-    api: BTreeMap<String, f64>,
-    /// `apiserver_flowcontrol_dispatched_requests_total` of the operator's FlowSchemas, by
-    /// suffix (events, crd-write, write, get, list, watch, other).
-    flows: BTreeMap<String, f64>,
-    /// The operator's metrics: "write CONTROLLER/KIND" and "reconcile CONTROLLER".
-    op: BTreeMap<String, f64>,
-}
-
-impl Snapshot {
-    async fn take(client: &Client, http: &reqwest::Client, operator_url: &str) -> Result<Self> {
-        let request = axum::http::Request::get("/metrics").body(Vec::new())?;
-        let text = client
-            .request_text(request)
-            .await
-            .context("reading the API server's /metrics")?;
-        let mut snap = Snapshot::default();
-        for s in parse_prometheus(&text) {
-            match s.name.as_str() {
-                "apiserver_request_total" => {
-                    let group = match label(&s, "group") {
-                        "" => "core",
-                        g => g,
-                    };
-                    let sub = label(&s, "subresource");
-                    let key = format!(
-                        "{} {group}/{}{}{sub}",
-                        label(&s, "verb"),
-                        label(&s, "resource"),
-                        if sub.is_empty() { "" } else { "/" },
-                    );
-                    *snap.api.entry(key).or_default() += s.value;
-                }
-                "apiserver_flowcontrol_dispatched_requests_total" => {
-                    if let Some(kind) = label(&s, "flow_schema").strip_prefix(FLOW_PREFIX) {
-                        *snap.flows.entry(kind.to_owned()).or_default() += s.value;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let text = http
-            .get(format!("{operator_url}/metrics"))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .context("scraping the operator's /metrics")?
-            .text()
-            .await?;
-        for s in parse_prometheus(&text) {
-            let key = match s.name.as_str() {
-                "runbook_operator_api_writes_total" => {
-                    format!("write {}/{}", label(&s, "controller"), label(&s, "write"))
-                }
-                "runbook_operator_reconciles_total" => {
-                    format!("reconcile {}", label(&s, "controller"))
-                }
-                _ => continue,
-            };
-            *snap.op.entry(key).or_default() += s.value;
-        }
-        Ok(snap)
-    }
-
-    /// Per-key `self - before`.
-    fn since(&self, before: &Snapshot) -> Snapshot {
-        fn diff(a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
-            a.iter()
-                .map(|(k, v)| (k.clone(), v - b.get(k).copied().unwrap_or(0.0)))
-                .filter(|(_, v)| *v != 0.0)
-                .collect()
-        }
-        Snapshot {
-            api: diff(&self.api, &before.api),
-            flows: diff(&self.flows, &before.flows),
-            op: diff(&self.op, &before.op),
-        }
-    }
-
-    fn api_sum(&self, pred: impl Fn(&str, &str) -> bool) -> f64 {
-        self.api
-            .iter()
-            .filter(|(k, _)| {
-                let (verb, what) = k.split_once(' ').unwrap_or((k, ""));
-                pred(verb, what)
-            })
-            .map(|(_, v)| v)
-            .sum()
-    }
-
-    fn flow(&self, kind: &str) -> f64 {
-        self.flows.get(kind).copied().unwrap_or(0.0)
-    }
-
-    /// The operator's writes of any resource, Events included (FlowSchemas).
-    fn op_writes(&self) -> f64 {
-        self.flow("crd-write") + self.flow("write") + self.flow("events")
-    }
-
-    fn op_reads(&self) -> f64 {
-        self.flow("get") + self.flow("list")
-    }
-
-    fn op_sum(&self, prefix: &str) -> f64 {
-        self.op
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(_, v)| v)
-            .sum()
-    }
-
-    fn tsv(&self) -> String {
-        let mut out = String::new();
-        for (name, map) in [("api", &self.api), ("flow", &self.flows), ("op", &self.op)] {
-            for (k, v) in map {
-                let _ = writeln!(out, "{name}\t{k}\t{v}");
-            }
-        }
-        out
-    }
-}
-
-fn is_write(verb: &str) -> bool {
-    matches!(
-        verb,
-        "POST" | "PUT" | "PATCH" | "DELETE" | "DELETECOLLECTION" | "APPLY" | "CREATE" | "UPDATE"
-    )
-}
-
 // ---------------------------------------------------------------------------
 // figures
 // ---------------------------------------------------------------------------
-
-/// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
-}
-
-fn sorted(mut v: Vec<f64>) -> Vec<f64> {
-    v.sort_by(f64::total_cmp);
-    v
-}
 
 enum Cell {
     Heading,
@@ -756,46 +459,29 @@ impl Table {
     }
 }
 
+/// A figure for the table: `support::num`, but zero is "0".
 fn num(v: f64) -> String {
-    // no "-0.00": an empty f64 sum is -0.0
-    let v = v + 0.0;
-    let a = v.abs();
-    if a == 0.0 {
+    if v == 0.0 {
         "0".to_owned()
-    } else if a >= 1000.0 || (a > 0.0 && v.fract() == 0.0) {
-        format!("{v:.0}")
-    } else if a >= 100.0 {
-        format!("{v:.1}")
-    } else if a >= 0.01 {
-        format!("{v:.2}")
     } else {
-        format!("{v:.4}")
+        support::num(v)
     }
 }
 
+/// Seconds to milliseconds.
 fn ms(seconds: Vec<f64>) -> Vec<f64> {
     seconds.into_iter().map(|s| s * 1000.0).collect()
-}
-
-fn counts(items: impl IntoIterator<Item = String>) -> String {
-    let mut by: BTreeMap<String, usize> = BTreeMap::new();
-    for i in items {
-        *by.entry(i).or_default() += 1;
-    }
-    by.iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 // ---------------------------------------------------------------------------
 // the benchmark
 // ---------------------------------------------------------------------------
 
+/// The benchmark's state.
 struct Bench {
     cfg: Config,
-    client: Client,
-    http: reqwest::Client,
+    /// The cluster and the operator.
+    rig: Rig,
     seen: Shared,
     windows: ApiResource,
 }
@@ -811,46 +497,12 @@ struct Interval {
 
 impl Bench {
     fn window_api(&self, ns: &str) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), ns, &self.windows)
-    }
-
-    /// Fails when the operator process is gone.
-    fn operator_alive(&self) -> Result<()> {
-        let Some(pid) = self.cfg.operator_pid else {
-            return Ok(());
-        };
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let state = status
-            .lines()
-            .find_map(|l| l.strip_prefix("State:"))
-            .map(str::trim)
-            .unwrap_or("");
-        if state.is_empty() || state.starts_with('Z') {
-            bail!("the operator (pid {pid}) exited");
-        }
-        Ok(())
-    }
-
-    /// A `/proc/PID/status` field in MiB (VmRSS, VmHWM).
-    fn proc_mib(&self, field: &str) -> Option<f64> {
-        proc_mib(self.cfg.operator_pid?, field)
-    }
-
-    /// CPU seconds (user + system) the operator process has used so far.
-    fn cpu_seconds(&self) -> Option<f64> {
-        let pid = self.cfg.operator_pid?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // fields after "(comm)": state is field 3, utime 14, stime 15
-        let rest = &stat[stat.rfind(')')? + 1..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let utime: f64 = fields.get(11)?.parse().ok()?;
-        let stime: f64 = fields.get(12)?.parse().ok()?;
-        Some((utime + stime) / USER_HZ)
+        Api::namespaced_with(self.rig.client.clone(), ns, &self.windows)
     }
 
     /// Reads the operator's VmRSS every 100 ms into `Seen::rss`.
     fn spawn_rss_sampler(&self) {
-        let Some(pid) = self.cfg.operator_pid else {
+        let Some(pid) = self.rig.operator_pid else {
             return;
         };
         let seen = self.seen.clone();
@@ -874,44 +526,6 @@ impl Bench {
             .reduce(f64::max)
     }
 
-    async fn snapshot(&self) -> Result<Snapshot> {
-        Snapshot::take(&self.client, &self.http, &self.cfg.operator_url).await
-    }
-
-    fn write_out(&self, file: &str, text: &str) {
-        if let Some(dir) = &self.cfg.out
-            && let Err(err) = std::fs::write(dir.join(file), text)
-        {
-            progress(format!("cannot write {}: {err}", dir.join(file).display()));
-        }
-    }
-
-    /// Polls `check` every 250 ms until it returns Ok(None); Ok(Some(text)) is the progress
-    /// shown every ~15 s.
-    async fn wait_for<F, Fut>(&self, what: &str, mut check: F) -> Result<()>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<Option<String>>>,
-    {
-        let deadline = Instant::now() + self.cfg.timeout;
-        let mut tick = Ticker::new();
-        loop {
-            let state = check().await?;
-            let Some(state) = state else { return Ok(()) };
-            self.operator_alive()?;
-            if Instant::now() > deadline {
-                bail!(
-                    "timed out after {:?} waiting for {what}: {state}",
-                    self.cfg.timeout
-                );
-            }
-            if tick.due() {
-                progress(format!("  ... waiting for {what}: {state}"));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
     /// Sleeps until the wall-clock instant `t`, checking the operator and saying what it waits for.
     async fn sleep_until(&self, what: &str, t: Timestamp) -> Result<()> {
         let mut tick = Ticker::new();
@@ -921,7 +535,7 @@ impl Bench {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_secs_f64(left.min(0.5))).await;
-            self.operator_alive()?;
+            self.rig.operator_alive()?;
             if tick.due() {
                 progress(format!("  ... {what}: {:.0}s to go", until(t).max(0.0)));
             }
@@ -931,42 +545,12 @@ impl Bench {
     /// Waits until the operator's reconcile and write counters stand still for 3 s, or
     /// `deadline` passes; returns whether it got quiet.
     async fn wait_quiet(&self, deadline: Timestamp) -> Result<bool> {
-        let mut last = f64::NAN;
-        let mut still_since = Instant::now();
-        let mut tick = Ticker::new();
-        loop {
-            let snap = self.snapshot().await?;
-            let total = snap.op_sum("") + snap.op_writes();
-            if total != last {
-                last = total;
-                still_since = Instant::now();
-            } else if still_since.elapsed() >= Duration::from_secs(3) {
-                return Ok(true);
-            }
-            self.operator_alive()?;
-            if until(deadline) <= 0.0 {
-                return Ok(false);
-            }
-            if tick.due() {
-                progress("  ... waiting for the operator to be quiet");
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    /// Runs `make` over `0..n` with `parallel` requests in flight; all must succeed.
-    async fn for_all<F, Fut>(&self, n: usize, parallel: usize, make: F) -> Result<()>
-    where
-        F: Fn(usize) -> Fut,
-        Fut: std::future::Future<Output = Result<()>>,
-    {
-        let results: Vec<Result<()>> = stream::iter(0..n)
-            .map(make)
-            .buffer_unordered(parallel)
-            .collect()
-            .await;
-        results.into_iter().collect::<Result<Vec<()>>>()?;
-        Ok(())
+        self.rig
+            .wait_quiet(
+                |snap| snap.op_sum("") + snap.op_writes(),
+                || until(deadline) <= 0.0,
+            )
+            .await
     }
 
     /// Namespaces, Deployments, watches.
@@ -977,8 +561,8 @@ impl Bench {
             "creating {} namespaces {}-NN with {} Deployments each (1 replica)",
             cfg.namespaces, cfg.prefix, cfg.deployments_per_ns
         ));
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        self.for_all(cfg.namespaces, 8, |i| {
+        let namespaces: Api<Namespace> = Api::all(self.rig.client.clone());
+        for_all(cfg.namespaces, 8, |i| {
             let (namespaces, pp) = (namespaces.clone(), pp.clone());
             let name = cfg.namespace(i);
             async move {
@@ -993,29 +577,13 @@ impl Bench {
         })
         .await?;
         let per_ns = cfg.deployments_per_ns;
-        self.for_all(cfg.namespaces * per_ns, 16, |k| {
+        for_all(cfg.namespaces * per_ns, 16, |k| {
             let pp = pp.clone();
             let ns = cfg.namespace(k / per_ns);
             let name = app_name(k % per_ns);
-            let api: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
+            let api: Api<Deployment> = Api::namespaced(self.rig.client.clone(), &ns);
             async move {
-                let d = json!({
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "metadata": {"name": name, "labels": {APP_LABEL: name}},
-                    "spec": {
-                        "replicas": 1,
-                        "selector": {"matchLabels": {APP_LABEL: name}},
-                        "template": {
-                            "metadata": {"labels": {APP_LABEL: name}},
-                            "spec": {"containers": [{
-                                "name": "app",
-                                "image": "registry.invalid/bench-app:1",
-                                "env": [{"name": "APP_COLOUR", "value": "blue"}]
-                            }]}
-                        }
-                    }
-                });
+                let d = support::deployment(&name, APP_LABEL, ("APP_COLOUR", "blue"));
                 api.patch(&name, &pp, &Patch::Apply(&d))
                     .await
                     .with_context(|| format!("creating Deployment {ns}/{name}"))?;
@@ -1023,17 +591,18 @@ impl Bench {
             }
         })
         .await?;
-        let all: Api<Deployment> = Api::all(self.client.clone());
+        let all: Api<Deployment> = Api::all(self.rig.client.clone());
         let want = cfg.namespaces * per_ns;
-        self.wait_for(&format!("{want} Deployments rolled out"), || {
-            let all = all.clone();
-            async move {
-                let list = all.list(&ListParams::default().labels(APP_LABEL)).await?;
-                let done = list.items.iter().filter(|d| rollout_complete(d)).count();
-                Ok((done < want).then(|| format!("{done}/{want} available")))
-            }
-        })
-        .await?;
+        self.rig
+            .wait_for(&format!("{want} Deployments rolled out"), || {
+                let all = all.clone();
+                async move {
+                    let list = all.list(&ListParams::default().labels(APP_LABEL)).await?;
+                    let done = list.items.iter().filter(|d| rollout_complete(d)).count();
+                    Ok((done < want).then(|| format!("{done}/{want} available")))
+                }
+            })
+            .await?;
         spawn_watch(
             all,
             watcher::Config::default().labels(APP_LABEL),
@@ -1041,7 +610,7 @@ impl Bench {
             record_deployment,
         );
         spawn_watch(
-            Api::<DynamicObject>::all_with(self.client.clone(), &self.windows),
+            Api::<DynamicObject>::all_with(self.rig.client.clone(), &self.windows),
             watcher::Config::default().labels(KIND_LABEL),
             self.seen.clone(),
             record_window,
@@ -1060,7 +629,7 @@ impl Bench {
         progress(format!("creating {n} {what} windows"));
         let start = Instant::now();
         let make = &make;
-        self.for_all(n, 32, |i| {
+        for_all(n, 32, |i| {
             let (ns, body) = make(i);
             let api = self.window_api(&ns);
             async move {
@@ -1118,32 +687,6 @@ impl Bench {
     }
 }
 
-fn proc_mib(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
-}
-
-/// `kubectl rollout status` for a Deployment: done when the controller observed the current
-/// generation and every replica is updated and available, with no old one left.
-fn rollout_complete(d: &Deployment) -> bool {
-    let (Some(spec), Some(status)) = (&d.spec, &d.status) else {
-        return false;
-    };
-    let want = spec.replicas.unwrap_or(1);
-    let updated = status.updated_replicas.unwrap_or(0);
-    status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
-        && updated >= want
-        && status.replicas.unwrap_or(0) <= updated
-        && status.available_replicas.unwrap_or(0) >= updated
-}
-
 /// A cron month about half a year ahead of `now` (1-12), so no recurring occurrence falls
 /// inside the benchmark.
 fn far_month(now: Timestamp) -> i8 {
@@ -1160,48 +703,28 @@ fn whole_minute_after(now: Timestamp, lead: u64) -> Result<Timestamp> {
 
 #[tokio::main]
 async fn main() {
-    let Some(operator_url) = env_text("BENCH_OPERATOR_URL") else {
-        println!(
-            "benches/windows.rs needs a cluster and a running operator: run hack/bench-windows.sh (or make bench)"
-        );
-        return;
-    };
-    t0();
-    match bench(operator_url).await {
-        Ok(true) => {}
-        Ok(false) => std::process::exit(1),
-        Err(err) => {
-            progress(format!("ERROR: {err:#}"));
-            std::process::exit(1);
-        }
-    }
+    support::main(
+        "benches/windows.rs needs a cluster and a running operator: run hack/bench-windows.sh (or make bench)",
+        bench,
+    )
+    .await;
 }
 
 /// Ok(false): the figures are printed, but some window did not open or restore.
 async fn bench(operator_url: String) -> Result<bool> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cfg = Config::from_env(operator_url)?;
-    if let Some(dir) = &cfg.out {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let client = Client::try_default()
-        .await
-        .map_err(|e| anyhow!("no Kubernetes client: {e}"))?;
-    let http = reqwest::Client::builder()
-        .build()
-        .context("building the HTTP client")?;
+    let cfg = Config::from_env()?;
+    let rig = Rig::connect(Settings::from_env(operator_url)?, FLOW_PREFIX).await?;
     progress(format!(
         "{} MaintenanceWindows in {} namespaces, {} of them one-off windows opening at the same instant for {}s",
         cfg.windows, cfg.namespaces, cfg.simultaneous, cfg.duration
     ));
     let bench = Bench {
         cfg,
-        client,
-        http,
+        rig,
         seen: Arc::default(),
         windows: ApiResource::erase::<MaintenanceWindow>(&()),
     };
-    bench.operator_alive()?;
+    bench.rig.operator_alive()?;
     bench.spawn_rss_sampler();
     bench.setup().await?;
     let cfg = &bench.cfg;
@@ -1212,9 +735,9 @@ async fn bench(operator_url: String) -> Result<bool> {
     // create, settle
     // -----------------------------------------------------------------------
     bench.wait_quiet(plus(Timestamp::now(), 60.0)).await?;
-    let rss_before = bench.proc_mib("VmRSS");
-    let before_create = bench.snapshot().await?;
-    let cpu_before_create = bench.cpu_seconds();
+    let rss_before = bench.rig.proc_mib("VmRSS");
+    let before_create = bench.rig.snapshot().await?;
+    let cpu_before_create = bench.rig.cpu_seconds();
     let t_create = Timestamp::now();
     let month = far_month(t_create);
     let recurring = cfg.recurring();
@@ -1265,6 +788,7 @@ async fn bench(operator_url: String) -> Result<bool> {
     }
     let total = cfg.windows;
     bench
+        .rig
         .wait_for(&format!("all {total} windows settled"), || {
             let seen = &bench.seen;
             async move {
@@ -1282,12 +806,13 @@ async fn bench(operator_url: String) -> Result<bool> {
     let t_settled = Timestamp::now();
     let quiet = bench.wait_quiet(plus(t_open, -5.0)).await?;
     let t_settled_quiet = Timestamp::now();
-    let after_settle = bench.snapshot().await?;
+    let after_settle = bench.rig.snapshot().await?;
     let cpu_settle = bench
+        .rig
         .cpu_seconds()
         .zip(cpu_before_create)
         .map(|(a, b)| a - b);
-    let rss_settled = bench.proc_mib("VmRSS");
+    let rss_settled = bench.rig.proc_mib("VmRSS");
     let phases_settled = bench.window_phases();
     let with_next = lock(&bench.seen)
         .windows
@@ -1303,7 +828,9 @@ async fn bench(operator_url: String) -> Result<bool> {
         progress("  (the operator was still busy 5 s before T)");
     }
     let settle_delta = after_settle.since(&before_create);
-    bench.write_out("api-delta-settle.tsv", &settle_delta.tsv());
+    bench
+        .rig
+        .write_out("api-delta-settle.tsv", &settle_delta.tsv(&RAW_COUNTERS));
 
     table.heading(format!(
         "-- {total} windows ({} recurring, {} one-off) in {} namespaces, {} Deployments each",
@@ -1370,12 +897,12 @@ async fn bench(operator_url: String) -> Result<bool> {
         progress(format!(
             "quiet interval before T: {length:.0}s counting the operator's writes"
         ));
-        let a = bench.snapshot().await?;
+        let a = bench.rig.snapshot().await?;
         let start = Instant::now();
         bench
             .sleep_until("quiet interval before T", plus(Timestamp::now(), length))
             .await?;
-        let b = bench.snapshot().await?;
+        let b = bench.rig.snapshot().await?;
         intervals.push(Interval {
             label: "settled, before T".into(),
             file: "before-t",
@@ -1394,8 +921,8 @@ async fn bench(operator_url: String) -> Result<bool> {
     bench
         .sleep_until("waiting for T", plus(t_open, -2.0))
         .await?;
-    let before_open = bench.snapshot().await?;
-    let cpu_before_open = bench.cpu_seconds();
+    let before_open = bench.rig.snapshot().await?;
+    let cpu_before_open = bench.rig.cpu_seconds();
     let one_offs = bench.one_offs();
     let n = one_offs.len();
     progress(format!(
@@ -1413,7 +940,7 @@ async fn bench(operator_url: String) -> Result<bool> {
         if opened == n {
             break;
         }
-        bench.operator_alive()?;
+        bench.rig.operator_alive()?;
         if until(t_end) <= 0.0 {
             progress(format!(
                 "  only {opened}/{n} Deployments showed both changes by END"
@@ -1445,10 +972,16 @@ async fn bench(operator_url: String) -> Result<bool> {
     }
     bench.wait_quiet(plus(t_end, -12.0)).await?;
     let t_open_quiet = Timestamp::now();
-    let after_open = bench.snapshot().await?;
-    let cpu_open = bench.cpu_seconds().zip(cpu_before_open).map(|(a, b)| a - b);
+    let after_open = bench.rig.snapshot().await?;
+    let cpu_open = bench
+        .rig
+        .cpu_seconds()
+        .zip(cpu_before_open)
+        .map(|(a, b)| a - b);
     let open_delta = after_open.since(&before_open);
-    bench.write_out("api-delta-open.tsv", &open_delta.tsv());
+    bench
+        .rig
+        .write_out("api-delta-open.tsv", &open_delta.tsv(&RAW_COUNTERS));
     let rss_open_peak = bench.peak_rss(plus(t_open, -2.0), t_open_quiet);
 
     // quiet interval while open
@@ -1461,7 +994,7 @@ async fn bench(operator_url: String) -> Result<bool> {
         bench
             .sleep_until("quiet interval while open", plus(t_end, -2.0))
             .await?;
-        let b = bench.snapshot().await?;
+        let b = bench.rig.snapshot().await?;
         intervals.push(Interval {
             label: "one-off windows open, changes settled".into(),
             file: "open",
@@ -1476,9 +1009,9 @@ async fn bench(operator_url: String) -> Result<bool> {
         bench
             .sleep_until("waiting for END", plus(t_end, -2.0))
             .await?;
-        bench.snapshot().await?
+        bench.rig.snapshot().await?
     };
-    let cpu_before_end = bench.cpu_seconds();
+    let cpu_before_end = bench.rig.cpu_seconds();
 
     // -----------------------------------------------------------------------
     // the restore
@@ -1487,7 +1020,7 @@ async fn bench(operator_url: String) -> Result<bool> {
     progress(format!(
         "END: waiting for the opened Deployments to show replicas 1 and no {ENV_NAME}"
     ));
-    let restore_deadline = plus(t_end, bench.cfg.timeout.as_secs_f64());
+    let restore_deadline = plus(t_end, bench.rig.timeout.as_secs_f64());
     let mut tick = Ticker::new();
     loop {
         let (opened, restored) = {
@@ -1509,11 +1042,11 @@ async fn bench(operator_url: String) -> Result<bool> {
         if restored == opened {
             break;
         }
-        bench.operator_alive()?;
+        bench.rig.operator_alive()?;
         if until(restore_deadline) <= 0.0 {
             progress(format!(
                 "  only {restored}/{opened} Deployments restored {:?} after END",
-                bench.cfg.timeout
+                bench.rig.timeout
             ));
             break;
         }
@@ -1544,10 +1077,16 @@ async fn bench(operator_url: String) -> Result<bool> {
     }
     bench.wait_quiet(plus(Timestamp::now(), 60.0)).await?;
     let t_restore_quiet = Timestamp::now();
-    let after_restore = bench.snapshot().await?;
-    let cpu_restore = bench.cpu_seconds().zip(cpu_before_end).map(|(a, b)| a - b);
+    let after_restore = bench.rig.snapshot().await?;
+    let cpu_restore = bench
+        .rig
+        .cpu_seconds()
+        .zip(cpu_before_end)
+        .map(|(a, b)| a - b);
     let restore_delta = after_restore.since(&before_end);
-    bench.write_out("api-delta-restore.tsv", &restore_delta.tsv());
+    bench
+        .rig
+        .write_out("api-delta-restore.tsv", &restore_delta.tsv(&RAW_COUNTERS));
     let rss_restore_peak = bench.peak_rss(plus(t_end, -2.0), t_restore_quiet);
 
     // quiet interval after the restore
@@ -1561,8 +1100,8 @@ async fn bench(operator_url: String) -> Result<bool> {
             plus(Timestamp::now(), bench.cfg.settle as f64),
         )
         .await?;
-    let rss_idle = bench.proc_mib("VmRSS");
-    let a = bench.snapshot().await?;
+    let rss_idle = bench.rig.proc_mib("VmRSS");
+    let a = bench.rig.snapshot().await?;
     let start = Instant::now();
     bench
         .sleep_until(
@@ -1570,14 +1109,14 @@ async fn bench(operator_url: String) -> Result<bool> {
             plus(Timestamp::now(), bench.cfg.quiet as f64),
         )
         .await?;
-    let b = bench.snapshot().await?;
+    let b = bench.rig.snapshot().await?;
     intervals.push(Interval {
         label: "after the restore".into(),
         file: "after-restore",
         seconds: start.elapsed().as_secs_f64(),
         delta: b.since(&a),
     });
-    let hwm = bench.proc_mib("VmHWM");
+    let hwm = bench.rig.proc_mib("VmHWM");
 
     // -----------------------------------------------------------------------
     // figures
@@ -1657,7 +1196,7 @@ async fn bench(operator_url: String) -> Result<bool> {
         .count();
     let watch_errors = seen.watch_errors;
     drop(seen);
-    bench.write_out("one-off-windows.tsv", &raw);
+    bench.rig.write_out("one-off-windows.tsv", &raw);
 
     table.heading(format!(
         "-- open: {n} one-off windows starting at T = {t_open} (client-side receipt of watch events)"
@@ -1778,17 +1317,16 @@ async fn bench(operator_url: String) -> Result<bool> {
             "writes",
             format!(
                 "apiserver_request_total; operator GET+LIST in the interval: {}",
-                num(d.op_reads())
+                num(d.flow("get") + d.flow("list"))
             ),
         );
-        bench.write_out(&format!("api-delta-quiet-{}.tsv", iv.file), &d.tsv());
+        bench.rig.write_out(
+            &format!("api-delta-quiet-{}.tsv", iv.file),
+            &d.tsv(&RAW_COUNTERS),
+        );
         if d.op_writes() > 0.0 {
             progress(format!("  writes in the interval \"{}\":", iv.label));
-            for (k, v) in d
-                .api
-                .iter()
-                .filter(|(k, _)| is_write(k.split(' ').next().unwrap_or("")))
-            {
+            for (k, v) in d.api_writes() {
                 progress(format!("    (all clients) {k}: {v}"));
             }
         }

@@ -31,6 +31,7 @@
 #   BENCH_COUNT=1000      number of Runbooks
 #   BENCH_SETTLE=20       seconds to wait after settling before RSS / window
 #   BENCH_TIMEOUT=300     seconds to wait for any single step
+#   BENCH_CLUSTER=bench   cluster name for hack/cluster.sh
 #   BENCH_NAMESPACE=bench-runbooks   namespace of the Runbooks
 #   BENCH_PROBE_PORT=18089           operator probe/metrics port
 #   BENCH_OPERATOR=path   use this operator binary instead of building
@@ -38,7 +39,8 @@
 #   BENCH_OUT=dir         where logs and raw data go (default: a new /tmp dir)
 #   BENCH_KEEP_CLUSTER=1  leave the bench cluster (and namespace) up at the end
 #
-# Uses the cluster named "bench" (API port 27443); it is stopped at exit.
+# Uses the cluster named "bench" (API port 27443) unless BENCH_CLUSTER names another;
+# it is stopped at exit.
 # Takes about 3 minutes with the defaults on a 2-core machine (of which
 # BENCH_SETTLE + BENCH_WINDOW are waiting).
 set -euo pipefail
@@ -47,6 +49,9 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 CLUSTER_SH=$SCRIPT_DIR/cluster.sh
 CLUSTER=${BENCH_CLUSTER:-bench}
+BENCH_TAG=bench
+# shellcheck source=SCRIPTDIR/bench-lib.sh
+. "$SCRIPT_DIR/bench-lib.sh"
 
 RUNS=${BENCH_RUNS:-3}
 WINDOW=${BENCH_WINDOW:-60}
@@ -59,21 +64,12 @@ KEEP_CLUSTER=${BENCH_KEEP_CLUSTER:-0}
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/runbook-bench.XXXXXX)}
 mkdir -p "$OUT"
 
-for v in RUNS WINDOW COUNT SETTLE TIMEOUT PROBE_PORT; do
-	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || { echo "bench: $v must be a positive integer (got '${!v}')" >&2; exit 2; }
-done
+KEEP_NOTE="namespace $NS"
+check_positive RUNS WINDOW COUNT SETTLE TIMEOUT PROBE_PORT
 
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-T_BENCH=$EPOCHREALTIME
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-progress() { printf '[bench %s +%3.0fs] %s\n' "$(date +%H:%M:%S)" "$(since "$T_BENCH")" "$*" >&2; }
-die() { progress "ERROR: $*"; exit 1; }
-
-# Seconds (2 decimals) since an $EPOCHREALTIME value, or between two of them.
-since() { awk -v a="$1" -v b="${2:-$EPOCHREALTIME}" 'BEGIN { printf "%.2f", b - a }'; }
-
 # "median min max n" of the numbers given as arguments ("- - - 0" for none).
 stats() {
 	(($# > 0)) || { echo "- - - 0"; return; }
@@ -85,31 +81,6 @@ stats() {
 		}'
 }
 
-# A background heartbeat while a long command runs in the foreground
-# (so the command itself is timed exactly).
-HB_PID=
-hb_start() { # label
-	local label=$1
-	(
-		s=$SECONDS sp=
-		trap 'kill "$sp" 2>/dev/null; exit 0' TERM
-		while :; do
-			sleep 15 &
-			sp=$!
-			wait "$sp"
-			progress "  ... still $label ($((SECONDS - s))s)"
-		done
-	) &
-	HB_PID=$!
-}
-hb_stop() {
-	if [[ -n $HB_PID ]]; then
-		kill "$HB_PID" 2>/dev/null || true
-		wait "$HB_PID" 2>/dev/null || true
-		HB_PID=
-	fi
-}
-
 # Summary rows: label, "median min max n" (or free text), unit, note;
 # fields separated by \x1f (not a tab: read would merge empty fields).
 ROWS=()
@@ -119,41 +90,10 @@ row() { ROWS+=("$1$US$2$US${3:-}$US${4:-}"); }
 # ---------------------------------------------------------------------------
 # cleanup
 # ---------------------------------------------------------------------------
-OP_PID=
-CLUSTER_STARTED=0
-NS_CREATED=0
-stop_operator() {
-	[[ -n $OP_PID ]] || return 0
-	local i
-	kill -TERM "$OP_PID" 2>/dev/null || true
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$OP_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$OP_PID" 2>/dev/null || true
-	wait "$OP_PID" 2>/dev/null || true
-	OP_PID=
-}
-cleanup() {
-	local rc=$?
-	set +e
-	hb_stop
-	stop_operator
-	if [[ $KEEP_CLUSTER == 1 ]]; then
-		progress "BENCH_KEEP_CLUSTER=1: leaving cluster '$CLUSTER' and namespace $NS up"
-	else
-		if ((NS_CREATED)); then
-			progress "deleting namespace $NS"
-			kubectl delete namespace "$NS" --timeout=90s >/dev/null 2>&1 ||
-				progress "  (namespace deletion did not finish; the cluster goes down anyway)"
-		fi
-		if ((CLUSTER_STARTED)); then
-			progress "stopping cluster '$CLUSTER'"
-			"$CLUSTER_SH" down "$CLUSTER" >>"$OUT/cluster-down.log" 2>&1
-		fi
-	fi
-	progress "logs and raw data: $OUT"
-	exit "$rc"
+delete_namespaces() {
+	progress "deleting namespace $NS"
+	kubectl delete namespace "$NS" --timeout=90s >/dev/null 2>&1 ||
+		progress "  (namespace deletion did not finish; the cluster goes down anyway)"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -388,30 +328,19 @@ up_times=()
 for ((i = 1; i <= RUNS; i++)); do
 	"$CLUSTER_SH" down "$CLUSTER" >>"$OUT/cluster-down.log" 2>&1 || die "hack/cluster.sh down $CLUSTER failed (log: $OUT/cluster-down.log)"
 	progress "  run $i/$RUNS: hack/cluster.sh up $CLUSTER"
-	CLUSTER_STARTED=1
-	hb_start "starting the cluster"
-	t0=$EPOCHREALTIME rc=0
-	"$CLUSTER_SH" up "$CLUSTER" >"$OUT/cluster-env.sh" 2>"$OUT/cluster-up-$i.log" || rc=$?
-	t=$(since "$t0")
-	hb_stop
-	if ((rc != 0)); then
-		tail -n 30 "$OUT/cluster-up-$i.log" >&2
-		die "hack/cluster.sh up $CLUSTER failed (exit $rc)"
-	fi
+	cluster_up "$OUT/cluster-up-$i.log"
+	t=$CLUSTER_UP_SECONDS
 	up_times+=("$t")
 	progress "  run $i/$RUNS: cluster up in ${t}s"
 done
 row "2  warm cluster start (cluster.sh up)" "$(stats "${up_times[@]}")" s "target < 30 s"
-# shellcheck disable=SC1091
-. "$OUT/cluster-env.sh"
-command -v kubectl >/dev/null || die "kubectl not on PATH after cluster.sh up"
+use_cluster
 
 # ---------------------------------------------------------------------------
 # CRDs and Runbooks
 # ---------------------------------------------------------------------------
 progress "installing CRDs"
-kubectl apply --server-side -f "$REPO_ROOT/crds/" >"$OUT/crds.log" 2>&1 || { cat "$OUT/crds.log" >&2; die "applying crds/ failed"; }
-kubectl wait --for=condition=Established crd --all --timeout=60s >>"$OUT/crds.log" 2>&1 || die "CRDs not Established (log: $OUT/crds.log)"
+install_crds
 
 kubectl create namespace "$NS" >/dev/null
 NS_CREATED=1
@@ -452,9 +381,7 @@ create_runbooks
 #    Order: fresh 1, restart 1..N, fresh 2..N; the last operator keeps running
 #    for 4 and 5.
 # ---------------------------------------------------------------------------
-if (exec 3<>"/dev/tcp/127.0.0.1/$PROBE_PORT") 2>/dev/null; then
-	die "port $PROBE_PORT is in use; set BENCH_PROBE_PORT"
-fi
+check_port_free
 fresh_ready=() fresh_synced=() fresh_status=() fresh_notes=() fresh_rss=()
 restart_ready=() restart_synced=() restart_reconciled=() restart_writes=() restart_status_writes=() restart_rss=()
 OP_RUN=0
@@ -586,12 +513,7 @@ row "5d reconciles in the window" "$((r1 - r0)) - - 1" count "runbook controller
 # ---------------------------------------------------------------------------
 stop_operator
 {
-	echo
-	printf '== runbook-operator benchmark  %s  (BENCH_RUNS=%s, BENCH_WINDOW=%ss, %s Runbooks, %s cores, tree %s) ==\n' \
-		"$(date -u +%FT%TZ)" "$RUNS" "$WINDOW" "$COUNT" "$(nproc)" "$(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo "?")"
-	printf 'operator binary: %s (mtime %s)\n' "$OP_BIN" "$(date -u -r "$OP_BIN" +%FT%TZ)"
-	printf 'machine load average (1/5/15 min): %s at start, %s at the end (a shared box: compare with care)\n' \
-		"$LOAD_START" "$(cut -d' ' -f1-3 /proc/loadavg)"
+	summary_head "runbook-operator benchmark" "BENCH_RUNS=$RUNS, BENCH_WINDOW=${WINDOW}s, $COUNT Runbooks"
 	printf '%-46s %9s %9s %9s %-6s %2s  %s\n' figure median min max unit n note
 	printf '%s\n' "-------------------------------------------------------------------------------------------------------------"
 	for r in "${ROWS[@]}"; do
