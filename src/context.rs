@@ -59,11 +59,16 @@ impl Context {
         reason: &str,
         note: String,
     ) {
+        // The recorder folds Events with the same type, reason and action on one object into a
+        // series that keeps the first message. An action naming the reason and the message's
+        // hash folds only true repeats, so each distinct message (a second release's revision,
+        // a second window's times) is its own Event.
+        let action = format!("{reason}-{:08x}", crate::runbook_run::actions::fnv(&note));
         let event = Event {
             type_,
             reason: reason.into(),
             note: Some(note),
-            action: "Reconcile".into(),
+            action,
             secondary: None,
         };
         self.metrics.count_write(controller, "event");

@@ -161,21 +161,22 @@ async fn decode<K: Kind>(obj: DynamicObject, ctx: &Context, controller: &'static
     }
 }
 
-/// Writes `status` with server-side apply if it differs from `current`; returns whether it
-/// wrote. Comparing first is what makes a settled object cost zero writes.
+/// Writes `status` with server-side apply if it differs from `current`; returns the
+/// resourceVersion written, `None` when nothing was. Comparing first is what makes a settled
+/// object cost zero writes.
 pub async fn apply_status<K, S>(
     ctx: &Context,
     controller: &str,
     obj: &K,
     current: Option<&S>,
     status: &S,
-) -> Result<bool, kube::Error>
+) -> Result<Option<String>, kube::Error>
 where
     K: Kind + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     S: Serialize + PartialEq,
 {
     if current == Some(status) {
-        return Ok(false);
+        return Ok(None);
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let patch = serde_json::json!({
@@ -183,15 +184,94 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
     ctx.metrics.count_write(controller, "status");
     debug!(controller, name = %obj.name_any(), "status written");
-    Ok(true)
+    Ok(Some(written.resource_version().unwrap_or_default()))
+}
+
+/// The resourceVersions of the objects a controller last wrote, so a reconcile never acts on a
+/// cached copy older than its own last write.
+///
+/// A reconcile can be woken by a change to another object (a Deployment the last reconcile
+/// scaled) before the watch has delivered the status that same reconcile wrote; acting on that
+/// older copy would repeat a step (record a changed value as the prior one, switch traffic
+/// again). When the cached copy is not the one last written, [`Written::latest`] reads the
+/// object from the API server instead: one GET, only in that case.
+#[derive(Default)]
+pub struct Written(std::sync::Mutex<std::collections::HashMap<(String, String, String), String>>);
+
+impl Written {
+    fn key<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> (String, String, String) {
+        (
+            K::kind(&()).into_owned(),
+            namespace.to_owned(),
+            name.to_owned(),
+        )
+    }
+
+    /// Records that this controller wrote `name` at `resource_version`.
+    pub fn record<K: Resource<DynamicType = ()>>(
+        &self,
+        namespace: &str,
+        name: &str,
+        resource_version: String,
+    ) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(Self::key::<K>(namespace, name), resource_version);
+        }
+    }
+
+    /// Forgets an object (it is gone).
+    pub fn forget<K: Resource<DynamicType = ()>>(&self, namespace: &str, name: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(&Self::key::<K>(namespace, name));
+        }
+    }
+
+    /// `cached` if it is at least as new as this controller's last write of it, else the
+    /// object as the API server has it now (`None`: it is gone).
+    pub async fn latest<K>(
+        &self,
+        api: &Api<K>,
+        cached: Arc<K>,
+    ) -> Result<Option<Arc<K>>, kube::Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    {
+        let namespace = cached.namespace().unwrap_or_default();
+        let name = cached.name_any();
+        let key = Self::key::<K>(&namespace, &name);
+        let last = self.0.lock().ok().and_then(|map| map.get(&key).cloned());
+        match last {
+            None => return Ok(Some(cached)),
+            Some(rv) if cached.resource_version().as_deref() == Some(rv.as_str()) => {
+                return Ok(Some(cached));
+            }
+            Some(_) => {}
+        }
+        match api.get_opt(&name).await? {
+            Some(fresh) => {
+                // Whatever is newest now is what later cached copies are compared with.
+                self.record::<K>(
+                    &namespace,
+                    &name,
+                    fresh.resource_version().unwrap_or_default(),
+                );
+                Ok(Some(Arc::new(fresh)))
+            }
+            None => {
+                self.forget::<K>(&namespace, &name);
+                Ok(None)
+            }
+        }
+    }
 }
 
 /// Runs a controller until shutdown, timing every reconcile into the metrics and logging

@@ -73,6 +73,8 @@ struct State {
     deployments: Cache<Deployment>,
     runs: Cache<RunbookRun>,
     windows: Cache<MaintenanceWindow>,
+    /// Releases and Services as this controller last wrote them.
+    written: runtime::Written,
 }
 
 fn services_named(bgr: &BlueGreenRelease) -> impl Iterator<Item = (&'static str, &str)> {
@@ -154,6 +156,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
         deployments,
         runs,
         windows,
+        written: runtime::Written::default(),
     });
     runtime::run(
         controller,
@@ -377,11 +380,19 @@ impl Reconcile<'_> {
                 reason.reason(),
                 reason.message(revision),
             ),
-            Decision::Aborted { revision, .. } => {
-                let previous = self
+            Decision::HoldSelector { slot, .. } => Desired::new(
+                "Degraded",
+                Status::True,
+                "NoReadyPods",
+                format!("the {slot} slot has no ready pods; the selector is left as it is"),
+            ),
+            // Still degraded (scaling the failed slot down, waiting for the switch back to
+            // converge, or holding an aborted revision): keep the reason that made it so.
+            _ if decision.phase() == Some(release::Phase::Degraded) => {
+                match self
                     .status_condition(&status, "Degraded")
-                    .filter(|c| c.status == "True");
-                match previous {
+                    .filter(|c| c.status == "True")
+                {
                     Some(c) => Desired::new(
                         "Degraded",
                         Status::True,
@@ -393,27 +404,66 @@ impl Reconcile<'_> {
                         Status::True,
                         "Aborted",
                         format!(
-                            "revision {revision} was aborted; change the template to try again"
+                            "revision {} was not promoted; change the template to try again",
+                            self.desired
                         ),
                     ),
                 }
             }
-            Decision::HoldSelector { slot, .. } => Desired::new(
-                "Degraded",
-                Status::True,
-                "NoReadyPods",
-                format!("the {slot} slot has no ready pods; the selector is left as it is"),
-            ),
             _ => Desired::new("Degraded", Status::False, "Healthy", "nothing failed"),
         };
+        let reconciling = match decision {
+            Decision::AwaitPromotion { revision, reason } => Desired::new(
+                conditions::RECONCILING,
+                Status::True,
+                reason.reason(),
+                reason.message(revision),
+            ),
+            _ => match decision.phase() {
+                Some(release::Phase::Healthy) | None => Desired::new(
+                    conditions::RECONCILING,
+                    Status::False,
+                    "Settled",
+                    "nothing to do",
+                ),
+                Some(release::Phase::Degraded) => Desired::new(
+                    conditions::RECONCILING,
+                    Status::False,
+                    "Degraded",
+                    "the release stopped; see the Degraded condition",
+                ),
+                Some(phase) => Desired::new(
+                    conditions::RECONCILING,
+                    Status::True,
+                    phase.as_str(),
+                    format!("revision {}: {}", self.desired, phase.as_str()),
+                ),
+            },
+        };
+        let was = self
+            .status_condition(&status, conditions::RECONCILING)
+            .map(|c| c.reason.clone());
+        if let Decision::AwaitPromotion { revision, reason } = decision
+            && was.as_deref() != Some(reason.reason())
+        {
+            self.event(EventType::Normal, reason.reason(), reason.message(revision))
+                .await;
+        }
         let mut merged = conditions::merge(
             &verdict.conditions,
-            &[available, switched, degraded],
+            &[available, switched, degraded, reconciling],
             self.bgr.metadata.generation,
             &stamp,
         );
         std::mem::swap(&mut status.conditions, &mut merged);
-        runtime::apply_status(self.ctx(), NAME, &self.bgr, self.written.as_ref(), &status).await?;
+        if let Some(rv) =
+            runtime::apply_status(self.ctx(), NAME, &self.bgr, self.written.as_ref(), &status)
+                .await?
+        {
+            self.state
+                .written
+                .record::<BlueGreenRelease>(&self.namespace, &self.name, rv);
+        }
         self.written = Some(status.clone());
         self.bgr.status = Some(status);
         Ok(())
@@ -430,13 +480,18 @@ impl Reconcile<'_> {
     /// Sets the slot key of `service`'s selector (one key of an atomic map: a merge patch).
     async fn point(&mut self, service: &str, slot: Slot) -> Result<(), Error> {
         let key = release::slot_label(&self.bgr.spec).to_owned();
-        Api::<Service>::namespaced(self.ctx().client.clone(), &self.namespace)
+        let patched = Api::<Service>::namespaced(self.ctx().client.clone(), &self.namespace)
             .patch(
                 service,
                 &write_params(),
                 &Patch::Merge(json!({"spec": {"selector": {key: slot.as_str()}}})),
             )
             .await?;
+        self.state.written.record::<Service>(
+            &self.namespace,
+            service,
+            patched.resource_version().unwrap_or_default(),
+        );
         self.ctx().metrics.count_write(NAME, "selector");
         Ok(())
     }
@@ -631,13 +686,25 @@ fn wait_until(at: Option<Timestamp>, now: Timestamp) -> Action {
 async fn reconcile(bgr: Arc<BlueGreenRelease>, state: Arc<State>) -> Result<Action, Error> {
     let ctx = state.ctx.clone();
     let namespace = bgr.namespace().unwrap_or_default();
+    let api: Api<BlueGreenRelease> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(bgr) = state.written.latest(&api, bgr).await? else {
+        return Ok(Action::await_change());
+    };
     state.services.synced().await;
-    let service = |name: &str| {
-        state
+    let service_api: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut services = BTreeMap::new();
+    for (_, name) in services_named(&bgr) {
+        let cached = state
             .services
             .store
-            .get(&ObjectRef::new(name).within(&namespace))
-    };
+            .get(&ObjectRef::new(name).within(&namespace));
+        let found = match cached {
+            Some(cached) => state.written.latest(&service_api, cached).await?,
+            None => None,
+        };
+        services.insert(name.to_owned(), found);
+    }
+    let service = |name: &str| services.get(name).cloned().flatten();
     let template = bgr.spec.template.decode().ok();
     let slot_key = release::slot_label(&bgr.spec).to_owned();
     let mut observed = Observed {
@@ -895,11 +962,15 @@ async fn drive(r: &mut Reconcile<'_>) -> Result<Action, Error> {
                 r.point(&active, *slot).await?;
                 r.cluster.service_slot = Some(*slot);
                 r.save(status, &decision).await?;
-                if let Some(found) = found.filter(|f| f != slot) {
+                if *found != Some(*slot) {
+                    let what = match found {
+                        Some(found) => format!("selected the {found} slot"),
+                        None => "had no valid slot key in its selector".to_owned(),
+                    };
                     r.event(
                         EventType::Warning,
                         "SelectorRestored",
-                        format!("Service {active} selected the {found} slot; put back the {slot} slot the release says is active"),
+                        format!("Service {active} {what}; put back the {slot} slot the release says is active"),
                     )
                     .await;
                 }

@@ -91,6 +91,8 @@ struct State {
     wake: UnboundedSender<ObjectRef<MaintenanceWindow>>,
     /// When this controller started: starts before it were missed, later ones only delayed.
     started: Timestamp,
+    /// The windows' resourceVersions as this controller last wrote them.
+    written: runtime::Written,
 }
 
 /// The Runbooks a window names, with the field naming each.
@@ -204,6 +206,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
         cronjobs,
         wake,
         started: Timestamp::now(),
+        written: runtime::Written::default(),
     });
     runtime::run(
         controller,
@@ -573,7 +576,13 @@ impl Reconcile<'_> {
         if verdict.note.is_some() {
             self.ready_note = verdict.note;
         }
-        runtime::apply_status(self.ctx(), NAME, self.mw, self.written.as_ref(), &status).await?;
+        if let Some(rv) =
+            runtime::apply_status(self.ctx(), NAME, self.mw, self.written.as_ref(), &status).await?
+        {
+            self.state
+                .written
+                .record::<MaintenanceWindow>(&self.namespace, &self.name, rv);
+        }
         self.written = Some(status.clone());
         self.status = status;
         Ok(())
@@ -612,9 +621,17 @@ impl Reconcile<'_> {
             .await;
         self.ctx().metrics.count_write(NAME, "finalizer");
         match result {
-            Ok(_) => {}
+            Ok(patched) => self.state.written.record::<MaintenanceWindow>(
+                &self.namespace,
+                &self.name,
+                patched.resource_version().unwrap_or_default(),
+            ),
             // Already gone: the finalizer was the last thing holding it.
-            Err(kube::Error::Api(e)) if e.code == 404 && !present => {}
+            Err(kube::Error::Api(e)) if e.code == 404 && !present => {
+                self.state
+                    .written
+                    .forget::<MaintenanceWindow>(&self.namespace, &self.name);
+            }
             Err(err) => return Err(err.into()),
         }
         self.has_finalizer = present;
@@ -1237,6 +1254,10 @@ fn wait_until(at: Option<Timestamp>, now: Timestamp) -> Action {
 
 async fn reconcile(mw: Arc<MaintenanceWindow>, state: Arc<State>) -> Result<Action, Error> {
     let namespace = mw.namespace().unwrap_or_default();
+    let api: Api<MaintenanceWindow> = Api::namespaced(state.ctx.client.clone(), &namespace);
+    let Some(mw) = state.written.latest(&api, mw).await? else {
+        return Ok(Action::await_change());
+    };
     let mut missing_runbooks = Vec::new();
     for (field, runbook) in runbooks_named(&mw) {
         if !runtime::exists(&state.runbooks, &namespace, runbook).await {
