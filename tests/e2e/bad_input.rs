@@ -2,7 +2,11 @@
 //! accepted and reported Ready=False / Stalled=True (reason InvalidSpec) naming the field.
 //! The operator keeps running either way.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::ListParams;
 use runbook_operator::backup_policy::BackupPolicy;
 use runbook_operator::blue_green::BlueGreenRelease;
 use runbook_operator::maintenance_window::MaintenanceWindow;
@@ -440,4 +444,261 @@ async fn invalid_maintenance_windows_are_stalled_and_change_nothing() {
         http_get(&ns.operator().probe, "/healthz").as_deref(),
         Some("ok")
     );
+}
+
+/// A BlueGreenRelease of 2 replicas switching Service `active` (and `preview`, if named), with
+/// the template labels `labels` (a flow YAML map).
+fn blue_green(name: &str, active: &str, preview: Option<&str>, labels: &str) -> String {
+    let preview = preview
+        .map(|p| format!(", preview: {p}"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: ops.runbook.dev/v1alpha1\nkind: BlueGreenRelease\nmetadata: {{name: {name}}}\nspec:\n  replicas: 2\n  services: {{active: {active}{preview}}}\n  template:\n    metadata: {{labels: {labels}}}\n    spec: {{containers: [{{name: app, image: \"registry.example.com/{name}:1\"}}]}}\n"
+    )
+}
+
+fn service(name: &str, selector: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {selector}\n  ports: [{{port: 80}}]\n"
+    )
+}
+
+/// A Service's selector and resourceVersion.
+type ServiceState = (Option<BTreeMap<String, String>>, Option<String>);
+
+/// [`ServiceState`] of every Service of the namespace, by name.
+async fn services_now(ns: &TestNamespace) -> BTreeMap<String, ServiceState> {
+    ns.api::<Service>()
+        .list(&ListParams::default())
+        .await
+        .expect("list services")
+        .items
+        .into_iter()
+        .map(|s| {
+            (
+                s.metadata.name.clone().unwrap_or_default(),
+                (
+                    s.spec.and_then(|spec| spec.selector),
+                    s.metadata.resource_version,
+                ),
+            )
+        })
+        .collect()
+}
+
+/// A BlueGreenRelease whose Services do not fit it is accepted but Stalled (InvalidSpec)
+/// naming the field: a missing active Service (`spec.services.active`), a missing preview
+/// Service (`spec.services.preview`), a Service selecting `tier: frontend` while the template
+/// says `tier: backend`, and a template lacking the `tier` label a Service selects
+/// (`spec.template.metadata.labels`, with the key and value). The cluster is untouched: no
+/// slot Deployment, no validation Runbook or run, and every Service's selector (and
+/// resourceVersion) as it was. Fixing the template lifts the stall and the release proceeds,
+/// keeping the Service's other selector keys.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn blue_green_release_that_does_not_fit_its_services_is_stalled_and_touches_nothing() {
+    let mut ns = TestNamespace::new("bg-stalled").await;
+    ns.apply(&service("books", "{app: books}"));
+    ns.apply(&service("tiered", "{app: shop, tier: frontend}"));
+    ns.apply(&service("cart", "{app: cart, tier: frontend}"));
+    let cases: [(&str, String, &[&str]); 4] = [
+        (
+            "no-active",
+            blue_green("no-active", "ghost", None, "{app: ghost}"),
+            &["spec.services.active", "\"ghost\""],
+        ),
+        (
+            "no-preview",
+            blue_green("no-preview", "books", Some("ghost-preview"), "{app: books}"),
+            &["spec.services.preview", "\"ghost-preview\""],
+        ),
+        (
+            "other-value",
+            blue_green("other-value", "tiered", None, "{app: shop, tier: backend}"),
+            &[
+                "spec.template.metadata.labels",
+                "tier=frontend",
+                "\"tiered\"",
+            ],
+        ),
+        (
+            "lacking",
+            blue_green("lacking", "cart", None, "{app: cart}"),
+            &["spec.template.metadata.labels", "tier=frontend", "\"cart\""],
+        ),
+    ];
+    for (_, yaml, _) in &cases {
+        ns.apply(yaml);
+    }
+    let before = services_now(&ns).await;
+    ns.start_operator();
+
+    for (name, _, expected) in &cases {
+        let bgr = ns
+            .wait_for::<BlueGreenRelease>(name, "Stalled", |o| {
+                o.status.as_ref().is_some_and(|s| {
+                    stalled(&s.conditions, s.observed_generation, o.metadata.generation)
+                })
+            })
+            .await;
+        let status = bgr.status.unwrap_or_default();
+        let message = &condition(&status.conditions, "Stalled")
+            .expect("Stalled")
+            .message;
+        for words in *expected {
+            assert!(
+                message.contains(words),
+                "BlueGreenRelease/{name}: Stalled message lacks {words:?}: {message}"
+            );
+        }
+        assert!(
+            status.active_slot.is_none() && status.history.is_empty(),
+            "BlueGreenRelease/{name} is invalid but released: {status:#?}"
+        );
+        ns.wait_for_event(name, "InvalidSpec", expected[0]).await;
+    }
+    for (name, _, _) in &cases {
+        for slot in ["blue", "green"] {
+            let deployment = format!("{name}-{slot}");
+            assert!(
+                ns.api::<Deployment>()
+                    .get_opt(&deployment)
+                    .await
+                    .expect("get deployment")
+                    .is_none(),
+                "an invalid release created Deployment {deployment}"
+            );
+        }
+    }
+    assert!(
+        ns.api::<Runbook>()
+            .list(&ListParams::default())
+            .await
+            .expect("list runbooks")
+            .items
+            .is_empty()
+            && ns
+                .api::<RunbookRun>()
+                .list(&ListParams::default())
+                .await
+                .expect("list runs")
+                .items
+                .is_empty(),
+        "an invalid release made validation objects"
+    );
+    assert_eq!(
+        services_now(&ns).await,
+        before,
+        "an invalid release changed a Service"
+    );
+
+    // The template gets the label the Service needs: the release proceeds on blue and only the
+    // slot key is added to the Service's selector.
+    ns.apply(&blue_green(
+        "lacking",
+        "cart",
+        None,
+        "{app: cart, tier: frontend}",
+    ));
+    let fixed = ns
+        .wait_for::<BlueGreenRelease>("lacking", "Healthy after the fix", |o| {
+            o.status.as_ref().is_some_and(|s| {
+                ready(&s.conditions, s.observed_generation, o.metadata.generation)
+                    && s.phase.as_deref() == Some("Healthy")
+            })
+        })
+        .await;
+    assert_eq!(
+        fixed.status.and_then(|s| s.active_slot).as_deref(),
+        Some("blue")
+    );
+    let cart = ns.api::<Service>().get("cart").await.expect("service");
+    assert_eq!(
+        cart.spec.and_then(|s| s.selector),
+        Some(
+            [
+                ("app", "cart"),
+                ("tier", "frontend"),
+                ("ops.runbook.dev/slot", "blue")
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+        )
+    );
+    let still = services_now(&ns).await;
+    for name in ["books", "tiered"] {
+        assert_eq!(still.get(name), before.get(name), "Service {name} changed");
+    }
+    assert_eq!(
+        http_get(&ns.operator().probe, "/healthz").as_deref(),
+        Some("ok")
+    );
+}
+
+/// Negative replica counts on a BlueGreenRelease are refused by the API server naming the
+/// field: `replicas: -1` at apply (nothing is stored), `standbyReplicas: -1`, an edit of an
+/// existing release to -1, and -1 through the scale subresource (what an HPA would use); the
+/// existing release keeps its replicas.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn blue_green_release_with_negative_replicas_is_refused_at_apply() {
+    let ns = TestNamespace::new("bg-negative").await;
+    let negative = "apiVersion: ops.runbook.dev/v1alpha1\nkind: BlueGreenRelease\nmetadata: {name: minus-one}\nspec:\n  replicas: -1\n  services: {active: web}\n  template: {metadata: {labels: {app: web}}, spec: {containers: [{name: web, image: web:1}]}}\n";
+    let out = ns.kubectl(&["apply", "-f", "-"], Some(negative));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "replicas -1 was accepted");
+    assert!(
+        stderr.contains("spec.replicas") && stderr.contains("greater than or equal to 0"),
+        "{stderr}"
+    );
+    assert!(
+        ns.api::<BlueGreenRelease>()
+            .get_opt("minus-one")
+            .await
+            .expect("get release")
+            .is_none(),
+        "a refused release was stored"
+    );
+
+    let standby = "apiVersion: ops.runbook.dev/v1alpha1\nkind: BlueGreenRelease\nmetadata: {name: standby}\nspec:\n  replicas: 1\n  services: {active: web}\n  strategy: {standbyReplicas: -1}\n  template: {metadata: {labels: {app: web}}, spec: {containers: [{name: web, image: web:1}]}}\n";
+    let out = ns.kubectl(&["apply", "-f", "-"], Some(standby));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "standbyReplicas -1 was accepted");
+    assert!(stderr.contains("spec.strategy.standbyReplicas"), "{stderr}");
+
+    ns.apply(&blue_green("fine", "web", None, "{app: web}"));
+    let out = ns.kubectl(
+        &[
+            "patch",
+            "bluegreenrelease",
+            "fine",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"replicas":-1}}"#,
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an edit to replicas -1 was accepted");
+    assert!(stderr.contains("spec.replicas"), "{stderr}");
+    let scaled = ns
+        .api::<BlueGreenRelease>()
+        .patch_scale(
+            "fine",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"replicas": -1}})),
+        )
+        .await;
+    assert!(
+        matches!(&scaled, Err(kube::Error::Api(e)) if e.code == 422),
+        "the scale subresource took -1: {scaled:?}"
+    );
+    let fine = ns
+        .api::<BlueGreenRelease>()
+        .get("fine")
+        .await
+        .expect("get release");
+    assert_eq!(fine.spec.replicas, 2);
 }

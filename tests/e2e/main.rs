@@ -2,6 +2,7 @@
 //! in its own namespace with its own operator process.
 
 mod bad_input;
+mod blue_green;
 mod cluster;
 mod crash;
 mod example_runs;
