@@ -152,7 +152,8 @@ pub struct ReleaseRecord {
     /// Container images of the revision.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<String>,
-    /// Promoted, Aborted or RolledBack.
+    /// Promoted, Aborted, RolledBack (switched back after a failed postPromotion) or
+    /// Superseded (a newer template replaced it before it was promoted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
     /// When the revision was first seen.
