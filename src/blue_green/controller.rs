@@ -46,6 +46,8 @@ pub const RELEASE_RUN_LABEL: &str = "ops.runbook.dev/blue-green-release";
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Decisions carried out in one reconcile before it asks to run again.
 const MAX_ACTIONS: usize = 16;
+/// The Ready condition's message for a valid release.
+const READY_MESSAGE: &str = "the release is valid and its Services exist";
 /// Longest timer set.
 const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -307,7 +309,7 @@ impl Reconcile<'_> {
             &[],
             self.bgr.metadata.generation,
             &stamp,
-            "the release is valid and its Services exist",
+            READY_MESSAGE,
         );
         if let Some(note) = verdict.note.clone() {
             self.notes.push(note);
@@ -449,13 +451,18 @@ impl Reconcile<'_> {
             self.event(EventType::Normal, reason.reason(), reason.message(revision))
                 .await;
         }
-        let mut merged = conditions::merge(
-            &verdict.conditions,
-            &[available, switched, degraded, reconciling],
+        // One merge against the stored conditions: merging Reconciling over the verdict's
+        // freshly merged "Settled" would look like a flip on every reconcile and restamp its
+        // lastTransitionTime (a status write per Deployment event during a rollout).
+        let mut desired = conditions::validity(&[], READY_MESSAGE);
+        desired.retain(|d| d.type_ != conditions::RECONCILING);
+        desired.extend([available, switched, degraded, reconciling]);
+        status.conditions = conditions::merge(
+            &status.conditions,
+            &desired,
             self.bgr.metadata.generation,
             &stamp,
         );
-        std::mem::swap(&mut status.conditions, &mut merged);
         if let Some(rv) =
             runtime::apply_status(self.ctx(), NAME, &self.bgr, self.written.as_ref(), &status)
                 .await?
@@ -731,7 +738,7 @@ async fn reconcile(bgr: Arc<BlueGreenRelease>, state: Arc<State>) -> Result<Acti
             bgr.as_ref(),
             bgr.status.as_ref(),
             &problems,
-            "the release is valid and its Services exist",
+            READY_MESSAGE,
             |verdict| {
                 let mut status = bgr.status.clone().unwrap_or_default();
                 status.observed_generation = bgr.metadata.generation;

@@ -1657,9 +1657,11 @@ async fn operator_killed_while(when: KillIn) {
         vec![record(&r2, "Promoted"), record(&r1, "Promoted")]
     );
     let events = wait_times(&ns, "SlotScaled", 1).await;
-    assert_eq!(
-        times(&events, "TrafficSwitching"),
-        2,
+    // Events are published after the write they report, so a kill between the two loses
+    // that Event: the check is that no switch was made twice, not that none went unreported.
+    let switches = times(&events, "TrafficSwitching");
+    assert!(
+        (1..=2).contains(&switches),
         "traffic switched more than once per release: {events:#?}"
     );
     assert_eq!(times(&events, "SwitchedBack"), 0, "{events:#?}");
