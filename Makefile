@@ -94,3 +94,4 @@ bench: build ## Benchmarks against a local cluster; prints figures.
 	hack/bench.sh
 	hack/bench-runs.sh
 	hack/bench-windows.sh
+	hack/bench-releases.sh

@@ -1,11 +1,13 @@
-//! What the benchmarks `benches/runs.rs` and `benches/windows.rs` share: the clock and the
-//! progress lines, the environment knobs both read, the connection to the cluster and to the
-//! operator under test ([`Rig`]), Prometheus text parsing and request-count snapshots
-//! ([`Snapshot`]), watches stamped with their arrival time, percentiles and number formatting.
+//! What the benchmarks `benches/runs.rs`, `benches/windows.rs` and `benches/releases.rs`
+//! share: the clock and the progress lines, the environment knobs they all read, the
+//! connection to the cluster and to the operator under test ([`Rig`]), Prometheus text parsing
+//! and request-count snapshots ([`Snapshot`]), watches stamped with their arrival time,
+//! percentiles and number formatting.
 //!
 //! Each bench target is its own crate and includes this file with `mod support;` (a directory
 //! module, so Cargo does not take it for a bench target of its own). The including crate
-//! defines `PROGRESS_TAG`, the tag of its progress lines (`bench-runs`, `bench-windows`).
+//! defines `PROGRESS_TAG`, the tag of its progress lines (`bench-runs`, `bench-windows`,
+//! `bench-releases`).
 
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write as _};
@@ -339,6 +341,7 @@ where
 
 /// A Deployment `name` of 1 replica, labelled `label: name` (also its selector), with one
 /// container `app` (a made-up image: kwok runs no pods) that has the env variable `env`.
+#[allow(dead_code, reason = "benches/releases.rs makes no Deployments")]
 pub fn deployment(name: &str, label: &str, env: (&str, &str)) -> Value {
     json!({
         "apiVersion": "apps/v1",
@@ -361,6 +364,7 @@ pub fn deployment(name: &str, label: &str, env: (&str, &str)) -> Value {
 
 /// `kubectl rollout status` for a Deployment: done when the controller observed the current
 /// generation and every replica is updated and available, with no old one left.
+#[allow(dead_code, reason = "benches/releases.rs makes no Deployments")]
 pub fn rollout_complete(d: &Deployment) -> bool {
     let (Some(spec), Some(status)) = (&d.spec, &d.status) else {
         return false;
@@ -405,14 +409,41 @@ pub fn spawn_watch<K, S>(
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     S: Record,
 {
+    spawn_watch_changes(api, config, seen, move |seen, t, change| {
+        if let Change::Applied(o) = change {
+            record(seen, t, o)
+        }
+    });
+}
+
+/// One object of a watch event, for [`spawn_watch_changes`].
+pub enum Change<K> {
+    /// Created or changed (also the objects of a (re)list).
+    Applied(K),
+    /// Deleted (a deletion missed while the watch restarts is not reported).
+    Deleted(K),
+}
+
+/// [`spawn_watch`], also reporting deletions.
+pub fn spawn_watch_changes<K, S, F>(
+    api: Api<K>,
+    config: watcher::Config,
+    seen: Arc<Mutex<S>>,
+    record: F,
+) where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    S: Record,
+    F: Fn(&mut S, S::Time, Change<K>) + Send + 'static,
+{
     tokio::spawn(async move {
         let mut events = watcher(api, config).default_backoff().boxed();
         while let Some(event) = events.next().await {
             let t = S::arrival();
             match event {
                 Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                    record(&mut lock(&seen), t, o)
+                    record(&mut lock(&seen), t, Change::Applied(o))
                 }
+                Ok(watcher::Event::Delete(o)) => record(&mut lock(&seen), t, Change::Deleted(o)),
                 Ok(_) => {}
                 Err(err) => {
                     let n = lock(&seen).watch_error();
