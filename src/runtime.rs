@@ -319,6 +319,33 @@ pub async fn run<K, R, Fut, E>(
     info!(controller = name, "controller stopped");
 }
 
+/// Parameters of a targeted (merge, strategic or JSON) patch: the operator's field manager,
+/// so every write it makes is attributed to `runbook-operator`.
+pub fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// Longest timer a controller sets: something months away is looked at again daily, at no
+/// cost in writes, and a timer never exceeds what the runtime's delay queue holds.
+const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+/// Added to a boundary timer so the reconcile it wakes reads a clock at or past the boundary.
+const TIMER_SLACK: Duration = Duration::from_millis(20);
+
+/// The action that wakes an object at the instant `at` (a boundary its decision named), or on
+/// its next change when there is none.
+pub fn wake_at(at: Option<jiff::Timestamp>, now: jiff::Timestamp) -> Action {
+    match at {
+        None => Action::await_change(),
+        Some(at) => {
+            let wait = Duration::try_from(at.duration_since(now)).unwrap_or_default();
+            Action::requeue((wait + TIMER_SLACK).min(MAX_WAIT))
+        }
+    }
+}
+
 /// The current time, truncated to whole seconds as the API server stores it, so a value we
 /// write compares equal to the value we read back.
 pub fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {

@@ -32,9 +32,8 @@ use crate::conditions::{self, Desired, SpecProblem, Status};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::maintenance_window::MaintenanceWindow;
 use crate::runbook::{Runbook, RunbookSpec};
-use crate::runbook_run::{
-    RunbookRef, RunbookRun, RunbookRunSpec, StepPhase, StepStatus, Trigger, TriggerType,
-};
+use crate::runbook_run::engine::new_journal;
+use crate::runbook_run::{RunbookRef, RunbookRun, RunbookRunSpec, Trigger, TriggerType};
 use crate::runtime::{self, Cache, Shutdown};
 use crate::validation;
 
@@ -48,8 +47,6 @@ const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 const MAX_ACTIONS: usize = 16;
 /// The Ready condition's message for a valid release.
 const READY_MESSAGE: &str = "the release is valid and its Services exist";
-/// Longest timer set.
-const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// What can go wrong while reconciling a BlueGreenRelease.
 #[derive(Debug, thiserror::Error)]
@@ -490,7 +487,7 @@ impl Reconcile<'_> {
         let patched = Api::<Service>::namespaced(self.ctx().client.clone(), &self.namespace)
             .patch(
                 service,
-                &write_params(),
+                &runtime::patch_params(),
                 &Patch::Merge(json!({"spec": {"selector": {key: slot.as_str()}}})),
             )
             .await?;
@@ -528,7 +525,7 @@ impl Reconcile<'_> {
         let result = Api::<Deployment>::namespaced(self.ctx().client.clone(), &self.namespace)
             .patch_scale(
                 &name,
-                &write_params(),
+                &runtime::patch_params(),
                 &Patch::Merge(json!({"spec": {"replicas": replicas}})),
             )
             .await;
@@ -615,9 +612,9 @@ impl Reconcile<'_> {
         // Pending entries stand for the run until its journal is copied in, so the stage reads
         // as running and is not started twice.
         let mut status = self.status();
-        for step in &steps {
-            if !status.validation.iter().any(|e| e.name == step.name) {
-                status.validation.push(pending(&step.name));
+        for entry in new_journal(&steps, &[]) {
+            if !status.validation.iter().any(|e| e.name == entry.name) {
+                status.validation.push(entry);
             }
         }
         self.bgr.status = Some(status);
@@ -651,19 +648,6 @@ impl Reconcile<'_> {
     }
 }
 
-fn pending(name: &str) -> StepStatus {
-    StepStatus {
-        name: name.to_owned(),
-        phase: StepPhase::Pending,
-        attempts: 0,
-        start_time: None,
-        completion_time: None,
-        message: None,
-        target: None,
-        outputs: BTreeMap::new(),
-    }
-}
-
 /// The run of one validation stage of one revision.
 pub fn run_name(release: &str, stage: Stage, revision: &str) -> String {
     let stage = match stage {
@@ -671,23 +655,6 @@ pub fn run_name(release: &str, stage: Stage, revision: &str) -> String {
         Stage::Post => "post",
     };
     format!("{release}-{stage}-{revision}")
-}
-
-fn write_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
-}
-
-fn wait_until(at: Option<Timestamp>, now: Timestamp) -> Action {
-    match at {
-        None => Action::await_change(),
-        Some(at) => {
-            let wait = std::time::Duration::try_from(at.duration_since(now)).unwrap_or_default();
-            Action::requeue((wait + std::time::Duration::from_millis(20)).min(MAX_WAIT))
-        }
-    }
 }
 
 async fn reconcile(bgr: Arc<BlueGreenRelease>, state: Arc<State>) -> Result<Action, Error> {
@@ -797,16 +764,12 @@ async fn reconcile(bgr: Arc<BlueGreenRelease>, state: Arc<State>) -> Result<Acti
         None => true,
         Some(requirement) => {
             state.windows.synced().await;
-            let selector = &requirement.selector.match_labels;
-            state.windows.store.state().iter().any(|mw| {
-                mw.namespace().as_deref() == Some(namespace.as_str())
-                    && selector.iter().all(|(k, v)| mw.labels().get(k) == Some(v))
-                    && mw.status.as_ref().is_some_and(|s| {
-                        s.conditions
-                            .iter()
-                            .any(|c| c.type_ == "Active" && c.status == "True")
-                    })
-            })
+            let windows = state.windows.store.state();
+            crate::maintenance_window::open_window(
+                windows.iter().map(|w| w.as_ref()),
+                &namespace,
+                &requirement.selector.match_labels,
+            )
         }
     };
     let preview_service = bgr.spec.services.preview.as_deref().and_then(service);
@@ -852,7 +815,7 @@ async fn drive(r: &mut Reconcile<'_>) -> Result<Action, Error> {
         release::update_status(&mut status, &r.desired, &decision, &r.images, r.now);
         if !decision.is_action() {
             r.save(status, &decision).await?;
-            return Ok(wait_until(decision.requeue_at(), r.now));
+            return Ok(runtime::wake_at(decision.requeue_at(), r.now));
         }
         match &decision {
             Decision::BeginRelease {

@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
@@ -33,7 +33,7 @@ use super::types::{
     WindowTarget,
 };
 use crate::conditions::{self, Desired, SpecProblem, Status};
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::Context;
 use crate::runbook::Runbook;
 use crate::runbook_run::engine::phase as run_phase;
 use crate::runbook_run::{RunbookRef, RunbookRun, RunbookRunSpec, Trigger, TriggerType};
@@ -60,10 +60,6 @@ pub const FAILED: &str = "Failed";
 /// Decisions carried out in one reconcile before it gives up and asks to run again; a real
 /// sequence (restore, afterEnd, finish, next preflight) is a handful.
 const MAX_ACTIONS: usize = 16;
-/// Longest timer set: a window months away is looked at again daily, at no cost in writes.
-const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-/// Added to a boundary timer so the reconcile it wakes reads a clock at or past the boundary.
-const TIMER_SLACK: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What can go wrong while reconciling a MaintenanceWindow.
 #[derive(Debug, thiserror::Error)]
@@ -617,7 +613,11 @@ impl Reconcile<'_> {
         };
         let patch: json_patch::Patch = serde_json::from_value(patch).unwrap_or_default();
         let result = api
-            .patch(&self.name, &write_params(), &Patch::Json::<()>(patch))
+            .patch(
+                &self.name,
+                &runtime::patch_params(),
+                &Patch::Json::<()>(patch),
+            )
             .await;
         self.ctx().metrics.count_write(NAME, "finalizer");
         match result {
@@ -724,12 +724,12 @@ impl Reconcile<'_> {
             match workload {
                 Workload::StatefulSet(_) => {
                     Api::<StatefulSet>::namespaced(client.clone(), ns)
-                        .patch_scale(&name, &write_params(), &patch)
+                        .patch_scale(&name, &runtime::patch_params(), &patch)
                         .await?;
                 }
                 _ => {
                     Api::<Deployment>::namespaced(client.clone(), ns)
-                        .patch_scale(&name, &write_params(), &patch)
+                        .patch_scale(&name, &runtime::patch_params(), &patch)
                         .await?;
                 }
             }
@@ -744,12 +744,12 @@ impl Reconcile<'_> {
             match workload {
                 Workload::StatefulSet(_) => {
                     Api::<StatefulSet>::namespaced(client.clone(), ns)
-                        .patch(&name, &write_params(), &patch)
+                        .patch(&name, &runtime::patch_params(), &patch)
                         .await?;
                 }
                 _ => {
                     Api::<Deployment>::namespaced(client.clone(), ns)
-                        .patch(&name, &write_params(), &patch)
+                        .patch(&name, &runtime::patch_params(), &patch)
                         .await?;
                 }
             }
@@ -763,7 +763,7 @@ impl Reconcile<'_> {
             Api::<CronJob>::namespaced(client.clone(), ns)
                 .patch(
                     &name,
-                    &write_params(),
+                    &runtime::patch_params(),
                     &Patch::Merge(json!({"spec": {"suspend": suspend}})),
                 )
                 .await?;
@@ -1131,7 +1131,7 @@ impl Reconcile<'_> {
             ),
         )
         .await;
-        Ok(Some(wait_until(until, self.now)))
+        Ok(Some(runtime::wake_at(until, self.now)))
     }
 
     /// Moves the occurrence to `lastWindow` and lets the finalizer go.
@@ -1232,24 +1232,6 @@ pub fn holds_later(
                 .iter()
                 .any(|s| s.target == o.target && s.field == o.field)
         })
-}
-
-fn write_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
-}
-
-/// The action that wakes the window at `at` (a boundary), or on the next change.
-fn wait_until(at: Option<Timestamp>, now: Timestamp) -> Action {
-    match at {
-        None => Action::await_change(),
-        Some(at) => {
-            let wait = std::time::Duration::try_from(at.duration_since(now)).unwrap_or_default();
-            Action::requeue((wait + TIMER_SLACK).min(MAX_WAIT))
-        }
-    }
 }
 
 async fn reconcile(mw: Arc<MaintenanceWindow>, state: Arc<State>) -> Result<Action, Error> {
@@ -1364,7 +1346,7 @@ async fn drive(r: &mut Reconcile<'_>) -> Result<Action, Error> {
             } => {
                 r.apply_pending(BTreeMap::new()).await?;
                 r.save(Phase::Active).await?;
-                return Ok(wait_until(Some(requeue_at), r.now));
+                return Ok(runtime::wake_at(Some(requeue_at), r.now));
             }
             Decision::Restore { .. } => {
                 if let Some(wait) = r.restore().await? {
@@ -1400,7 +1382,7 @@ async fn drive(r: &mut Reconcile<'_>) -> Result<Action, Error> {
             wait => {
                 let phase = wait.phase().unwrap_or_default();
                 r.save(phase).await?;
-                return Ok(wait_until(wait.requeue_at(), r.now));
+                return Ok(runtime::wake_at(wait.requeue_at(), r.now));
             }
         }
     }

@@ -805,15 +805,12 @@ async fn start(
     if let Some(requirement) = &runbook.spec.requires_maintenance_window {
         state.windows.synced().await;
         let selector = &requirement.selector.match_labels;
-        let open = state.windows.store.state().into_iter().any(|mw| {
-            mw.namespace().as_deref() == Some(namespace.as_str())
-                && selector.iter().all(|(k, v)| mw.labels().get(k) == Some(v))
-                && mw
-                    .status
-                    .as_ref()
-                    .and_then(|s| conditions_active(&s.conditions))
-                    .unwrap_or(false)
-        });
+        let windows = state.windows.store.state();
+        let open = crate::maintenance_window::open_window(
+            windows.iter().map(|w| w.as_ref()),
+            &namespace,
+            selector,
+        );
         if !open {
             let was_waiting = status.phase.as_deref() == Some(phase::WAITING_FOR_WINDOW);
             status.phase = Some(phase::WAITING_FOR_WINDOW.into());
@@ -874,16 +871,6 @@ async fn start(
     )
     .await;
     Ok(Action::requeue(Duration::from_millis(1)))
-}
-
-/// Whether a window's `Active` condition is True.
-fn conditions_active(
-    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-) -> Option<bool> {
-    conditions
-        .iter()
-        .find(|c| c.type_ == "Active")
-        .map(|c| c.status == "True")
 }
 
 async fn publish(ctx: &Context, run: &RunbookRun, type_: EventType, reason: &str, note: String) {
