@@ -90,6 +90,8 @@
 
 mod support;
 
+use support::figures::{Table, num};
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -109,8 +111,7 @@ use runbook_operator::blue_green::release::{RELEASE_LABEL, REVISION_ANNOTATION};
 use serde_json::{Value, json};
 use support::{
     Change, Counters, Record, Rig, Settings, Snapshot, Ticker, counts, env_positive, env_text,
-    for_all, is_write, lock, now, percentile, proc_mib, progress, sorted, spawn_watch,
-    spawn_watch_changes,
+    for_all, is_write, lock, now, proc_mib, progress, spawn_watch, spawn_watch_changes,
 };
 
 /// The tag of this bench's progress lines (see `support::progress`).
@@ -539,110 +540,6 @@ fn converged(
 // ---------------------------------------------------------------------------
 // figures
 // ---------------------------------------------------------------------------
-
-enum Cell {
-    Heading,
-    /// Samples: count, p50, p99, max.
-    Dist(Vec<f64>),
-    /// One value (None: not measured).
-    Value(Option<f64>),
-}
-
-struct Row {
-    label: String,
-    cell: Cell,
-    unit: &'static str,
-    note: String,
-}
-
-#[derive(Default)]
-struct Table {
-    rows: Vec<Row>,
-}
-
-impl Table {
-    fn heading(&mut self, text: impl Into<String>) {
-        self.rows.push(Row {
-            label: text.into(),
-            cell: Cell::Heading,
-            unit: "",
-            note: String::new(),
-        });
-    }
-
-    fn dist(
-        &mut self,
-        label: impl Into<String>,
-        samples: Vec<f64>,
-        unit: &'static str,
-        note: impl Into<String>,
-    ) {
-        self.rows.push(Row {
-            label: label.into(),
-            cell: Cell::Dist(sorted(samples)),
-            unit,
-            note: note.into(),
-        });
-    }
-
-    fn value(
-        &mut self,
-        label: impl Into<String>,
-        value: Option<f64>,
-        unit: &'static str,
-        note: impl Into<String>,
-    ) {
-        self.rows.push(Row {
-            label: label.into(),
-            cell: Cell::Value(value),
-            unit,
-            note: note.into(),
-        });
-    }
-
-    fn print(&self) {
-        println!(
-            "{:<58} {:>5} {:>9} {:>9} {:>9} {:<6}  note",
-            "figure", "n", "p50|value", "p99", "max", "unit"
-        );
-        println!("{}", "-".repeat(124));
-        let opt = |v: Option<f64>| v.map_or("-".to_owned(), num);
-        for row in &self.rows {
-            match &row.cell {
-                Cell::Heading => println!("{}", row.label),
-                Cell::Dist(v) => println!(
-                    "{:<58} {:>5} {:>9} {:>9} {:>9} {:<6}  {}",
-                    row.label,
-                    v.len(),
-                    opt(percentile(v, 0.5)),
-                    opt(percentile(v, 0.99)),
-                    opt(percentile(v, 1.0)),
-                    row.unit,
-                    row.note
-                ),
-                Cell::Value(v) => println!(
-                    "{:<58} {:>5} {:>9} {:>9} {:>9} {:<6}  {}",
-                    row.label,
-                    "",
-                    v.map_or("n/a".to_owned(), num),
-                    "",
-                    "",
-                    row.unit,
-                    row.note
-                ),
-            }
-        }
-    }
-}
-
-/// A figure for the table: `support::num`, but zero is "0".
-fn num(v: f64) -> String {
-    if v == 0.0 {
-        "0".to_owned()
-    } else {
-        support::num(v)
-    }
-}
 
 /// Seconds to milliseconds.
 fn ms(seconds: &[f64]) -> Vec<f64> {

@@ -2,12 +2,14 @@
 //! share: the clock and the progress lines, the environment knobs they all read, the
 //! connection to the cluster and to the operator under test ([`Rig`]), Prometheus text parsing
 //! and request-count snapshots ([`Snapshot`]), watches stamped with their arrival time,
-//! percentiles and number formatting.
+//! percentiles and number formatting, and the figures table ([`figures::Table`]).
 //!
 //! Each bench target is its own crate and includes this file with `mod support;` (a directory
 //! module, so Cargo does not take it for a bench target of its own). The including crate
 //! defines `PROGRESS_TAG`, the tag of its progress lines (`bench-runs`, `bench-windows`,
 //! `bench-releases`).
+
+pub mod figures;
 
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write as _};
