@@ -46,6 +46,9 @@ pub struct Desired {
     pub reason: String,
     /// A sentence for a person.
     pub message: String,
+    /// The instant the condition took this status, when it is known exactly (a deadline that
+    /// passed); otherwise a flip is stamped with the time of the reconcile that saw it.
+    pub since: Option<Time>,
 }
 
 impl Desired {
@@ -61,7 +64,14 @@ impl Desired {
             status,
             reason: reason.into(),
             message: message.into(),
+            since: None,
         }
+    }
+
+    /// The same condition, stamped with the instant it took its status if it flips.
+    pub fn since(mut self, at: Time) -> Self {
+        self.since = Some(at);
+        self
     }
 }
 
@@ -85,7 +95,7 @@ pub fn merge(
         let previous = existing.iter().find(|c| c.type_ == want.type_);
         let last_transition_time = match previous {
             Some(prev) if prev.status == want.status.as_str() => prev.last_transition_time.clone(),
-            _ => now.clone(),
+            _ => want.since.clone().unwrap_or_else(|| now.clone()),
         };
         merged.push(Condition {
             type_: want.type_.to_owned(),

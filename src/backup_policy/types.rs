@@ -48,12 +48,6 @@ use crate::embedded::Embedded;
         description = "Next scheduled backup (UTC)"
     ),
     printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
-        description = "Ready condition: the spec is valid and settled"
-    ),
-    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -123,58 +117,108 @@ pub struct Retention {
     pub failed_jobs: Option<i32>,
 }
 
-/// One backup.
+/// What started a backup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum BackupTrigger {
+    /// A scheduled time of `spec.schedule.cron`.
+    Schedule,
+    /// The annotation `ops.runbook.dev/backup-now` (set by a person or a Runbook backup step).
+    BackupNow,
+}
+
+/// How a backup Job ended, or that it has not yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum BackupResult {
+    /// A scheduled time came due while another backup ran; it starts when that one is done.
+    Pending,
+    /// The backup Job is running.
+    Running,
+    /// The backup Job completed.
+    Succeeded,
+    /// The backup Job failed, was rejected by the API server or was deleted before it ended.
+    Failed,
+}
+
+/// Which Job of a backup runs now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum BackupStage {
+    /// The backup Job itself (also while Pending).
+    Backup,
+    /// The verify Job (`<job>-verify`).
+    Verify,
+    /// The prune Job (`<job>-prune`).
+    Prune,
+    /// Nothing more runs for this backup.
+    Done,
+}
+
+/// One backup: the backup Job and what ran after it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupRecord {
-    /// Backup Job name.
+    /// Backup Job name; its verify and prune Jobs are `<job>-verify` and `<job>-prune`.
     pub job: String,
-    /// The scheduled time it stands for (absent for on-demand backups).
+    /// What started it.
+    pub trigger: BackupTrigger,
+    /// The `ops.runbook.dev/backup-now` token it answers (BackupNow only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// The scheduled time it stands for (Schedule only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_time: Option<Time>,
-    /// When the Job started.
+    /// When the backup Job started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
-    /// When the Job finished.
+    /// When the backup Job finished (completed or failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
-    /// Running, Succeeded or Failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<String>,
-    /// Whether verification passed (absent while not verified or when verify is not set).
+    /// Pending, Running, Succeeded or Failed: the backup Job's own outcome.
+    pub result: BackupResult,
+    /// Which Job runs now: Backup, Verify, Prune, or Done.
+    pub stage: BackupStage,
+    /// Whether the verify Job passed (absent until it ends, and when verify is not set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<bool>,
+    /// Whether the prune Job passed (absent until it ends, and when prune did not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<bool>,
+    /// Why it failed, was not verified or not pruned, or why it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Observed state of a BackupPolicy.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupPolicyStatus {
-    /// Ready, Suspended or Invalid.
+    /// Scheduled (waiting for the next time), Running (a backup, verify or prune Job runs),
+    /// Suspended, or Invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// The scheduled time of the newest scheduled backup.
+    /// The newest scheduled time that came due, whether it ran, waits, or was skipped (see
+    /// Events); scheduled times at or before it are never run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_schedule_time: Option<Time>,
-    /// The next scheduled time.
+    /// The next scheduled time (absent while suspended or invalid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_schedule_time: Option<Time>,
-    /// When the newest successful backup finished.
+    /// When the newest successful backup Job finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_time: Option<Time>,
-    /// When the newest verified backup finished verification.
+    /// When the newest backup that passed verification finished (the backup Job, not the
+    /// verify Job): with verify set, BackupFresh counts from this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_verified_time: Option<Time>,
     /// The last `ops.runbook.dev/backup-now` token acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_backup_now: Option<String>,
-    /// Recent backups, newest first.
+    /// Recent backups, newest first: the last ten, plus any still pending or running.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<BackupRecord>,
-    /// Ready, Reconciling, Stalled and BackupFresh.
+    /// Ready, Reconciling, Stalled, BackupFresh, LastBackupSucceeded and ScheduleMeetsRPO.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
