@@ -1,11 +1,15 @@
 //! Prometheus metrics of the operator, served as text on `/metrics`.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -25,6 +29,93 @@ pub struct WriteLabels {
     pub write: String,
 }
 
+/// Labels naming one BackupPolicy.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    /// The policy's namespace.
+    pub namespace: String,
+    /// The policy's name.
+    pub policy: String,
+}
+
+/// What the backup gauges report for one policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackupFreshness {
+    /// Which policy.
+    pub labels: PolicyLabels,
+    /// When the newest good backup (verified, when the policy verifies) finished.
+    pub newest_good: Option<jiff::Timestamp>,
+    /// The policy's recovery-point objective.
+    pub rpo: Option<Duration>,
+}
+
+/// Reads every policy's freshness at scrape time, so ages are exact when scraped and a
+/// deleted policy's series disappears with it.
+pub type BackupSource = Box<dyn Fn() -> Vec<BackupFreshness> + Send + Sync>;
+
+/// The collector behind `backup_age_seconds` and `backup_rpo_seconds`; the BackupPolicy
+/// controller installs its source once its cache exists.
+#[derive(Clone, Default)]
+pub struct BackupGauges(Arc<OnceLock<BackupSource>>);
+
+impl std::fmt::Debug for BackupGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BackupGauges")
+    }
+}
+
+impl BackupGauges {
+    /// Installs the source; a second call is ignored.
+    pub fn install(&self, source: BackupSource) {
+        let _ = self.0.set(source);
+    }
+}
+
+impl Collector for BackupGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(source) = self.0.get() else {
+            return Ok(());
+        };
+        let policies = source();
+        let now = jiff::Timestamp::now();
+        let ages: Vec<_> = policies
+            .iter()
+            .filter_map(|p| {
+                let at = p.newest_good?;
+                let age = now.duration_since(at).as_secs_f64().max(0.0);
+                Some((&p.labels, ConstGauge::new(age)))
+            })
+            .collect();
+        if !ages.is_empty() {
+            let mut family = encoder.encode_descriptor(
+                "backup_age_seconds",
+                "Age of the newest good backup (verified, when the policy verifies) per BackupPolicy",
+                None,
+                ages[0].1.metric_type(),
+            )?;
+            for (labels, gauge) in &ages {
+                gauge.encode(family.encode_family(*labels)?)?;
+            }
+        }
+        let rpos: Vec<_> = policies
+            .iter()
+            .filter_map(|p| Some((&p.labels, ConstGauge::new(p.rpo?.as_secs_f64()))))
+            .collect();
+        if !rpos.is_empty() {
+            let mut family = encoder.encode_descriptor(
+                "backup_rpo_seconds",
+                "Recovery-point objective (spec.rpo) per BackupPolicy",
+                None,
+                rpos[0].1.metric_type(),
+            )?;
+            for (labels, gauge) in &rpos {
+                gauge.encode(family.encode_family(*labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// All metrics the operator exports.
 pub struct Metrics {
     /// Reconciles started, per controller.
@@ -39,6 +130,8 @@ pub struct Metrics {
     pub decode_errors: Family<ControllerLabels, Counter>,
     /// 1 once every controller's cache has synced.
     pub ready: Gauge,
+    /// Backup age and RPO per BackupPolicy, computed at scrape time.
+    pub backups: BackupGauges,
     registry: Registry,
 }
 
@@ -80,7 +173,10 @@ impl Default for Metrics {
             "1 once every controller's cache has synced",
             ready.clone(),
         );
+        let backups = BackupGauges::default();
+        registry.register_collector(Box::new(backups.clone()));
         Self {
+            backups,
             reconciles,
             reconcile_errors,
             reconcile_duration,
@@ -154,6 +250,55 @@ mod tests {
         assert!(
             text.contains(
                 "runbook_operator_reconcile_duration_seconds_count{controller=\"runbook\"} 2"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn renders_backup_age_and_rpo_at_scrape_time() {
+        let m = Metrics::default();
+        assert!(!m.render().contains("backup_age_seconds"));
+        let an_hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+        m.backups.install(Box::new(move || {
+            vec![
+                BackupFreshness {
+                    labels: PolicyLabels {
+                        namespace: "shop".into(),
+                        policy: "nightly".into(),
+                    },
+                    newest_good: Some(an_hour_ago),
+                    rpo: Some(Duration::from_secs(26 * 3600)),
+                },
+                BackupFreshness {
+                    labels: PolicyLabels {
+                        namespace: "shop".into(),
+                        policy: "new".into(),
+                    },
+                    newest_good: None,
+                    rpo: None,
+                },
+            ]
+        }));
+        let text = m.render();
+        let age_line = text
+            .lines()
+            .find(|l| l.starts_with("runbook_operator_backup_age_seconds{"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(age_line.contains("policy=\"nightly\""), "{age_line}");
+        let age: f64 = age_line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{age_line}"));
+        assert!((3599.0..3700.0).contains(&age), "{age_line}");
+        assert!(
+            !text.contains("policy=\"new\""),
+            "no backup, no series: {text}"
+        );
+        assert!(
+            text.contains(
+                "runbook_operator_backup_rpo_seconds{namespace=\"shop\",policy=\"nightly\"} 93600"
             ),
             "{text}"
         );

@@ -387,6 +387,48 @@ where
     (cache, stream)
 }
 
+/// Watches a built-in namespaced kind `K` in the operator's scope and keeps a store of it;
+/// `config` (a label selector) keeps the store to the objects one controller owns. Managed
+/// fields are dropped before caching: nothing reads them, and they are a large share of
+/// every object.
+pub fn watch_typed<K>(
+    ctx: &Context,
+    config: watcher::Config,
+) -> (
+    Cache<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let api: Api<K> = scoped_api(ctx);
+    let (cache, signal) = Cache::new(reader);
+    let stream = signal
+        .wrap(reflector::reflector(
+            writer,
+            watcher(api, config.any_semantic())
+                .default_backoff()
+                .modify(|obj| obj.managed_fields_mut().clear()),
+        ))
+        .touched_objects();
+    (cache, stream)
+}
+
+/// Parameters of a create: the operator's field manager, like every other write.
+pub fn post_params() -> kube::api::PostParams {
+    kube::api::PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
 /// Whether an object named `name` exists in `namespace`, by the metadata cache.
 pub async fn exists<K>(
     cache: &Cache<kube::core::PartialObjectMeta<K>>,

@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
-use kube::api::{Api, Patch, PostParams};
+use kube::api::{Api, Patch};
 use kube::core::PartialObjectMeta;
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
@@ -679,7 +679,7 @@ impl Reconcile<'_> {
         });
         let api: Api<RunbookRun> = Api::namespaced(self.ctx().client.clone(), &self.namespace);
         self.ctx().metrics.count_write(NAME, "create");
-        match api.create(&PostParams::default(), &run).await {
+        match api.create(&runtime::post_params(), &run).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(err) => return Err(err.into()),
