@@ -77,6 +77,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
     let waiting_for_window = runs.clone();
     let on_workload = runs.clone();
     let on_statefulset = runs.clone();
+    let on_policy = runs.clone();
+    let (policies, policy_stream) =
+        runtime::watch_metadata::<crate::backup_policy::BackupPolicy>(&ctx);
     let jobs: Api<Job> = runtime::scoped_api(&ctx);
     let deployments: Api<PartialObjectMeta<Deployment>> = match &ctx.config.namespace {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
@@ -131,12 +134,21 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
                     &format!("StatefulSet/{}", s.name_any()),
                 )
             },
-        );
+        )
+        // A backup step waits on its policy's history.
+        .watches_stream(policy_stream, move |p| {
+            targets(
+                &on_policy,
+                p.namespace(),
+                &format!("BackupPolicy/{}", p.name_any()),
+            )
+        });
     runtime::report_synced(
         vec![
             runtime::listed(&store),
             runtime::listed(&runbooks),
             runtime::listed(&windows),
+            runtime::listed(&policies),
         ],
         synced,
     );
