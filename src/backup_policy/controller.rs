@@ -411,8 +411,8 @@ async fn reconcile(bp: Arc<BackupPolicy>, state: Arc<State>) -> Result<Action, E
             rejected: &rejected,
             now,
         });
-        notes.append(&mut decided.notes);
         let Some(new) = decided.create.take() else {
+            notes.append(&mut decided.notes);
             plan = Some(decided);
             break;
         };
@@ -425,8 +425,13 @@ async fn reconcile(bp: Arc<BackupPolicy>, state: Arc<State>) -> Result<Action, E
         }
         match create_job(&state, &bp, &new).await? {
             Created::Exists(job) => jobs.push(observed(&job)),
-            Created::Rejected(message) => rejected.push((new.name.clone(), message)),
+            Created::Rejected(message) => {
+                // It did not start: the JobRejected Event of the next round says so instead.
+                decided.notes.retain(|n| !n.reason.ends_with("Started"));
+                rejected.push((new.name.clone(), message));
+            }
         }
+        notes.append(&mut decided.notes);
     }
     let Some(plan) = plan else {
         return Ok(Action::requeue(std::time::Duration::ZERO));

@@ -667,7 +667,11 @@ impl<'a> Work<'a> {
             record.stage = BackupStage::Done;
             if let Some(message) = self.rejection(&record.job) {
                 record.completion_time = Some(Time(self.inputs.now));
-                record.message = Some(format!("{REJECTED_PREFIX}{}: {message}", record.job));
+                record.message = Some(format!(
+                    "{REJECTED_PREFIX}{} made from {}: {message}",
+                    record.job,
+                    Stage::Backup.template_field()
+                ));
                 self.note_rejected(Stage::Backup, &record.job, message);
             } else {
                 let message = format!("Job {} was deleted before it finished", record.job);
@@ -763,7 +767,10 @@ impl<'a> Work<'a> {
                 None => return false,
                 Some(message) => {
                     self.note_rejected(Stage::Verify, &name, message);
-                    format!("{REJECTED_PREFIX}{name}: {message}")
+                    format!(
+                        "{REJECTED_PREFIX}{name} made from {}: {message}",
+                        Stage::Verify.template_field()
+                    )
                 }
             },
             Some(job) => match &job.outcome {
@@ -821,7 +828,10 @@ impl<'a> Work<'a> {
                 None => return false,
                 Some(message) => {
                     self.note_rejected(Stage::Prune, &name, message);
-                    format!("{REJECTED_PREFIX}{name}: {message}")
+                    format!(
+                        "{REJECTED_PREFIX}{name} made from {}: {message}",
+                        Stage::Prune.template_field()
+                    )
                 }
             },
             Some(job) => match &job.outcome {
@@ -1613,15 +1623,23 @@ mod tests {
             let mut rounds = 0;
             let plan = loop {
                 let plan = self.decide_with(&self.status, &self.jobs, &rejected, now);
-                self.notes.extend(plan.notes.iter().cloned());
                 let Some(new) = plan.create.clone() else {
+                    self.notes.extend(plan.notes.iter().cloned());
                     break plan;
                 };
                 rounds += 1;
                 assert!(rounds < 8, "decide keeps asking for Jobs: {new:?}");
                 if self.refuse.contains(&new.name) {
+                    // As the controller does: a refused Job did not start.
+                    self.notes.extend(
+                        plan.notes
+                            .iter()
+                            .filter(|n| !n.reason.ends_with("Started"))
+                            .cloned(),
+                    );
                     rejected.push((new.name.clone(), "spec.template: Required value".into()));
                 } else {
+                    self.notes.extend(plan.notes.iter().cloned());
                     self.create(&new, now);
                 }
                 self.status = plan.status.clone();
@@ -2478,11 +2496,14 @@ mod tests {
         assert_eq!(
             record.message.as_deref(),
             Some(
-                format!("the API server rejected Job {first}: spec.template: Required value")
-                    .as_str()
+                format!(
+                    "the API server rejected Job {first} made from spec.jobTemplate: \
+                     spec.template: Required value"
+                )
+                .as_str()
             )
         );
-        assert_eq!(sim.reasons(), vec!["BackupStarted", "JobRejected"]);
+        assert_eq!(sim.reasons(), vec!["JobRejected"]);
         let last = desired(&plan, LAST_BACKUP_SUCCEEDED).unwrap();
         assert_eq!(
             (last.status, last.reason.as_str()),
