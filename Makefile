@@ -53,6 +53,8 @@ run: build ## Start a local cluster (or CLUSTER=current), install CRDs and examp
 	sed -n 's/^export /  export /p' .cluster-env; \
 	echo "  kubectl get ops -A"; \
 	echo "  kubectl get maintenancewindows -A"; \
+	echo "  kubectl get backuppolicies -n $(DEMO_NAMESPACE)"; \
+	echo "  kubectl annotate bp -n $(DEMO_NAMESPACE) postgres-daily ops.runbook.dev/backup-now=\$$(date +%s) --overwrite"; \
 	echo "  kubectl describe runbook -n $(DEMO_NAMESPACE) daily-health-check"; \
 	echo; \
 	echo "Running the operator (Ctrl-C stops it; 'make down' stops the cluster)."; \
@@ -95,3 +97,4 @@ bench: build ## Benchmarks against a local cluster; prints figures.
 	hack/bench-runs.sh
 	hack/bench-windows.sh
 	hack/bench-releases.sh
+	hack/bench-backups.sh
