@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -15,7 +15,7 @@ use tracing::info;
 use runbook_operator::context::{Config, Context};
 use runbook_operator::runtime::Shutdown;
 use runbook_operator::{
-    backup_policy, blue_green, crds, maintenance_window, runbook, runbook_run, server,
+    backup_policy, blue_green, crds, leader, maintenance_window, runbook, runbook_run, server,
 };
 
 /// Operations runbooks, maintenance windows, blue-green releases and backup policies as
@@ -46,6 +46,27 @@ enum Command {
         /// Log format.
         #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Hold a Lease before running the controllers, so several replicas are safe: only the
+        /// holder acts, the others wait on standby.
+        #[arg(long, env = "LEADER_ELECT")]
+        leader_elect: bool,
+        /// Namespace of the leader Lease (default: the pod's namespace, else `default`).
+        #[arg(long, env = "LEADER_ELECTION_NAMESPACE")]
+        leader_election_namespace: Option<String>,
+        /// Name of the leader Lease.
+        #[arg(
+            long,
+            env = "LEADER_ELECTION_LEASE",
+            default_value = "runbook-operator"
+        )]
+        leader_election_lease: String,
+        /// Seconds a leader's claim lasts after its last renewal: a standby takes over at most
+        /// this long after the leader died.
+        #[arg(long, env = "LEASE_DURATION", default_value_t = 15)]
+        lease_duration: u64,
+        /// Seconds before its claim expires that the leader renews it.
+        #[arg(long, env = "LEASE_RENEW_BEFORE", default_value_t = 5)]
+        lease_renew_before: u64,
     },
 }
 
@@ -65,9 +86,24 @@ async fn main() -> anyhow::Result<()> {
             namespace,
             probe_addr,
             log_format,
+            leader_elect,
+            leader_election_namespace,
+            leader_election_lease,
+            lease_duration,
+            lease_renew_before,
         } => {
             init_logging(log_format);
-            run(Config { namespace }, probe_addr).await
+            let election = leader_elect.then(|| leader::Election {
+                namespace: leader_election_namespace.unwrap_or_else(leader::default_namespace),
+                lease: leader_election_lease,
+                identity: leader::default_identity(),
+                duration: Duration::from_secs(lease_duration),
+                renew_before: Duration::from_secs(lease_renew_before),
+            });
+            if let Some(election) = &election {
+                election.validate()?;
+            }
+            run(Config { namespace }, probe_addr, election).await
         }
     }
 }
@@ -119,7 +155,11 @@ async fn stop_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn run(config: Config, probe_addr: SocketAddr) -> anyhow::Result<()> {
+async fn run(
+    config: Config,
+    probe_addr: SocketAddr,
+    election: Option<leader::Election>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     // http and notify steps use rustls with the same crypto provider as the Kubernetes client.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -129,14 +169,54 @@ async fn run(config: Config, probe_addr: SocketAddr) -> anyhow::Result<()> {
     check_crds_installed(&client).await?;
     info!(namespace = ?config.namespace, "starting runbook-operator");
 
-    let ctx = Arc::new(Context::new(client, config));
-    let shutdown: Shutdown = stop_signal().boxed().shared();
+    let ctx = Arc::new(Context::new(client.clone(), config));
+    let stop: Shutdown = stop_signal().boxed().shared();
     let ready = Arc::new(AtomicBool::new(false));
+    let standby = Arc::new(AtomicBool::new(election.is_some()));
     let probe = server::Probe {
         ready: ready.clone(),
+        standby: standby.clone(),
         metrics: ctx.metrics.clone(),
     };
-    let http = tokio::spawn(server::serve(probe_addr, probe, shutdown.clone()));
+    let http = tokio::spawn(server::serve(probe_addr, probe, stop.clone()));
+    info!(%probe_addr, "serving /healthz, /readyz and /metrics");
+
+    let leadership = match election {
+        None => None,
+        Some(election) => match leader::acquire(client, election, stop.clone()).await? {
+            Some(leadership) => Some(leadership),
+            None => {
+                info!("stopped while on standby");
+                return Ok(());
+            }
+        },
+    };
+    standby.store(false, Ordering::Relaxed);
+    ctx.metrics.leader.set(1);
+    // Controllers stop on a stop signal, or as soon as the Lease is lost.
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let holding = leadership.map(|mut leadership| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = leadership.lost() => {
+                    let _ = lost_tx.send(());
+                    (leadership, true)
+                }
+                () = stop => (leadership, false),
+            }
+        })
+    });
+    // Without leader election nothing can be lost (the sender is dropped at once).
+    let lost = if holding.is_some() {
+        lost_rx.map(|_| ()).boxed()
+    } else {
+        futures::future::pending().boxed()
+    };
+    let shutdown: Shutdown = futures::future::select(stop.clone(), lost)
+        .map(|_| ())
+        .boxed()
+        .shared();
 
     let (synced_tx, mut synced_rx) = tokio::sync::mpsc::channel(8);
     let controllers = [
@@ -183,10 +263,18 @@ async fn run(config: Config, probe_addr: SocketAddr) -> anyhow::Result<()> {
             }
         }
     });
-    info!(%probe_addr, "serving /healthz, /readyz and /metrics");
-
     for controller in controllers {
         controller.await.context("a controller task panicked")?;
+    }
+    if let Some(holding) = holding {
+        let (leadership, lost) = holding.await.context("the leader election task panicked")?;
+        if lost {
+            ctx.metrics.leader.set(0);
+            bail!(
+                "lost the leader Lease: stopped the controllers and exit, so only the new leader acts; a restart waits on standby"
+            );
+        }
+        leadership.release().await;
     }
     http.await
         .context("the probe server task panicked")?

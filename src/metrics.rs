@@ -130,6 +130,8 @@ pub struct Metrics {
     pub decode_errors: Family<ControllerLabels, Counter>,
     /// 1 once every controller's cache has synced.
     pub ready: Gauge,
+    /// 1 while this process holds the leader Lease (or runs without leader election).
+    pub leader: Gauge,
     /// Backup age and RPO per BackupPolicy, computed at scrape time.
     pub backups: BackupGauges,
     registry: Registry,
@@ -173,9 +175,16 @@ impl Default for Metrics {
             "1 once every controller's cache has synced",
             ready.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this process holds the leader Lease (or runs without leader election)",
+            leader.clone(),
+        );
         let backups = BackupGauges::default();
         registry.register_collector(Box::new(backups.clone()));
         Self {
+            leader,
             backups,
             reconciles,
             reconcile_errors,

@@ -16,6 +16,9 @@ use crate::metrics::Metrics;
 pub struct Probe {
     /// Set once every controller's cache has synced.
     pub ready: Arc<AtomicBool>,
+    /// Set while the process waits on standby for the leader Lease: it is healthy and ready
+    /// (a rollout must not wait for it), it just does not act.
+    pub standby: Arc<AtomicBool>,
     /// Metrics to render.
     pub metrics: Arc<Metrics>,
 }
@@ -40,6 +43,11 @@ pub async fn serve(
 async fn readyz(State(probe): State<Probe>) -> (StatusCode, &'static str) {
     if probe.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ok")
+    } else if probe.standby.load(Ordering::Relaxed) {
+        (
+            StatusCode::OK,
+            "standby: another replica holds the leader Lease",
+        )
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
     }

@@ -8,6 +8,7 @@ mod cluster;
 mod crash;
 mod example_runs;
 mod examples;
+mod ha;
 mod steps;
 mod support;
 mod triggers;

@@ -83,8 +83,19 @@ impl TestNamespace {
     /// Starts the operator for this namespace and waits until its caches have synced.
     pub fn start_operator(&mut self) -> &Operator {
         self.stop_operator();
+        let operator = self.spawn_operator("", &[], "ok");
+        self.operator.insert(operator)
+    }
+
+    /// Starts one more operator process for this namespace with `extra` arguments, logging
+    /// to `<namespace><suffix>.log`, and waits until its /readyz answers `ready` (e.g.
+    /// `standby: ...` for a replica waiting for the leader Lease). The caller owns it: it is
+    /// killed when dropped.
+    pub fn spawn_operator(&self, suffix: &str, extra: &[&str], ready: &str) -> Operator {
         let port = free_port();
-        let log = self.log_path();
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("e2e-logs")
+            .join(format!("{}{suffix}.log", self.name));
         std::fs::create_dir_all(log.parent().expect("log dir")).expect("log dir");
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -94,6 +105,7 @@ impl TestNamespace {
         let child = Command::new(env!("CARGO_BIN_EXE_runbook-operator"))
             .args(["run", "--namespace", &self.name, "--probe-addr"])
             .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
             .stdout(file.try_clone().expect("log handle"))
             .stderr(file)
             .env("NO_COLOR", "1")
@@ -105,7 +117,7 @@ impl TestNamespace {
             log,
         };
         let started = Instant::now();
-        while http_get(&operator.probe, "/readyz").as_deref() != Some("ok") {
+        while !http_get(&operator.probe, "/readyz").is_some_and(|r| r.starts_with(ready)) {
             assert!(
                 started.elapsed() < PATIENCE,
                 "operator did not become ready; log: {}",
@@ -113,7 +125,12 @@ impl TestNamespace {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        self.operator.insert(operator)
+        operator
+    }
+
+    /// Makes `operator` this namespace's operator (for [`TestNamespace::terminate_operator`]).
+    pub fn adopt_operator(&mut self, operator: Operator) {
+        self.operator = Some(operator);
     }
 
     /// Stops this namespace's operator, if running.
