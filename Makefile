@@ -10,13 +10,16 @@ CLUSTER_NAME ?= demo
 DEMO_NAMESPACE ?= demo
 CARGO ?= cargo
 CLUSTER_SH := hack/cluster.sh
+# Where `make install` puts the kubectl plugin binary.
+PREFIX ?= $(HOME)/.local
+BINDIR ?= $(PREFIX)/bin
 # Tests run against their own cluster (ports differ from the demo) so a running demo is
 # never touched.
 TEST_CLUSTER := test
 
 .PHONY: help
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 .PHONY: build
 build: ## Build the operator binary.
@@ -65,8 +68,16 @@ down: ## Stop the local demo cluster.
 	$(CLUSTER_SH) down $(CLUSTER_NAME)
 
 .PHONY: install
-install: ## Install the CRDs into the cluster of the current kubeconfig.
+install: install-plugin ## Install the CRDs into the cluster of the current kubeconfig, and the kubectl plugin.
 	kubectl apply --server-side --force-conflicts -f crds/
+
+.PHONY: install-plugin
+install-plugin: ## Install the kubectl plugin (`kubectl runbook`) into ~/.local/bin (BINDIR=... to change).
+	$(CARGO) build --release --locked --bin kubectl-runbook
+	install -d "$(BINDIR)"
+	install -m 0755 "$${CARGO_TARGET_DIR:-target}/release/kubectl-runbook" "$(BINDIR)/kubectl-runbook"
+	@echo "[install] $(BINDIR)/kubectl-runbook installed; try: kubectl runbook --help"; \
+	case ":$$PATH:" in *":$(BINDIR):"*) ;; *) echo "[install] $(BINDIR) is not on PATH: add it so kubectl finds the plugin";; esac
 
 .PHONY: lint
 lint: ## Formatting and clippy.

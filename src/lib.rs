@@ -15,6 +15,7 @@ pub mod leader;
 pub mod maintenance_window;
 pub mod metrics;
 pub mod params;
+pub mod plugin;
 pub mod runbook;
 pub mod runbook_run;
 pub mod runtime;
