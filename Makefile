@@ -29,6 +29,10 @@ build: ## Build the operator binary.
 crds: ## Regenerate crds/ from the Rust types.
 	$(CARGO) run --quiet --locked -- crd --out-dir crds
 
+.PHONY: argocd
+argocd: ## Test the Argo CD health and action scripts and regenerate deploy/argocd/argocd-cm.yaml.
+	UPDATE_ARGOCD_SNIPPET=1 $(CARGO) test --locked --test argocd
+
 .PHONY: cluster
 cluster: ## Build (first time only) and start the local demo cluster.
 	$(CLUSTER_SH) build
@@ -85,8 +89,8 @@ lint: ## Formatting and clippy.
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 .PHONY: unit
-unit: ## Unit tests and the CRD drift check (no cluster needed).
-	$(CARGO) test --locked --lib --test crds
+unit: ## Unit tests, the CRD drift check and the Argo CD script tests (no cluster needed).
+	$(CARGO) test --locked --lib --test crds --test argocd
 
 .PHONY: test
 test: ## Lint, unit tests, then integration tests against a local cluster started for the run.
