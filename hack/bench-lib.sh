@@ -1,18 +1,18 @@
 # shellcheck shell=bash
-# What hack/bench.sh, hack/bench-runs.sh, hack/bench-windows.sh and hack/bench-releases.sh
-# share; sourced, not run.
+# What hack/bench.sh, hack/bench-runs.sh, hack/bench-windows.sh, hack/bench-releases.sh and
+# hack/bench-backups.sh share; sourced, not run.
 # Progress lines and a heartbeat, the EXIT trap's cleanup, the cluster (hack/cluster.sh),
 # CRDs, building and starting the operator, the operator's identity and FlowSchemas, running
 # the bench binary, and the summary's first lines.
 #
 # The sourcing script sets, before it calls anything here:
 #   BENCH_TAG     the tag of its progress lines and errors (bench, bench-runs, bench-windows,
-#                 bench-releases)
+#                 bench-releases, bench-backups)
 #   REPO_ROOT CLUSTER_SH CLUSTER OUT KEEP_CLUSTER PROBE_PORT TIMEOUT   its settings
 #   KEEP_NOTE     what BENCH_KEEP_CLUSTER=1 leaves up besides the cluster ("namespace $NS")
 # and defines delete_namespaces, which cleanup calls once NS_CREATED=1. The scripts that
-# start the operator as a user of its own (bench-runs, bench-windows, bench-releases) also
-# set OP_USER and FLOW_PREFIX.
+# start the operator as a user of its own (bench-runs, bench-windows, bench-releases,
+# bench-backups) also set OP_USER and FLOW_PREFIX.
 #
 # Variables assigned here are read by the sourcing scripts, and the other way round:
 # shellcheck disable=SC2034,SC2154
@@ -207,7 +207,7 @@ install_operator_identity() {
 }
 
 # Starts the cluster, installs the CRDs and the operator's identity (bench-runs, bench-windows,
-# bench-releases).
+# bench-releases, bench-backups).
 start_cluster_with_operator_identity() {
 	progress "hack/cluster.sh up $CLUSTER"
 	cluster_up "$OUT/cluster-up.log"

@@ -37,6 +37,9 @@ Environment:
   CLUSTER_TIMEOUT               seconds to wait for each component (default 120)
   KEEP_DATA=1                   `up` of a stopped cluster keeps its etcd data
                                 (default: start from an empty etcd)
+  KCM_API_QPS=N                 `up` starts kube-controller-manager with --kube-api-qps=N
+                                and --kube-api-burst=2N (default: its own, 20 and 30;
+                                its job controller then finishes about 4 Jobs a second)
 EOF
 }
 
@@ -487,7 +490,8 @@ start_controller_manager() {
 		--use-service-account-credentials=true \
 		--service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
 		--cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
-		--controllers='*' --profiling=false --v=1
+		--controllers='*' --profiling=false --v=1 \
+		${KCM_API_QPS:+--kube-api-qps="$KCM_API_QPS" --kube-api-burst="$((2 * KCM_API_QPS))"}
 }
 
 start_scheduler() {

@@ -1,4 +1,4 @@
-//! The figures table of the windows and releases benchmarks. (`runs` prints its own, with
+//! The figures table of the windows, releases and backups benchmarks. (`runs` prints its own, with
 //! medians over rounds, so these items are unused there.)
 #![allow(dead_code)]
 
@@ -22,7 +22,7 @@ pub struct Row {
     note: String,
 }
 
-/// The figures table the windows and releases benchmarks print: distributions as n, p50,
+/// The figures table the windows, releases and backups benchmarks print: distributions as n, p50,
 /// p99 and max; single values; headings.
 #[derive(Default)]
 pub struct Table {
