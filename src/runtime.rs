@@ -389,11 +389,13 @@ where
 
 /// Watches a built-in namespaced kind `K` in the operator's scope and keeps a store of it;
 /// `config` (a label selector) keeps the store to the objects one controller owns. Managed
-/// fields are dropped before caching: nothing reads them, and they are a large share of
-/// every object.
+/// fields are dropped before caching, and `trim` drops whatever else the controller never
+/// reads (a Job's pod template): memory then grows with the number of objects, not their
+/// size.
 pub fn watch_typed<K>(
     ctx: &Context,
     config: watcher::Config,
+    trim: fn(&mut K),
 ) -> (
     Cache<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -415,7 +417,10 @@ where
             writer,
             watcher(api, config.any_semantic())
                 .default_backoff()
-                .modify(|obj| obj.managed_fields_mut().clear()),
+                .modify(move |obj| {
+                    obj.managed_fields_mut().clear();
+                    trim(obj);
+                }),
         ))
         .touched_objects();
     (cache, stream)

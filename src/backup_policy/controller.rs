@@ -53,6 +53,9 @@ pub enum Error {
 struct State {
     ctx: Arc<Context>,
     jobs: Cache<Job>,
+    /// Jobs this controller deleted, until the cache has seen them go: deleting one again,
+    /// or counting it for retention, would be wrong.
+    deleted: std::sync::Mutex<BTreeSet<(String, String)>>,
     /// The policies' resourceVersions as this controller last wrote them.
     written: runtime::Written,
 }
@@ -69,8 +72,12 @@ fn owning_policy(job: &Job) -> Option<ObjectRef<BackupPolicy>> {
 /// Runs the BackupPolicy controller until shutdown; `synced` fires once its caches are full.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mpsc::Sender<()>) {
     let (store, stream) = runtime::watch_decoded::<BackupPolicy>(&ctx, NAME);
-    let (jobs, job_stream) =
-        runtime::watch_typed::<Job>(&ctx, watcher::Config::default().labels(plan::POLICY_LABEL));
+    // Only the Jobs' metadata and status are read; their pod templates stay out of memory.
+    let (jobs, job_stream) = runtime::watch_typed::<Job>(
+        &ctx,
+        watcher::Config::default().labels(plan::POLICY_LABEL),
+        |job| job.spec = None,
+    );
     let policies = store.store.clone();
     ctx.metrics
         .backups
@@ -84,6 +91,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
     let state = Arc::new(State {
         ctx: ctx.clone(),
         jobs,
+        deleted: std::sync::Mutex::default(),
         written: runtime::Written::default(),
     });
     runtime::run(
@@ -250,10 +258,8 @@ async fn observe_jobs(
     state.jobs.synced().await;
     let namespace = bp.namespace();
     let uid = bp.uid();
-    let mut jobs: Vec<ObservedJob> = state
-        .jobs
-        .store
-        .state()
+    let cached = state.jobs.store.state();
+    let ours: Vec<&Arc<Job>> = cached
         .iter()
         .filter(|job| {
             job.namespace() == namespace
@@ -262,8 +268,19 @@ async fn observe_jobs(
                     .iter()
                     .any(|o| Some(&o.uid) == uid.as_ref())
         })
-        .map(|job| observed(job))
         .collect();
+    let mut jobs: Vec<ObservedJob> = match state.deleted.lock() {
+        Ok(mut deleted) => {
+            // Forget deletions the cache has caught up with (of this policy's namespace).
+            let ns = namespace.clone().unwrap_or_default();
+            deleted.retain(|(n, name)| *n != ns || ours.iter().any(|job| job.name_any() == *name));
+            ours.iter()
+                .filter(|job| !deleted.contains(&(ns.clone(), job.name_any())))
+                .map(|job| observed(job))
+                .collect()
+        }
+        Err(_) => ours.iter().map(|job| observed(job)).collect(),
+    };
     let known: BTreeSet<String> = jobs.iter().map(|j| j.name.clone()).collect();
     let api: Api<Job> = Api::namespaced(
         state.ctx.client.clone(),
@@ -336,12 +353,16 @@ async fn delete_jobs(state: &State, bp: &BackupPolicy, names: &[String]) -> Resu
         state.ctx.client.clone(),
         &bp.namespace().unwrap_or_default(),
     );
+    let namespace = bp.namespace().unwrap_or_default();
     for name in names {
         state.ctx.metrics.count_write(NAME, "delete");
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => debug!(job = %name, "deleted by retention"),
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(err) => return Err(err.into()),
+        }
+        if let Ok(mut deleted) = state.deleted.lock() {
+            deleted.insert((namespace.clone(), name.clone()));
         }
     }
     Ok(())
