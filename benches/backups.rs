@@ -84,7 +84,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
@@ -95,9 +95,10 @@ use runbook_operator::backup_policy::plan::{
     POLICY_LABEL, SCHEDULED_TIME_ANNOTATION as SCHEDULED_ANNOTATION, STAGE_LABEL,
 };
 use serde_json::{Value, json};
+use support::pace::{RssSamples, plus, secs, until};
 use support::{
     Change, Counters, Record, Rig, Settings, Snapshot, Ticker, counts, env_positive, env_text,
-    for_all, is_write, lock, proc_mib, progress, spawn_watch, spawn_watch_changes,
+    for_all, is_write, lock, progress, spawn_watch, spawn_watch_changes,
 };
 
 /// The tag of this bench's progress lines (see `support::progress`).
@@ -126,21 +127,6 @@ const RAW_COUNTERS: [Counters; 4] = [
 // ---------------------------------------------------------------------------
 // clock, configuration
 // ---------------------------------------------------------------------------
-
-/// Seconds from `a` to `b` (negative when `b` is earlier).
-fn secs(a: Timestamp, b: Timestamp) -> f64 {
-    b.duration_since(a).as_secs_f64()
-}
-
-/// Seconds from now until `t` (negative when past).
-fn until(t: Timestamp) -> f64 {
-    secs(Timestamp::now(), t)
-}
-
-/// `t` plus `seconds` (minus, when negative).
-fn plus(t: Timestamp, seconds: f64) -> Timestamp {
-    t + SignedDuration::from_secs_f64(seconds)
-}
 
 /// The first whole minute after `t` (`t` itself when it is one).
 fn minute_at_or_after(t: Timestamp) -> Result<Timestamp> {
@@ -295,8 +281,6 @@ struct Seen {
     /// By "namespace/name".
     policies: HashMap<String, PolicySeen>,
     watch_errors: u64,
-    /// Operator VmRSS samples, MiB.
-    rss: Vec<(Timestamp, f64)>,
 }
 
 impl Record for Seen {
@@ -524,6 +508,8 @@ fn metric_kinds(d: &Snapshot) -> String {
 
 /// The benchmark's state.
 struct Bench {
+    /// The operator's memory over time.
+    rss: RssSamples<Timestamp>,
     cfg: Config,
     /// The cluster and the operator.
     rig: Rig,
@@ -555,48 +541,6 @@ struct DueTime {
 impl Bench {
     fn policy_api(&self, ns: &str) -> Api<DynamicObject> {
         Api::namespaced_with(self.rig.client.clone(), ns, &self.policies)
-    }
-
-    /// Reads the operator's VmRSS every 100 ms into `Seen::rss`.
-    fn spawn_rss_sampler(&self) {
-        let Some(pid) = self.rig.operator_pid else {
-            return;
-        };
-        let seen = self.seen.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Some(mib) = proc_mib(pid, "VmRSS") {
-                    lock(&seen).rss.push((Timestamp::now(), mib));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
-    }
-
-    /// The highest RSS sample in [from, to].
-    fn peak_rss(&self, from: Timestamp, to: Timestamp) -> Option<f64> {
-        lock(&self.seen)
-            .rss
-            .iter()
-            .filter(|(t, _)| *t >= from && *t <= to)
-            .map(|(_, v)| *v)
-            .reduce(f64::max)
-    }
-
-    /// Sleeps until the wall-clock instant `t`, checking the operator and saying what it waits for.
-    async fn sleep_until(&self, what: &str, t: Timestamp) -> Result<()> {
-        let mut tick = Ticker::new();
-        loop {
-            let left = until(t);
-            if left <= 0.0 {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_secs_f64(left.min(0.5))).await;
-            self.rig.operator_alive()?;
-            if tick.due() {
-                progress(format!("  ... {what}: {:.0}s to go", until(t).max(0.0)));
-            }
-        }
     }
 
     /// Waits until the operator's reconcile and write counters stand still for 3 s, or
@@ -755,14 +699,15 @@ async fn bench(operator_url: String) -> Result<bool> {
         "{} BackupPolicies in {} namespaces, due every minute; measuring {} due times",
         cfg.policies, cfg.namespaces, cfg.due_times
     ));
+    let rss = RssSamples::start(rig.operator_pid, Timestamp::now);
     let bench = Bench {
+        rss,
         cfg,
         rig,
         seen: Arc::default(),
         policies: ApiResource::erase::<BackupPolicy>(&()),
     };
     bench.rig.operator_alive()?;
-    bench.spawn_rss_sampler();
     bench.setup().await?;
     let cfg = &bench.cfg;
     let n = cfg.policies;
@@ -782,6 +727,7 @@ async fn bench(operator_url: String) -> Result<bool> {
             until(start)
         ));
         bench
+            .rig
             .sleep_until("waiting for the next whole minute", start)
             .await?;
     }
@@ -901,6 +847,7 @@ async fn bench(operator_url: String) -> Result<bool> {
         ));
         let start = Instant::now();
         bench
+            .rig
             .sleep_until("quiet interval before T1", plus(t1, -2.0))
             .await?;
         let b = bench.rig.snapshot().await?;
@@ -915,7 +862,10 @@ async fn bench(operator_url: String) -> Result<bool> {
         progress(format!(
             "no room for a quiet interval before T1 ({room:.0}s left)"
         ));
-        bench.sleep_until("waiting for T1", plus(t1, -2.0)).await?;
+        bench
+            .rig
+            .sleep_until("waiting for T1", plus(t1, -2.0))
+            .await?;
         bench.rig.snapshot().await?
     };
     let rss_before_t1 = bench.rig.proc_mib("VmRSS");
@@ -934,6 +884,7 @@ async fn bench(operator_url: String) -> Result<bool> {
             .filter(|j| j.deleted.is_some())
             .count();
         bench
+            .rig
             .sleep_until(&format!("waiting for {label}"), t)
             .await?;
         progress(format!(
@@ -989,7 +940,7 @@ async fn bench(operator_url: String) -> Result<bool> {
             delta,
             cpu: bench.rig.cpu_seconds().zip(cpu_before).map(|(a, b)| a - b),
             all_done,
-            rss_peak: bench.peak_rss(plus(t, -2.0), quiet_from),
+            rss_peak: bench.rss.peak(plus(t, -2.0), quiet_from),
             jobs_deleted: deleted_after - deleted_before,
         });
         let next_label = format!("T{}", k + 2);
@@ -1005,6 +956,7 @@ async fn bench(operator_url: String) -> Result<bool> {
             ));
             let start = Instant::now();
             bench
+                .rig
                 .sleep_until(
                     &format!("quiet interval before {next_label}"),
                     plus(next, -2.0),
@@ -1026,6 +978,7 @@ async fn bench(operator_url: String) -> Result<bool> {
                 "no quiet interval after {label}: its backups were not all done"
             ));
             bench
+                .rig
                 .sleep_until(&format!("waiting for {next_label}"), plus(next, -2.0))
                 .await?;
             bench.rig.snapshot().await?
@@ -1033,7 +986,7 @@ async fn bench(operator_url: String) -> Result<bool> {
     }
     let t_end = Timestamp::now();
     let rss_end = bench.rig.proc_mib("VmRSS");
-    let rss_due_peak = bench.peak_rss(plus(t1, -2.0), t_end);
+    let rss_due_peak = bench.rss.peak(plus(t1, -2.0), t_end);
     let hwm = bench.rig.proc_mib("VmHWM");
 
     // Backups not done by their deadline: give them BENCH_TIMEOUT more (later due times keep
@@ -1340,7 +1293,7 @@ async fn bench(operator_url: String) -> Result<bool> {
     );
     table.value(
         "operator VmRSS peak while creating and settling",
-        bench.peak_rss(t_create, t_settled_quiet),
+        bench.rss.peak(t_create, t_settled_quiet),
         "MiB",
         "sampled every 100 ms",
     );

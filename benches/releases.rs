@@ -109,9 +109,10 @@ use runbook_operator::blue_green::BlueGreenRelease;
 use runbook_operator::blue_green::DEFAULT_SLOT_LABEL;
 use runbook_operator::blue_green::release::{RELEASE_LABEL, REVISION_ANNOTATION};
 use serde_json::{Value, json};
+use support::pace::RssSamples;
 use support::{
     Change, Counters, Record, Rig, Settings, Snapshot, Ticker, counts, env_positive, env_text,
-    for_all, is_write, lock, now, proc_mib, progress, spawn_watch, spawn_watch_changes,
+    for_all, is_write, lock, now, progress, spawn_watch, spawn_watch_changes,
 };
 
 /// The tag of this bench's progress lines (see `support::progress`).
@@ -279,8 +280,6 @@ struct Seen {
     /// By the Service's "namespace/name".
     slices: HashMap<String, SlicesSeen>,
     watch_errors: u64,
-    /// Operator VmRSS samples (time, MiB).
-    rss: Vec<(f64, f64)>,
 }
 
 impl Record for Seen {
@@ -752,6 +751,8 @@ fn measure(cfg: &Config, seen: &Seen, sent: &[Sent], round: &str, until: f64) ->
 
 /// The benchmark's state.
 struct Bench {
+    /// The operator's memory over time.
+    rss: RssSamples<f64>,
     cfg: Config,
     /// The cluster and the operator.
     rig: Rig,
@@ -796,32 +797,6 @@ impl Bench {
                 "strategy": {"scaleDownDelay": format!("{}s", self.cfg.scale_down_delay)}
             }
         })
-    }
-
-    /// Reads the operator's VmRSS every 100 ms into `Seen::rss`.
-    fn spawn_rss_sampler(&self) {
-        let Some(pid) = self.rig.operator_pid else {
-            return;
-        };
-        let seen = self.seen.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Some(mib) = proc_mib(pid, "VmRSS") {
-                    lock(&seen).rss.push((now(), mib));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
-    }
-
-    /// The highest RSS sample in [from, to].
-    fn peak_rss(&self, from: f64, to: f64) -> Option<f64> {
-        lock(&self.seen)
-            .rss
-            .iter()
-            .filter(|(t, _)| *t >= from && *t <= to)
-            .map(|(_, v)| *v)
-            .reduce(f64::max)
     }
 
     /// Sleeps `seconds`, checking the operator and saying what it waits for.
@@ -1218,7 +1193,9 @@ async fn bench(operator_url: String) -> Result<bool> {
         cfg.releases, cfg.namespaces, cfg.replicas, cfg.scale_down_delay, cfg.single_rounds
     ));
     let n = cfg.releases;
+    let rss = RssSamples::start(rig.operator_pid, now);
     let bench = Bench {
+        rss,
         seen: Arc::new(Mutex::new(Seen {
             ns_prefix: format!("{}-", cfg.prefix),
             ..Seen::default()
@@ -1228,7 +1205,6 @@ async fn bench(operator_url: String) -> Result<bool> {
         rig,
     };
     bench.rig.operator_alive()?;
-    bench.spawn_rss_sampler();
     bench.setup().await?;
     bench.wait_quiet().await?;
     let rss_idle = bench.rig.proc_mib("VmRSS");
@@ -1388,7 +1364,7 @@ async fn bench(operator_url: String) -> Result<bool> {
         bench
             .rig
             .write_out("api-delta-all-at-once.tsv", &delta.tsv(&RAW_COUNTERS));
-        rss_change_peak = bench.peak_rss(t_change, t_quiet);
+        rss_change_peak = bench.rss.peak(t_change, t_quiet);
         at_once = {
             let seen = lock(&bench.seen);
             measure(cfg, &seen, &sent, "all-at-once", now())

@@ -76,7 +76,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -84,9 +84,10 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use runbook_operator::maintenance_window::MaintenanceWindow;
 use serde_json::{Value, json};
+use support::pace::{RssSamples, plus, secs, until};
 use support::{
     Counters, Record, Rig, Settings, Snapshot, Ticker, counts, env_positive, env_text, for_all,
-    is_write, lock, proc_mib, progress, rollout_complete, spawn_watch,
+    is_write, lock, progress, rollout_complete, spawn_watch,
 };
 
 /// The tag of this bench's progress lines (see `support::progress`).
@@ -124,21 +125,6 @@ const RAW_COUNTERS: [Counters; 3] = [Counters::Api, Counters::Flows, Counters::O
 // ---------------------------------------------------------------------------
 // clock, progress, configuration
 // ---------------------------------------------------------------------------
-
-/// Seconds from `a` to `b` (negative when `b` is earlier).
-fn secs(a: Timestamp, b: Timestamp) -> f64 {
-    b.duration_since(a).as_secs_f64()
-}
-
-/// Seconds from now until `t` (negative when past).
-fn until(t: Timestamp) -> f64 {
-    secs(Timestamp::now(), t)
-}
-
-/// `t` plus `seconds` (minus, when negative).
-fn plus(t: Timestamp, seconds: f64) -> Timestamp {
-    t + SignedDuration::from_secs_f64(seconds)
-}
 
 /// This bench's knobs (the ones both benches read are `support::Settings`).
 struct Config {
@@ -269,8 +255,6 @@ struct Seen {
     /// By "namespace/name".
     windows: HashMap<String, WindowSeen>,
     watch_errors: u64,
-    /// Operator VmRSS samples, MiB.
-    rss: Vec<(Timestamp, f64)>,
 }
 
 impl Record for Seen {
@@ -377,6 +361,8 @@ fn ms(seconds: Vec<f64>) -> Vec<f64> {
 
 /// The benchmark's state.
 struct Bench {
+    /// The operator's memory over time.
+    rss: RssSamples<Timestamp>,
     cfg: Config,
     /// The cluster and the operator.
     rig: Rig,
@@ -396,48 +382,6 @@ struct Interval {
 impl Bench {
     fn window_api(&self, ns: &str) -> Api<DynamicObject> {
         Api::namespaced_with(self.rig.client.clone(), ns, &self.windows)
-    }
-
-    /// Reads the operator's VmRSS every 100 ms into `Seen::rss`.
-    fn spawn_rss_sampler(&self) {
-        let Some(pid) = self.rig.operator_pid else {
-            return;
-        };
-        let seen = self.seen.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Some(mib) = proc_mib(pid, "VmRSS") {
-                    lock(&seen).rss.push((Timestamp::now(), mib));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
-    }
-
-    /// The highest RSS sample in [from, to].
-    fn peak_rss(&self, from: Timestamp, to: Timestamp) -> Option<f64> {
-        lock(&self.seen)
-            .rss
-            .iter()
-            .filter(|(t, _)| *t >= from && *t <= to)
-            .map(|(_, v)| *v)
-            .reduce(f64::max)
-    }
-
-    /// Sleeps until the wall-clock instant `t`, checking the operator and saying what it waits for.
-    async fn sleep_until(&self, what: &str, t: Timestamp) -> Result<()> {
-        let mut tick = Ticker::new();
-        loop {
-            let left = until(t);
-            if left <= 0.0 {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_secs_f64(left.min(0.5))).await;
-            self.rig.operator_alive()?;
-            if tick.due() {
-                progress(format!("  ... {what}: {:.0}s to go", until(t).max(0.0)));
-            }
-        }
     }
 
     /// Waits until the operator's reconcile and write counters stand still for 3 s, or
@@ -616,14 +560,15 @@ async fn bench(operator_url: String) -> Result<bool> {
         "{} MaintenanceWindows in {} namespaces, {} of them one-off windows opening at the same instant for {}s",
         cfg.windows, cfg.namespaces, cfg.simultaneous, cfg.duration
     ));
+    let rss = RssSamples::start(rig.operator_pid, Timestamp::now);
     let bench = Bench {
+        rss,
         cfg,
         rig,
         seen: Arc::default(),
         windows: ApiResource::erase::<MaintenanceWindow>(&()),
     };
     bench.rig.operator_alive()?;
-    bench.spawn_rss_sampler();
     bench.setup().await?;
     let cfg = &bench.cfg;
     let mut table = Table::default();
@@ -780,7 +725,7 @@ async fn bench(operator_url: String) -> Result<bool> {
     );
     table.value(
         "operator VmRSS peak while creating and settling",
-        bench.peak_rss(t_create, t_settled_quiet),
+        bench.rss.peak(t_create, t_settled_quiet),
         "MiB",
         "sampled every 100 ms",
     );
@@ -798,6 +743,7 @@ async fn bench(operator_url: String) -> Result<bool> {
         let a = bench.rig.snapshot().await?;
         let start = Instant::now();
         bench
+            .rig
             .sleep_until("quiet interval before T", plus(Timestamp::now(), length))
             .await?;
         let b = bench.rig.snapshot().await?;
@@ -817,6 +763,7 @@ async fn bench(operator_url: String) -> Result<bool> {
     // the open
     // -----------------------------------------------------------------------
     bench
+        .rig
         .sleep_until("waiting for T", plus(t_open, -2.0))
         .await?;
     let before_open = bench.rig.snapshot().await?;
@@ -880,7 +827,7 @@ async fn bench(operator_url: String) -> Result<bool> {
     bench
         .rig
         .write_out("api-delta-open.tsv", &open_delta.tsv(&RAW_COUNTERS));
-    let rss_open_peak = bench.peak_rss(plus(t_open, -2.0), t_open_quiet);
+    let rss_open_peak = bench.rss.peak(plus(t_open, -2.0), t_open_quiet);
 
     // quiet interval while open
     let room = until(t_end) - 2.0;
@@ -890,6 +837,7 @@ async fn bench(operator_url: String) -> Result<bool> {
         ));
         let start = Instant::now();
         bench
+            .rig
             .sleep_until("quiet interval while open", plus(t_end, -2.0))
             .await?;
         let b = bench.rig.snapshot().await?;
@@ -905,6 +853,7 @@ async fn bench(operator_url: String) -> Result<bool> {
             "no room for a quiet interval while open ({room:.0}s before END)"
         ));
         bench
+            .rig
             .sleep_until("waiting for END", plus(t_end, -2.0))
             .await?;
         bench.rig.snapshot().await?
@@ -914,7 +863,7 @@ async fn bench(operator_url: String) -> Result<bool> {
     // -----------------------------------------------------------------------
     // the restore
     // -----------------------------------------------------------------------
-    bench.sleep_until("waiting for END", t_end).await?;
+    bench.rig.sleep_until("waiting for END", t_end).await?;
     progress(format!(
         "END: waiting for the opened Deployments to show replicas 1 and no {ENV_NAME}"
     ));
@@ -985,7 +934,7 @@ async fn bench(operator_url: String) -> Result<bool> {
     bench
         .rig
         .write_out("api-delta-restore.tsv", &restore_delta.tsv(&RAW_COUNTERS));
-    let rss_restore_peak = bench.peak_rss(plus(t_end, -2.0), t_restore_quiet);
+    let rss_restore_peak = bench.rss.peak(plus(t_end, -2.0), t_restore_quiet);
 
     // quiet interval after the restore
     progress(format!(
@@ -993,6 +942,7 @@ async fn bench(operator_url: String) -> Result<bool> {
         bench.cfg.settle, bench.cfg.quiet
     ));
     bench
+        .rig
         .sleep_until(
             "idle after the restore",
             plus(Timestamp::now(), bench.cfg.settle as f64),
@@ -1002,6 +952,7 @@ async fn bench(operator_url: String) -> Result<bool> {
     let a = bench.rig.snapshot().await?;
     let start = Instant::now();
     bench
+        .rig
         .sleep_until(
             "quiet interval after the restore",
             plus(Timestamp::now(), bench.cfg.quiet as f64),

@@ -10,6 +10,7 @@
 //! `bench-releases`, `bench-backups`).
 
 pub mod figures;
+pub mod pace;
 
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write as _};
