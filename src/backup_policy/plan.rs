@@ -459,6 +459,21 @@ pub fn decide(inputs: &Inputs) -> Plan {
     }
 }
 
+/// Where a verify or prune Job stands.
+enum FollowUp {
+    /// Not created yet (the plan creates it) or still running.
+    Waiting,
+    /// It completed.
+    Succeeded,
+    /// It failed, or the API server refused it (already reported as JobRejected).
+    Failed {
+        /// The record's message.
+        message: String,
+        /// Whether the API server refused it.
+        rejected: bool,
+    },
+}
+
 /// The state one [`decide`] call builds up.
 struct Work<'a> {
     inputs: Inputs<'a>,
@@ -755,6 +770,41 @@ impl<'a> Work<'a> {
         None
     }
 
+    /// Where the verify or prune Job of `record` stands: absent ones are created (or found
+    /// refused), a running one is waited for; a refusal counts as a failure.
+    fn follow_up(&mut self, record: &BackupRecord, stage: Stage, name: &str) -> FollowUp {
+        match self.job(name) {
+            None => match self.create_follow_up(record, stage, name) {
+                None => FollowUp::Waiting,
+                Some(message) => {
+                    self.note_rejected(stage, name, message);
+                    FollowUp::Failed {
+                        message: format!(
+                            "{REJECTED_PREFIX}{name} made from {}: {message}",
+                            stage.template_field()
+                        ),
+                        rejected: true,
+                    }
+                }
+            },
+            Some(job) => match &job.outcome {
+                JobOutcome::Running => FollowUp::Waiting,
+                JobOutcome::Succeeded { .. } => FollowUp::Succeeded,
+                JobOutcome::Failed { message, .. } => {
+                    let what = if stage == Stage::Verify {
+                        "verification"
+                    } else {
+                        "prune"
+                    };
+                    FollowUp::Failed {
+                        message: format!("{what} Job {name} failed: {message}"),
+                        rejected: false,
+                    }
+                }
+            },
+        }
+    }
+
     fn advance_verify(&mut self, record: &mut BackupRecord) -> bool {
         if self.inputs.spec.verify.is_none() {
             // Verification was removed from the spec after this backup finished.
@@ -762,41 +812,33 @@ impl<'a> Work<'a> {
             return true;
         }
         let name = verify_job_name(&record.job);
-        let failure = match self.job(&name) {
-            None => match self.create_follow_up(record, Stage::Verify, &name) {
-                None => return false,
-                Some(message) => {
-                    self.note_rejected(Stage::Verify, &name, message);
-                    format!(
-                        "{REJECTED_PREFIX}{name} made from {}: {message}",
-                        Stage::Verify.template_field()
-                    )
-                }
-            },
-            Some(job) => match &job.outcome {
-                JobOutcome::Running => return false,
-                JobOutcome::Succeeded { .. } => {
-                    record.verified = Some(true);
-                    if let Some(done) = &record.completion_time {
-                        let newer = self
-                            .status
-                            .last_verified_time
-                            .as_ref()
-                            .is_none_or(|last| done.0 > last.0);
-                        if newer {
-                            self.status.last_verified_time = Some(done.clone());
-                        }
+        match self.follow_up(record, Stage::Verify, &name) {
+            FollowUp::Waiting => false,
+            FollowUp::Succeeded => {
+                record.verified = Some(true);
+                if let Some(done) = &record.completion_time {
+                    let newer = self
+                        .status
+                        .last_verified_time
+                        .as_ref()
+                        .is_none_or(|last| done.0 > last.0);
+                    if newer {
+                        self.status.last_verified_time = Some(done.clone());
                     }
-                    record.stage = self.after_verify();
-                    self.note(
-                        EventType::Normal,
-                        "BackupVerified",
-                        format!("backup Job {} passed verification Job {name}", record.job),
-                    );
-                    return true;
                 }
-                JobOutcome::Failed { message, .. } => {
-                    let failure = format!("verification Job {name} failed: {message}");
+                record.stage = self.after_verify();
+                self.note(
+                    EventType::Normal,
+                    "BackupVerified",
+                    format!("backup Job {} passed verification Job {name}", record.job),
+                );
+                true
+            }
+            FollowUp::Failed {
+                message: failure,
+                rejected,
+            } => {
+                if !rejected {
                     let prune = if self.inputs.spec.prune.is_some() {
                         "; the prune Job does not run, since pruning could delete the last good backup"
                     } else {
@@ -807,14 +849,13 @@ impl<'a> Work<'a> {
                         "VerificationFailed",
                         format!("backup Job {}: {failure}{prune}", record.job),
                     );
-                    failure
                 }
-            },
-        };
-        record.verified = Some(false);
-        record.message = Some(failure);
-        record.stage = BackupStage::Done;
-        false
+                record.verified = Some(false);
+                record.message = Some(failure);
+                record.stage = BackupStage::Done;
+                false
+            }
+        }
     }
 
     fn advance_prune(&mut self, record: &mut BackupRecord) -> bool {
@@ -823,26 +864,18 @@ impl<'a> Work<'a> {
             return true;
         }
         let name = prune_job_name(&record.job);
-        let failure = match self.job(&name) {
-            None => match self.create_follow_up(record, Stage::Prune, &name) {
-                None => return false,
-                Some(message) => {
-                    self.note_rejected(Stage::Prune, &name, message);
-                    format!(
-                        "{REJECTED_PREFIX}{name} made from {}: {message}",
-                        Stage::Prune.template_field()
-                    )
-                }
-            },
-            Some(job) => match &job.outcome {
-                JobOutcome::Running => return false,
-                JobOutcome::Succeeded { .. } => {
-                    record.pruned = Some(true);
-                    record.stage = BackupStage::Done;
-                    return true;
-                }
-                JobOutcome::Failed { message, .. } => {
-                    let failure = format!("prune Job {name} failed: {message}");
+        match self.follow_up(record, Stage::Prune, &name) {
+            FollowUp::Waiting => false,
+            FollowUp::Succeeded => {
+                record.pruned = Some(true);
+                record.stage = BackupStage::Done;
+                true
+            }
+            FollowUp::Failed {
+                message: failure,
+                rejected,
+            } => {
+                if !rejected {
                     self.note(
                         EventType::Warning,
                         "PruneFailed",
@@ -851,14 +884,13 @@ impl<'a> Work<'a> {
                             record.job
                         ),
                     );
-                    failure
                 }
-            },
-        };
-        record.pruned = Some(false);
-        record.message = Some(failure);
-        record.stage = BackupStage::Done;
-        false
+                record.pruned = Some(false);
+                record.message = Some(failure);
+                record.stage = BackupStage::Done;
+                false
+            }
+        }
     }
 
     // --- rule 4 ------------------------------------------------------------------------------
