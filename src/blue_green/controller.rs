@@ -710,6 +710,8 @@ async fn reconcile(bgr: Arc<BlueGreenRelease>, state: Arc<State>) -> Result<Acti
                 let mut status = bgr.status.clone().unwrap_or_default();
                 status.observed_generation = bgr.metadata.generation;
                 status.conditions = verdict.conditions.clone();
+                // As for every kind: nothing new is released until the spec is fixed.
+                status.phase = Some("Invalid".into());
                 status
             },
         )

@@ -168,7 +168,8 @@ pub struct ReleaseRecord {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BlueGreenReleaseStatus {
-    /// Healthy, Progressing, Validating, AwaitingPromotion, Promoting, ScalingDown or Degraded.
+    /// Healthy, Progressing, Validating, AwaitingPromotion, Promoting, ScalingDown, Degraded, or
+    /// Invalid (the spec cannot be acted on; Stalled says which field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// The generation of the spec this status describes.

@@ -184,6 +184,7 @@ async fn accepted_but_stalled_with_the_field_named() {
                     .wait_for::<BackupPolicy>(name, "Stalled", |o| {
                         o.status.as_ref().is_some_and(|s| {
                             stalled(&s.conditions, s.observed_generation, o.metadata.generation)
+                                && s.phase.as_deref() == Some("Invalid")
                         })
                     })
                     .await;
@@ -194,6 +195,7 @@ async fn accepted_but_stalled_with_the_field_named() {
                     .wait_for::<BlueGreenRelease>(name, "Stalled", |o| {
                         o.status.as_ref().is_some_and(|s| {
                             stalled(&s.conditions, s.observed_generation, o.metadata.generation)
+                                && s.phase.as_deref() == Some("Invalid")
                         })
                     })
                     .await;
