@@ -861,10 +861,12 @@ impl Reconcile<'_> {
                 occurrence.start,
                 occurrence.end,
                 if late { " late" } else { "" },
-                if applied.is_empty() {
+                if !applied.is_empty() {
+                    applied.join("; ")
+                } else if failures.is_empty() && self.status.saved.is_empty() {
                     "nothing to change".to_owned()
                 } else {
-                    applied.join("; ")
+                    "no change could be made; the Warning Events say why".to_owned()
                 }
             ),
         )
