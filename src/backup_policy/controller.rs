@@ -271,9 +271,15 @@ async fn observe_jobs(
         .collect();
     let mut jobs: Vec<ObservedJob> = match state.deleted.lock() {
         Ok(mut deleted) => {
-            // Forget deletions the cache has caught up with (of this policy's namespace).
+            // Forget deletions the cache has caught up with, in this policy's namespace: a
+            // Job of another policy there stays remembered until the cache drops it too.
             let ns = namespace.clone().unwrap_or_default();
-            deleted.retain(|(n, name)| *n != ns || ours.iter().any(|job| job.name_any() == *name));
+            deleted.retain(|(n, name)| {
+                *n != ns
+                    || cached.iter().any(|job| {
+                        job.namespace().as_deref() == Some(ns.as_str()) && job.name_any() == *name
+                    })
+            });
             ours.iter()
                 .filter(|job| !deleted.contains(&(ns.clone(), job.name_any())))
                 .map(|job| observed(job))
