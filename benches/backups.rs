@@ -1242,25 +1242,7 @@ async fn bench(operator_url: String) -> Result<bool> {
             "writes",
             format!("{:.0} s; FlowSchemas: {}", iv.seconds, write_kinds(d)),
         );
-        table.value(
-            "  operator api_writes metric",
-            Some(d.op_sum("write ")),
-            "writes",
-            format!(
-                "reconciles: {} ({CONTROLLER}: {})",
-                num(d.op_sum("reconcile ")),
-                num(d.op_sum(&format!("reconcile {CONTROLLER}")))
-            ),
-        );
-        table.value(
-            "  all clients: writes to ops.runbook.dev",
-            Some(d.api_sum(|verb, what| is_write(verb) && what.starts_with("ops.runbook.dev/"))),
-            "writes",
-            format!(
-                "apiserver_request_total; operator GET+LIST in the interval: {}",
-                num(d.flow("get") + d.flow("list"))
-            ),
-        );
+        table.write_checks(d, CONTROLLER);
         bench.rig.write_out(
             &format!("api-delta-quiet-{}.tsv", iv.file),
             &d.tsv(&RAW_COUNTERS),

@@ -87,7 +87,7 @@ use serde_json::{Value, json};
 use support::pace::{RssSamples, plus, secs, until};
 use support::{
     Counters, Record, Rig, Settings, Snapshot, Ticker, counts, env_positive, env_text, for_all,
-    is_write, lock, progress, rollout_complete, spawn_watch,
+    lock, progress, rollout_complete, spawn_watch,
 };
 
 /// The tag of this bench's progress lines (see `support::progress`).
@@ -1150,25 +1150,7 @@ async fn bench(operator_url: String) -> Result<bool> {
                 num(d.flow("events"))
             ),
         );
-        table.value(
-            "  operator api_writes metric",
-            Some(d.op_sum("write ")),
-            "writes",
-            format!(
-                "reconciles: {} ({CONTROLLER}: {})",
-                num(d.op_sum("reconcile ")),
-                num(d.op_sum(&format!("reconcile {CONTROLLER}")))
-            ),
-        );
-        table.value(
-            "  all clients: writes to ops.runbook.dev",
-            Some(d.api_sum(|verb, what| is_write(verb) && what.starts_with("ops.runbook.dev/"))),
-            "writes",
-            format!(
-                "apiserver_request_total; operator GET+LIST in the interval: {}",
-                num(d.flow("get") + d.flow("list"))
-            ),
-        );
+        table.write_checks(d, CONTROLLER);
         bench.rig.write_out(
             &format!("api-delta-quiet-{}.tsv", iv.file),
             &d.tsv(&RAW_COUNTERS),

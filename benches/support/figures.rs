@@ -2,7 +2,7 @@
 //! medians over rounds, so these items are unused there.)
 #![allow(dead_code)]
 
-use super::{percentile, sorted};
+use super::{Snapshot, is_write, percentile, sorted};
 
 /// One row's content.
 pub enum Cell {
@@ -30,6 +30,31 @@ pub struct Table {
 }
 
 impl Table {
+    /// The two rows that back an interval's operator-write count with independent sources:
+    /// the operator's own `api_writes` metric (with its reconciles, of all controllers and of
+    /// `controller`), and every client's writes to ops.runbook.dev by the API server's count.
+    pub fn write_checks(&mut self, d: &Snapshot, controller: &str) {
+        self.value(
+            "  operator api_writes metric",
+            Some(d.op_sum("write ")),
+            "writes",
+            format!(
+                "reconciles: {} ({controller}: {})",
+                num(d.op_sum("reconcile ")),
+                num(d.op_sum(&format!("reconcile {controller}")))
+            ),
+        );
+        self.value(
+            "  all clients: writes to ops.runbook.dev",
+            Some(d.api_sum(|verb, what| is_write(verb) && what.starts_with("ops.runbook.dev/"))),
+            "writes",
+            format!(
+                "apiserver_request_total; operator GET+LIST in the interval: {}",
+                num(d.flow("get") + d.flow("list"))
+            ),
+        );
+    }
+
     /// Adds a section heading.
     pub fn heading(&mut self, text: impl Into<String>) {
         self.rows.push(Row {
