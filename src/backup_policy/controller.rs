@@ -377,14 +377,7 @@ async fn delete_jobs(state: &State, bp: &BackupPolicy, names: &[String]) -> Resu
 /// `Reconciling` while a backup, verify or prune Job runs, so kstatus-aware tools (Argo CD,
 /// `kubectl wait`) see the policy working.
 fn reconciling(status: &BackupPolicyStatus) -> Option<Desired> {
-    let record = status.history.iter().find(|r| {
-        r.stage != BackupStage::Done && r.result != super::types::BackupResult::Pending
-    })?;
-    let job = match record.stage {
-        BackupStage::Verify => plan::verify_job_name(&record.job),
-        BackupStage::Prune => plan::prune_job_name(&record.job),
-        _ => record.job.clone(),
-    };
+    let job = plan::active_job(&status.history)?;
     Some(Desired::new(
         conditions::RECONCILING,
         Status::True,

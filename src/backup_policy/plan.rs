@@ -506,7 +506,7 @@ fn new_record(
 
 /// The Job that keeps a new backup from starting: a running backup Job, or the verify or prune
 /// Job of a successful one. Pending records wait; they do not block.
-fn active_job(history: &[BackupRecord]) -> Option<String> {
+pub fn active_job(history: &[BackupRecord]) -> Option<String> {
     history
         .iter()
         .find_map(|record| match (record.result, record.stage) {
