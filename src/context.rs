@@ -19,6 +19,53 @@ pub struct Config {
     pub namespace: Option<String>,
 }
 
+impl Config {
+    /// The scopes to run controllers in, from `--namespace a,b`: each listed namespace once,
+    /// or one scope over all namespaces when none is listed.
+    pub fn scopes(namespaces: &[String]) -> Result<Vec<Config>, ConfigError> {
+        let mut scopes: Vec<Config> = Vec::new();
+        for namespace in namespaces.iter().map(|ns| ns.trim()) {
+            if namespace.is_empty() {
+                continue;
+            }
+            if !is_namespace_name(namespace) {
+                return Err(ConfigError::NotANamespace(namespace.to_owned()));
+            }
+            if !scopes
+                .iter()
+                .any(|c| c.namespace.as_deref() == Some(namespace))
+            {
+                scopes.push(Config {
+                    namespace: Some(namespace.to_owned()),
+                });
+            }
+        }
+        if scopes.is_empty() {
+            scopes.push(Config { namespace: None });
+        }
+        Ok(scopes)
+    }
+}
+
+/// A setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `--namespace` names something that cannot be a namespace.
+    #[error(
+        "--namespace {0:?} is not a namespace name: use lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit"
+    )]
+    NotANamespace(String),
+}
+
+fn is_namespace_name(name: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| alnum(c) || c == '-')
+        && name.starts_with(alnum)
+        && name.ends_with(alnum)
+}
+
 /// Shared state of all controllers.
 #[derive(Clone)]
 pub struct Context {
@@ -80,5 +127,40 @@ impl Context {
                 warn!(%err, reason, "could not publish an Event");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(scopes: &[Config]) -> Vec<Option<&str>> {
+        scopes.iter().map(|c| c.namespace.as_deref()).collect()
+    }
+
+    #[test]
+    fn no_namespace_means_one_scope_over_all() {
+        assert_eq!(names(&Config::scopes(&[]).unwrap()), vec![None]);
+        assert_eq!(
+            names(&Config::scopes(&[" ".into(), String::new()]).unwrap()),
+            vec![None]
+        );
+    }
+
+    #[test]
+    fn each_listed_namespace_once_in_order() {
+        let listed = ["shop".into(), " payments".into(), "shop".into()];
+        assert_eq!(
+            names(&Config::scopes(&listed).unwrap()),
+            vec![Some("shop"), Some("payments")]
+        );
+    }
+
+    #[test]
+    fn rejects_what_cannot_be_a_namespace() {
+        for bad in ["Shop", "-shop", "shop-", "a_b", &"x".repeat(64)] {
+            let err = Config::scopes(&[bad.to_owned()]).unwrap_err();
+            assert!(err.to_string().contains(bad), "{err}");
+        }
     }
 }

@@ -37,9 +37,11 @@ enum Command {
     },
     /// Run the controllers against the cluster of the current kubeconfig (or in-cluster).
     Run {
-        /// Watch only this namespace (default: all namespaces).
-        #[arg(long, env = "WATCH_NAMESPACE")]
-        namespace: Option<String>,
+        /// Watch only these namespaces, comma-separated or repeated (default: all namespaces).
+        /// Each gets its own set of controllers, so the operator needs RBAC in these
+        /// namespaces only (a Role per namespace instead of a ClusterRole).
+        #[arg(long, env = "WATCH_NAMESPACE", value_delimiter = ',')]
+        namespace: Vec<String>,
         /// Address of the /healthz, /readyz and /metrics server.
         #[arg(long, env = "PROBE_ADDR", default_value = "127.0.0.1:8080")]
         probe_addr: SocketAddr,
@@ -103,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(election) = &election {
                 election.validate()?;
             }
-            run(Config { namespace }, probe_addr, election).await
+            run(Config::scopes(&namespace)?, probe_addr, election).await
         }
     }
 }
@@ -156,7 +158,7 @@ async fn stop_signal() {
 }
 
 async fn run(
-    config: Config,
+    scopes: Vec<Config>,
     probe_addr: SocketAddr,
     election: Option<leader::Election>,
 ) -> anyhow::Result<()> {
@@ -167,9 +169,16 @@ async fn run(
         .await
         .context("cannot build a Kubernetes client: set KUBECONFIG or run inside a cluster")?;
     check_crds_installed(&client).await?;
-    info!(namespace = ?config.namespace, "starting runbook-operator");
+    let namespaces: Vec<&str> = scopes
+        .iter()
+        .filter_map(|c| c.namespace.as_deref())
+        .collect();
+    info!(
+        ?namespaces,
+        "starting runbook-operator (no namespaces: all of them)"
+    );
 
-    let ctx = Arc::new(Context::new(client.clone(), config));
+    let ctx = Arc::new(Context::new(client.clone(), Config::default()));
     let stop: Shutdown = stop_signal().boxed().shared();
     let ready = Arc::new(AtomicBool::new(false));
     let standby = Arc::new(AtomicBool::new(election.is_some()));
@@ -219,33 +228,40 @@ async fn run(
         .shared();
 
     let (synced_tx, mut synced_rx) = tokio::sync::mpsc::channel(8);
-    let controllers = [
-        tokio::spawn(runbook::controller::run(
+    let mut controllers = Vec::new();
+    // One set of controllers per watched namespace, sharing the client, Event recorder and
+    // metrics: each set lists and watches only its namespace, which a namespaced Role allows.
+    for config in scopes {
+        let ctx = Arc::new(Context {
+            config,
+            ..(*ctx).clone()
+        });
+        controllers.push(tokio::spawn(runbook::controller::run(
             ctx.clone(),
             shutdown.clone(),
             synced_tx.clone(),
-        )),
-        tokio::spawn(runbook_run::controller::run(
+        )));
+        controllers.push(tokio::spawn(runbook_run::controller::run(
             ctx.clone(),
             shutdown.clone(),
             synced_tx.clone(),
-        )),
-        tokio::spawn(maintenance_window::controller::run(
+        )));
+        controllers.push(tokio::spawn(maintenance_window::controller::run(
             ctx.clone(),
             shutdown.clone(),
             synced_tx.clone(),
-        )),
-        tokio::spawn(blue_green::controller::run(
+        )));
+        controllers.push(tokio::spawn(blue_green::controller::run(
             ctx.clone(),
             shutdown.clone(),
             synced_tx.clone(),
-        )),
-        tokio::spawn(backup_policy::controller::run(
+        )));
+        controllers.push(tokio::spawn(backup_policy::controller::run(
             ctx.clone(),
             shutdown.clone(),
             synced_tx.clone(),
-        )),
-    ];
+        )));
+    }
     drop(synced_tx);
     let metrics = ctx.metrics.clone();
     let total = controllers.len();
