@@ -275,7 +275,9 @@ impl Written {
 }
 
 /// Runs a controller until shutdown, timing every reconcile into the metrics and logging
-/// failures. Failed reconciles are retried after a short delay.
+/// failures. Failed reconciles are retried after a short delay; one the API server refused
+/// (403) is also reported on the object, as a `Ready=False` condition with reason `Forbidden`
+/// and a Warning Event, so a missing RBAC rule never looks like an object that is merely slow.
 pub async fn run<K, R, Fut, E>(
     controller: Controller<K>,
     ctx: Arc<Context>,
@@ -289,18 +291,29 @@ pub async fn run<K, R, Fut, E>(
     E: std::error::Error + Send + Sync + 'static,
 {
     let reconcile = Arc::new(reconcile);
+    let refusals = Refusals::default();
+    let cleared = refusals.clone();
     let timed = move |obj: Arc<K>, ctx: Arc<Context>| {
         let reconcile = reconcile.clone();
+        let cleared = cleared.clone();
         async move {
             let started = Instant::now();
-            let result = reconcile(obj, ctx.clone()).await;
+            let result = reconcile(obj.clone(), ctx.clone()).await;
             ctx.metrics
                 .observe_reconcile(name, started.elapsed(), result.is_err());
+            if result.is_ok() {
+                cleared.forget(obj.as_ref());
+            }
             result
         }
     };
-    let error_policy = move |obj: Arc<K>, err: &E, _ctx: Arc<Context>| {
+    let error_policy = move |obj: Arc<K>, err: &E, ctx: Arc<Context>| {
         warn!(controller = name, object = %obj.name_any(), namespace = ?obj.namespace(), error = %err, "reconcile failed; retrying in 10s");
+        if let Some(message) = forbidden(err)
+            && refusals.first_time(obj.as_ref(), &message)
+        {
+            tokio::spawn(report_forbidden(ctx, name, obj, message));
+        }
         Action::requeue(Duration::from_secs(10))
     };
     info!(controller = name, "controller started");
@@ -311,13 +324,131 @@ pub async fn run<K, R, Fut, E>(
             // Reconcile failures were logged by the error policy; what is left are watch
             // failures, which the watcher retries with backoff.
             if let Err(kube::runtime::controller::Error::QueueError(err)) = result {
-                warn!(controller = name, error = %err, "watch failed; retrying");
+                if let Some(status) = refusal(&err) {
+                    warn!(controller = name, error = %status.message, "the API server refused a list or watch: the operator's RBAC lacks list/watch on this resource; objects that need it report Forbidden, and the watch is retried");
+                } else {
+                    warn!(controller = name, error = %err, "watch failed; retrying");
+                }
             }
             futures::future::ready(())
         })
         .await;
     info!(controller = name, "controller stopped");
 }
+
+/// The API server's message if `err`, or anything it was caused by, is a 403.
+pub fn forbidden(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if let Some(kube::Error::Api(status)) = err.downcast_ref::<kube::Error>()
+            && status.code == 403
+        {
+            return Some(status.message.clone());
+        }
+        cause = err.source();
+    }
+    None
+}
+
+/// The refusals already reported per object, so a reconcile retried every few seconds
+/// reports each one once (the Event and the condition stay until it is fixed).
+#[derive(Clone, Default)]
+struct Refusals(Arc<std::sync::Mutex<std::collections::HashMap<(String, String), String>>>);
+
+impl Refusals {
+    fn key<K: Resource>(obj: &K) -> (String, String) {
+        (obj.namespace().unwrap_or_default(), obj.name_any())
+    }
+
+    /// Records `message` for `obj`; false when it was the last one reported for it.
+    fn first_time<K: Resource>(&self, obj: &K, message: &str) -> bool {
+        let Ok(mut map) = self.0.lock() else {
+            return true;
+        };
+        map.insert(Self::key(obj), message.to_owned()).as_deref() != Some(message)
+    }
+
+    /// Forgets `obj` once it reconciles again.
+    fn forget<K: Resource>(&self, obj: &K) {
+        if let Ok(mut map) = self.0.lock()
+            && !map.is_empty()
+        {
+            map.remove(&Self::key(obj));
+        }
+    }
+}
+
+/// The sentence a person reads in the condition and the Event about a refused request.
+pub fn forbidden_note(message: &str) -> String {
+    format!(
+        "{message}. The operator's ServiceAccount lacks this permission: add it to the operator's \
+         RBAC (the Helm chart's rules grant it); the operator retries every 10s"
+    )
+}
+
+/// Publishes the Warning Event and sets `Ready=False` (reason `Forbidden`) on `obj`. The
+/// condition goes in by a merge patch of `status.conditions` guarded by the object's
+/// resourceVersion: a server-side apply of part of the status would drop the rest of it.
+async fn report_forbidden<K: Kind>(
+    ctx: Arc<Context>,
+    controller: &str,
+    obj: Arc<K>,
+    message: String,
+) {
+    let note = forbidden_note(&message);
+    ctx.publish(
+        controller,
+        &obj.object_ref(&()),
+        EventType::Warning,
+        REASON_FORBIDDEN,
+        note.clone(),
+    )
+    .await;
+    let value = match serde_json::to_value(obj.as_ref()) {
+        Ok(value) => value,
+        Err(err) => {
+            warn!(%err, "cannot read the object's conditions");
+            return;
+        }
+    };
+    let existing: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> = value
+        .pointer("/status/conditions")
+        .cloned()
+        .and_then(|c| serde_json::from_value(c).ok())
+        .unwrap_or_default();
+    let desired = [crate::conditions::Desired::new(
+        crate::conditions::READY,
+        crate::conditions::Status::False,
+        REASON_FORBIDDEN,
+        note,
+    )];
+    let merged = crate::conditions::merge(&existing, &desired, obj.meta().generation, &now());
+    if merged == existing {
+        return;
+    }
+    let resource = ApiResource::erase::<K>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        &obj.namespace().unwrap_or_default(),
+        &resource,
+    );
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": obj.resource_version()},
+        "status": {"conditions": merged},
+    });
+    match api
+        .patch_status(&obj.name_any(), &patch_params(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => ctx.metrics.count_write(controller, "status"),
+        Err(err) => {
+            warn!(controller, object = %obj.name_any(), %err, "cannot record the refusal in status")
+        }
+    }
+}
+
+/// Reason of the condition and Event that report a request the API server refused (403).
+pub const REASON_FORBIDDEN: &str = "Forbidden";
 
 /// Parameters of a targeted (merge, strategic or JSON) patch: the operator's field manager,
 /// so every write it makes is attributed to `runbook-operator`.
@@ -439,17 +570,17 @@ pub async fn exists<K>(
     cache: &Cache<kube::core::PartialObjectMeta<K>>,
     namespace: &str,
     name: &str,
-) -> bool
+) -> Result<bool, kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone,
 {
     // The first reconciles can run before the cache has listed; wait rather than report a
     // present object as missing.
-    cache.synced().await;
-    cache
+    cache.synced().await?;
+    Ok(cache
         .store
         .get(&reflector::ObjectRef::new(name).within(namespace))
-        .is_some()
+        .is_some())
 }
 
 /// The common tail of a reconcile that judges a spec: merge the conditions, build the status
@@ -529,24 +660,63 @@ where
 {
     /// The objects.
     pub store: Store<K>,
-    synced: tokio::sync::watch::Receiver<bool>,
+    synced: tokio::sync::watch::Receiver<Listing>,
+}
+
+/// Where a cache's first list stands.
+#[derive(Clone, Debug, PartialEq)]
+enum Listing {
+    /// Not listed yet; the watcher is trying.
+    Pending,
+    /// Listed at least once.
+    Done,
+    /// The API server refused to list or watch (403): waiting would stall every reconcile
+    /// that needs the cache, so they fail with this instead until a retry lists.
+    Refused(Box<kube::core::Status>),
+}
+
+/// The API server's answer when a watch failed in a way a person must fix (a missing RBAC
+/// rule), rather than one the watcher's backoff gets past on its own.
+fn refusal(err: &watcher::Error) -> Option<Box<kube::core::Status>> {
+    let status = match err {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status))
+        | watcher::Error::WatchError(status) => status,
+        _ => return None,
+    };
+    (status.code == 403).then(|| status.clone())
 }
 
 /// Sets a [`Cache`]'s synced signal when its stream has delivered the first full list.
-pub struct SyncSignal(tokio::sync::watch::Sender<bool>);
+pub struct SyncSignal(tokio::sync::watch::Sender<Listing>);
 
 impl SyncSignal {
     /// Passes `stream` through, raising the signal after the first `InitDone` (which the
-    /// reflector has applied by the time it reaches here).
+    /// reflector has applied by the time it reaches here), or recording a refusal to list.
     pub fn wrap<K, S>(self, stream: S) -> impl Stream<Item = S::Item> + Send + 'static
     where
         K: Send + 'static,
         S: Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
     {
-        stream.inspect(move |event| {
-            if let Ok(Event::InitDone) = event {
-                self.0.send_replace(true);
+        stream.inspect(move |event| match event {
+            Ok(Event::InitDone) => {
+                self.0.send_replace(Listing::Done);
             }
+            Err(err) => {
+                if let Some(status) = refusal(err) {
+                    // A cache that listed once keeps serving what it has; only a cache that
+                    // never listed makes its readers fail.
+                    self.0.send_if_modified(|listing| {
+                        if *listing == Listing::Done {
+                            return false;
+                        }
+                        *listing = Listing::Refused(status);
+                        true
+                    });
+                }
+            }
+            Ok(_) => {}
         })
     }
 }
@@ -556,15 +726,30 @@ where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     fn new(store: Store<K>) -> (Self, SyncSignal) {
-        let (tx, rx) = tokio::sync::watch::channel(false);
+        let (tx, rx) = tokio::sync::watch::channel(Listing::Pending);
         (Self { store, synced: rx }, SyncSignal(tx))
     }
 
-    /// Resolves once the cache has listed (immediately after that).
-    pub async fn synced(&self) {
+    /// Resolves once the cache has listed (immediately after that), or with the API server's
+    /// 403 while it is refused the list or watch, so the reconcile that needed it reports the
+    /// missing permission on its object instead of waiting forever.
+    pub async fn synced(&self) -> Result<(), kube::Error> {
         let mut rx = self.synced.clone();
         // An error means the stream was dropped: the operator is shutting down.
-        let _ = rx.wait_for(|synced| *synced).await;
+        let listing = match rx.wait_for(|l| *l != Listing::Pending).await {
+            Ok(listing) => listing.clone(),
+            Err(_) => return Ok(()),
+        };
+        match listing {
+            Listing::Refused(status) => Err(kube::Error::Api(status)),
+            Listing::Pending | Listing::Done => Ok(()),
+        }
+    }
+
+    /// Resolves once the cache has listed; a refusal keeps it waiting (readiness stays false).
+    async fn listed(&self) {
+        let mut rx = self.synced.clone();
+        let _ = rx.wait_for(|l| *l == Listing::Done).await;
     }
 }
 
@@ -586,7 +771,7 @@ where
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let cache = cache.clone();
-    Box::pin(async move { cache.synced().await })
+    Box::pin(async move { cache.listed().await })
 }
 
 #[cfg(test)]
@@ -622,5 +807,49 @@ mod tests {
             err.starts_with("spec.steps[0].sleep.duration: invalid type"),
             "{err}"
         );
+    }
+
+    fn status(code: u16) -> Box<kube::core::Status> {
+        Box::new(
+            kube::core::Status::failure("jobs.batch is forbidden: no list", "Forbidden")
+                .with_code(code),
+        )
+    }
+
+    #[test]
+    fn finds_a_refusal_anywhere_in_an_error_chain() {
+        let err = crate::runbook::controller::Error::Kube(kube::Error::Api(status(403)));
+        assert_eq!(
+            forbidden(&err).as_deref(),
+            Some("jobs.batch is forbidden: no list")
+        );
+        let not_found = crate::runbook::controller::Error::Kube(kube::Error::Api(status(404)));
+        assert_eq!(forbidden(&not_found), None);
+    }
+
+    #[test]
+    fn only_a_403_from_a_watch_is_a_refusal() {
+        let refused = watcher::Error::InitialListFailed(kube::Error::Api(status(403)));
+        assert!(refusal(&refused).is_some());
+        let during = watcher::Error::WatchError(status(403));
+        assert!(refusal(&during).is_some());
+        let gone = watcher::Error::WatchError(status(410));
+        assert!(refusal(&gone).is_none());
+        assert!(refusal(&watcher::Error::NoResourceVersion).is_none());
+    }
+
+    #[test]
+    fn a_refusal_is_reported_once_per_object_until_it_reconciles() {
+        let refusals = Refusals::default();
+        let rb: crate::runbook::Runbook = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ops.runbook.dev/v1alpha1", "kind": "Runbook",
+            "metadata": {"name": "a", "namespace": "n"}, "spec": {"steps": []}
+        }))
+        .expect("runbook");
+        assert!(refusals.first_time(&rb, "no list"));
+        assert!(!refusals.first_time(&rb, "no list"));
+        assert!(refusals.first_time(&rb, "no patch"));
+        refusals.forget(&rb);
+        assert!(refusals.first_time(&rb, "no patch"));
     }
 }

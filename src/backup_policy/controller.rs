@@ -255,7 +255,7 @@ async fn observe_jobs(
     bp: &BackupPolicy,
     status: &BackupPolicyStatus,
 ) -> Result<Vec<ObservedJob>, Error> {
-    state.jobs.synced().await;
+    state.jobs.synced().await?;
     let namespace = bp.namespace();
     let uid = bp.uid();
     let cached = state.jobs.store.state();

@@ -664,7 +664,7 @@ async fn reconcile(bgr: Arc<BlueGreenRelease>, state: Arc<State>) -> Result<Acti
     let Some(bgr) = state.written.latest(&api, bgr).await? else {
         return Ok(Action::await_change());
     };
-    state.services.synced().await;
+    state.services.synced().await?;
     let service_api: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut services = BTreeMap::new();
     for (_, name) in services_named(&bgr) {
@@ -718,9 +718,9 @@ async fn reconcile(bgr: Arc<BlueGreenRelease>, state: Arc<State>) -> Result<Acti
         .await?;
         return Ok(Action::await_change());
     };
-    state.deployments.synced().await;
-    state.slices.synced().await;
-    state.runs.synced().await;
+    state.deployments.synced().await?;
+    state.slices.synced().await?;
+    state.runs.synced().await?;
     let name = bgr.name_any();
     let slot_view = |slot: Slot| {
         SlotView::observe(
@@ -765,7 +765,7 @@ async fn reconcile(bgr: Arc<BlueGreenRelease>, state: Arc<State>) -> Result<Acti
     let window_open = match &bgr.spec.requires_maintenance_window {
         None => true,
         Some(requirement) => {
-            state.windows.synced().await;
+            state.windows.synced().await?;
             let windows = state.windows.store.state();
             crate::maintenance_window::open_window(
                 windows.iter().map(|w| w.as_ref()),

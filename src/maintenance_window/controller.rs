@@ -276,12 +276,16 @@ pub fn problems(mw: &MaintenanceWindow, observed: &Observed, now: Timestamp) -> 
 
 /// The objects `target` names, by the metadata caches: a named object (present or not: a
 /// GET decides), or every object its selector matches.
-async fn resolve(state: &State, namespace: &str, target: &WindowTarget) -> Vec<String> {
+async fn resolve(
+    state: &State,
+    namespace: &str,
+    target: &WindowTarget,
+) -> Result<Vec<String>, kube::Error> {
     if let Some(name) = &target.name {
-        return vec![name.clone()];
+        return Ok(vec![name.clone()]);
     }
     let Some(selector) = &target.selector else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let matching =
         |labels: &BTreeMap<String, String>| selector_matches(&selector.match_labels, labels);
@@ -289,50 +293,53 @@ async fn resolve(state: &State, namespace: &str, target: &WindowTarget) -> Vec<S
         TargetKind::Deployment => names_in(&state.deployments, namespace, matching).await,
         TargetKind::StatefulSet => names_in(&state.statefulsets, namespace, matching).await,
         TargetKind::CronJob => names_in(&state.cronjobs, namespace, matching).await,
-    };
+    }?;
     names.sort();
-    names
+    Ok(names)
 }
 
 async fn names_in<K>(
     cache: &Cache<PartialObjectMeta<K>>,
     namespace: &str,
     matching: impl Fn(&BTreeMap<String, String>) -> bool,
-) -> Vec<String>
+) -> Result<Vec<String>, kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone,
 {
-    cache.synced().await;
-    cache
+    cache.synced().await?;
+    Ok(cache
         .store
         .state()
         .iter()
         .filter(|o| o.namespace().as_deref() == Some(namespace) && matching(o.labels()))
         .map(|o| o.name_any())
-        .collect()
+        .collect())
 }
 
 async fn present<K>(
     cache: &Cache<PartialObjectMeta<K>>,
     namespace: &str,
     target: &WindowTarget,
-) -> bool
+) -> Result<bool, kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone,
 {
-    match (&target.name, &target.selector) {
-        (Some(name), _) => runtime::exists(cache, namespace, name).await,
+    Ok(match (&target.name, &target.selector) {
+        (Some(name), _) => runtime::exists(cache, namespace, name).await?,
         (None, Some(selector)) => !names_in(cache, namespace, |labels| {
             selector_matches(&selector.match_labels, labels)
         })
-        .await
+        .await?
         .is_empty(),
         (None, None) => false,
-    }
+    })
 }
 
 /// One sentence per target that names nothing that exists, with its field path.
-async fn missing_targets(state: &State, mw: &MaintenanceWindow) -> Vec<String> {
+async fn missing_targets(
+    state: &State,
+    mw: &MaintenanceWindow,
+) -> Result<Vec<String>, kube::Error> {
     let namespace = mw.namespace().unwrap_or_default();
     let mut missing = Vec::new();
     for (i, target) in mw.spec.targets.iter().enumerate() {
@@ -340,7 +347,7 @@ async fn missing_targets(state: &State, mw: &MaintenanceWindow) -> Vec<String> {
             TargetKind::Deployment => present(&state.deployments, &namespace, target).await,
             TargetKind::StatefulSet => present(&state.statefulsets, &namespace, target).await,
             TargetKind::CronJob => present(&state.cronjobs, &namespace, target).await,
-        };
+        }?;
         if found {
             continue;
         }
@@ -362,15 +369,18 @@ async fn missing_targets(state: &State, mw: &MaintenanceWindow) -> Vec<String> {
             (None, None) => format!("spec.targets[{i}]: set name or selector"),
         });
     }
-    missing
+    Ok(missing)
 }
 
 /// How the runs this window started stand, by name.
-async fn run_outcomes(state: &State, mw: &MaintenanceWindow) -> BTreeMap<String, RunOutcome> {
-    state.runs.synced().await;
+async fn run_outcomes(
+    state: &State,
+    mw: &MaintenanceWindow,
+) -> Result<BTreeMap<String, RunOutcome>, kube::Error> {
+    state.runs.synced().await?;
     let namespace = mw.namespace();
     let name = mw.name_any();
-    state
+    Ok(state
         .runs
         .store
         .state()
@@ -384,7 +394,7 @@ async fn run_outcomes(state: &State, mw: &MaintenanceWindow) -> BTreeMap<String,
             };
             (run.name_any(), outcome)
         })
-        .collect()
+        .collect())
 }
 
 fn occurrence_of(interval: &WindowInterval) -> Occurrence {
@@ -794,7 +804,7 @@ impl Reconcile<'_> {
         let mut failures = Vec::new();
         let mut workloads: BTreeMap<String, Workload> = BTreeMap::new();
         for (i, target) in self.mw.spec.targets.iter().enumerate() {
-            let names = resolve(self.state, &self.namespace, target).await;
+            let names = resolve(self.state, &self.namespace, target).await?;
             if names.is_empty() {
                 self.event(
                     EventType::Warning,
@@ -1244,14 +1254,14 @@ async fn reconcile(mw: Arc<MaintenanceWindow>, state: Arc<State>) -> Result<Acti
     };
     let mut missing_runbooks = Vec::new();
     for (field, runbook) in runbooks_named(&mw) {
-        if !runtime::exists(&state.runbooks, &namespace, runbook).await {
+        if !runtime::exists(&state.runbooks, &namespace, runbook).await? {
             missing_runbooks.push((field, runbook.to_owned()));
         }
     }
     let now = Timestamp::now();
     let problems = problems(&mw, &Observed { missing_runbooks }, now);
-    let missing = missing_targets(&state, &mw).await;
-    let runs = run_outcomes(&state, &mw).await;
+    let missing = missing_targets(&state, &mw).await?;
+    let runs = run_outcomes(&state, &mw).await?;
     let mut r = Reconcile {
         state: &state,
         mw: &mw,

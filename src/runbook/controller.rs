@@ -111,15 +111,15 @@ fn backup_policies(rb: &Runbook) -> impl Iterator<Item = (String, &str)> {
     })
 }
 
-async fn observe(rb: &Runbook, state: &State) -> Observed {
+async fn observe(rb: &Runbook, state: &State) -> Result<Observed, kube::Error> {
     let ns = rb.namespace().unwrap_or_default();
     let mut missing_policies = Vec::new();
     for (path, policy) in backup_policies(rb) {
-        if !runtime::exists(&state.policies, &ns, policy).await {
+        if !runtime::exists(&state.policies, &ns, policy).await? {
             missing_policies.push((path, policy.to_owned()));
         }
     }
-    Observed { missing_policies }
+    Ok(Observed { missing_policies })
 }
 
 /// Every problem with the spec that the API server could not catch.
@@ -165,7 +165,7 @@ pub fn desired_status(rb: &Runbook, verdict: &validation::Verdict) -> RunbookSta
 
 async fn reconcile(rb: Arc<Runbook>, state: Arc<State>) -> Result<Action, Error> {
     let ctx = &state.ctx;
-    let observed = observe(&rb, &state).await;
+    let observed = observe(&rb, &state).await?;
     let problems = problems(&rb, &observed);
     let existing = rb
         .status
@@ -184,7 +184,7 @@ async fn reconcile(rb: Arc<Runbook>, state: Arc<State>) -> Result<Action, Error>
     let name = rb.name_any();
     // History and concurrency are decided from the runs cache: never from one that has not
     // listed yet, or a restart would read "no runs" and rewrite lastRun.
-    state.runs.synced().await;
+    state.runs.synced().await?;
     let runs = state.runs.store.state();
     let mine: Vec<&RunbookRun> = runs
         .iter()

@@ -815,7 +815,7 @@ async fn start(
         }
     };
     if let Some(requirement) = &runbook.spec.requires_maintenance_window {
-        state.windows.synced().await;
+        state.windows.synced().await?;
         let selector = &requirement.selector.match_labels;
         let windows = state.windows.store.state();
         let open = crate::maintenance_window::open_window(
