@@ -43,6 +43,42 @@ impl Drop for Operator {
     }
 }
 
+/// The ServiceAccount every operator process of the suite acts as, e.g.
+/// `system:serviceaccount:runbook-system:runbook-operator`: `make test` installs the Helm chart
+/// and sets this, so the whole suite runs under the chart's RBAC and a missing rule fails the
+/// test that needs it. Unset, operators run with the kubeconfig's own (admin) identity.
+pub const OPERATOR_IDENTITY: &str = "E2E_OPERATOR_SERVICE_ACCOUNT";
+
+/// A kubeconfig like the suite's whose user impersonates [`OPERATOR_IDENTITY`], written once.
+fn operator_kubeconfig() -> Option<PathBuf> {
+    static PATH: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let identity = std::env::var(OPERATOR_IDENTITY)
+            .ok()
+            .filter(|s| !s.is_empty())?;
+        Some(impersonating_kubeconfig(&identity, "operator"))
+    })
+    .clone()
+}
+
+/// Writes a copy of the suite's kubeconfig whose users act as `identity` (the API server adds
+/// a ServiceAccount's groups itself), and returns its path.
+pub fn impersonating_kubeconfig(identity: &str, label: &str) -> PathBuf {
+    let mut config = kube::config::Kubeconfig::read().expect("read the suite's kubeconfig");
+    for named in &mut config.auth_infos {
+        if let Some(auth) = named.auth_info.as_mut() {
+            auth.impersonate = Some(identity.to_owned());
+        }
+    }
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "e2e-{label}-{:06x}.kubeconfig",
+        rand::random::<u32>() & 0xff_ffff
+    ));
+    let yaml = serde_yaml::to_string(&config).expect("kubeconfig as YAML");
+    std::fs::write(&path, yaml).expect("write the impersonating kubeconfig");
+    path
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -102,15 +138,18 @@ impl TestNamespace {
             .append(true)
             .open(&log)
             .expect("operator log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_runbook-operator"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_runbook-operator"));
+        command
             .args(["run", "--namespace", &self.name, "--probe-addr"])
             .arg(format!("127.0.0.1:{port}"))
             .args(extra)
             .stdout(file.try_clone().expect("log handle"))
             .stderr(file)
-            .env("NO_COLOR", "1")
-            .spawn()
-            .expect("start the operator binary");
+            .env("NO_COLOR", "1");
+        if let Some(kubeconfig) = operator_kubeconfig() {
+            command.env("KUBECONFIG", kubeconfig);
+        }
+        let child = command.spawn().expect("start the operator binary");
         let operator = Operator {
             child,
             probe: format!("http://127.0.0.1:{port}"),
