@@ -77,6 +77,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Settings.
     pub config: Config,
+    /// Lists and watches the API server refuses, for `/readyz`.
+    pub refused_lists: crate::runtime::RefusedLists,
 }
 
 impl Context {
@@ -92,6 +94,7 @@ impl Context {
             client,
             metrics: Arc::new(Metrics::default()),
             config,
+            refused_lists: Default::default(),
         }
     }
 

@@ -186,6 +186,7 @@ async fn run(
         ready: ready.clone(),
         standby: standby.clone(),
         metrics: ctx.metrics.clone(),
+        refused: ctx.refused_lists.clone(),
     };
     let http = tokio::spawn(server::serve(probe_addr, probe, stop.clone()));
     info!(%probe_addr, "serving /healthz, /readyz and /metrics");

@@ -84,6 +84,7 @@ pub fn watch_decoded_with<K: Kind>(
         None => Api::all_with(ctx.client.clone(), &resource),
     };
     let (reader, writer) = reflector::store::<K>();
+    let refused = ctx.refused_lists.clone();
     let ctx = ctx.clone();
     let decoded = watcher(api, config.any_semantic())
         .default_backoff()
@@ -96,7 +97,7 @@ pub fn watch_decoded_with<K: Kind>(
                 }
             }
         });
-    let (cache, signal) = Cache::new(reader);
+    let (cache, signal) = Cache::new(reader, refused);
     let stream = signal
         .wrap(reflector::reflector(writer, decoded))
         .applied_objects();
@@ -404,45 +405,65 @@ async fn report_forbidden<K: Kind>(
         note.clone(),
     )
     .await;
-    let value = match serde_json::to_value(obj.as_ref()) {
+    let mut value = match serde_json::to_value(obj.as_ref()) {
         Ok(value) => value,
         Err(err) => {
             warn!(%err, "cannot read the object's conditions");
             return;
         }
     };
-    let existing: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> = value
-        .pointer("/status/conditions")
-        .cloned()
-        .and_then(|c| serde_json::from_value(c).ok())
-        .unwrap_or_default();
-    let desired = [crate::conditions::Desired::new(
-        crate::conditions::READY,
-        crate::conditions::Status::False,
-        REASON_FORBIDDEN,
-        note,
-    )];
-    let merged = crate::conditions::merge(&existing, &desired, obj.meta().generation, &now());
-    if merged == existing {
-        return;
-    }
     let resource = ApiResource::erase::<K>(&());
     let api: Api<DynamicObject> = Api::namespaced_with(
         ctx.client.clone(),
         &obj.namespace().unwrap_or_default(),
         &resource,
     );
-    let patch = serde_json::json!({
-        "metadata": {"resourceVersion": obj.resource_version()},
-        "status": {"conditions": merged},
-    });
-    match api
-        .patch_status(&obj.name_any(), &patch_params(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => ctx.metrics.count_write(controller, "status"),
-        Err(err) => {
-            warn!(controller, object = %obj.name_any(), %err, "cannot record the refusal in status")
+    let desired = [crate::conditions::Desired::new(
+        crate::conditions::READY,
+        crate::conditions::Status::False,
+        REASON_FORBIDDEN,
+        note,
+    )];
+    // The cached copy may be behind the object (its controller keeps writing status): on a
+    // conflict, merge into the current copy instead.
+    for _ in 0..3 {
+        let existing: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> = value
+            .pointer("/status/conditions")
+            .cloned()
+            .and_then(|c| serde_json::from_value(c).ok())
+            .unwrap_or_default();
+        let generation = value
+            .pointer("/metadata/generation")
+            .and_then(|g| g.as_i64());
+        let merged = crate::conditions::merge(&existing, &desired, generation, &now());
+        if merged == existing {
+            return;
+        }
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": value.pointer("/metadata/resourceVersion")},
+            "status": {"conditions": merged},
+        });
+        let err = match api
+            .patch_status(&obj.name_any(), &patch_params(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                ctx.metrics.count_write(controller, "status");
+                return;
+            }
+            Err(err) => err,
+        };
+        let conflict = matches!(&err, kube::Error::Api(status) if status.code == 409);
+        let fresh = match conflict {
+            true => api.get_opt(&obj.name_any()).await,
+            false => Ok(None),
+        };
+        match fresh.map(|o| o.and_then(|o| serde_json::to_value(o).ok())) {
+            Ok(Some(current)) => value = current,
+            _ => {
+                warn!(controller, object = %obj.name_any(), %err, "cannot record the refusal in status");
+                return;
+            }
         }
     }
 }
@@ -508,7 +529,7 @@ where
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
-    let (cache, signal) = Cache::new(reader);
+    let (cache, signal) = Cache::new(reader, ctx.refused_lists.clone());
     let stream = signal
         .wrap(reflector::reflector(
             writer,
@@ -542,7 +563,7 @@ where
 {
     let (reader, writer) = reflector::store();
     let api: Api<K> = scoped_api(ctx);
-    let (cache, signal) = Cache::new(reader);
+    let (cache, signal) = Cache::new(reader, ctx.refused_lists.clone());
     let stream = signal
         .wrap(reflector::reflector(
             writer,
@@ -688,8 +709,41 @@ fn refusal(err: &watcher::Error) -> Option<Box<kube::core::Status>> {
     (status.code == 403).then(|| status.clone())
 }
 
+/// The lists and watches the API server currently refuses, by the message it gave, so
+/// `/readyz` can say why the operator is not ready (a primary kind it may not list has no
+/// object to report on).
+#[derive(Clone, Debug, Default)]
+pub struct RefusedLists(Arc<std::sync::Mutex<std::collections::BTreeMap<u64, String>>>);
+
+impl RefusedLists {
+    fn set(&self, cache: u64, message: Option<String>) {
+        if let Ok(mut map) = self.0.lock() {
+            match message {
+                Some(message) => map.insert(cache, message),
+                None => map.remove(&cache),
+            };
+        }
+    }
+
+    /// The API server's messages, one per refused cache, deduplicated.
+    pub fn messages(&self) -> Vec<String> {
+        let mut messages: Vec<String> = self
+            .0
+            .lock()
+            .map(|map| map.values().cloned().collect())
+            .unwrap_or_default();
+        messages.sort();
+        messages.dedup();
+        messages
+    }
+}
+
 /// Sets a [`Cache`]'s synced signal when its stream has delivered the first full list.
-pub struct SyncSignal(tokio::sync::watch::Sender<Listing>);
+pub struct SyncSignal {
+    listing: tokio::sync::watch::Sender<Listing>,
+    refused: RefusedLists,
+    id: u64,
+}
 
 impl SyncSignal {
     /// Passes `stream` through, raising the signal after the first `InitDone` (which the
@@ -701,13 +755,15 @@ impl SyncSignal {
     {
         stream.inspect(move |event| match event {
             Ok(Event::InitDone) => {
-                self.0.send_replace(Listing::Done);
+                self.listing.send_replace(Listing::Done);
+                self.refused.set(self.id, None);
             }
             Err(err) => {
                 if let Some(status) = refusal(err) {
+                    self.refused.set(self.id, Some(status.message.clone()));
                     // A cache that listed once keeps serving what it has; only a cache that
                     // never listed makes its readers fail.
-                    self.0.send_if_modified(|listing| {
+                    self.listing.send_if_modified(|listing| {
                         if *listing == Listing::Done {
                             return false;
                         }
@@ -725,9 +781,15 @@ impl<K: Resource + Clone + 'static> Cache<K>
 where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    fn new(store: Store<K>) -> (Self, SyncSignal) {
+    fn new(store: Store<K>, refused: RefusedLists) -> (Self, SyncSignal) {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let (tx, rx) = tokio::sync::watch::channel(Listing::Pending);
-        (Self { store, synced: rx }, SyncSignal(tx))
+        let signal = SyncSignal {
+            listing: tx,
+            refused,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        };
+        (Self { store, synced: rx }, signal)
     }
 
     /// Resolves once the cache has listed (immediately after that), or with the API server's

@@ -21,6 +21,8 @@ pub struct Probe {
     pub standby: Arc<AtomicBool>,
     /// Metrics to render.
     pub metrics: Arc<Metrics>,
+    /// Lists and watches the API server refuses, named by `/readyz` while not ready.
+    pub refused: crate::runtime::RefusedLists,
 }
 
 /// Serves the endpoints until `shutdown` resolves.
@@ -40,16 +42,26 @@ pub async fn serve(
         .await
 }
 
-async fn readyz(State(probe): State<Probe>) -> (StatusCode, &'static str) {
+async fn readyz(State(probe): State<Probe>) -> (StatusCode, String) {
     if probe.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok")
+        (StatusCode::OK, "ok".into())
     } else if probe.standby.load(Ordering::Relaxed) {
         (
             StatusCode::OK,
-            "standby: another replica holds the leader Lease",
+            "standby: another replica holds the leader Lease".into(),
         )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
+        let refused = probe.refused.messages();
+        let body = if refused.is_empty() {
+            "caches not synced yet".to_owned()
+        } else {
+            format!(
+                "caches not synced yet: the API server refuses {} list(s): {}; grant the operator's ServiceAccount list and watch on them",
+                refused.len(),
+                refused.join("; ")
+            )
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, body)
     }
 }
 
