@@ -465,6 +465,9 @@ start_etcd() {
 }
 
 start_apiserver() {
+	# OwnerReferencesPermissionEnforcement (on in OpenShift and hardened clusters) makes an
+	# owner reference with blockOwnerDeletion need `update` on the owner's finalizers, so the
+	# Helm chart's RBAC is tested against the stricter rule.
 	# The advertise address is pinned to loopback (works without a default
 	# route); the kubernetes Service endpoints are then not reconciled, which
 	# nothing here needs because no pod really runs.
@@ -479,6 +482,7 @@ start_apiserver() {
 		--service-account-signing-key-file="$PKI/sa.key" \
 		--service-cluster-ip-range=10.96.0.0/16 \
 		--authorization-mode=Node,RBAC \
+		--enable-admission-plugins=OwnerReferencesPermissionEnforcement \
 		--allow-privileged=true --profiling=false --v=1
 }
 
