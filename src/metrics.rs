@@ -1,10 +1,13 @@
 //! Prometheus metrics of the operator, served as text on `/metrics`.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kube::runtime::controller::Action;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -30,7 +33,7 @@ pub struct WriteLabels {
 }
 
 /// Labels naming one BackupPolicy.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub struct PolicyLabels {
     /// The policy's namespace.
     pub namespace: String,
@@ -51,12 +54,67 @@ pub struct BackupFreshness {
 
 /// Reads every policy's freshness at scrape time, so ages are exact when scraped and a
 /// deleted policy's series disappears with it.
-pub type BackupSource = Box<dyn Fn() -> Vec<BackupFreshness> + Send + Sync>;
+pub type BackupSource = Source<BackupFreshness>;
 
-/// The collector behind `backup_age_seconds` and `backup_rpo_seconds`; the BackupPolicy
+/// Functions read at scrape time, one per controller set: with one set of controllers per
+/// watched namespace, each installs its own, and a scrape reads them all.
+pub struct Sources<T>(Arc<Mutex<Vec<Source<T>>>>);
+
+/// One scrape-time source: the rows of one controller set's cache.
+pub type Source<T> = Box<dyn Fn() -> Vec<T> + Send + Sync>;
+
+impl<T> Clone for Sources<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T> Default for Sources<T> {
+    fn default() -> Self {
+        Self(Arc::default())
+    }
+}
+
+impl<T> Sources<T> {
+    /// Adds a source; every installed source is read at each scrape.
+    pub fn install(&self, source: Source<T>) {
+        if let Ok(mut sources) = self.0.lock() {
+            sources.push(source);
+        }
+    }
+
+    /// Every row of every source.
+    fn read(&self) -> Vec<T> {
+        match self.0.lock() {
+            Ok(sources) => sources.iter().flat_map(|source| source()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// Encodes one gauge family from `(labels, value)` rows; nothing when there are none.
+/// Rows with the same labels (two sources covering one object) are written once.
+fn encode_gauges<L: EncodeLabelSet + Ord>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: Vec<(L, f64)>,
+) -> Result<(), std::fmt::Error> {
+    let rows: BTreeMap<L, f64> = rows.into_iter().collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in &rows {
+        ConstGauge::new(*value).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+/// The collector behind `backup_age_seconds` and `backup_rpo_seconds`; each BackupPolicy
 /// controller installs its source once its cache exists.
 #[derive(Clone, Default)]
-pub struct BackupGauges(Arc<OnceLock<BackupSource>>);
+pub struct BackupGauges(Sources<BackupFreshness>);
 
 impl std::fmt::Debug for BackupGauges {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,65 +123,223 @@ impl std::fmt::Debug for BackupGauges {
 }
 
 impl BackupGauges {
-    /// Installs the source; a second call is ignored.
+    /// Adds a source (one per controller set).
     pub fn install(&self, source: BackupSource) {
-        let _ = self.0.set(source);
+        self.0.install(source);
     }
 }
 
 impl Collector for BackupGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(source) = self.0.get() else {
-            return Ok(());
-        };
-        let policies = source();
+        let policies = self.0.read();
         let now = jiff::Timestamp::now();
-        let ages: Vec<_> = policies
+        let ages = policies
             .iter()
             .filter_map(|p| {
                 let at = p.newest_good?;
                 let age = now.duration_since(at).as_secs_f64().max(0.0);
-                Some((&p.labels, ConstGauge::new(age)))
+                Some((p.labels.clone(), age))
             })
             .collect();
-        if !ages.is_empty() {
-            let mut family = encoder.encode_descriptor(
-                "backup_age_seconds",
-                "Age of the newest good backup (verified, when the policy verifies) per BackupPolicy",
-                None,
-                ages[0].1.metric_type(),
-            )?;
-            for (labels, gauge) in &ages {
-                gauge.encode(family.encode_family(*labels)?)?;
-            }
-        }
-        let rpos: Vec<_> = policies
+        encode_gauges(
+            &mut encoder,
+            "backup_age_seconds",
+            "Age of the newest good backup (verified, when the policy verifies) per BackupPolicy",
+            ages,
+        )?;
+        let rpos = policies
             .iter()
-            .filter_map(|p| Some((&p.labels, ConstGauge::new(p.rpo?.as_secs_f64()))))
+            .filter_map(|p| Some((p.labels.clone(), p.rpo?.as_secs_f64())))
             .collect();
-        if !rpos.is_empty() {
-            let mut family = encoder.encode_descriptor(
-                "backup_rpo_seconds",
-                "Recovery-point objective (spec.rpo) per BackupPolicy",
-                None,
-                rpos[0].1.metric_type(),
-            )?;
-            for (labels, gauge) in &rpos {
-                gauge.encode(family.encode_family(*labels)?)?;
-            }
-        }
-        Ok(())
+        encode_gauges(
+            &mut encoder,
+            "backup_rpo_seconds",
+            "Recovery-point objective (spec.rpo) per BackupPolicy",
+            rpos,
+        )
     }
+}
+
+/// Labels naming one MaintenanceWindow.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct WindowLabels {
+    /// The window's namespace.
+    pub namespace: String,
+    /// The window's name.
+    pub window: String,
+}
+
+/// Labels naming one BlueGreenRelease.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct ReleaseLabels {
+    /// The release's namespace.
+    pub namespace: String,
+    /// The release's name.
+    pub release: String,
+}
+
+/// Reads every window at scrape time: its labels and whether its changes are in effect.
+pub type WindowSource = Source<(WindowLabels, bool)>;
+
+/// Reads every release at scrape time: its labels and whether it is degraded.
+pub type ReleaseSource = Source<(ReleaseLabels, bool)>;
+
+/// The collector behind `maintenance_window_active` and `release_degraded`, computed from the
+/// controllers' caches at scrape time so a deleted object's series disappears with it.
+#[derive(Clone, Default)]
+pub struct ObjectGauges {
+    windows: Sources<(WindowLabels, bool)>,
+    releases: Sources<(ReleaseLabels, bool)>,
+}
+
+impl std::fmt::Debug for ObjectGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ObjectGauges")
+    }
+}
+
+impl ObjectGauges {
+    /// Adds a MaintenanceWindow source (one per controller set).
+    pub fn install_windows(&self, source: WindowSource) {
+        self.windows.install(source);
+    }
+
+    /// Adds a BlueGreenRelease source (one per controller set).
+    pub fn install_releases(&self, source: ReleaseSource) {
+        self.releases.install(source);
+    }
+}
+
+fn flag(on: bool) -> f64 {
+    if on { 1.0 } else { 0.0 }
+}
+
+impl Collector for ObjectGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_gauges(
+            &mut encoder,
+            "maintenance_window_active",
+            "1 while a MaintenanceWindow's changes are in effect (phase Active or Restoring), else 0",
+            self.windows
+                .read()
+                .into_iter()
+                .map(|(labels, active)| (labels, flag(active)))
+                .collect(),
+        )?;
+        encode_gauges(
+            &mut encoder,
+            "release_degraded",
+            "1 while a BlueGreenRelease is degraded (phase Degraded or condition Degraded=True: validation failed, aborted, rolled back, or no ready pods to serve), else 0",
+            self.releases
+                .read()
+                .into_iter()
+                .map(|(labels, degraded)| (labels, flag(degraded)))
+                .collect(),
+        )
+    }
+}
+
+/// Labels naming a controller and how a reconcile ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// Controller name.
+    pub controller: String,
+    /// [`ReconcileResult`] as text.
+    pub result: String,
+}
+
+/// How a reconcile ended, as controller-runtime's `reconcile_total` counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReconcileResult {
+    /// Returned `Action::await_change()`: nothing more until a watched object changes.
+    Success,
+    /// Returned `Action::requeue(..)`: a timer was set.
+    RequeueAfter,
+    /// Returned an error (retried by the error policy).
+    Error,
+}
+
+impl ReconcileResult {
+    /// Classifies a reconcile's outcome. kube's `Action` has no getter for its timer, but it
+    /// is `PartialEq`: anything other than `await_change()` set one.
+    pub fn of<E>(outcome: &Result<Action, E>) -> Self {
+        match outcome {
+            Err(_) => Self::Error,
+            Ok(action) if *action == Action::await_change() => Self::Success,
+            Ok(_) => Self::RequeueAfter,
+        }
+    }
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::RequeueAfter => "requeue_after",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Labels of `build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The crate version.
+    pub version: String,
+}
+
+/// Labels naming a Runbook and how one of its runs ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    /// The run's namespace.
+    pub namespace: String,
+    /// The Runbook the run names.
+    pub runbook: String,
+    /// The run's terminal phase: Succeeded, Failed or Cancelled.
+    pub result: String,
+}
+
+/// Labels of a finished step.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    /// The step's action, e.g. `scale`, `job`, `http`.
+    pub r#type: String,
+    /// The step's final phase: Succeeded, Failed or Skipped.
+    pub result: String,
+}
+
+/// Labels of a traffic switch's latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SwitchResultLabels {
+    /// `Switched` (to a new revision) or `RolledBack` (back to the previous one).
+    pub result: String,
+}
+
+/// Labels of a completed traffic switch.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SwitchLabels {
+    /// The release's namespace.
+    pub namespace: String,
+    /// The release's name.
+    pub release: String,
+    /// `Switched` or `RolledBack`.
+    pub result: String,
 }
 
 /// All metrics the operator exports.
 pub struct Metrics {
-    /// Reconciles started, per controller.
+    /// Reconciles finished, per controller (kept beside `reconcile_total` for dashboards and
+    /// benchmarks that read it).
     pub reconciles: Family<ControllerLabels, Counter>,
+    /// Reconciles finished, per controller and [`ReconcileResult`].
+    pub reconcile_results: Family<ResultLabels, Counter>,
     /// Reconciles that ended in an error, per controller.
     pub reconcile_errors: Family<ControllerLabels, Counter>,
     /// Reconcile duration in seconds, per controller.
     pub reconcile_duration: Family<ControllerLabels, Histogram>,
+    /// Reconciles in progress, per controller.
+    pub active_workers: Family<ControllerLabels, Gauge>,
+    /// Objects waiting for a reconcile after their own watch event, per controller.
+    pub workqueue_depth: Family<ControllerLabels, Gauge>,
     /// Writes to the API server, per controller and kind of write.
     pub api_writes: Family<WriteLabels, Counter>,
     /// Watched objects skipped because they could not be decoded, per controller.
@@ -132,44 +348,80 @@ pub struct Metrics {
     pub ready: Gauge,
     /// 1 while this process holds the leader Lease (or runs without leader election).
     pub leader: Gauge,
+    /// RunbookRuns that reached a terminal phase.
+    pub runs: Family<RunLabels, Counter>,
+    /// Duration of finished steps.
+    pub step_duration: Family<StepLabels, Histogram>,
+    /// Targets a MaintenanceWindow failed to restore.
+    pub window_restore_failures: Family<WindowLabels, Counter>,
+    /// Completed traffic switches of BlueGreenReleases.
+    pub release_switches: Family<SwitchLabels, Counter>,
+    /// Time from a selector patch to the new slot serving alone.
+    pub release_switch_duration: Family<SwitchResultLabels, Histogram>,
     /// Backup age and RPO per BackupPolicy, computed at scrape time.
     pub backups: BackupGauges,
+    /// Window activity and release health, computed at scrape time.
+    pub objects: ObjectGauges,
+    /// Objects per controller whose watch event arrived and whose reconcile has not started.
+    pending: Mutex<HashMap<String, HashSet<(String, String)>>>,
     registry: Registry,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let reconciles = Family::<ControllerLabels, Counter>::default();
-        let reconcile_errors = Family::<ControllerLabels, Counter>::default();
-        let reconcile_duration =
-            Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.001, 2.0, 14))
-            });
-        let api_writes = Family::<WriteLabels, Counter>::default();
-        let decode_errors = Family::<ControllerLabels, Counter>::default();
-        let ready = Gauge::default();
         let mut registry = Registry::with_prefix("runbook_operator");
-        registry.register("reconciles", "Reconciles started", reconciles.clone());
+        let reconciles = Family::<ControllerLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles finished, per controller (the sum of reconcile_total over result)",
+            reconciles.clone(),
+        );
+        let reconcile_results = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "reconcile",
+            "Reconciles finished, per controller and result: success (waits for the next change), requeue_after (set a timer), error (retried after 10s)",
+            reconcile_results.clone(),
+        );
+        let reconcile_errors = Family::<ControllerLabels, Counter>::default();
         registry.register(
             "reconcile_errors",
             "Reconciles that returned an error",
             reconcile_errors.clone(),
         );
+        let reconcile_duration =
+            Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 14))
+            });
         registry.register(
             "reconcile_duration_seconds",
             "Time spent in one reconcile",
             reconcile_duration.clone(),
         );
+        let active_workers = Family::<ControllerLabels, Gauge>::default();
+        registry.register(
+            "active_workers",
+            "Reconciles in progress",
+            active_workers.clone(),
+        );
+        let workqueue_depth = Family::<ControllerLabels, Gauge>::default();
+        registry.register(
+            "workqueue_depth",
+            "Objects of the controller's own kind whose watch event arrived and whose reconcile has not started yet (one per object, as a workqueue dedups); reconciles woken by owned or related objects or by timers are not counted",
+            workqueue_depth.clone(),
+        );
+        let api_writes = Family::<WriteLabels, Counter>::default();
         registry.register(
             "api_writes",
             "Writes sent to the API server (status patches, events)",
             api_writes.clone(),
         );
+        let decode_errors = Family::<ControllerLabels, Counter>::default();
         registry.register(
             "decode_errors",
             "Watched objects skipped because they could not be decoded",
             decode_errors.clone(),
         );
+        let ready = Gauge::default();
         registry.register(
             "ready",
             "1 once every controller's cache has synced",
@@ -181,33 +433,101 @@ impl Default for Metrics {
             "1 while this process holds the leader Lease (or runs without leader election)",
             leader.clone(),
         );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the version label is the operator's version",
+            build_info,
+        );
+        let runs = Family::<RunLabels, Counter>::default();
+        registry.register(
+            "runs",
+            "RunbookRuns that reached a terminal phase (result: Succeeded, Failed, Cancelled), counted when the operator writes that phase",
+            runs.clone(),
+        );
+        let step_duration = Family::<StepLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.1, 2.0, 18))
+        });
+        registry.register(
+            "step_duration_seconds",
+            "Time from a step's start to its end (result: Succeeded, Failed, Skipped), observed when the operator writes the step's final phase; steps skipped without starting are not observed",
+            step_duration.clone(),
+        );
+        let window_restore_failures = Family::<WindowLabels, Counter>::default();
+        registry.register(
+            "window_restore_failures",
+            "Targets a MaintenanceWindow could not restore when it ended (a RestoreFailed Event each; lastWindow.result Failed)",
+            window_restore_failures.clone(),
+        );
+        let release_switches = Family::<SwitchLabels, Counter>::default();
+        registry.register(
+            "release_switches",
+            "Completed traffic switches of a BlueGreenRelease (result: Switched to a new slot, RolledBack to the previous one), counted when status.switchedAt is written",
+            release_switches.clone(),
+        );
+        let release_switch_duration =
+            Family::<SwitchResultLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.05, 2.0, 14))
+            });
+        registry.register(
+            "release_switch_duration_seconds",
+            "Time from sending the active Service's selector patch to seeing its endpoints be only ready pods of the new slot",
+            release_switch_duration.clone(),
+        );
         let backups = BackupGauges::default();
         registry.register_collector(Box::new(backups.clone()));
+        let objects = ObjectGauges::default();
+        registry.register_collector(Box::new(objects.clone()));
         Self {
-            leader,
-            backups,
             reconciles,
+            reconcile_results,
             reconcile_errors,
             reconcile_duration,
+            active_workers,
+            workqueue_depth,
             api_writes,
             decode_errors,
             ready,
+            leader,
+            runs,
+            step_duration,
+            window_restore_failures,
+            release_switches,
+            release_switch_duration,
+            backups,
+            objects,
+            pending: Mutex::default(),
             registry,
         }
     }
 }
 
+fn controller_labels(controller: &str) -> ControllerLabels {
+    ControllerLabels {
+        controller: controller.to_owned(),
+    }
+}
+
 impl Metrics {
-    /// Counts a reconcile and its duration.
-    pub fn observe_reconcile(&self, controller: &str, took: Duration, failed: bool) {
-        let labels = ControllerLabels {
-            controller: controller.to_owned(),
-        };
+    /// Counts a reconcile, its result and its duration.
+    pub fn observe_reconcile(&self, controller: &str, took: Duration, result: ReconcileResult) {
+        let labels = controller_labels(controller);
         self.reconciles.get_or_create(&labels).inc();
+        self.reconcile_results
+            .get_or_create(&ResultLabels {
+                controller: controller.to_owned(),
+                result: result.as_str().to_owned(),
+            })
+            .inc();
         self.reconcile_duration
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
-        if failed {
+        if result == ReconcileResult::Error {
             self.reconcile_errors.get_or_create(&labels).inc();
         }
     }
@@ -222,12 +542,162 @@ impl Metrics {
             .inc();
     }
 
-    /// The registry in Prometheus text format.
+    /// A watch event for `namespace/name` reached `controller`: it waits for a reconcile.
+    pub fn enqueued(&self, controller: &str, namespace: &str, name: &str) {
+        self.update_pending(controller, |set| {
+            set.insert((namespace.to_owned(), name.to_owned()));
+        });
+    }
+
+    /// A reconcile of `namespace/name` started (or was dropped because the object is gone):
+    /// it no longer waits.
+    pub fn dequeued(&self, controller: &str, namespace: &str, name: &str) {
+        self.update_pending(controller, |set| {
+            set.remove(&(namespace.to_owned(), name.to_owned()));
+        });
+    }
+
+    fn update_pending(
+        &self,
+        controller: &str,
+        change: impl FnOnce(&mut HashSet<(String, String)>),
+    ) {
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        let set = pending.entry(controller.to_owned()).or_default();
+        change(set);
+        let depth = i64::try_from(set.len()).unwrap_or(i64::MAX);
+        self.workqueue_depth
+            .get_or_create(&controller_labels(controller))
+            .set(depth);
+    }
+
+    /// Marks a reconcile of `controller` in progress until the guard drops.
+    pub fn working(self: &Arc<Self>, controller: &str) -> Working {
+        let labels = controller_labels(controller);
+        self.active_workers.get_or_create(&labels).inc();
+        Working {
+            metrics: self.clone(),
+            labels,
+        }
+    }
+
+    /// Counts a run that reached the terminal phase `result`.
+    pub fn count_run(&self, namespace: &str, runbook: &str, result: &str) {
+        self.runs
+            .get_or_create(&RunLabels {
+                namespace: namespace.to_owned(),
+                runbook: runbook.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records a step of action `type_` that ended in `result` after `took`.
+    pub fn observe_step(&self, type_: &str, result: &str, took: Duration) {
+        self.step_duration
+            .get_or_create(&StepLabels {
+                r#type: type_.to_owned(),
+                result: result.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts `failed` targets a window could not restore.
+    pub fn count_restore_failures(&self, namespace: &str, window: &str, failed: u64) {
+        if failed == 0 {
+            return;
+        }
+        self.window_restore_failures
+            .get_or_create(&WindowLabels {
+                namespace: namespace.to_owned(),
+                window: window.to_owned(),
+            })
+            .inc_by(failed);
+    }
+
+    /// Counts a completed switch of a release and, when known, how long it took.
+    pub fn observe_switch(
+        &self,
+        namespace: &str,
+        release: &str,
+        result: &str,
+        took: Option<Duration>,
+    ) {
+        self.release_switches
+            .get_or_create(&SwitchLabels {
+                namespace: namespace.to_owned(),
+                release: release.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+        if let Some(took) = took {
+            self.release_switch_duration
+                .get_or_create(&SwitchResultLabels {
+                    result: result.to_owned(),
+                })
+                .observe(took.as_secs_f64());
+        }
+    }
+
+    /// The registry in the Prometheus text format (0.0.4), which `/metrics` declares.
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        open_metrics_to_text(&out)
+    }
+}
+
+/// prometheus-client writes OpenMetrics, where a counter's HELP and TYPE name the family
+/// (`x`) and its sample is `x_total`; in the Prometheus text format they must name the sample
+/// (`x_total`), or Prometheus and `promtool check metrics` see a counter without metadata.
+/// Renames those lines and drops the OpenMetrics `# EOF` terminator.
+fn open_metrics_to_text(open_metrics: &str) -> String {
+    let counters: HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len() + 16 * counters.len());
+    for line in open_metrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|prefix| Some((prefix, line.strip_prefix(prefix)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A reconcile in progress: counted in `active_workers` until dropped, so a reconcile that
+/// panics or is cancelled at shutdown is not counted forever.
+pub struct Working {
+    metrics: Arc<Metrics>,
+    labels: ControllerLabels,
+}
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        self.metrics
+            .active_workers
+            .get_or_create(&self.labels)
+            .dec();
     }
 }
 
@@ -238,8 +708,12 @@ mod tests {
     #[test]
     fn renders_counts_per_controller() {
         let m = Metrics::default();
-        m.observe_reconcile("runbook", Duration::from_millis(3), false);
-        m.observe_reconcile("runbook", Duration::from_millis(5), true);
+        m.observe_reconcile(
+            "runbook",
+            Duration::from_millis(3),
+            ReconcileResult::Success,
+        );
+        m.observe_reconcile("runbook", Duration::from_millis(5), ReconcileResult::Error);
         m.count_write("runbook", "status");
         let text = m.render();
         assert!(
@@ -311,5 +785,279 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    fn value_of(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn classifies_reconcile_results_by_action() {
+        let ok = |a: Action| Ok::<_, std::fmt::Error>(a);
+        assert_eq!(
+            ReconcileResult::of(&ok(Action::await_change())),
+            ReconcileResult::Success
+        );
+        assert_eq!(
+            ReconcileResult::of(&ok(Action::requeue(Duration::from_secs(5)))),
+            ReconcileResult::RequeueAfter
+        );
+        // A zero timer is still a timer.
+        assert_eq!(
+            ReconcileResult::of(&ok(Action::requeue(Duration::ZERO))),
+            ReconcileResult::RequeueAfter
+        );
+        assert_eq!(
+            ReconcileResult::of(&Err::<Action, _>(std::fmt::Error)),
+            ReconcileResult::Error
+        );
+        let m = Metrics::default();
+        m.observe_reconcile("run", Duration::ZERO, ReconcileResult::Success);
+        m.observe_reconcile("run", Duration::ZERO, ReconcileResult::RequeueAfter);
+        m.observe_reconcile("run", Duration::ZERO, ReconcileResult::RequeueAfter);
+        m.observe_reconcile("run", Duration::ZERO, ReconcileResult::Error);
+        let text = m.render();
+        for (result, n) in [("success", 1.0), ("requeue_after", 2.0), ("error", 1.0)] {
+            let series = format!(
+                "runbook_operator_reconcile_total{{controller=\"run\",result=\"{result}\"}}"
+            );
+            assert_eq!(value_of(&text, &series), Some(n), "{series} in {text}");
+        }
+        assert_eq!(
+            value_of(
+                &text,
+                "runbook_operator_reconciles_total{controller=\"run\"}"
+            ),
+            Some(4.0)
+        );
+    }
+
+    #[test]
+    fn queue_depth_counts_each_waiting_object_once() {
+        let m = Metrics::default();
+        let depth = |m: &Metrics, c: &str| {
+            value_of(
+                &m.render(),
+                &format!("runbook_operator_workqueue_depth{{controller=\"{c}\"}}"),
+            )
+        };
+        m.enqueued("run", "shop", "a");
+        m.enqueued("run", "shop", "a");
+        m.enqueued("run", "shop", "b");
+        m.enqueued("run", "other", "a");
+        m.enqueued("window", "shop", "a");
+        assert_eq!(depth(&m, "run"), Some(3.0));
+        assert_eq!(depth(&m, "window"), Some(1.0));
+        m.dequeued("run", "shop", "a");
+        assert_eq!(depth(&m, "run"), Some(2.0));
+        // A reconcile of an object that was never waiting (a timer) changes nothing.
+        m.dequeued("run", "shop", "zzz");
+        assert_eq!(depth(&m, "run"), Some(2.0));
+        m.dequeued("run", "shop", "b");
+        m.dequeued("run", "other", "a");
+        assert_eq!(depth(&m, "run"), Some(0.0));
+        assert_eq!(depth(&m, "window"), Some(1.0));
+    }
+
+    #[test]
+    fn active_workers_follow_the_guards() {
+        let m = Arc::new(Metrics::default());
+        let series = "runbook_operator_active_workers{controller=\"run\"}";
+        let first = m.working("run");
+        let second = m.working("run");
+        assert_eq!(value_of(&m.render(), series), Some(2.0));
+        drop(first);
+        assert_eq!(value_of(&m.render(), series), Some(1.0));
+        drop(second);
+        assert_eq!(value_of(&m.render(), series), Some(0.0));
+    }
+
+    #[test]
+    fn scrape_time_gauges_read_every_installed_source() {
+        let m = Metrics::default();
+        let text = m.render();
+        assert!(!text.contains("maintenance_window_active"), "{text}");
+        assert!(!text.contains("release_degraded"), "{text}");
+        let window = |ns: &str, name: &str| WindowLabels {
+            namespace: ns.into(),
+            window: name.into(),
+        };
+        let release = |ns: &str, name: &str| ReleaseLabels {
+            namespace: ns.into(),
+            release: name.into(),
+        };
+        // One controller set per namespace, each with its own cache.
+        m.objects
+            .install_windows(Box::new(move || vec![(window("a", "nightly"), true)]));
+        m.objects.install_windows(Box::new(move || {
+            vec![
+                (window("b", "nightly"), false),
+                (window("b", "weekend"), true),
+            ]
+        }));
+        m.objects
+            .install_releases(Box::new(move || vec![(release("a", "web"), true)]));
+        m.objects
+            .install_releases(Box::new(move || vec![(release("b", "web"), false)]));
+        let policy = |ns: &str| BackupFreshness {
+            labels: PolicyLabels {
+                namespace: ns.into(),
+                policy: "nightly".into(),
+            },
+            newest_good: None,
+            rpo: Some(Duration::from_secs(60)),
+        };
+        m.backups.install(Box::new(move || vec![policy("a")]));
+        m.backups.install(Box::new(move || vec![policy("b")]));
+        let text = m.render();
+        for (series, v) in [
+            (
+                "runbook_operator_maintenance_window_active{namespace=\"a\",window=\"nightly\"}",
+                1.0,
+            ),
+            (
+                "runbook_operator_maintenance_window_active{namespace=\"b\",window=\"nightly\"}",
+                0.0,
+            ),
+            (
+                "runbook_operator_maintenance_window_active{namespace=\"b\",window=\"weekend\"}",
+                1.0,
+            ),
+            (
+                "runbook_operator_release_degraded{namespace=\"a\",release=\"web\"}",
+                1.0,
+            ),
+            (
+                "runbook_operator_release_degraded{namespace=\"b\",release=\"web\"}",
+                0.0,
+            ),
+            (
+                "runbook_operator_backup_rpo_seconds{namespace=\"a\",policy=\"nightly\"}",
+                60.0,
+            ),
+            (
+                "runbook_operator_backup_rpo_seconds{namespace=\"b\",policy=\"nightly\"}",
+                60.0,
+            ),
+        ] {
+            assert_eq!(value_of(&text, series), Some(v), "{series} in {text}");
+        }
+        assert_eq!(
+            text.matches("# TYPE runbook_operator_maintenance_window_active gauge")
+                .count(),
+            1,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_series_two_sources_report_is_written_once() {
+        let m = Metrics::default();
+        let row = || {
+            vec![(
+                WindowLabels {
+                    namespace: "a".into(),
+                    window: "w".into(),
+                },
+                true,
+            )]
+        };
+        m.objects.install_windows(Box::new(row));
+        m.objects.install_windows(Box::new(row));
+        let text = m.render();
+        assert_eq!(
+            text.matches("runbook_operator_maintenance_window_active{")
+                .count(),
+            1,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn renders_domain_counters_and_build_info() {
+        let m = Metrics::default();
+        m.count_run("shop", "deploy", "Succeeded");
+        m.count_run("shop", "deploy", "Failed");
+        m.count_run("shop", "deploy", "Failed");
+        m.observe_step("scale", "Succeeded", Duration::from_millis(1500));
+        m.count_restore_failures("shop", "nightly", 0);
+        m.count_restore_failures("shop", "weekend", 2);
+        m.observe_switch("shop", "web", "Switched", Some(Duration::from_millis(800)));
+        m.observe_switch("shop", "web", "RolledBack", None);
+        let text = m.render();
+        for (series, v) in [
+            (
+                "runbook_operator_runs_total{namespace=\"shop\",runbook=\"deploy\",result=\"Failed\"}",
+                2.0,
+            ),
+            (
+                "runbook_operator_runs_total{namespace=\"shop\",runbook=\"deploy\",result=\"Succeeded\"}",
+                1.0,
+            ),
+            (
+                "runbook_operator_step_duration_seconds_count{type=\"scale\",result=\"Succeeded\"}",
+                1.0,
+            ),
+            (
+                "runbook_operator_step_duration_seconds_sum{type=\"scale\",result=\"Succeeded\"}",
+                1.5,
+            ),
+            (
+                "runbook_operator_window_restore_failures_total{namespace=\"shop\",window=\"weekend\"}",
+                2.0,
+            ),
+            (
+                "runbook_operator_release_switches_total{namespace=\"shop\",release=\"web\",result=\"Switched\"}",
+                1.0,
+            ),
+            (
+                "runbook_operator_release_switches_total{namespace=\"shop\",release=\"web\",result=\"RolledBack\"}",
+                1.0,
+            ),
+            (
+                "runbook_operator_release_switch_duration_seconds_count{result=\"Switched\"}",
+                1.0,
+            ),
+        ] {
+            assert_eq!(value_of(&text, series), Some(v), "{series} in {text}");
+        }
+        // No failure, no series; no latency known, no observation.
+        assert!(!text.contains("window=\"nightly\""), "{text}");
+        assert!(
+            !text.contains("release_switch_duration_seconds_count{result=\"RolledBack\"}"),
+            "{text}"
+        );
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            value_of(
+                &text,
+                &format!("runbook_operator_build_info{{version=\"{version}\"}}")
+            ),
+            Some(1.0),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn counters_carry_their_metadata_under_the_sample_name() {
+        let m = Metrics::default();
+        m.count_run("shop", "deploy", "Failed");
+        m.observe_step("sleep", "Succeeded", Duration::from_secs(1));
+        let text = m.render();
+        assert!(
+            text.contains("# HELP runbook_operator_runs_total RunbookRuns"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE runbook_operator_runs_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE runbook_operator_step_duration_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(text.ends_with('\n'), "{text}");
     }
 }

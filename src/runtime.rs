@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use crate::context::{Context, FIELD_MANAGER};
+use crate::metrics::ReconcileResult;
 
 /// A future that resolves when the operator is asked to stop.
 pub type Shutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
@@ -275,10 +276,35 @@ impl Written {
     }
 }
 
+/// Counts every object `stream` yields as waiting for `controller`'s reconcile, for the
+/// `workqueue_depth` gauge; [`run`] takes it off when its reconcile starts. Wrap the stream
+/// of the controller's own kind in this before `Controller::for_stream`: kube-runtime exposes
+/// no queue, and only this stream's items are keyed by the object they reconcile (a trigger
+/// from a related object or a timer is not seen here, so it is not counted).
+pub fn queued<K: Kind>(
+    ctx: &Context,
+    controller: &'static str,
+    stream: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    let metrics = ctx.metrics.clone();
+    stream.inspect(move |item| {
+        if let Ok(obj) = item {
+            metrics.enqueued(
+                controller,
+                &obj.namespace().unwrap_or_default(),
+                &obj.name_any(),
+            );
+        }
+    })
+}
+
 /// Runs a controller until shutdown, timing every reconcile into the metrics and logging
 /// failures. Failed reconciles are retried after a short delay; one the API server refused
 /// (403) is also reported on the object, as a `Ready=False` condition with reason `Forbidden`
 /// and a Warning Event, so a missing RBAC rule never looks like an object that is merely slow.
+///
+/// A reconcile's result for `reconcile_total` is read from the `Action` it returns
+/// ([`ReconcileResult::of`]), so reconcile functions need not report it.
 pub async fn run<K, R, Fut, E>(
     controller: Controller<K>,
     ctx: Arc<Context>,
@@ -297,11 +323,15 @@ pub async fn run<K, R, Fut, E>(
     let timed = move |obj: Arc<K>, ctx: Arc<Context>| {
         let reconcile = reconcile.clone();
         let cleared = cleared.clone();
+        // Runs when the reconcile starts, not when it is scheduled.
         async move {
+            ctx.metrics
+                .dequeued(name, &obj.namespace().unwrap_or_default(), &obj.name_any());
+            let _working = ctx.metrics.working(name);
             let started = Instant::now();
             let result = reconcile(obj.clone(), ctx.clone()).await;
             ctx.metrics
-                .observe_reconcile(name, started.elapsed(), result.is_err());
+                .observe_reconcile(name, started.elapsed(), ReconcileResult::of(&result));
             if result.is_ok() {
                 cleared.forget(obj.as_ref());
             }
@@ -317,19 +347,31 @@ pub async fn run<K, R, Fut, E>(
         }
         Action::requeue(Duration::from_secs(10))
     };
+    let metrics = ctx.metrics.clone();
     info!(controller = name, "controller started");
     controller
         .graceful_shutdown_on(shutdown)
         .run(timed, error_policy, ctx)
         .for_each(|result| {
-            // Reconcile failures were logged by the error policy; what is left are watch
-            // failures, which the watcher retries with backoff.
-            if let Err(kube::runtime::controller::Error::QueueError(err)) = result {
-                if let Some(status) = refusal(&err) {
-                    warn!(controller = name, error = %status.message, "the API server refused a list or watch: the operator's RBAC lacks list/watch on this resource; objects that need it report Forbidden, and the watch is retried");
-                } else {
-                    warn!(controller = name, error = %err, "watch failed; retrying");
+            match result {
+                // Reconcile failures were logged by the error policy; what is left are watch
+                // failures, which the watcher retries with backoff.
+                Err(kube::runtime::controller::Error::QueueError(err)) => {
+                    if let Some(status) = refusal(&err) {
+                        warn!(controller = name, error = %status.message, "the API server refused a list or watch: the operator's RBAC lacks list/watch on this resource; objects that need it report Forbidden, and the watch is retried");
+                    } else {
+                        warn!(controller = name, error = %err, "watch failed; retrying");
+                    }
                 }
+                // Deleted before its reconcile started: it waits no more.
+                Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                    metrics.dequeued(
+                        name,
+                        obj.namespace.as_deref().unwrap_or_default(),
+                        &obj.name,
+                    );
+                }
+                _ => {}
             }
             futures::future::ready(())
         })

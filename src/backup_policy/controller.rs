@@ -82,8 +82,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
     ctx.metrics
         .backups
         .install(Box::new(move || freshness(&policies)));
-    let controller = Controller::for_stream(stream, store.store.clone())
-        .watches_stream(job_stream, |job| owning_policy(&job));
+    let controller =
+        Controller::for_stream(runtime::queued(&ctx, NAME, stream), store.store.clone())
+            .watches_stream(job_stream, |job| owning_policy(&job));
     runtime::report_synced(
         vec![runtime::listed(&store), runtime::listed(&jobs)],
         synced,

@@ -7,7 +7,7 @@
 //! `<release>-<stage>` holding the stage's steps (owned by the release) and starts the run
 //! `<release>-<pre|post>-<revision>`, whose journal it copies into `status.validation`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -19,7 +19,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -74,6 +74,44 @@ struct State {
     windows: Cache<MaintenanceWindow>,
     /// Releases and Services as this controller last wrote them.
     written: runtime::Written,
+    /// When the selector patch of each release's switch in progress was sent, for
+    /// `release_switch_duration_seconds`. In memory: a switch a restart interrupts is still
+    /// counted when it completes, but its latency is not known.
+    switching: std::sync::Mutex<HashMap<(String, String), std::time::Instant>>,
+}
+
+/// Whether a release is degraded, for `release_degraded`: phase Degraded (validation failed,
+/// aborted, rolled back) or the Degraded condition True (also: no ready pods to serve).
+/// Invalid is not: that is a spec problem, reported by Stalled.
+pub fn is_degraded(bgr: &BlueGreenRelease) -> bool {
+    let Some(status) = bgr.status.as_ref() else {
+        return false;
+    };
+    status.phase.as_deref() == Some(release::Phase::Degraded.as_str())
+        || status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Degraded" && c.status == "True")
+}
+
+/// Every cached release and whether it is degraded.
+fn health(releases: &Store<BlueGreenRelease>) -> Vec<(crate::metrics::ReleaseLabels, bool)> {
+    releases
+        .state()
+        .iter()
+        .map(|bgr| {
+            let labels = crate::metrics::ReleaseLabels {
+                namespace: bgr.namespace().unwrap_or_default(),
+                release: bgr.name_any(),
+            };
+            (labels, is_degraded(bgr))
+        })
+        .collect()
+}
+
+/// The `result` label of a completed switch.
+fn switch_result(back: bool) -> &'static str {
+    if back { "RolledBack" } else { "Switched" }
 }
 
 fn services_named(bgr: &BlueGreenRelease) -> impl Iterator<Item = (&'static str, &str)> {
@@ -108,35 +146,40 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
     );
     let (windows, window_stream) = runtime::watch_decoded::<MaintenanceWindow>(&ctx, NAME);
     let releases = store.store.clone();
+    let gauged = releases.clone();
+    ctx.metrics
+        .objects
+        .install_releases(Box::new(move || health(&gauged)));
     let (by_service, by_slice, by_window) = (releases.clone(), releases.clone(), releases.clone());
-    let controller = Controller::for_stream(stream, store.store.clone())
-        .watches_stream(service_stream, move |service: Service| {
-            let name = service.name_any();
-            runtime::referrers(&by_service, service.namespace(), |bgr| {
-                services_named(bgr).any(|(_, s)| s == name)
+    let controller =
+        Controller::for_stream(runtime::queued(&ctx, NAME, stream), store.store.clone())
+            .watches_stream(service_stream, move |service: Service| {
+                let name = service.name_any();
+                runtime::referrers(&by_service, service.namespace(), |bgr| {
+                    services_named(bgr).any(|(_, s)| s == name)
+                })
             })
-        })
-        .watches_stream(slice_stream, move |slice: EndpointSlice| {
-            let service = slice.labels().get(SERVICE_NAME_LABEL).cloned();
-            runtime::referrers(&by_slice, slice.namespace(), |bgr| {
-                Some(&bgr.spec.services.active) == service.as_ref()
+            .watches_stream(slice_stream, move |slice: EndpointSlice| {
+                let service = slice.labels().get(SERVICE_NAME_LABEL).cloned();
+                runtime::referrers(&by_slice, slice.namespace(), |bgr| {
+                    Some(&bgr.spec.services.active) == service.as_ref()
+                })
             })
-        })
-        .watches_stream(deployment_stream, |d: Deployment| {
-            owner_of(&d)
-                .map(|name| ObjectRef::new(&name).within(&d.namespace().unwrap_or_default()))
-        })
-        .watches_stream(run_stream, |run: RunbookRun| {
-            let namespace = run.namespace().unwrap_or_default();
-            run.labels()
-                .get(RELEASE_RUN_LABEL)
-                .map(|name| ObjectRef::new(name).within(&namespace))
-        })
-        .watches_stream(window_stream, move |mw: MaintenanceWindow| {
-            runtime::referrers(&by_window, mw.namespace(), |bgr| {
-                bgr.spec.requires_maintenance_window.is_some()
+            .watches_stream(deployment_stream, |d: Deployment| {
+                owner_of(&d)
+                    .map(|name| ObjectRef::new(&name).within(&d.namespace().unwrap_or_default()))
             })
-        });
+            .watches_stream(run_stream, |run: RunbookRun| {
+                let namespace = run.namespace().unwrap_or_default();
+                run.labels()
+                    .get(RELEASE_RUN_LABEL)
+                    .map(|name| ObjectRef::new(name).within(&namespace))
+            })
+            .watches_stream(window_stream, move |mw: MaintenanceWindow| {
+                runtime::referrers(&by_window, mw.namespace(), |bgr| {
+                    bgr.spec.requires_maintenance_window.is_some()
+                })
+            });
     runtime::report_synced(
         vec![
             runtime::listed(&store),
@@ -156,6 +199,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
         runs,
         windows,
         written: runtime::Written::default(),
+        switching: std::sync::Mutex::default(),
     });
     runtime::run(
         controller,
@@ -479,6 +523,30 @@ impl Reconcile<'_> {
         type_: &str,
     ) -> Option<&'s k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
         status.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Notes that the selector patch of a switch is about to be sent.
+    fn switch_sent(&self) {
+        if let Ok(mut switching) = self.state.switching.lock() {
+            switching.insert(
+                (self.namespace.clone(), self.name.clone()),
+                std::time::Instant::now(),
+            );
+        }
+    }
+
+    /// Counts a switch whose new slot now serves alone, with its latency when this process
+    /// sent its selector patch.
+    fn switch_completed(&self, back: bool) {
+        let sent = self.state.switching.lock().ok().and_then(|mut switching| {
+            switching.remove(&(self.namespace.clone(), self.name.clone()))
+        });
+        self.ctx().metrics.observe_switch(
+            &self.namespace,
+            &self.name,
+            switch_result(back),
+            sent.map(|at| at.elapsed()),
+        );
     }
 
     /// Sets the slot key of `service`'s selector (one key of an atomic map: a merge patch).
@@ -903,6 +971,7 @@ async fn drive(r: &mut Reconcile<'_>) -> Result<Action, Error> {
                 // Status first: it is the intent a restarted operator completes.
                 r.save(status, &decision).await?;
                 let active = r.bgr.spec.services.active.clone();
+                r.switch_sent();
                 r.point(&active, *to).await?;
                 r.cluster.service_slot = Some(*to);
                 r.event(
@@ -917,6 +986,7 @@ async fn drive(r: &mut Reconcile<'_>) -> Result<Action, Error> {
             } => {
                 r.save(status, &decision).await?;
                 let active = r.bgr.spec.services.active.clone();
+                r.switch_sent();
                 r.point(&active, *to).await?;
                 r.cluster.service_slot = Some(*to);
                 r.event(
@@ -947,8 +1017,11 @@ async fn drive(r: &mut Reconcile<'_>) -> Result<Action, Error> {
                     .await;
                 }
             }
-            Decision::RecordSwitched { slot, at, .. } => {
+            Decision::RecordSwitched { slot, at, back, .. } => {
                 r.save(status, &decision).await?;
+                // Counted once switchedAt is written: later reconciles see it set and decide
+                // no second RecordSwitched for this switch.
+                r.switch_completed(*back);
                 r.event(
                     EventType::Normal,
                     "TrafficSwitched",
@@ -982,4 +1055,54 @@ async fn drive(r: &mut Reconcile<'_>) -> Result<Action, Error> {
         }
     }
     Ok(Action::requeue(std::time::Duration::from_secs(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(status: serde_json::Value) -> BlueGreenRelease {
+        serde_json::from_value(json!({
+            "apiVersion": "ops.runbook.dev/v1alpha1", "kind": "BlueGreenRelease",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {
+                "replicas": 2,
+                "template": {"spec": {"containers": [{"name": "web", "image": "web:1"}]}},
+                "services": {"active": "web"}
+            },
+            "status": status
+        }))
+        .expect("a BlueGreenRelease")
+    }
+
+    fn degraded_condition(status: &str) -> serde_json::Value {
+        json!({"type": "Degraded", "status": status, "reason": "ValidationFailed",
+               "message": "", "lastTransitionTime": "2026-06-10T12:00:00Z"})
+    }
+
+    #[test]
+    fn degraded_by_phase_or_condition() {
+        for phase in release::Phase::ALL {
+            let bgr = release(json!({"phase": phase.as_str()}));
+            assert_eq!(
+                is_degraded(&bgr),
+                phase == release::Phase::Degraded,
+                "{phase:?}"
+            );
+        }
+        // The selector held on a slot with no ready pods: Degraded=True in another phase.
+        let held = release(json!({"phase": "Healthy", "conditions": [degraded_condition("True")]}));
+        assert!(is_degraded(&held));
+        let fine =
+            release(json!({"phase": "Healthy", "conditions": [degraded_condition("False")]}));
+        assert!(!is_degraded(&fine));
+        assert!(!is_degraded(&release(json!({"phase": "Invalid"}))));
+        assert!(!is_degraded(&release(json!(null))), "never reconciled");
+    }
+
+    #[test]
+    fn switch_results_name_the_direction() {
+        assert_eq!(switch_result(false), "Switched");
+        assert_eq!(switch_result(true), "RolledBack");
+    }
 }

@@ -106,6 +106,28 @@ fn runbooks_named(mw: &MaintenanceWindow) -> impl Iterator<Item = (&'static str,
     before.into_iter().chain(after)
 }
 
+/// Whether a window's changes are in effect, for `maintenance_window_active`: from the moment
+/// it has made them (Active) until it has put them all back (Restoring ends).
+pub fn changes_in_effect(mw: &MaintenanceWindow) -> bool {
+    let phase = mw.status.as_ref().and_then(|s| s.phase.as_deref());
+    matches!(Phase::from_status(phase), Phase::Active | Phase::Restoring)
+}
+
+/// Every cached window and whether its changes are in effect.
+fn activity(windows: &Store<MaintenanceWindow>) -> Vec<(crate::metrics::WindowLabels, bool)> {
+    windows
+        .state()
+        .iter()
+        .map(|mw| {
+            let labels = crate::metrics::WindowLabels {
+                namespace: mw.namespace().unwrap_or_default(),
+                window: mw.name_any(),
+            };
+            (labels, changes_in_effect(mw))
+        })
+        .collect()
+}
+
 /// Whether `target` names the object `name` with `labels`.
 fn target_names(target: &WindowTarget, name: &str, labels: &BTreeMap<String, String>) -> bool {
     match (&target.name, &target.selector) {
@@ -152,35 +174,40 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
     let (cronjobs, cronjob_stream) = runtime::watch_metadata::<CronJob>(&ctx);
     let (wake, woken) = unbounded();
     let windows = store.store.clone();
+    let gauged = windows.clone();
+    ctx.metrics
+        .objects
+        .install_windows(Box::new(move || activity(&gauged)));
     let (by_runbook, by_deployment, by_statefulset, by_cronjob) = (
         windows.clone(),
         windows.clone(),
         windows.clone(),
         windows.clone(),
     );
-    let controller = Controller::for_stream(stream, store.store.clone())
-        .watches_stream(runbook_stream, move |runbook| {
-            let name = runbook.name_any();
-            runtime::referrers(&by_runbook, runbook.namespace(), |mw| {
-                runbooks_named(mw).any(|(_, r)| r == name)
+    let controller =
+        Controller::for_stream(runtime::queued(&ctx, NAME, stream), store.store.clone())
+            .watches_stream(runbook_stream, move |runbook| {
+                let name = runbook.name_any();
+                runtime::referrers(&by_runbook, runbook.namespace(), |mw| {
+                    runbooks_named(mw).any(|(_, r)| r == name)
+                })
             })
-        })
-        .watches_stream(run_stream, |run: RunbookRun| {
-            let namespace = run.namespace().unwrap_or_default();
-            run.labels()
-                .get(WINDOW_LABEL)
-                .map(|window| ObjectRef::new(window).within(&namespace))
-        })
-        .watches_stream(deployment_stream, move |d| {
-            windows_targeting(&by_deployment, TargetKind::Deployment, &d)
-        })
-        .watches_stream(statefulset_stream, move |s| {
-            windows_targeting(&by_statefulset, TargetKind::StatefulSet, &s)
-        })
-        .watches_stream(cronjob_stream, move |c| {
-            windows_targeting(&by_cronjob, TargetKind::CronJob, &c)
-        })
-        .reconcile_on(woken);
+            .watches_stream(run_stream, |run: RunbookRun| {
+                let namespace = run.namespace().unwrap_or_default();
+                run.labels()
+                    .get(WINDOW_LABEL)
+                    .map(|window| ObjectRef::new(window).within(&namespace))
+            })
+            .watches_stream(deployment_stream, move |d| {
+                windows_targeting(&by_deployment, TargetKind::Deployment, &d)
+            })
+            .watches_stream(statefulset_stream, move |s| {
+                windows_targeting(&by_statefulset, TargetKind::StatefulSet, &s)
+            })
+            .watches_stream(cronjob_stream, move |c| {
+                windows_targeting(&by_cronjob, TargetKind::CronJob, &c)
+            })
+            .reconcile_on(woken);
     runtime::report_synced(
         vec![
             runtime::listed(&store),
@@ -1041,6 +1068,7 @@ impl Reconcile<'_> {
         }
         let on_drift = self.mw.spec.on_drift.unwrap_or_default();
         let mut restored = BTreeSet::new();
+        let mut failed = 0;
         let mut phrases = Vec::new();
         for (target, indexes) in by_target {
             let workload = match parse_target(&target) {
@@ -1069,6 +1097,7 @@ impl Reconcile<'_> {
                     )
                     .await;
                     self.mark_result(FAILED);
+                    failed += 1;
                     restored.extend(indexes);
                     continue;
                 }
@@ -1087,6 +1116,7 @@ impl Reconcile<'_> {
                     )
                     .await;
                     self.mark_result(FAILED);
+                    failed += 1;
                 }
                 Err(err) => return Err(err.into()),
             }
@@ -1112,6 +1142,11 @@ impl Reconcile<'_> {
             keep
         });
         self.save(Phase::Restoring).await?;
+        // Counted once the status no longer lists the failed values: a retry of this
+        // reconcile (the save failed) attempts them again, a later one no longer sees them.
+        self.ctx()
+            .metrics
+            .count_restore_failures(&self.namespace, &self.name, failed);
         if !phrases.is_empty() {
             info!(window = %self.name, namespace = %self.namespace, restored = ?phrases, "restored");
         }
@@ -1400,4 +1435,59 @@ async fn drive(r: &mut Reconcile<'_>) -> Result<Action, Error> {
     }
     // Still acting after many steps: look again shortly rather than loop here.
     Ok(Action::requeue(std::time::Duration::from_secs(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(phase: Option<&str>) -> MaintenanceWindow {
+        let mut value = serde_json::json!({
+            "apiVersion": "ops.runbook.dev/v1alpha1", "kind": "MaintenanceWindow",
+            "metadata": {"name": "nightly", "namespace": "shop"},
+            "spec": {"start": "2026-06-10T01:00:00Z", "end": "2026-06-10T02:00:00Z"}
+        });
+        if let Some(phase) = phase {
+            value["status"] = serde_json::json!({"phase": phase});
+        }
+        serde_json::from_value(value).expect("a MaintenanceWindow")
+    }
+
+    #[test]
+    fn changes_are_in_effect_from_active_until_restored() {
+        for phase in [
+            Phase::Scheduled,
+            Phase::Preparing,
+            Phase::Active,
+            Phase::Restoring,
+            Phase::Completed,
+            Phase::Suspended,
+            Phase::Invalid,
+        ] {
+            let expected = matches!(phase, Phase::Active | Phase::Restoring);
+            assert_eq!(
+                changes_in_effect(&window(Some(phase.as_str()))),
+                expected,
+                "{phase:?}"
+            );
+        }
+        assert!(!changes_in_effect(&window(None)), "never reconciled");
+    }
+
+    #[test]
+    fn activity_names_each_cached_window() {
+        let (reader, mut writer) = kube::runtime::reflector::store::<MaintenanceWindow>();
+        writer.apply_watcher_event(&watcher::Event::Apply(window(Some("Active"))));
+        let rows = activity(&reader);
+        assert_eq!(
+            rows,
+            vec![(
+                crate::metrics::WindowLabels {
+                    namespace: "shop".into(),
+                    window: "nightly".into()
+                },
+                true
+            )]
+        );
+    }
 }

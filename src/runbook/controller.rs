@@ -51,15 +51,14 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
     let (store, stream) = runtime::watch_decoded::<Runbook>(&ctx, NAME);
     let (policies, policy_stream) = runtime::watch_metadata::<BackupPolicy>(&ctx);
     let runbooks = store.store.clone();
-    let controller = Controller::for_stream(stream, store.store.clone()).watches_stream(
-        policy_stream,
-        move |policy| {
-            let name = policy.name_any();
-            runtime::referrers(&runbooks, policy.namespace(), |rb| {
-                backup_policies(rb).any(|(_, p)| p == name)
-            })
-        },
-    );
+    let controller =
+        Controller::for_stream(runtime::queued(&ctx, NAME, stream), store.store.clone())
+            .watches_stream(policy_stream, move |policy| {
+                let name = policy.name_any();
+                runtime::referrers(&runbooks, policy.namespace(), |rb| {
+                    backup_policies(rb).any(|(_, p)| p == name)
+                })
+            });
     let (runs, run_stream) = runtime::watch_decoded::<RunbookRun>(&ctx, NAME);
     let controller = controller.watches_stream(run_stream, |run| {
         let namespace = run.namespace().unwrap_or_default();

@@ -89,7 +89,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
-    let controller = Controller::for_stream(stream, runs)
+    let controller = Controller::for_stream(runtime::queued(&ctx, NAME, stream), runs)
         .owns(
             jobs,
             watcher::Config::default().labels("ops.runbook.dev/run"),
@@ -477,6 +477,10 @@ async fn reconcile(run: Arc<RunbookRun>, state: Arc<State>) -> Result<Action, Er
             finish(&mut status, phase_, reason, message.clone(), &now_t);
             status.conditions = run_conditions(&status, run.metadata.generation, &now_t);
             write_status(ctx, &run, &status, &mut rv).await?;
+            // Counted once the terminal phase is written: the write carries the
+            // resourceVersion read, so a stale copy fails before it could count twice.
+            ctx.metrics
+                .count_run(&namespace, &run.spec.runbook_ref.name, phase_);
             let kind = if phase_ == phase::SUCCEEDED {
                 EventType::Normal
             } else {
@@ -492,6 +496,7 @@ async fn reconcile(run: Arc<RunbookRun>, state: Arc<State>) -> Result<Action, Er
         };
         status.current_step = Some(step.name.clone());
         let is_finally = index >= status.resolved_steps.len();
+        let phase_before = status.steps[index].phase;
         let entry = &mut status.steps[index];
         let outcome = step_once(
             &exec, &step, entry, cancelled, &mut fresh, index, is_finally,
@@ -528,6 +533,10 @@ async fn reconcile(run: Arc<RunbookRun>, state: Arc<State>) -> Result<Action, Er
         status.conditions = run_conditions(&status, run.metadata.generation, &now_t);
         write_status(ctx, &run, &status, &mut rv).await?;
         last_written = status.clone();
+        if let Some((result, took)) = step_finished(phase_before, &status.steps[index], now) {
+            ctx.metrics
+                .observe_step(step.action_name().unwrap_or("unknown"), result, took);
+        }
         if let Some((reason, message, kind)) = transition {
             publish(
                 ctx,
@@ -541,6 +550,32 @@ async fn reconcile(run: Arc<RunbookRun>, state: Arc<State>) -> Result<Action, Er
     }
     // Many quick steps: let other runs have a turn, then continue.
     Ok(Action::requeue(Duration::from_millis(10)))
+}
+
+/// The final phase of a step that `entry` shows has just ended (it was `before` when the
+/// reconcile picked it up), and how long it ran: from its first attempt's start, to the
+/// sub-second when the journal has that attempt's `attemptStartedAt`, to `now`, the instant
+/// the reconcile recorded its end. `None` while it runs, and for a step that never started.
+fn step_finished(
+    before: StepPhase,
+    entry: &super::types::StepStatus,
+    now: Timestamp,
+) -> Option<(&'static str, Duration)> {
+    let result = match entry.phase {
+        _ if entry.phase == before => return None,
+        StepPhase::Succeeded => "Succeeded",
+        StepPhase::Failed => "Failed",
+        StepPhase::Skipped => "Skipped",
+        StepPhase::Pending | StepPhase::Running => return None,
+    };
+    let first = entry.start_time.as_ref()?.0;
+    // attemptStartedAt is the start of the latest attempt: the step's own start only on
+    // the first one.
+    let started = actions::attempt_start(entry)
+        .filter(|t| entry.attempts <= 1 && *t >= first)
+        .unwrap_or(first);
+    let took = Duration::try_from(now.duration_since(started)).unwrap_or_default();
+    Some((result, took))
 }
 
 /// What one call on the current step produced.
@@ -752,6 +787,11 @@ async fn end_before_start(
     status.observed_generation = run.metadata.generation;
     status.conditions = run_conditions(&status, run.metadata.generation, now);
     write_status(ctx, run, &status, &mut rv).await?;
+    ctx.metrics.count_run(
+        &run.namespace().unwrap_or_default(),
+        &run.spec.runbook_ref.name,
+        phase_,
+    );
     let kind = if phase_ == phase::CANCELLED {
         EventType::Normal
     } else {
@@ -888,4 +928,73 @@ async fn start(
 async fn publish(ctx: &Context, run: &RunbookRun, type_: EventType, reason: &str, note: String) {
     ctx.publish(NAME, &run.object_ref(&()), type_, reason, note)
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook_run::types::StepStatus;
+
+    fn entry(phase: StepPhase, attempts: i32, attempt_started: Option<&str>) -> StepStatus {
+        let mut value = json!({
+            "name": "scale-down", "phase": phase, "attempts": attempts,
+            "startTime": "2026-06-10T12:00:00Z"
+        });
+        if let Some(at) = attempt_started {
+            value["outputs"] = json!({"attemptStartedAt": at});
+        }
+        serde_json::from_value(value).expect("a journal entry")
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().expect("a timestamp")
+    }
+
+    #[test]
+    fn a_step_that_just_ended_reports_its_result_and_duration() {
+        let now = at("2026-06-10T12:00:03.5Z");
+        let done = entry(StepPhase::Succeeded, 1, Some("2026-06-10T12:00:00.25Z"));
+        assert_eq!(
+            step_finished(StepPhase::Running, &done, now),
+            Some(("Succeeded", Duration::from_millis(3250)))
+        );
+        // Started and ended within one reconcile.
+        assert_eq!(
+            step_finished(StepPhase::Pending, &done, now).map(|(r, _)| r),
+            Some("Succeeded")
+        );
+        let failed = entry(StepPhase::Failed, 1, None);
+        assert_eq!(
+            step_finished(StepPhase::Running, &failed, now),
+            Some(("Failed", Duration::from_millis(3500)))
+        );
+        let skipped = entry(StepPhase::Skipped, 1, None);
+        assert_eq!(
+            step_finished(StepPhase::Running, &skipped, now).map(|(r, _)| r),
+            Some("Skipped")
+        );
+    }
+
+    #[test]
+    fn a_retried_step_is_timed_from_its_first_attempt() {
+        let now = at("2026-06-10T12:01:00Z");
+        let failed = entry(StepPhase::Failed, 3, Some("2026-06-10T12:00:40Z"));
+        assert_eq!(
+            step_finished(StepPhase::Running, &failed, now),
+            Some(("Failed", Duration::from_secs(60)))
+        );
+    }
+
+    #[test]
+    fn no_observation_without_a_new_end_or_a_start() {
+        let now = at("2026-06-10T12:00:05Z");
+        let running = entry(StepPhase::Running, 1, None);
+        assert_eq!(step_finished(StepPhase::Pending, &running, now), None);
+        let done = entry(StepPhase::Succeeded, 1, None);
+        assert_eq!(step_finished(StepPhase::Succeeded, &done, now), None);
+        // Skipped by an abort before it started: no duration to report.
+        let mut never = entry(StepPhase::Skipped, 0, None);
+        never.start_time = None;
+        assert_eq!(step_finished(StepPhase::Pending, &never, now), None);
+    }
 }

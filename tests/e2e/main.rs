@@ -9,6 +9,7 @@ mod crash;
 mod example_runs;
 mod examples;
 mod ha;
+mod metrics;
 mod plugin;
 mod steps;
 mod support;
