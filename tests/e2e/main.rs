@@ -11,6 +11,7 @@ mod examples;
 mod ha;
 mod metrics;
 mod plugin;
+mod rbac;
 mod steps;
 mod support;
 mod triggers;

@@ -128,6 +128,18 @@ impl TestNamespace {
     /// `standby: ...` for a replica waiting for the leader Lease). The caller owns it: it is
     /// killed when dropped.
     pub fn spawn_operator(&self, suffix: &str, extra: &[&str], ready: &str) -> Operator {
+        self.spawn_operator_with(suffix, extra, ready, None)
+    }
+
+    /// [`TestNamespace::spawn_operator`] with the operator's own kubeconfig (e.g. one that
+    /// impersonates a ServiceAccount), instead of the suite's.
+    pub fn spawn_operator_with(
+        &self,
+        suffix: &str,
+        extra: &[&str],
+        ready: &str,
+        kubeconfig: Option<&std::path::Path>,
+    ) -> Operator {
         let port = free_port();
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join("e2e-logs")
@@ -146,7 +158,7 @@ impl TestNamespace {
             .stdout(file.try_clone().expect("log handle"))
             .stderr(file)
             .env("NO_COLOR", "1");
-        if let Some(kubeconfig) = operator_kubeconfig() {
+        if let Some(kubeconfig) = kubeconfig.map(PathBuf::from).or_else(operator_kubeconfig) {
             command.env("KUBECONFIG", kubeconfig);
         }
         let child = command.spawn().expect("start the operator binary");
@@ -156,7 +168,14 @@ impl TestNamespace {
             log,
         };
         let started = Instant::now();
-        while !http_get(&operator.probe, "/readyz").is_some_and(|r| r.starts_with(ready)) {
+        // An empty `ready` waits only for the process to serve (/healthz), for an operator
+        // that is not meant to become ready.
+        let probe = if ready.is_empty() {
+            "/healthz"
+        } else {
+            "/readyz"
+        };
+        while !http_get(&operator.probe, probe).is_some_and(|r| r.starts_with(ready)) {
             assert!(
                 started.elapsed() < PATIENCE,
                 "operator did not become ready; log: {}",
@@ -292,6 +311,12 @@ pub fn kubectl_in(namespace: Option<&str>, args: &[&str], stdin: Option<&str>) -
 
 /// A tiny HTTP/1.0 GET against the operator's probe server; the body, or None.
 pub fn http_get(base: &str, path: &str) -> Option<String> {
+    let (code, body) = http_get_any(base, path)?;
+    (code == 200).then_some(body)
+}
+
+/// GET `path` from `base`: the status code and body, whatever the code.
+pub fn http_get_any(base: &str, path: &str) -> Option<(u16, String)> {
     use std::io::Read;
     let addr = base.strip_prefix("http://")?;
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
@@ -303,7 +328,8 @@ pub fn http_get(base: &str, path: &str) -> Option<String> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_owned()))
 }
 
 /// Sum of a counter family in Prometheus text, optionally only series containing `filter`.
