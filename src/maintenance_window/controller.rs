@@ -1193,11 +1193,22 @@ impl Reconcile<'_> {
         self.status.saved.clear();
         self.save(Phase::Scheduled).await?;
         self.set_finalizer(false).await?;
+        let (type_, outcome) = match result.as_str() {
+            SUCCEEDED => (EventType::Normal, "everything it changed is restored"),
+            DRIFT_RESPECTED => (
+                EventType::Normal,
+                "restored, except values changed by someone else during the window, which were kept",
+            ),
+            _ => (
+                EventType::Warning,
+                "not everything went as planned: see this window's Warning Events (RestoreFailed names values to put back by hand)",
+            ),
+        };
         self.event(
-            EventType::Normal,
+            type_,
             "WindowClosed",
             format!(
-                "window {}–{} closed: {result}; everything it changed is restored",
+                "window {}–{} closed: {result}; {outcome}",
                 occurrence.start, occurrence.end
             ),
         )
