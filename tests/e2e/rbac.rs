@@ -122,6 +122,13 @@ fn exercise(ns: &TestNamespace) {
         String::from_utf8_lossy(&out.stderr)
     );
     ns.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: \"1\"}\n");
+    // No example scales a StatefulSet: a window over one needs the statefulsets rule.
+    ns.apply(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  replicas: 1\n  serviceName: db\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec: {containers: [{name: db, image: db:1}]}\n",
+    );
+    ns.apply(
+        "apiVersion: ops.runbook.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {name: db-quiet}\nspec:\n  schedule: {cron: \"0 3 1 1 *\", timeZone: UTC, duration: 1h}\n  targets:\n  - {kind: StatefulSet, name: db, scaleTo: 0}\n",
+    );
     ns.apply(
         "apiVersion: ops.runbook.dev/v1alpha1\nkind: Runbook\nmetadata: {name: rbac-extra}\nspec:\n  steps:\n  - {name: back, onFailure: Continue, rollback: {target: {kind: Deployment, name: app}}}\n  - {name: unstick, onFailure: Continue, deletePods: {selector: {matchLabels: {app: app}}, maxCount: 1}}\n  - {name: settings, onFailure: Continue, patch: {target: {apiVersion: v1, kind: ConfigMap, name: settings}, type: merge, patch: {data: {a: \"2\"}}}}\n",
     );
