@@ -1,16 +1,19 @@
-//! What the benchmarks `benches/runs.rs`, `benches/windows.rs`, `benches/releases.rs` and
-//! `benches/backups.rs` share: the clock and the progress lines, the environment knobs they all read, the
-//! connection to the cluster and to the operator under test ([`Rig`]), Prometheus text parsing
-//! and request-count snapshots ([`Snapshot`]), watches stamped with their arrival time,
-//! percentiles and number formatting, and the figures table ([`figures::Table`]).
+//! What the benchmarks `benches/runs.rs`, `benches/windows.rs`, `benches/releases.rs`,
+//! `benches/backups.rs`, `benches/failover.rs` and `benches/scale.rs` share: the clock and the
+//! progress lines, the environment knobs they all read, the connection to the cluster and to
+//! the operator under test ([`Rig`]), Prometheus text parsing and request-count snapshots
+//! ([`Snapshot`]), watches stamped with their arrival time, percentiles and number formatting,
+//! the figures table ([`figures::Table`]), and operator processes a bench starts itself
+//! ([`process::Launcher`]).
 //!
 //! Each bench target is its own crate and includes this file with `mod support;` (a directory
 //! module, so Cargo does not take it for a bench target of its own). The including crate
 //! defines `PROGRESS_TAG`, the tag of its progress lines (`bench-runs`, `bench-windows`,
-//! `bench-releases`, `bench-backups`).
+//! `bench-releases`, `bench-backups`, `bench-failover`, `bench-scale`).
 
 pub mod figures;
 pub mod pace;
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write as _};
