@@ -10,6 +10,12 @@ CLUSTER_NAME ?= demo
 DEMO_NAMESPACE ?= demo
 CARGO ?= cargo
 CLUSTER_SH := hack/cluster.sh
+TOOLS_SH := hack/tools.sh
+CHART := charts/runbook-operator
+# The release `make test` installs; its ServiceAccount (same name) is the identity every
+# operator process of the e2e suite acts as.
+CHART_RELEASE := runbook-operator
+CHART_NAMESPACE := runbook-system
 # Where `make install` puts the kubectl plugin binary.
 PREFIX ?= $(HOME)/.local
 BINDIR ?= $(PREFIX)/bin
@@ -26,8 +32,28 @@ build: ## Build the operator binary.
 	$(CARGO) build --release --locked
 
 .PHONY: crds
-crds: ## Regenerate crds/ from the Rust types.
+crds: ## Regenerate crds/ from the Rust types, and the chart's copy in charts/runbook-operator/crds/.
 	$(CARGO) run --quiet --locked -- crd --out-dir crds
+	$(MAKE) --no-print-directory chart-crds
+
+.PHONY: chart-crds
+chart-crds:
+	rm -f $(CHART)/crds/*.yaml
+	cp crds/*.yaml $(CHART)/crds/
+
+.PHONY: tools
+tools: ## Build helm, kubeconform and promtool from Go modules (first time only) into the cache.
+	$(TOOLS_SH) build
+
+.PHONY: chart
+chart: chart-crds tools ## Sync the chart's CRDs from crds/, then helm lint --strict and helm template every ci/ profile.
+	@eval "$$($(TOOLS_SH) env)"; \
+	for values in $(CHART)/ci/*-values.yaml; do \
+	  echo "[chart] $$values: lint"; \
+	  helm lint --strict $(CHART) --namespace $(CHART_NAMESPACE) --values "$$values" >/dev/null \
+	    || { helm lint --strict $(CHART) --namespace $(CHART_NAMESPACE) --values "$$values"; exit 1; }; \
+	  echo "[chart] $$values: template ($$(helm template $(CHART_RELEASE) $(CHART) --namespace $(CHART_NAMESPACE) --values "$$values" | grep -c '^kind:') objects)"; \
+	done
 
 .PHONY: argocd
 argocd: ## Test the Argo CD health and action scripts and regenerate deploy/argocd/argocd-cm.yaml.
@@ -93,15 +119,21 @@ unit: ## Unit tests, the CRD drift check and the Argo CD script tests (no cluste
 	$(CARGO) test --locked --lib --test crds --test argocd
 
 .PHONY: test
-test: ## Lint, unit tests, then integration tests against a local cluster started for the run.
+test: ## Lint, unit tests, then the chart (installed with helm) and integration tests against a local cluster started for the run.
 	$(CARGO) build --locked --all-targets
 	$(MAKE) --no-print-directory lint unit
 	$(CLUSTER_SH) build
+	$(TOOLS_SH) build
 	@trap '$(CLUSTER_SH) down $(TEST_CLUSTER) || true' EXIT; \
 	$(CLUSTER_SH) up $(TEST_CLUSTER) > .cluster-test-env; \
 	source .cluster-test-env; \
+	eval "$$($(TOOLS_SH) env)"; \
 	kubectl apply --server-side --force-conflicts -f crds/ >/dev/null; \
 	kubectl wait --for=condition=Established --timeout=60s $$(ls crds | sed 's/\.yaml$$//' | sed 's/^/crd\//') >/dev/null; \
+	echo "[test] helm install $(CHART_RELEASE) $(CHART) into namespace $(CHART_NAMESPACE)"; \
+	helm install $(CHART_RELEASE) $(CHART) -n $(CHART_NAMESPACE) --create-namespace --wait --timeout 2m >/dev/null; \
+	export E2E_OPERATOR_SERVICE_ACCOUNT=system:serviceaccount:$(CHART_NAMESPACE):$(CHART_RELEASE); \
+	echo "[test] every e2e operator acts as $$E2E_OPERATOR_SERVICE_ACCOUNT (the chart's RBAC)"; \
 	$(CARGO) test --locked --test e2e -- --include-ignored --test-threads=4 || { \
 	  echo "[test] integration tests failed; cluster logs:"; \
 	  for f in .cluster/$(TEST_CLUSTER)/logs/*.log; do echo "== $$f"; tail -n 20 "$$f"; done; exit 1; }
@@ -113,3 +145,15 @@ bench: build ## Benchmarks against a local cluster; prints figures.
 	hack/bench-windows.sh
 	hack/bench-releases.sh
 	hack/bench-backups.sh
+	hack/bench-failover.sh
+	hack/tools.sh build
+	hack/bench-scale.sh
+
+.PHONY: bench-failover
+bench-failover: build ## Leader failover benchmark: SIGKILL the leader -> first write by the new leader.
+	hack/bench-failover.sh
+
+.PHONY: bench-scale
+bench-scale: build ## Operator RSS and CPU with the examples plus 1,000 objects of each kind, under the chart's RBAC.
+	hack/tools.sh build
+	hack/bench-scale.sh

@@ -30,3 +30,34 @@ fn committed_crds_match_the_types() {
         "crds/ holds files no type generates"
     );
 }
+
+/// The chart ships the same CRDs in charts/runbook-operator/crds/ (Helm installs that
+/// directory): byte for byte what crds/ holds, which `make crds` keeps so.
+#[test]
+fn chart_crds_match_crds_dir() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let list = |dir: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap_or_else(|_| panic!("{} exists", dir.display()))
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let ours = list(&root.join("crds"));
+    let chart = list(&root.join("charts/runbook-operator/crds"));
+    assert_eq!(
+        chart, ours,
+        "charts/runbook-operator/crds/ must hold the same files as crds/: run `make crds`"
+    );
+    for name in ours {
+        let expected = std::fs::read(root.join("crds").join(&name)).expect("read crds/");
+        let shipped = std::fs::read(root.join("charts/runbook-operator/crds").join(&name))
+            .expect("read the chart's crds/");
+        assert!(
+            shipped == expected,
+            "charts/runbook-operator/crds/{name} differs from crds/{name}: run `make crds`"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 mod backups;
 mod bad_input;
 mod blue_green;
+mod chart;
 mod cluster;
 mod crash;
 mod example_runs;

@@ -1,0 +1,128 @@
+{{/* Chart name, truncated to the 63 characters of a label value. */}}
+{{- define "runbook-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name prefix of every object: the release name, plus the chart name unless the release
+name already contains it (a release called runbook-operator gives runbook-operator).
+*/}}
+{{- define "runbook-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Labels every object carries. */}}
+{{- define "runbook-operator.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "runbook-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: runbook-operator
+{{- end }}
+
+{{/* Labels that select the operator pods (immutable in a Deployment: never add to them). */}}
+{{- define "runbook-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "runbook-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The ServiceAccount the operator runs as. */}}
+{{- define "runbook-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "runbook-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Image reference: repository:tag, the tag defaulting to the appVersion. */}}
+{{- define "runbook-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+The operator's rules on namespaced resources: exactly the API calls it makes, derived from its
+source (the table in the chart README names the call site of every verb). Rendered into the
+ClusterRole (all namespaces) or into one Role per watched namespace.
+*/}}
+{{- define "runbook-operator.rules" -}}
+# Our kinds: watched by the controllers (list, watch), read fresh before acting on a stale
+# cache (get), annotated or given a finalizer (patch), status by server-side apply.
+- apiGroups: [ops.runbook.dev]
+  resources: [runbooks]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [ops.runbook.dev]
+  resources: [runbookruns]
+  verbs: [list, watch, create, patch, delete]
+- apiGroups: [ops.runbook.dev]
+  resources: [maintenancewindows]
+  verbs: [get, list, watch, patch]
+- apiGroups: [ops.runbook.dev]
+  resources: [bluegreenreleases]
+  verbs: [get, list, watch]
+- apiGroups: [ops.runbook.dev]
+  resources: [backuppolicies]
+  verbs: [get, list, watch, patch]
+- apiGroups: [ops.runbook.dev]
+  resources: [runbooks/status, runbookruns/status, maintenancewindows/status, bluegreenreleases/status, backuppolicies/status]
+  verbs: [patch]
+# Owner references with blockOwnerDeletion (run Jobs, backup Jobs, slot Deployments) need
+# update on the owner's finalizers where OwnerReferencesPermissionEnforcement is on.
+- apiGroups: [ops.runbook.dev]
+  resources: [runbookruns/finalizers, bluegreenreleases/finalizers, backuppolicies/finalizers]
+  verbs: [update]
+# Events through kube's Recorder: a new Event is created, a repeat patches its series.
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+# Workloads the steps, windows and releases act on. A server-side apply that creates the
+# object (a release's slot Deployment, a release's validation Runbook above) is authorized
+# as a create, hence create on Deployments but not StatefulSets.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [apps]
+  resources: [statefulsets]
+  verbs: [get, list, watch, patch]
+- apiGroups: [apps]
+  resources: [deployments/scale, statefulsets/scale]
+  verbs: [get, patch]
+- apiGroups: [apps]
+  resources: [replicasets]
+  verbs: [list]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, delete]
+- apiGroups: [batch]
+  resources: [cronjobs]
+  verbs: [get, list, watch, patch]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, watch, patch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, delete]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, patch]
+{{- with .Values.rbac.patchTargets }}
+# Kinds the patch step targets (values rbac.patchTargets).
+{{- range . }}
+- apiGroups: {{ toJson .apiGroups }}
+  resources: {{ toJson .resources }}
+  verbs: [patch]
+{{- end }}
+{{- end }}
+{{- end }}

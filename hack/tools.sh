@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# Chart tooling for runbook-operator: helm, kubeconform and promtool, built once per
+# machine from pinned Go modules into the same version-keyed cache as hack/cluster.sh
+# (no prebuilt binary is downloaded: only the Go module proxy is reachable here), plus the
+# prometheus-operator CRDs (ServiceMonitor, PrometheusRule) taken from their Go module so the
+# chart's monitoring objects can be schema-checked. Run `hack/tools.sh help`.
+set -euo pipefail
+
+usage() {
+	cat <<'EOF'
+usage: hack/tools.sh COMMAND
+
+  build   build missing tools into the cache (helm, kubeconform, promtool) and fetch the
+          prometheus-operator CRDs; a no-op when all are cached
+  env     print eval-able export lines: PATH with the tools' dirs, and HELM, KUBECONFORM,
+          PROMTOOL, MONITORING_CRDS (the dir holding the prometheus-operator CRDs)
+  paths   print one "name path" line per tool (fails when one is not built)
+  help    this text
+
+Environment:
+  RUNBOOK_OPERATOR_CACHE   cache root (default ${XDG_CACHE_HOME:-~/.cache}/runbook-operator),
+                           shared with hack/cluster.sh
+EOF
+}
+
+CACHE_ROOT=${RUNBOOK_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/runbook-operator}
+
+# Pinned versions: bump here, the cache key follows.
+HELM_VERSION=v3.21.4
+KUBECONFORM_VERSION=v0.7.0
+PROMTOOL_VERSION=v0.316.0 # the Go module version of Prometheus v3.16
+# prometheus-operator, for the monitoring.coreos.com CRDs. The module proxy answers
+# "not available" for v0.95.2 of the root module and lists v0.85.0 as its newest; the
+# ServiceMonitor and PrometheusRule kinds are monitoring.coreos.com/v1 in both.
+PROMOP_VERSION=v0.85.0
+
+HELM_DIR=$CACHE_ROOT/helm-$HELM_VERSION
+KUBECONFORM_DIR=$CACHE_ROOT/kubeconform-$KUBECONFORM_VERSION
+PROMTOOL_DIR=$CACHE_ROOT/promtool-$PROMTOOL_VERSION
+PROMOP_DIR=$CACHE_ROOT/prometheus-operator-crds-$PROMOP_VERSION
+PROMOP_CRDS="monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_prometheusrules.yaml"
+
+# Progress goes to stderr; stdout is kept for eval-able output.
+say() { printf '[tools] %s\n' "$*" >&2; }
+die() { printf '[tools] ERROR: %s\n' "$*" >&2; exit 1; }
+
+go_env() { env GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-trimpath "$@"; }
+
+check_go() {
+	command -v go >/dev/null || die "go is not installed (need Go >= 1.26 to build helm and promtool)"
+	local gv
+	gv=$(go_env go env GOVERSION)
+	case $gv in
+	go1.2[6-9]* | go1.[3-9][0-9]*) ;;
+	*) die "need Go >= 1.26 (found $gv); GOTOOLCHAIN=local is enforced" ;;
+	esac
+}
+
+# Run a command with its output in a log file, printing a heartbeat every 30 s so a long
+# build never sits silent. Shows the log tail on failure. (Same contract as hack/cluster.sh.)
+run_logged() { # label logfile command...
+	local label=$1 log=$2 start=$SECONDS next pid rc=0
+	shift 2
+	"$@" >"$log" 2>&1 &
+	pid=$!
+	next=$((SECONDS + 30))
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 1
+		if ((SECONDS >= next)); then
+			say "  ... still building $label ($((SECONDS - start))s elapsed)"
+			next=$((SECONDS + 30))
+		fi
+	done
+	wait "$pid" || rc=$?
+	if ((rc != 0)); then
+		printf '[tools] ---- last lines of %s ----\n' "$log" >&2
+		tail -n 40 "$log" >&2
+		die "building $label failed (exit $rc); full log: $log"
+	fi
+	say "  built $label in $((SECONDS - start))s"
+}
+
+# go install PKG@VERSION into DIR/bin, once; DIR/.stamp records when and how long.
+build_go_tool() { # name dir package version [function printing extra ldflags]
+	local name=$1 dir=$2 pkg=$3 version=$4 ldflags="-s -w" t0=$SECONDS
+	if [[ -f $dir/.stamp && -x $dir/bin/$name ]]; then return 0; fi
+	check_go
+	if [[ -n ${5:-} ]]; then ldflags="$ldflags $("$5")"; fi
+	mkdir -p "$dir/bin"
+	rm -f "$dir/.stamp"
+	say "building $name $version from Go modules ($pkg)"
+	(
+		cd "$dir" # outside any module: plain `go install pkg@version`
+		run_logged "$name $version" "$dir/build.log" \
+			go_env GOBIN="$dir/bin" go install -ldflags "$ldflags" "$pkg@$version"
+	)
+	[[ -x $dir/bin/$name ]] || die "go install succeeded but $dir/bin/$name is missing"
+	printf '%s build_seconds=%d\n' "$(date -u +%FT%TZ)" "$((SECONDS - t0))" >"$dir/.stamp"
+}
+
+# What helm's own Makefile stamps in: its version, and the Kubernetes version of its client-go
+# (major+1 of v0.X.Y, minor X) as the default for `.Capabilities.KubeVersion` and lint.
+# Without them a `go install` helm reports "v3.21" and assumes Kubernetes v1.20.
+helm_ldflags() {
+	local gomod client minor
+	check_go
+	gomod=$(cd "$CACHE_ROOT" && go_env GO111MODULE=on go mod download -json "helm.sh/helm/v3@$HELM_VERSION" |
+		sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
+	[[ -n $gomod && -f $gomod ]] || die "cannot download helm.sh/helm/v3@$HELM_VERSION from the Go module proxy"
+	client=$(sed -n 's|^[[:space:]]*k8s.io/client-go[[:space:]]\{1,\}v0\.\([0-9]\{1,\}\)\..*|\1|p' "$gomod" | head -n1)
+	[[ -n $client ]] || die "cannot read the k8s.io/client-go version from $gomod"
+	minor=$client
+	local v=helm.sh/helm/v3
+	printf '%s' "-X $v/internal/version.version=$HELM_VERSION -X $v/internal/version.gitTreeState=clean"
+	printf ' %s' "-X $v/pkg/lint/rules.k8sVersionMajor=1 -X $v/pkg/lint/rules.k8sVersionMinor=$minor"
+	printf ' %s' "-X $v/pkg/chartutil.k8sVersionMajor=1 -X $v/pkg/chartutil.k8sVersionMinor=$minor"
+}
+
+# The ServiceMonitor and PrometheusRule CRDs, copied out of the prometheus-operator Go module
+# (the module proxy serves its whole source tree, CRD YAML included).
+fetch_promop_crds() {
+	local f missing='' t0=$SECONDS moddir
+	for f in $PROMOP_CRDS; do [[ -f $PROMOP_DIR/$f ]] || missing=1; done
+	if [[ -f $PROMOP_DIR/.stamp && -z $missing ]]; then return 0; fi
+	check_go
+	mkdir -p "$PROMOP_DIR"
+	say "fetching prometheus-operator $PROMOP_VERSION CRDs from its Go module"
+	moddir=$(cd "$PROMOP_DIR" && go_env GO111MODULE=on go mod download -json \
+		"github.com/prometheus-operator/prometheus-operator@$PROMOP_VERSION" 2>"$PROMOP_DIR/fetch.log" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p') ||
+		true
+	[[ -n $moddir && -d $moddir ]] || {
+		tail -n 20 "$PROMOP_DIR/fetch.log" >&2
+		die "cannot download github.com/prometheus-operator/prometheus-operator@$PROMOP_VERSION; full log: $PROMOP_DIR/fetch.log"
+	}
+	for f in $PROMOP_CRDS; do
+		[[ -f $moddir/example/prometheus-operator-crd/$f ]] ||
+			die "$f is not in $moddir/example/prometheus-operator-crd/"
+		install -m 0644 "$moddir/example/prometheus-operator-crd/$f" "$PROMOP_DIR/$f"
+	done
+	printf '%s build_seconds=%d\n' "$(date -u +%FT%TZ)" "$((SECONDS - t0))" >"$PROMOP_DIR/.stamp"
+	say "  fetched CRDs in $((SECONDS - t0))s"
+}
+
+cmd_build() {
+	mkdir -p "$CACHE_ROOT"
+	# A lock of its own: a chart tool build need not wait for a cluster build.
+	exec 8>"$CACHE_ROOT/.tools.lock"
+	if ! flock -n 8; then
+		say "another tools build is running (lock $CACHE_ROOT/.tools.lock); waiting for it"
+		flock 8
+	fi
+	build_go_tool kubeconform "$KUBECONFORM_DIR" github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
+	build_go_tool helm "$HELM_DIR" helm.sh/helm/v3/cmd/helm "$HELM_VERSION" helm_ldflags
+	fetch_promop_crds
+	[[ -f $PROMTOOL_DIR/.stamp ]] ||
+		say "(promtool pulls in every Prometheus service discovery: its first build takes ~6 min on 2 cores)"
+	build_go_tool promtool "$PROMTOOL_DIR" github.com/prometheus/prometheus/cmd/promtool "$PROMTOOL_VERSION"
+	exec 8>&-
+	say "helm, kubeconform, promtool ready; use: eval \"\$(hack/tools.sh env)\""
+}
+
+check_built() {
+	local bin
+	for bin in "$HELM_DIR/bin/helm" "$KUBECONFORM_DIR/bin/kubeconform" "$PROMTOOL_DIR/bin/promtool"; do
+		[[ -x $bin ]] || die "${bin##*/} is not built ($bin missing): run \`make tools\` (hack/tools.sh build)"
+	done
+	[[ -f $PROMOP_DIR/.stamp ]] || die "prometheus-operator CRDs not fetched: run \`make tools\` (hack/tools.sh build)"
+}
+
+cmd_env() {
+	check_built
+	# shellcheck disable=SC2016 # $PATH expands where the line is eval'd
+	printf 'export PATH="%s:%s:%s:$PATH"\n' "$HELM_DIR/bin" "$KUBECONFORM_DIR/bin" "$PROMTOOL_DIR/bin"
+	printf 'export HELM=%q\n' "$HELM_DIR/bin/helm"
+	printf 'export KUBECONFORM=%q\n' "$KUBECONFORM_DIR/bin/kubeconform"
+	printf 'export PROMTOOL=%q\n' "$PROMTOOL_DIR/bin/promtool"
+	printf 'export MONITORING_CRDS=%q\n' "$PROMOP_DIR"
+}
+
+cmd_paths() {
+	check_built
+	printf 'helm %s\nkubeconform %s\npromtool %s\nmonitoring-crds %s\n' \
+		"$HELM_DIR/bin/helm" "$KUBECONFORM_DIR/bin/kubeconform" "$PROMTOOL_DIR/bin/promtool" "$PROMOP_DIR"
+}
+
+main() {
+	local cmd=${1:-help}
+	case $cmd in
+	build) cmd_build ;;
+	env) cmd_env ;;
+	paths) cmd_paths ;;
+	help | -h | --help) usage ;;
+	*)
+		usage >&2
+		die "unknown command '$cmd'"
+		;;
+	esac
+}
+
+main "$@"
