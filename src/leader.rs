@@ -44,7 +44,7 @@ pub enum Error {
     },
     /// The Lease could not be read or created.
     #[error(
-        "cannot use the Lease {namespace}/{lease} for leader election: {source}; the operator needs get, create and update on leases in that namespace"
+        "cannot use the Lease {namespace}/{lease} for leader election: {source}; the operator needs get and patch on that Lease and create on leases in that namespace"
     )]
     Lease {
         /// Namespace of the Lease.

@@ -36,6 +36,7 @@ fn is_leader(operator: &Operator) -> bool {
 #[ignore = "needs the local cluster: make test"]
 async fn a_standby_finishes_the_run_of_a_killed_leader_without_repeating_a_step() {
     let ns = TestNamespace::new("ha").await;
+    ns.grant_leader_election();
     let mut election = vec!["--leader-election-namespace", ns.name.as_str()];
     election.extend(ELECTION);
     let first = ns.spawn_operator("-a", &election, "ok");
@@ -127,6 +128,7 @@ async fn a_standby_finishes_the_run_of_a_killed_leader_without_repeating_a_step(
 #[ignore = "needs the local cluster: make test"]
 async fn a_leader_that_stops_releases_the_lease_to_the_standby() {
     let mut ns = TestNamespace::new("ha-release").await;
+    ns.grant_leader_election();
     let mut election = vec!["--leader-election-namespace", ns.name.as_str()];
     election.extend(ELECTION);
     let first = ns.spawn_operator("-a", &election, "ok");

@@ -360,6 +360,33 @@ pub fn stalled(conditions: &[Condition], observed: Option<i64>, generation: Opti
 }
 
 impl TestNamespace {
+    /// Lets the suite's operator identity ([`OPERATOR_IDENTITY`], when set) hold leader Leases
+    /// in this namespace, as the chart's leader-election Role does in the release namespace.
+    pub fn grant_leader_election(&self) {
+        let Some(identity) = std::env::var(OPERATOR_IDENTITY)
+            .ok()
+            .filter(|s| !s.is_empty())
+        else {
+            return;
+        };
+        let mut parts = identity.rsplitn(2, ':');
+        let (Some(account), Some(prefix)) = (parts.next(), parts.next()) else {
+            panic!(
+                "{OPERATOR_IDENTITY} is not system:serviceaccount:<namespace>:<name>: {identity}"
+            );
+        };
+        let namespace = prefix.trim_start_matches("system:serviceaccount:");
+        let yaml = format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: leader-election}}\nrules:\n- {{apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, patch, create]}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: leader-election}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: leader-election}}\nsubjects: [{{kind: ServiceAccount, name: {account}, namespace: {namespace}}}]\n"
+        );
+        let out = self.kubectl(&["apply", "-f", "-"], Some(&yaml));
+        assert!(
+            out.status.success(),
+            "grant leader election: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// A client that acts as ServiceAccount `name` of this namespace (the admin identity
     /// impersonates it), for checking what RBAC lets that account do.
     pub async fn client_as_service_account(&self, name: &str) -> Client {
