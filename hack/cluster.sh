@@ -70,35 +70,13 @@ COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler kwok"
 # Progress goes to stderr; stdout is kept for eval-able output.
 say() { printf '[cluster] %s\n' "$*" >&2; }
 die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=hack/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 
 # ---------------------------------------------------------------------------
 # build
 # ---------------------------------------------------------------------------
-go_env() { env GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-trimpath "$@"; }
 
-# Run a command with its output in a log file, printing a heartbeat every
-# 30 s so a long build never sits silent. Shows the log tail on failure.
-run_logged() { # label logfile command...
-	local label=$1 log=$2 start=$SECONDS next pid rc=0
-	shift 2
-	"$@" >"$log" 2>&1 &
-	pid=$!
-	next=$((SECONDS + 30))
-	while kill -0 "$pid" 2>/dev/null; do
-		sleep 1
-		if ((SECONDS >= next)); then
-			say "  ... still building $label ($((SECONDS - start))s elapsed)"
-			next=$((SECONDS + 30))
-		fi
-	done
-	wait "$pid" || rc=$?
-	if ((rc != 0)); then
-		printf '[cluster] ---- last lines of %s ----\n' "$log" >&2
-		tail -n 40 "$log" >&2
-		die "building $label failed (exit $rc); full log: $log"
-	fi
-	say "  built $label in $((SECONDS - start))s"
-}
 
 kube_ldflags() {
 	local v=$KUBE_VERSION minor pkg ld="-s -w"
@@ -111,15 +89,6 @@ kube_ldflags() {
 	printf '%s' "$ld"
 }
 
-check_go() {
-	command -v go >/dev/null || die "go is not installed (need Go >= 1.26 to build the control plane)"
-	local gv
-	gv=$(go_env go env GOVERSION)
-	case $gv in
-	go1.2[6-9]* | go1.[3-9][0-9]*) ;;
-	*) die "need Go >= 1.26 (found $gv); GOTOOLCHAIN=local is enforced" ;;
-	esac
-}
 
 build_kube() {
 	local bin=$KUBE_DIR/bin t missing=
@@ -128,7 +97,7 @@ build_kube() {
 	done
 	if [[ -f $KUBE_DIR/.stamp && -z $missing ]]; then return 0; fi
 	local t0=$SECONDS
-	check_go
+	check_go "the control plane"
 	mkdir -p "$bin"
 	say "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $KUBE_VERSION from Go modules"
 	say "  (first time on this machine: ~15-30 min on 2 cores; afterwards cached in $KUBE_DIR)"
@@ -147,7 +116,7 @@ build_kube() {
 build_etcd() {
 	if [[ -f $ETCD_DIR/.stamp && -x $ETCD_DIR/bin/etcd ]]; then return 0; fi
 	local t0=$SECONDS
-	check_go
+	check_go "the control plane"
 	mkdir -p "$ETCD_DIR/bin"
 	say "building etcd $ETCD_VERSION from Go modules (~1-3 min)"
 	(
@@ -161,7 +130,7 @@ build_etcd() {
 build_kwok() {
 	if [[ -f $KWOK_DIR/.stamp && -x $KWOK_DIR/bin/kwok ]]; then return 0; fi
 	local t0=$SECONDS
-	check_go
+	check_go "the control plane"
 	mkdir -p "$KWOK_DIR/bin"
 	say "building kwok $KWOK_VERSION from Go modules (~2-5 min)"
 	(

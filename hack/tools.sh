@@ -43,48 +43,17 @@ PROMOP_CRDS="monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_pr
 # Progress goes to stderr; stdout is kept for eval-able output.
 say() { printf '[tools] %s\n' "$*" >&2; }
 die() { printf '[tools] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=hack/lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
-go_env() { env GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-trimpath "$@"; }
 
-check_go() {
-	command -v go >/dev/null || die "go is not installed (need Go >= 1.26 to build helm and promtool)"
-	local gv
-	gv=$(go_env go env GOVERSION)
-	case $gv in
-	go1.2[6-9]* | go1.[3-9][0-9]*) ;;
-	*) die "need Go >= 1.26 (found $gv); GOTOOLCHAIN=local is enforced" ;;
-	esac
-}
 
-# Run a command with its output in a log file, printing a heartbeat every 30 s so a long
-# build never sits silent. Shows the log tail on failure. (Same contract as hack/cluster.sh.)
-run_logged() { # label logfile command...
-	local label=$1 log=$2 start=$SECONDS next pid rc=0
-	shift 2
-	"$@" >"$log" 2>&1 &
-	pid=$!
-	next=$((SECONDS + 30))
-	while kill -0 "$pid" 2>/dev/null; do
-		sleep 1
-		if ((SECONDS >= next)); then
-			say "  ... still building $label ($((SECONDS - start))s elapsed)"
-			next=$((SECONDS + 30))
-		fi
-	done
-	wait "$pid" || rc=$?
-	if ((rc != 0)); then
-		printf '[tools] ---- last lines of %s ----\n' "$log" >&2
-		tail -n 40 "$log" >&2
-		die "building $label failed (exit $rc); full log: $log"
-	fi
-	say "  built $label in $((SECONDS - start))s"
-}
 
 # go install PKG@VERSION into DIR/bin, once; DIR/.stamp records when and how long.
 build_go_tool() { # name dir package version [function printing extra ldflags]
 	local name=$1 dir=$2 pkg=$3 version=$4 ldflags="-s -w" t0=$SECONDS
 	if [[ -f $dir/.stamp && -x $dir/bin/$name ]]; then return 0; fi
-	check_go
+	check_go "helm and promtool"
 	if [[ -n ${5:-} ]]; then ldflags="$ldflags $("$5")"; fi
 	mkdir -p "$dir/bin"
 	rm -f "$dir/.stamp"
@@ -103,7 +72,7 @@ build_go_tool() { # name dir package version [function printing extra ldflags]
 # Without them a `go install` helm reports "v3.21" and assumes Kubernetes v1.20.
 helm_ldflags() {
 	local gomod client minor
-	check_go
+	check_go "helm and promtool"
 	gomod=$(cd "$CACHE_ROOT" && go_env GO111MODULE=on go mod download -json "helm.sh/helm/v3@$HELM_VERSION" |
 		sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
 	[[ -n $gomod && -f $gomod ]] || die "cannot download helm.sh/helm/v3@$HELM_VERSION from the Go module proxy"
@@ -122,7 +91,7 @@ fetch_promop_crds() {
 	local f missing='' t0=$SECONDS moddir
 	for f in $PROMOP_CRDS; do [[ -f $PROMOP_DIR/$f ]] || missing=1; done
 	if [[ -f $PROMOP_DIR/.stamp && -z $missing ]]; then return 0; fi
-	check_go
+	check_go "helm and promtool"
 	mkdir -p "$PROMOP_DIR"
 	say "fetching prometheus-operator $PROMOP_VERSION CRDs from its Go module"
 	moddir=$(cd "$PROMOP_DIR" && go_env GO111MODULE=on go mod download -json \
