@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, Store};
@@ -19,6 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
+use crate::conditions::HasConditions;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::metrics::ReconcileResult;
 
@@ -40,6 +42,20 @@ impl<K> Kind for K where
         + Send
         + Sync
         + 'static
+{
+}
+
+/// The kinds whose reconciles [`run`] drives: namespaced custom resources with a status that
+/// carries conditions, so a refusal can be reported on the object itself.
+pub trait Reported:
+    Kind + Resource<Scope = k8s_openapi::NamespaceResourceScope> + HasStatus<Status: HasConditions>
+{
+}
+
+impl<K> Reported for K where
+    K: Kind
+        + Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + HasStatus<Status: HasConditions>
 {
 }
 
@@ -312,7 +328,7 @@ pub async fn run<K, R, Fut, E>(
     reconcile: R,
     shutdown: Shutdown,
 ) where
-    K: Kind,
+    K: Reported,
     R: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Action, E>> + Send + 'static,
     E: std::error::Error + Send + Sync + 'static,
@@ -432,12 +448,11 @@ pub fn forbidden_note(message: &str) -> String {
 /// Publishes the Warning Event and sets `Ready=False` (reason `Forbidden`) on `obj`. The
 /// condition goes in by a merge patch of `status.conditions` guarded by the object's
 /// resourceVersion: a server-side apply of part of the status would drop the rest of it.
-async fn report_forbidden<K: Kind>(
-    ctx: Arc<Context>,
-    controller: &str,
-    obj: Arc<K>,
-    message: String,
-) {
+async fn report_forbidden<K>(ctx: Arc<Context>, controller: &str, obj: Arc<K>, message: String)
+where
+    K: Reported,
+    K::Status: HasConditions,
+{
     let note = forbidden_note(&message);
     ctx.publish(
         controller,
@@ -447,19 +462,7 @@ async fn report_forbidden<K: Kind>(
         note.clone(),
     )
     .await;
-    let mut value = match serde_json::to_value(obj.as_ref()) {
-        Ok(value) => value,
-        Err(err) => {
-            warn!(%err, "cannot read the object's conditions");
-            return;
-        }
-    };
-    let resource = ApiResource::erase::<K>(&());
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        ctx.client.clone(),
-        &obj.namespace().unwrap_or_default(),
-        &resource,
-    );
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let desired = [crate::conditions::Desired::new(
         crate::conditions::READY,
         crate::conditions::Status::False,
@@ -468,25 +471,23 @@ async fn report_forbidden<K: Kind>(
     )];
     // The cached copy may be behind the object (its controller keeps writing status): on a
     // conflict, merge into the current copy instead.
+    let mut current = obj;
     for _ in 0..3 {
-        let existing: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> = value
-            .pointer("/status/conditions")
-            .cloned()
-            .and_then(|c| serde_json::from_value(c).ok())
+        let existing = current
+            .status()
+            .map(|s| s.conditions().to_vec())
             .unwrap_or_default();
-        let generation = value
-            .pointer("/metadata/generation")
-            .and_then(|g| g.as_i64());
-        let merged = crate::conditions::merge(&existing, &desired, generation, &now());
+        let merged =
+            crate::conditions::merge(&existing, &desired, current.meta().generation, &now());
         if merged == existing {
             return;
         }
         let patch = serde_json::json!({
-            "metadata": {"resourceVersion": value.pointer("/metadata/resourceVersion")},
+            "metadata": {"resourceVersion": current.resource_version()},
             "status": {"conditions": merged},
         });
         let err = match api
-            .patch_status(&obj.name_any(), &patch_params(), &Patch::Merge(&patch))
+            .patch_status(&current.name_any(), &patch_params(), &Patch::Merge(&patch))
             .await
         {
             Ok(_) => {
@@ -497,13 +498,13 @@ async fn report_forbidden<K: Kind>(
         };
         let conflict = matches!(&err, kube::Error::Api(status) if status.code == 409);
         let fresh = match conflict {
-            true => api.get_opt(&obj.name_any()).await,
+            true => api.get_opt(&current.name_any()).await,
             false => Ok(None),
         };
-        match fresh.map(|o| o.and_then(|o| serde_json::to_value(o).ok())) {
-            Ok(Some(current)) => value = current,
+        match fresh {
+            Ok(Some(fresh)) => current = Arc::new(fresh),
             _ => {
-                warn!(controller, object = %obj.name_any(), %err, "cannot record the refusal in status");
+                warn!(controller, object = %current.name_any(), %err, "cannot record the refusal in status");
                 return;
             }
         }
