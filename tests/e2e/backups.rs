@@ -231,26 +231,13 @@ async fn wait_token_done(
 
 /// Sets the backup-now annotation.
 fn backup_now(ns: &TestNamespace, policy: &str, token: &str) {
-    kubectl_text(
-        ns,
-        &[
-            "annotate",
-            "bp",
-            policy,
-            &format!("{BACKUP_NOW}={token}"),
-            "--overwrite",
-        ],
-    );
-}
-
-fn kubectl_text(ns: &TestNamespace, args: &[&str]) -> String {
-    let out = ns.kubectl(args, None);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    ns.kubectl_ok(&[
+        "annotate",
+        "bp",
+        policy,
+        &format!("{BACKUP_NOW}={token}"),
+        "--overwrite",
+    ]);
 }
 
 /// Every Job of `policy` (backup, verify and prune), sorted by name.
@@ -1074,10 +1061,7 @@ async fn backup_now_runs_one_backup_per_token() {
     // The same token again, with another change so the policy is reconciled: no new Job.
     let before = reconciles(&ns);
     backup_now(&ns, "ondemand", "a");
-    kubectl_text(
-        &ns,
-        &["annotate", "bp", "ondemand", "touched=1", "--overwrite"],
-    );
+    ns.kubectl_ok(&["annotate", "bp", "ondemand", "touched=1", "--overwrite"]);
     let started = Instant::now();
     while reconciles(&ns) <= before {
         assert!(
@@ -1583,7 +1567,7 @@ async fn kubectl_get_shows_schedule_last_success_freshness_and_next() {
         })
         .await;
 
-    let table = kubectl_text(&ns, &["get", "bp"]);
+    let table = ns.kubectl_ok(&["get", "bp"]);
     let mut lines = table.lines();
     let header: Vec<&str> = lines
         .next()
@@ -1605,7 +1589,7 @@ async fn kubectl_get_shows_schedule_last_success_freshness_and_next() {
     assert!(row.contains(&next.to_string()), "NEXT is {next}: {table}");
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert!(cells.contains(&"True"), "FRESH True: {table}");
-    let ops = kubectl_text(&ns, &["get", "ops"]);
+    let ops = ns.kubectl_ok(&["get", "ops"]);
     assert!(
         ops.contains("backuppolicy.ops.runbook.dev/nightly"),
         "{ops}"
@@ -1643,18 +1627,15 @@ async fn suspended_policy_runs_on_demand_only_and_unsuspending_runs_no_backlog()
     assert_eq!(r.result, BackupResult::Succeeded, "{r:#?}");
 
     let unsuspended_at = Timestamp::now();
-    kubectl_text(
-        &ns,
-        &[
-            "patch",
-            "bp",
-            "paused",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"schedule":{"suspend":false}}}"#,
-        ],
-    );
+    ns.kubectl_ok(&[
+        "patch",
+        "bp",
+        "paused",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"schedule":{"suspend":false}}}"#,
+    ]);
     let bp = wait_scheduled(&ns, "paused").await;
     wait_for_any_event(&ns, "paused", "BackupSkipped").await;
     let next = time(&status(&bp).next_schedule_time).expect("next");

@@ -324,27 +324,14 @@ async fn wait_runs_finished(ns: &TestNamespace) {
     }
 }
 
-fn kubectl_ok(ns: &TestNamespace, args: &[&str]) -> String {
-    let out = ns.kubectl(args, None);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn annotate(ns: &TestNamespace, annotation: &str) {
-    kubectl_ok(
-        ns,
-        &[
-            "annotate",
-            "bluegreenrelease",
-            RELEASE,
-            "--overwrite",
-            annotation,
-        ],
-    );
+    ns.kubectl_ok(&[
+        "annotate",
+        "bluegreenrelease",
+        RELEASE,
+        "--overwrite",
+        annotation,
+    ]);
 }
 
 /// Reconciles of the BlueGreenRelease controller the running operator has finished.
@@ -1397,18 +1384,15 @@ async fn hand_edited_slot_key_is_put_back() {
     let mut ns = TestNamespace::new("bg-tamper").await;
     let r1 = first_release(&mut ns, "scaleDownDelay: 5s").await;
 
-    kubectl_ok(
-        &ns,
-        &[
-            "patch",
-            "service",
-            ACTIVE,
-            "--type",
-            "merge",
-            "-p",
-            &format!(r#"{{"spec":{{"selector":{{"{SLOT_KEY}":"green"}}}}}}"#),
-        ],
-    );
+    ns.kubectl_ok(&[
+        "patch",
+        "service",
+        ACTIVE,
+        "--type",
+        "merge",
+        "-p",
+        &format!(r#"{{"spec":{{"selector":{{"{SLOT_KEY}":"green"}}}}}}"#),
+    ]);
     let messages = ns
         .wait_for_event(RELEASE, "SelectorRestored", "green")
         .await;
@@ -1428,21 +1412,18 @@ async fn hand_edited_slot_key_is_put_back() {
         .expect("SelectorRestored");
     assert_eq!(restored.type_, "Warning");
 
-    kubectl_ok(
-        &ns,
-        &[
-            "patch",
-            "service",
-            ACTIVE,
-            "--type",
-            "json",
-            "-p",
-            &format!(
-                r#"[{{"op":"remove","path":"/spec/selector/{}"}}]"#,
-                SLOT_KEY.replace('/', "~1")
-            ),
-        ],
-    );
+    ns.kubectl_ok(&[
+        "patch",
+        "service",
+        ACTIVE,
+        "--type",
+        "json",
+        "-p",
+        &format!(
+            r#"[{{"op":"remove","path":"/spec/selector/{}"}}]"#,
+            SLOT_KEY.replace('/', "~1")
+        ),
+    ]);
     let started = Instant::now();
     while service_slot(&ns, ACTIVE).await.as_deref() != Some("blue") {
         assert!(
@@ -1452,18 +1433,15 @@ async fn hand_edited_slot_key_is_put_back() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    kubectl_ok(
-        &ns,
-        &[
-            "patch",
-            "service",
-            PREVIEW,
-            "--type",
-            "merge",
-            "-p",
-            &format!(r#"{{"spec":{{"selector":{{"{SLOT_KEY}":"green"}}}}}}"#),
-        ],
-    );
+    ns.kubectl_ok(&[
+        "patch",
+        "service",
+        PREVIEW,
+        "--type",
+        "merge",
+        "-p",
+        &format!(r#"{{"spec":{{"selector":{{"{SLOT_KEY}":"green"}}}}}}"#),
+    ]);
     let started = Instant::now();
     while service_slot(&ns, PREVIEW).await.as_deref() != Some("blue") {
         assert!(
@@ -1611,18 +1589,15 @@ async fn operator_killed_while(when: KillIn) {
                         .and_then(|s| s.scheduling_gates.as_ref())
                         .is_some_and(|g| !g.is_empty())
                 }) {
-                    kubectl_ok(
-                        &ns,
-                        &[
-                            "patch",
-                            "pod",
-                            &pod.name_any(),
-                            "--type",
-                            "json",
-                            "-p",
-                            r#"[{"op":"remove","path":"/spec/schedulingGates"}]"#,
-                        ],
-                    );
+                    ns.kubectl_ok(&[
+                        "patch",
+                        "pod",
+                        &pod.name_any(),
+                        "--type",
+                        "json",
+                        "-p",
+                        r#"[{"op":"remove","path":"/spec/schedulingGates"}]"#,
+                    ]);
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

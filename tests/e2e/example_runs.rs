@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 use runbook_operator::runbook_run::{RunbookRun, StepPhase};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::TestNamespace;
+use crate::support::{TestNamespace, example_names, run_yaml};
 
 /// A server on 127.0.0.1 that answers every request 200 `{"status":"ok"}`.
 async fn healthy_server() -> u16 {
@@ -29,33 +29,6 @@ async fn healthy_server() -> u16 {
         }
     });
     port
-}
-
-fn example_runbooks() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("examples/") {
-        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("file");
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value: serde_yaml::Value = serde::Deserialize::deserialize(doc).expect("yaml");
-            if value["kind"].as_str() == Some("Runbook") {
-                names.push(value["metadata"]["name"].as_str().expect("name").to_owned());
-            }
-        }
-    }
-    names.sort();
-    names
-}
-
-fn run_yaml(name: &str, runbook: &str, mode: &str, params: &[(&str, String)]) -> String {
-    let params = params
-        .iter()
-        .map(|(k, v)| format!("{k}: \"{v}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "apiVersion: ops.runbook.dev/v1alpha1\nkind: RunbookRun\nmetadata: {{name: {name}}}\nspec:\n  runbookRef: {{name: {runbook}}}\n  mode: {mode}\n  params: {{{params}}}\n"
-    )
 }
 
 async fn finished(ns: &TestNamespace, name: &str) -> RunbookRun {
@@ -92,7 +65,7 @@ async fn every_example_runbook_previews_in_plan_mode_and_changes_nothing() {
         .expect("secret")
         .data;
 
-    let runbooks = example_runbooks();
+    let runbooks = example_names("Runbook");
     assert!(
         runbooks.len() >= 7,
         "examples cover the spec's procedures: {runbooks:?}"

@@ -9,24 +9,7 @@ use runbook_operator::maintenance_window::MaintenanceWindow;
 use runbook_operator::runbook::Runbook;
 use runbook_operator::runbook_run::RunbookRun;
 
-use crate::support::{TestNamespace, counter_sum, http_get, kubectl_in, ready};
-
-/// Names of our kinds' objects in the example files, per kind.
-fn example_names(kind: &str) -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("examples/") {
-        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("example file");
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value: serde_yaml::Value = serde::Deserialize::deserialize(doc).expect("yaml");
-            if value["kind"].as_str() == Some(kind) {
-                names.push(value["metadata"]["name"].as_str().expect("name").to_owned());
-            }
-        }
-    }
-    names.sort();
-    names
-}
+use crate::support::{TestNamespace, counter_sum, example_names, http_get, kubectl_in, ready};
 
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use runbook_operator::runbook_run::RunbookRun;
 use serde_json::{Value, json};
 
-use crate::support::{PATIENCE, TestNamespace, impersonating_kubeconfig};
+use crate::support::{PATIENCE, TestNamespace, impersonating_kubeconfig, run_yaml};
 
 fn chart() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/runbook-operator")
@@ -104,12 +104,6 @@ fn grant(ns: &TestNamespace, account: &str, rules: &[Value]) {
     );
 }
 
-fn run_yaml(name: &str, runbook: &str, params: &str) -> String {
-    format!(
-        "apiVersion: ops.runbook.dev/v1alpha1\nkind: RunbookRun\nmetadata: {{name: {name}}}\nspec:\n  runbookRef: {{name: {runbook}}}\n  mode: Run\n  params: {{{params}}}\n"
-    )
-}
-
 /// Applies every example and starts the work that touches every kind of object the operator
 /// writes: runs that scale, restart, set env, run Jobs, back up, rotate a Secret, roll back,
 /// delete pods and patch a ConfigMap, and an on-demand backup.
@@ -132,20 +126,18 @@ fn exercise(ns: &TestNamespace) {
     ns.apply(
         "apiVersion: ops.runbook.dev/v1alpha1\nkind: Runbook\nmetadata: {name: rbac-extra}\nspec:\n  steps:\n  - {name: back, onFailure: Continue, rollback: {target: {kind: Deployment, name: app}}}\n  - {name: unstick, onFailure: Continue, deletePods: {selector: {matchLabels: {app: app}}, maxCount: 1}}\n  - {name: settings, onFailure: Continue, patch: {target: {apiVersion: v1, kind: ConfigMap, name: settings}, type: merge, patch: {data: {a: \"2\"}}}}\n",
     );
-    let base = "baseUrl: \"http://127.0.0.1:9\"";
+    let base = ("baseUrl", "http://127.0.0.1:9".to_owned());
+    let image = ("image", "registry.example.com/shop/app:1.5.0".to_owned());
     for (runbook, params) in [
-        ("rbac-extra", ""),
-        ("db-idle-connections", ""),
-        ("cache-flush", ""),
-        ("rotate-api-token", ""),
-        ("pre-maintenance-backup", ""),
-        ("daily-health-check", base),
-        (
-            "deploy-with-backup",
-            "baseUrl: \"http://127.0.0.1:9\", image: \"registry.example.com/shop/app:1.5.0\"",
-        ),
+        ("rbac-extra", vec![]),
+        ("db-idle-connections", vec![]),
+        ("cache-flush", vec![]),
+        ("rotate-api-token", vec![]),
+        ("pre-maintenance-backup", vec![]),
+        ("daily-health-check", vec![base.clone()]),
+        ("deploy-with-backup", vec![base.clone(), image.clone()]),
     ] {
-        ns.apply(&run_yaml(&format!("x-{runbook}"), runbook, params));
+        ns.apply(&run_yaml(&format!("x-{runbook}"), runbook, "Run", &params));
     }
     let out = ns.kubectl(
         &[

@@ -191,22 +191,11 @@ fn image_of(d: &Deployment) -> String {
         .unwrap_or_default()
 }
 
-/// stdout of a kubectl command that must succeed.
-fn kubectl_text(ns: &TestNamespace, args: &[&str]) -> String {
-    let out = ns.kubectl(args, None);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Asserts that `secret` appears nowhere a user (or their log shipper) would see it: the
 /// runs as `kubectl get -o yaml` and `kubectl describe` show them, the namespace's Events, and
 /// the operator's log.
 fn assert_never_shown(ns: &TestNamespace, secret: &str) {
-    let events = kubectl_text(ns, &["get", "events", "-o", "yaml"]);
+    let events = ns.kubectl_ok(&["get", "events", "-o", "yaml"]);
     assert!(
         events.contains("StepSucceeded"),
         "expected the steps' Events to be there: {events}"
@@ -214,12 +203,9 @@ fn assert_never_shown(ns: &TestNamespace, secret: &str) {
     let views = [
         (
             "kubectl get rbr -o yaml",
-            kubectl_text(ns, &["get", "rbr", "-o", "yaml"]),
+            ns.kubectl_ok(&["get", "rbr", "-o", "yaml"]),
         ),
-        (
-            "kubectl describe rbr",
-            kubectl_text(ns, &["describe", "rbr"]),
-        ),
+        ("kubectl describe rbr", ns.kubectl_ok(&["describe", "rbr"])),
         ("kubectl get events -o yaml", events),
         (
             "the operator log",
@@ -643,15 +629,12 @@ async fn rollback_returns_the_deployment_to_the_previous_revision() {
     };
     ns.wait_for::<Deployment>("web", "at revision 1", revision("1"))
         .await;
-    kubectl_text(
-        &ns,
-        &[
-            "set",
-            "image",
-            "deployment/web",
-            "web=registry.example.com/web:2",
-        ],
-    );
+    ns.kubectl_ok(&[
+        "set",
+        "image",
+        "deployment/web",
+        "web=registry.example.com/web:2",
+    ]);
     ns.wait_for::<Deployment>("web", "at revision 2", revision("2"))
         .await;
     ns.apply(&runbook(
@@ -1026,22 +1009,16 @@ async fn approval_waits_for_the_annotation_or_times_out_and_sleep_waits() {
     );
     assert_eq!(entry(&waiting, "nap").phase, StepPhase::Pending);
     assert_eq!(
-        kubectl_text(
-            &ns,
-            &["get", "rbr", "gate-1", "-o", "jsonpath={.status.phase}"]
-        ),
+        ns.kubectl_ok(&["get", "rbr", "gate-1", "-o", "jsonpath={.status.phase}"]),
         "WaitingForApproval"
     );
 
-    kubectl_text(
-        &ns,
-        &[
-            "annotate",
-            "runbookrun",
-            "gate-1",
-            "ops.runbook.dev/approve=ask",
-        ],
-    );
+    ns.kubectl_ok(&[
+        "annotate",
+        "runbookrun",
+        "gate-1",
+        "ops.runbook.dev/approve=ask",
+    ]);
     let r = finished(&ns, "gate-1").await;
     assert_run(&r, "Succeeded", "Succeeded");
     let e = assert_step(&r, "ask", StepPhase::Succeeded);
@@ -1276,15 +1253,12 @@ async fn a_rollback_interrupted_after_its_patch_is_not_applied_twice() {
     };
     ns.wait_for::<Deployment>("web", "at revision 1", revision("1"))
         .await;
-    kubectl_text(
-        &ns,
-        &[
-            "set",
-            "image",
-            "deployment/web",
-            "web=registry.example.com/web:2",
-        ],
-    );
+    ns.kubectl_ok(&[
+        "set",
+        "image",
+        "deployment/web",
+        "web=registry.example.com/web:2",
+    ]);
     ns.wait_for::<Deployment>("web", "at revision 2", revision("2"))
         .await;
     ns.apply(&runbook(
@@ -1295,7 +1269,7 @@ async fn a_rollback_interrupted_after_its_patch_is_not_applied_twice() {
     // Where an operator killed right after sending the rollback leaves things: the intent is
     // in the journal, the Deployment is already rolled back (revision 3 = the first
     // template), the step's success is not recorded yet.
-    kubectl_text(&ns, &["rollout", "undo", "deployment/web"]);
+    ns.kubectl_ok(&["rollout", "undo", "deployment/web"]);
     ns.wait_for::<Deployment>("web", "at revision 3", revision("3"))
         .await;
     let first = ns
@@ -1325,18 +1299,15 @@ async fn a_rollback_interrupted_after_its_patch_is_not_applied_twice() {
             "target": "Deployment/web",
             "outputs": {"attemptStartedAt": now, "fromRevision": "2", "toRevision": "1", "replicaSet": first}}],
     }});
-    kubectl_text(
-        &ns,
-        &[
-            "patch",
-            "rbr",
-            "undo-1",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ],
-    );
+    ns.kubectl_ok(&[
+        "patch",
+        "rbr",
+        "undo-1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
     ns.start_operator();
 
     let r = finished(&ns, "undo-1").await;
@@ -1371,10 +1342,7 @@ async fn a_json_patch_interrupted_after_it_was_sent_is_not_applied_twice() {
     ns.apply(&run("feature-1", "feature", ""));
     // Where an operator killed right after sending the patch leaves things: the step is
     // Running with its intent recorded, the Deployment already has the change.
-    kubectl_text(
-        &ns,
-        &["patch", "deployment", "app", "--type=json", "-p", append],
-    );
+    ns.kubectl_ok(&["patch", "deployment", "app", "--type=json", "-p", append]);
     let now = jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
@@ -1388,18 +1356,15 @@ async fn a_json_patch_interrupted_after_it_was_sent_is_not_applied_twice() {
         "steps": [{"name": "append", "phase": "Running", "attempts": 1, "startTime": now,
             "target": "Deployment/app", "outputs": {"attemptStartedAt": now, "sent": "attempt 1"}}],
     }});
-    kubectl_text(
-        &ns,
-        &[
-            "patch",
-            "rbr",
-            "feature-1",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ],
-    );
+    ns.kubectl_ok(&[
+        "patch",
+        "rbr",
+        "feature-1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
     ns.start_operator();
 
     let r = finished(&ns, "feature-1").await;

@@ -232,6 +232,19 @@ impl TestNamespace {
         kubectl_in(Some(&self.name), args, stdin)
     }
 
+    /// Runs kubectl in this namespace and returns its output; panics with kubectl's message
+    /// if it fails.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args, None);
+        assert!(
+            out.status.success(),
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Applies YAML; panics with kubectl's message if it is refused.
     pub fn apply(&self, yaml: &str) {
         let out = self.kubectl(&["apply", "-f", "-"], Some(yaml));
@@ -470,4 +483,33 @@ impl TestNamespace {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// Names of our kinds' objects of `kind` in the example files, sorted.
+pub fn example_names(kind: &str) -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("examples/") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("example file");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value: serde_yaml::Value = serde::Deserialize::deserialize(doc).expect("yaml");
+            if value["kind"].as_str() == Some(kind) {
+                names.push(value["metadata"]["name"].as_str().expect("name").to_owned());
+            }
+        }
+    }
+    names.sort();
+    names
+}
+
+/// A RunbookRun of `runbook` in `mode` (Run or Plan) with string `params`, as YAML.
+pub fn run_yaml(name: &str, runbook: &str, mode: &str, params: &[(&str, String)]) -> String {
+    let params = params
+        .iter()
+        .map(|(k, v)| format!("{k}: \"{v}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "apiVersion: ops.runbook.dev/v1alpha1\nkind: RunbookRun\nmetadata: {{name: {name}}}\nspec:\n  runbookRef: {{name: {runbook}}}\n  mode: {mode}\n  params: {{{params}}}\n"
+    )
 }

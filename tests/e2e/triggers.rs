@@ -98,19 +98,8 @@ async fn eventually<T>(
     }
 }
 
-fn kubectl_ok(ns: &TestNamespace, args: &[&str]) -> String {
-    let out = ns.kubectl(args, None);
-    assert!(
-        out.status.success(),
-        "kubectl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn annotate(ns: &TestNamespace, kind: &str, name: &str, annotation: &str) {
-    kubectl_ok(ns, &["annotate", kind, name, "--overwrite", annotation]);
+    ns.kubectl_ok(&["annotate", kind, name, "--overwrite", annotation]);
 }
 
 /// Reconciles the running operator's `controller` has finished.
@@ -206,17 +195,14 @@ async fn run_now_starts_one_run_per_token() {
     // The same token again (with another annotation, so the Runbook does change and is
     // reconciled): nothing new.
     let before = reconciles(&ns, "runbook");
-    kubectl_ok(
-        &ns,
-        &[
-            "annotate",
-            "runbook",
-            "scale-up",
-            "--overwrite",
-            "ops.runbook.dev/run-now=t1",
-            "example.com/touched=yes",
-        ],
-    );
+    ns.kubectl_ok(&[
+        "annotate",
+        "runbook",
+        "scale-up",
+        "--overwrite",
+        "ops.runbook.dev/run-now=t1",
+        "example.com/touched=yes",
+    ]);
     runbook_reconciles(&ns, before + 1.0).await;
     assert_eq!(names(&runs_of(&ns, "scale-up").await), [first.as_str()]);
 
@@ -259,7 +245,7 @@ async fn run_now_starts_one_run_per_token() {
     assert_eq!(status.last_handled_run_now.as_deref(), Some("t2"));
     assert_eq!(runs_of(&ns, "scale-up").await.len(), 2);
     // `kubectl get rb` shows it.
-    let table = kubectl_ok(&ns, &["get", "rb", "scale-up"]);
+    let table = ns.kubectl_ok(&["get", "rb", "scale-up"]);
     assert!(
         table.contains(&second_name) && table.contains("Succeeded"),
         "{table}"
@@ -460,17 +446,14 @@ async fn schedule_starts_one_run_per_minute() {
     // Leave nothing behind: a running run's finalizer would hold the namespace once the
     // operator is gone.
     for name in ["every-minute", "forbid", "replace"] {
-        kubectl_ok(
-            &ns,
-            &[
-                "patch",
-                "runbook",
-                name,
-                "--type=merge",
-                "-p",
-                r#"{"spec":{"schedule":{"suspend":true}}}"#,
-            ],
-        );
+        ns.kubectl_ok(&[
+            "patch",
+            "runbook",
+            name,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"schedule":{"suspend":true}}}"#,
+        ]);
         let rb = wait_ready_runbook(&ns, name).await;
         assert_eq!(
             rb.status.and_then(|s| s.next_schedule_time),
@@ -667,7 +650,7 @@ async fn cancel_and_delete_run_finally() {
     // Deleting a running run: finally runs, then the run disappears.
     ns.apply(&run("delete-me", "long", "  params: {marker: mark-delete}"));
     let job = job_running(&ns, "delete-me").await;
-    kubectl_ok(&ns, &["delete", "runbookrun", "delete-me", "--wait=false"]);
+    ns.kubectl_ok(&["delete", "runbookrun", "delete-me", "--wait=false"]);
     eventually("the deleted run to go away", PATIENCE, async || {
         match ns
             .api::<RunbookRun>()
@@ -784,7 +767,7 @@ async fn runs_wait_for_an_active_maintenance_window() {
         status.start_time.is_none() && status.steps.iter().all(|s| s.phase == StepPhase::Pending),
         "a held run has not started: {status:?}"
     );
-    let table = kubectl_ok(&ns, &["get", "rbr", "held"]);
+    let table = ns.kubectl_ok(&["get", "rbr", "held"]);
     assert!(table.contains("WaitingForWindow"), "{table}");
 
     // The matching window, opening in a few seconds: the run stays held until it is open,

@@ -214,16 +214,6 @@ fn secs(n: i64) -> SignedDuration {
     SignedDuration::from_secs(n)
 }
 
-fn kubectl_text(ns: &TestNamespace, args: &[&str]) -> String {
-    let out = ns.kubectl(args, None);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Waits until the window is Scheduled for its current spec.
 async fn wait_scheduled(ns: &TestNamespace, name: &str) -> MaintenanceWindow {
     ns.wait_for::<MaintenanceWindow>(name, "Scheduled", |mw| {
@@ -320,7 +310,7 @@ async fn one_off_window_changes_targets_at_start_and_restores_them_at_end() {
             "WindowOpened lacks {change:?}: {opened}"
         );
     }
-    let row = kubectl_text(&ns, &["get", "mw", "night", "--no-headers"]);
+    let row = ns.kubectl_ok(&["get", "mw", "night", "--no-headers"]);
     assert_eq!(row.split_whitespace().nth(1), Some("Active"), "{row}");
 
     // Closed: exactly what was there before.
@@ -345,7 +335,7 @@ async fn one_off_window_changes_targets_at_start_and_restores_them_at_end() {
     assert_eq!(cronjob_suspended(&ns, "report").await, Some(false));
     wait_for_any_event(&ns, "night", "WindowClosed").await;
 
-    let table = kubectl_text(&ns, &["get", "maintenancewindows"]);
+    let table = ns.kubectl_ok(&["get", "maintenancewindows"]);
     let mut lines = table.lines();
     let header: Vec<&str> = lines
         .next()
@@ -486,7 +476,7 @@ async fn deleting_an_active_window_restores_before_it_goes() {
     );
     assert_eq!(replicas(&ns, "web").await, 0);
 
-    kubectl_text(&ns, &["delete", "mw", "night", "--wait=false"]);
+    ns.kubectl_ok(&["delete", "mw", "night", "--wait=false"]);
     let started = Instant::now();
     while let Some(mw) = ns
         .api::<MaintenanceWindow>()
@@ -515,7 +505,7 @@ async fn drift_during_a_window_is_kept_and_reported_by_default() {
     let start = from_now(15);
     ns.apply(&one_off("night", start, start + secs(25), &scale("web", 0)));
     wait_open(&ns, "night").await;
-    kubectl_text(&ns, &["scale", "deployment", "web", "--replicas=5"]);
+    ns.kubectl_ok(&["scale", "deployment", "web", "--replicas=5"]);
 
     let over = wait_over(&ns, "night", start, "Completed").await;
     assert_eq!(result_of(&over, start).as_deref(), Some("DriftRespected"));
@@ -545,7 +535,7 @@ async fn drift_during_a_window_is_reverted_with_on_drift_revert() {
         &format!("{}\n  onDrift: Revert", scale("web", 0)),
     ));
     wait_open(&ns, "night").await;
-    kubectl_text(&ns, &["scale", "deployment", "web", "--replicas=5"]);
+    ns.kubectl_ok(&["scale", "deployment", "web", "--replicas=5"]);
 
     let over = wait_over(&ns, "night", start, "Completed").await;
     assert_eq!(result_of(&over, start).as_deref(), Some("Succeeded"));
@@ -709,18 +699,15 @@ async fn suspending_an_active_window_restores_and_leaves_it_suspended() {
     wait_open(&ns, "night").await;
     assert_eq!(replicas(&ns, "web").await, 0);
 
-    kubectl_text(
-        &ns,
-        &[
-            "patch",
-            "mw",
-            "night",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"suspend":true}}"#,
-        ],
-    );
+    ns.kubectl_ok(&[
+        "patch",
+        "mw",
+        "night",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"suspend":true}}"#,
+    ]);
     let suspended = ns
         .wait_for::<MaintenanceWindow>("night", "Suspended", |mw| {
             phase(mw) == "Suspended" && status(mw).observed_generation == mw.metadata.generation
