@@ -97,8 +97,8 @@ use runbook_operator::backup_policy::plan::{
 use serde_json::{Value, json};
 use support::pace::{RssSamples, plus, secs, until};
 use support::{
-    Change, Counters, Record, Rig, Settings, Snapshot, Ticker, counts, env_positive, env_text,
-    for_all, is_write, lock, progress, spawn_watch, spawn_watch_changes,
+    Change, Counters, Rig, Settings, Snapshot, Ticker, counts, env_positive, env_text, for_all,
+    is_write, lock, progress, spawn_watch, spawn_watch_changes,
 };
 
 /// The tag of this bench's progress lines (see `support::progress`).
@@ -280,21 +280,6 @@ struct Seen {
     other_jobs: HashMap<String, usize>,
     /// By "namespace/name".
     policies: HashMap<String, PolicySeen>,
-    watch_errors: u64,
-}
-
-impl Record for Seen {
-    /// The wall clock of this host (the one the due times are on).
-    type Time = Timestamp;
-
-    fn arrival() -> Timestamp {
-        Timestamp::now()
-    }
-
-    fn watch_error(&mut self) -> u64 {
-        self.watch_errors += 1;
-        self.watch_errors
-    }
 }
 
 impl Seen {
@@ -1118,7 +1103,7 @@ async fn bench(operator_url: String) -> Result<bool> {
             .iter()
             .flat_map(|(s, c)| std::iter::repeat_n(s.clone(), *c)),
     );
-    let watch_errors = seen.watch_errors;
+    let watch_errors = support::watch_errors();
     drop(seen);
     bench.rig.write_out("backups.tsv", &raw);
 

@@ -87,7 +87,7 @@ use runbook_operator::runbook_run::{RunbookRun, StepPhase};
 use serde_json::{Value, json};
 use support::pace::secs;
 use support::process::{Launcher, Operator};
-use support::{Record, Settings, Ticker, env_positive, env_text, lock, progress, spawn_watch};
+use support::{Settings, Ticker, env_positive, env_text, lock, progress, spawn_watch};
 
 /// The tag of this bench's progress lines (see `support::progress`).
 const PROGRESS_TAG: &str = "bench-failover";
@@ -167,20 +167,6 @@ struct Seen {
     deployments: HashMap<String, Vec<(Timestamp, i64)>>,
     /// Lease name -> events.
     leases: HashMap<String, Vec<LeaseEvent>>,
-    watch_errors: u64,
-}
-
-impl Record for Seen {
-    type Time = Timestamp;
-
-    fn arrival() -> Timestamp {
-        Timestamp::now()
-    }
-
-    fn watch_error(&mut self) -> u64 {
-        self.watch_errors += 1;
-        self.watch_errors
-    }
 }
 
 fn record_run(seen: &mut Seen, t: Timestamp, run: RunbookRun) {
@@ -766,7 +752,7 @@ async fn bench(operator_url: String) -> Result<bool> {
     if let Some(out) = env_text("BENCH_OUT") {
         let _ = std::fs::write(std::path::Path::new(&out).join("rounds.tsv"), raw);
     }
-    let watch_errors = lock(&bench.seen).watch_errors;
+    let watch_errors = support::watch_errors();
     table.value("watch errors (retried)", Some(watch_errors as f64), "", "");
     println!();
     table.print();

@@ -111,8 +111,8 @@ use runbook_operator::blue_green::release::{RELEASE_LABEL, REVISION_ANNOTATION};
 use serde_json::{Value, json};
 use support::pace::RssSamples;
 use support::{
-    Change, Counters, Record, Rig, Settings, Snapshot, Ticker, counts, env_positive, env_text,
-    for_all, lock, now, progress, spawn_watch, spawn_watch_changes,
+    Change, Counters, Rig, Settings, Snapshot, Ticker, counts, env_positive, env_text, for_all,
+    lock, now, progress, spawn_watch, spawn_watch_changes,
 };
 
 /// The tag of this bench's progress lines (see `support::progress`).
@@ -279,21 +279,6 @@ struct Seen {
     services: HashMap<String, Vec<(f64, Option<String>)>>,
     /// By the Service's "namespace/name".
     slices: HashMap<String, SlicesSeen>,
-    watch_errors: u64,
-}
-
-impl Record for Seen {
-    /// Seconds on `support::now()`.
-    type Time = f64;
-
-    fn arrival() -> f64 {
-        now()
-    }
-
-    fn watch_error(&mut self) -> u64 {
-        self.watch_errors += 1;
-        self.watch_errors
-    }
 }
 
 impl Seen {
@@ -1553,7 +1538,7 @@ async fn bench(operator_url: String) -> Result<bool> {
     {
         println!("{line}");
     }
-    let watch_errors = lock(&bench.seen).watch_errors;
+    let watch_errors = support::watch_errors();
     if watch_errors > 0 {
         println!("  the bench's watches failed {watch_errors} time(s) and were retried.");
     }

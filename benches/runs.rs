@@ -75,8 +75,8 @@ use runbook_operator::runbook::Runbook;
 use runbook_operator::runbook_run::{RunbookRun, StepPhase};
 use serde_json::json;
 use support::{
-    Counters, Record, Rig, Settings, Ticker, counts, env_positive, env_text, for_all, is_write,
-    lock, now, num, percentile, progress, rollout_complete, sorted, spawn_watch,
+    Counters, Rig, Settings, Ticker, counts, env_positive, env_text, for_all, is_write, lock, now,
+    num, percentile, progress, rollout_complete, sorted, spawn_watch,
 };
 
 /// The tag of this bench's progress lines (see `support::progress`).
@@ -189,25 +189,10 @@ struct Seen {
     jobs: HashMap<String, JobSeen>,
     /// First answer per request path.
     http: HashMap<String, f64>,
-    watch_errors: u64,
     /// Probe writes by (kind index, sequence number): when the patch was sent, and when its
     /// watch event arrived.
     probe_sent: HashMap<(usize, u64), f64>,
     probe_seen: HashMap<(usize, u64), f64>,
-}
-
-impl Record for Seen {
-    /// Seconds on `support::now()`.
-    type Time = f64;
-
-    fn arrival() -> f64 {
-        now()
-    }
-
-    fn watch_error(&mut self) -> u64 {
-        self.watch_errors += 1;
-        self.watch_errors
-    }
 }
 
 /// What the watches and the HTTP server saw, shared with their tasks.
@@ -938,7 +923,7 @@ impl Bench {
                 }
             }
         }
-        let watch_errors = seen.watch_errors;
+        let watch_errors = support::watch_errors();
         let failed_yaml: Vec<(String, String)> = seen
             .runs
             .iter()

@@ -92,7 +92,7 @@ use serde_json::{Value, json};
 use support::pace::{RssSamples, secs};
 use support::process::{Launcher, Operator};
 use support::{
-    Change, Counters, Record, Rig, Settings, env_positive, env_text, for_all, lock, progress,
+    Change, Counters, Rig, Settings, env_positive, env_text, for_all, lock, progress,
     spawn_watch_changes,
 };
 
@@ -222,26 +222,15 @@ use serde::Deserialize as _;
 struct ObjSeen {
     settled: bool,
     phase: String,
+    /// For an unsettled object, its Ready condition as "reason: message", so a round that
+    /// does not settle says why.
+    why: String,
 }
 
 #[derive(Default)]
 struct Seen {
     /// kind -> "ns/name" -> state (objects of every namespace; filtered by prefix when read).
     objects: HashMap<&'static str, HashMap<String, ObjSeen>>,
-    watch_errors: u64,
-}
-
-impl Record for Seen {
-    type Time = Timestamp;
-
-    fn arrival() -> Timestamp {
-        Timestamp::now()
-    }
-
-    fn watch_error(&mut self) -> u64 {
-        self.watch_errors += 1;
-        self.watch_errors
-    }
 }
 
 /// Whether an object of `kind` is settled: its status describes its generation, and the
@@ -267,7 +256,43 @@ fn settled(kind: &str, obj: &DynamicObject) -> (bool, String) {
     (ok, phase)
 }
 
+/// An object's Ready condition as "Ready=Status reason: message" ("no Ready condition" when
+/// it has none).
+fn ready_condition(obj: &DynamicObject) -> String {
+    let ready = obj
+        .data
+        .get("status")
+        .and_then(|s| s.get("conditions"))
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"));
+    match ready {
+        Some(c) => format!(
+            "Ready={} {}: {}",
+            c["status"].as_str().unwrap_or("?"),
+            c["reason"].as_str().unwrap_or("?"),
+            c["message"].as_str().unwrap_or("")
+        ),
+        None => "no Ready condition".into(),
+    }
+}
+
 impl Seen {
+    /// Up to `n` unsettled objects of `kind` in namespaces starting with `prefix`, each as
+    /// "ns/name (Ready condition)".
+    fn unsettled(&self, kind: &str, prefix: &str, n: usize) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .objects
+            .get(kind)
+            .into_iter()
+            .flatten()
+            .filter(|(key, o)| key.starts_with(prefix) && !o.settled)
+            .map(|(key, o)| format!("{key} ({})", o.why))
+            .collect();
+        out.sort();
+        out.truncate(n);
+        out
+    }
+
     /// (settled, seen) of `kind` in namespaces starting with `prefix`, and phases.
     fn count(&self, kind: &str, prefix: &str) -> (usize, usize, BTreeMap<String, usize>) {
         let mut phases = BTreeMap::new();
@@ -347,14 +372,26 @@ impl Bench {
                 api,
                 watcher::Config::default(),
                 self.seen.clone(),
-                move |seen: &mut Seen, _t, change| {
+                move |seen: &mut Seen, _t: Timestamp, change| {
                     let objs = seen.objects.entry(kind).or_default();
                     match change {
                         Change::Applied(o) => {
                             let key =
                                 format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
                             let (settled, phase) = settled(kind, &o);
-                            objs.insert(key, ObjSeen { settled, phase });
+                            let why = if settled {
+                                String::new()
+                            } else {
+                                ready_condition(&o)
+                            };
+                            objs.insert(
+                                key,
+                                ObjSeen {
+                                    settled,
+                                    phase,
+                                    why,
+                                },
+                            );
                         }
                         Change::Deleted(o) => {
                             let key =
@@ -562,6 +599,17 @@ impl Bench {
             .join("; ")
     }
 
+    /// Three unsettled objects of each kind that has any, with their Ready conditions.
+    fn unsettled_examples(&self, round: usize) -> String {
+        let seen = lock(&self.seen);
+        let prefix = self.cfg.round_prefix(round);
+        KINDS
+            .iter()
+            .flat_map(|kind| seen.unsettled(kind, &prefix, 3))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     async fn sleep(&self, what: &str, seconds: u64, op: &mut Operator) -> Result<()> {
         let end = Timestamp::now() + jiff::SignedDuration::from_secs(seconds as i64);
         let mut tick = support::Ticker::new();
@@ -636,9 +684,10 @@ impl Bench {
             op.check_alive()?;
             if Timestamp::now() > deadline {
                 bail!(
-                    "round {round}: not settled after {:?}: {state}; {}",
+                    "round {round}: not settled after {:?}: {state}; {}; unsettled, for example: {}",
                     self.rig.timeout,
-                    self.phases(round)
+                    self.phases(round),
+                    self.unsettled_examples(round)
                 );
             }
             if tick.due() {
@@ -969,7 +1018,7 @@ async fn bench(operator_url: String) -> Result<bool> {
         "",
         "",
     );
-    let watch_errors = lock(&bench.seen).watch_errors;
+    let watch_errors = support::watch_errors();
     table.value("watch errors (retried)", Some(watch_errors as f64), "", "");
     println!();
     table.print();

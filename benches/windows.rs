@@ -86,8 +86,8 @@ use runbook_operator::maintenance_window::MaintenanceWindow;
 use serde_json::{Value, json};
 use support::pace::{RssSamples, plus, secs, until};
 use support::{
-    Counters, Record, Rig, Settings, Snapshot, Ticker, counts, env_positive, env_text, for_all,
-    lock, progress, rollout_complete, spawn_watch,
+    Counters, Rig, Settings, Snapshot, Ticker, counts, env_positive, env_text, for_all, lock,
+    progress, rollout_complete, spawn_watch,
 };
 
 /// The tag of this bench's progress lines (see `support::progress`).
@@ -254,21 +254,6 @@ struct Seen {
     targets: HashMap<String, TargetSeen>,
     /// By "namespace/name".
     windows: HashMap<String, WindowSeen>,
-    watch_errors: u64,
-}
-
-impl Record for Seen {
-    /// The wall clock of this host (the one the windows' specs are written in).
-    type Time = Timestamp;
-
-    fn arrival() -> Timestamp {
-        Timestamp::now()
-    }
-
-    fn watch_error(&mut self) -> u64 {
-        self.watch_errors += 1;
-        self.watch_errors
-    }
 }
 
 /// What the watches saw, shared with their tasks.
@@ -1043,7 +1028,7 @@ async fn bench(operator_url: String) -> Result<bool> {
         .iter()
         .filter(|(k, w)| k.contains("/yearly-") && w.phases.iter().any(|p| p != "Scheduled"))
         .count();
-    let watch_errors = seen.watch_errors;
+    let watch_errors = support::watch_errors();
     drop(seen);
     bench.rig.write_out("one-off-windows.tsv", &raw);
 

@@ -387,16 +387,31 @@ pub fn rollout_complete(d: &Deployment) -> bool {
 // watches
 // ---------------------------------------------------------------------------
 
-/// What a bench's watches record into (its `Seen`).
-pub trait Record: Send + 'static {
-    /// The arrival time of a watch event: seconds on [`now`], or a wall-clock instant.
-    type Time;
-
+/// How a bench stamps the arrival of a watch event: seconds on [`now`] (`f64`) or a
+/// wall-clock instant (`Timestamp`).
+pub trait Arrival: Send + 'static {
     /// The arrival time of an event that reaches this process now.
-    fn arrival() -> Self::Time;
+    fn arrival() -> Self;
+}
 
-    /// Counts one watch error; returns how many there were so far.
-    fn watch_error(&mut self) -> u64;
+impl Arrival for f64 {
+    fn arrival() -> f64 {
+        now()
+    }
+}
+
+impl Arrival for Timestamp {
+    fn arrival() -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// Watch errors of this process's watches (each bench is its own process).
+static WATCH_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times the bench's watches failed (and were retried) so far.
+pub fn watch_errors() -> u64 {
+    WATCH_ERRORS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Locks `m`, also when a panicking holder poisoned it.
@@ -406,14 +421,15 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Follows a watch, stamping every object with its arrival time; the first five errors
 /// (the watch retries) get a progress line.
-pub fn spawn_watch<K, S>(
+pub fn spawn_watch<K, S, T>(
     api: Api<K>,
     config: watcher::Config,
     seen: Arc<Mutex<S>>,
-    record: fn(&mut S, S::Time, K),
+    record: fn(&mut S, T, K),
 ) where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
-    S: Record,
+    S: Send + 'static,
+    T: Arrival,
 {
     spawn_watch_changes(api, config, seen, move |seen, t, change| {
         if let Change::Applied(o) = change {
@@ -431,20 +447,21 @@ pub enum Change<K> {
 }
 
 /// [`spawn_watch`], also reporting deletions.
-pub fn spawn_watch_changes<K, S, F>(
+pub fn spawn_watch_changes<K, S, T, F>(
     api: Api<K>,
     config: watcher::Config,
     seen: Arc<Mutex<S>>,
     record: F,
 ) where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
-    S: Record,
-    F: Fn(&mut S, S::Time, Change<K>) + Send + 'static,
+    S: Send + 'static,
+    T: Arrival,
+    F: Fn(&mut S, T, Change<K>) + Send + 'static,
 {
     tokio::spawn(async move {
         let mut events = watcher(api, config).default_backoff().boxed();
         while let Some(event) = events.next().await {
-            let t = S::arrival();
+            let t = T::arrival();
             match event {
                 Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
                     record(&mut lock(&seen), t, Change::Applied(o))
@@ -452,7 +469,7 @@ pub fn spawn_watch_changes<K, S, F>(
                 Ok(watcher::Event::Delete(o)) => record(&mut lock(&seen), t, Change::Deleted(o)),
                 Ok(_) => {}
                 Err(err) => {
-                    let n = lock(&seen).watch_error();
+                    let n = WATCH_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     if n <= 5 {
                         progress(format!("watch error (retried): {err}"));
                     }
