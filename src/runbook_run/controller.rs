@@ -67,6 +67,10 @@ struct State {
     http: reqwest::Client,
 }
 
+/// How long after a status write conflict (409) a run is looked at again if no newer version
+/// has arrived by watch before then.
+const CONFLICT_FALLBACK: Duration = Duration::from_secs(5);
+
 /// Runs the RunbookRun controller until shutdown; `synced` fires once its caches are full.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mpsc::Sender<()>) {
     let (store, stream) = runtime::watch_decoded::<RunbookRun>(&ctx, NAME);
@@ -169,11 +173,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
             let state = state.clone();
             async move {
                 match reconcile(run, state).await {
-                    // Our cached copy was older than our own last write: nothing was done
-                    // on the stale copy; look again in a moment with the fresh one.
+                    // Our cached copy was older than the object (often our own last write):
+                    // nothing was done on the stale copy. The watch brings the newer version
+                    // and that triggers the next reconcile; the requeue is only a fallback.
+                    // Retrying on a timer instead would, when the API server is slow and the
+                    // watch lags, send the same doomed write again every few hundred ms.
                     Err(Error::Kube(kube::Error::Api(status))) if status.code == 409 => {
-                        tracing::debug!("status write conflicted with a newer version; retrying");
-                        Ok(Action::requeue(Duration::from_millis(200)))
+                        tracing::debug!(
+                            "status write conflicted with a newer version; waiting for it"
+                        );
+                        Ok(Action::requeue(CONFLICT_FALLBACK))
                     }
                     other => other,
                 }
