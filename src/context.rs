@@ -17,12 +17,19 @@ pub const FIELD_MANAGER: &str = "runbook-operator";
 pub struct Config {
     /// Watch only this namespace; all namespaces when `None`.
     pub namespace: Option<String>,
+    /// Reconciles each controller runs at once; 0 sets no limit.
+    pub concurrency: u16,
 }
+
+/// Default of `--max-concurrent-reconciles`. Reconciles mostly wait on the API server, so a
+/// few run at once; a bound keeps thousands of due objects from sending thousands of
+/// requests at the same moment to an API server that is already slow.
+pub const DEFAULT_CONCURRENCY: u16 = 16;
 
 impl Config {
     /// The scopes to run controllers in, from `--namespace a,b`: each listed namespace once,
     /// or one scope over all namespaces when none is listed.
-    pub fn scopes(namespaces: &[String]) -> Result<Vec<Config>, ConfigError> {
+    pub fn scopes(namespaces: &[String], concurrency: u16) -> Result<Vec<Config>, ConfigError> {
         let mut scopes: Vec<Config> = Vec::new();
         for namespace in namespaces.iter().map(|ns| ns.trim()) {
             if namespace.is_empty() {
@@ -37,11 +44,15 @@ impl Config {
             {
                 scopes.push(Config {
                     namespace: Some(namespace.to_owned()),
+                    concurrency,
                 });
             }
         }
         if scopes.is_empty() {
-            scopes.push(Config { namespace: None });
+            scopes.push(Config {
+                namespace: None,
+                concurrency,
+            });
         }
         Ok(scopes)
     }
@@ -143,9 +154,9 @@ mod tests {
 
     #[test]
     fn no_namespace_means_one_scope_over_all() {
-        assert_eq!(names(&Config::scopes(&[]).unwrap()), vec![None]);
+        assert_eq!(names(&Config::scopes(&[], 4).unwrap()), vec![None]);
         assert_eq!(
-            names(&Config::scopes(&[" ".into(), String::new()]).unwrap()),
+            names(&Config::scopes(&[" ".into(), String::new()], 4).unwrap()),
             vec![None]
         );
     }
@@ -154,15 +165,23 @@ mod tests {
     fn each_listed_namespace_once_in_order() {
         let listed = ["shop".into(), " payments".into(), "shop".into()];
         assert_eq!(
-            names(&Config::scopes(&listed).unwrap()),
+            names(&Config::scopes(&listed, 4).unwrap()),
             vec![Some("shop"), Some("payments")]
         );
     }
 
     #[test]
+    fn every_scope_gets_the_concurrency() {
+        let listed = ["shop".into(), "payments".into()];
+        for scopes in [Config::scopes(&listed, 7), Config::scopes(&[], 7)] {
+            assert!(scopes.unwrap().iter().all(|c| c.concurrency == 7));
+        }
+    }
+
+    #[test]
     fn rejects_what_cannot_be_a_namespace() {
         for bad in ["Shop", "-shop", "shop-", "a_b", &"x".repeat(64)] {
-            let err = Config::scopes(&[bad.to_owned()]).unwrap_err();
+            let err = Config::scopes(&[bad.to_owned()], 4).unwrap_err();
             assert!(err.to_string().contains(bad), "{err}");
         }
     }

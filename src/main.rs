@@ -45,6 +45,11 @@ enum Command {
         /// Address of the /healthz, /readyz and /metrics server.
         #[arg(long, env = "PROBE_ADDR", default_value = "127.0.0.1:8080")]
         probe_addr: SocketAddr,
+        /// Reconciles each controller runs at once (0: no limit). Each holds at most one
+        /// object; an http step holds its run's reconcile until the endpoint answers or its
+        /// timeout passes, so raise this when many runs call slow endpoints at once.
+        #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = runbook_operator::context::DEFAULT_CONCURRENCY)]
+        max_concurrent_reconciles: u16,
         /// Log format.
         #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -87,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Run {
             namespace,
             probe_addr,
+            max_concurrent_reconciles,
             log_format,
             leader_elect,
             leader_election_namespace,
@@ -105,7 +111,12 @@ async fn main() -> anyhow::Result<()> {
             if let Some(election) = &election {
                 election.validate()?;
             }
-            run(Config::scopes(&namespace)?, probe_addr, election).await
+            run(
+                Config::scopes(&namespace, max_concurrent_reconciles)?,
+                probe_addr,
+                election,
+            )
+            .await
         }
     }
 }

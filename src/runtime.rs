@@ -365,7 +365,9 @@ pub async fn run<K, R, Fut, E>(
     };
     let metrics = ctx.metrics.clone();
     info!(controller = name, "controller started");
+    let config = kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency);
     controller
+        .with_config(config)
         .graceful_shutdown_on(shutdown)
         .run(timed, error_policy, ctx)
         .for_each(|result| {
