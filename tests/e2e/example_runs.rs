@@ -1,8 +1,6 @@
 //! Every example Runbook runs in Plan mode without changing anything, and those the local
 //! cluster can execute run for real (HTTP steps against a server on 127.0.0.1).
 
-use std::path::Path;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use runbook_operator::runbook_run::{RunbookRun, StepPhase};
@@ -45,13 +43,7 @@ async fn finished(ns: &TestNamespace, name: &str) -> RunbookRun {
 #[ignore = "needs the local cluster: make test"]
 async fn every_example_runbook_previews_in_plan_mode_and_changes_nothing() {
     let mut ns = TestNamespace::new("plan-examples").await;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let out = ns.kubectl(&["apply", "-f", dir.to_str().expect("path")], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ns.apply_examples();
     ns.start_operator();
     let app = ns
         .wait_for::<Deployment>("app", "Available", |d| {
@@ -132,13 +124,7 @@ async fn example_runbooks_run_for_real_on_the_local_cluster() {
     let mut ns = TestNamespace::new("real-examples").await;
     let port = healthy_server().await;
     let base = format!("http://127.0.0.1:{port}");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let out = ns.kubectl(&["apply", "-f", dir.to_str().expect("path")], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ns.apply_examples();
     ns.start_operator();
     ns.wait_for::<Deployment>("app", "Available", |d| {
         d.status.as_ref().and_then(|s| s.available_replicas) == Some(2)

@@ -1,8 +1,6 @@
 //! Every file in examples/ is accepted and every resource in it reaches Ready; `kubectl get`
 //! and `kubectl explain` read well; a settled object costs no writes.
 
-use std::path::Path;
-
 use runbook_operator::backup_policy::BackupPolicy;
 use runbook_operator::blue_green::BlueGreenRelease;
 use runbook_operator::maintenance_window::MaintenanceWindow;
@@ -15,13 +13,7 @@ use crate::support::{TestNamespace, counter_sum, example_names, http_get, kubect
 #[ignore = "needs the local cluster: make test"]
 async fn every_example_is_accepted_and_ready() {
     let mut ns = TestNamespace::new("examples").await;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let out = ns.kubectl(&["apply", "-f", dir.to_str().expect("utf-8 path")], None);
-    assert!(
-        out.status.success(),
-        "examples rejected: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ns.apply_examples();
     ns.start_operator();
 
     let mut total = 0;

@@ -108,13 +108,7 @@ fn grant(ns: &TestNamespace, account: &str, rules: &[Value]) {
 /// writes: runs that scale, restart, set env, run Jobs, back up, rotate a Secret, roll back,
 /// delete pods and patch a ConfigMap, and an on-demand backup.
 fn exercise(ns: &TestNamespace) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let out = ns.kubectl(&["apply", "-f", dir.to_str().expect("path")], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ns.apply_examples();
     ns.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: \"1\"}\n");
     // No example scales a StatefulSet: a window over one needs the statefulsets rule.
     ns.apply(

@@ -245,6 +245,13 @@ impl TestNamespace {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Applies every file of examples/ into this namespace; panics with kubectl's message if
+    /// one is refused.
+    pub fn apply_examples(&self) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        self.kubectl_ok(&["apply", "-f", dir.to_str().expect("utf-8 path")]);
+    }
+
     /// Applies YAML; panics with kubectl's message if it is refused.
     pub fn apply(&self, yaml: &str) {
         let out = self.kubectl(&["apply", "-f", "-"], Some(yaml));
