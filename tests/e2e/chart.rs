@@ -480,12 +480,16 @@ fn apply_monitoring_crds() {
     );
 }
 
-async fn get_json(client: &kube::Client, path: &str) -> Result<Value, kube::Error> {
+/// GETs `path` as JSON; an answer that is not JSON (an empty body) is an error to retry.
+async fn get_json(client: &kube::Client, path: &str) -> Result<Value, String> {
     let request = axum::http::Request::get(path)
         .body(Vec::new())
         .expect("request");
-    let body = client.request_text(request).await?;
-    Ok(serde_json::from_str(&body).expect("OpenAPI document is JSON"))
+    let body = client
+        .request_text(request)
+        .await
+        .map_err(|e| format!("GET {path}: {e}"))?;
+    serde_json::from_str(&body).map_err(|e| format!("GET {path}: not JSON ({e}): {body:.200}"))
 }
 
 /// Writes one JSON Schema per kind of the listed group-versions into `out`, from the cluster's
@@ -517,24 +521,25 @@ async fn generate_schemas(
         } else {
             format!("api/{gv}")
         };
-        // The index names each group-version's document (with a hash for caching).
+        // Once the index lists the group-version, its document is served at /openapi/v3/<key>.
+        // The index's own URL carries a hash that goes stale whenever any CRD changes (other
+        // tests install some), and a stale hash is answered with a redirect and no body, so
+        // the document is read without it.
         let started = Instant::now();
-        let url = loop {
-            let index = get_json(client, "/openapi/v3")
-                .await
-                .expect("the cluster serves /openapi/v3");
-            if let Some(url) = index["paths"][&key]["serverRelativeURL"].as_str() {
-                break url.to_owned();
+        let doc = loop {
+            let attempt = match get_json(client, "/openapi/v3").await {
+                Ok(index) if index["paths"][&key].is_object() => {
+                    get_json(client, &format!("/openapi/v3/{key}")).await
+                }
+                Ok(_) => Err(format!("the cluster's /openapi/v3 does not list {key} yet")),
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok(doc) => break doc,
+                Err(e) => assert!(started.elapsed() < PATIENCE, "{e}"),
             }
-            assert!(
-                started.elapsed() < PATIENCE,
-                "the cluster's /openapi/v3 never listed {key}"
-            );
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
-        let doc = get_json(client, &url)
-            .await
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
         kinds += schema::write_group_version(gv, &doc, out).unwrap_or_else(|e| panic!("{gv}: {e}"));
     }
     kinds
