@@ -818,16 +818,7 @@ async fn whoami(kubeconfig: &PathBuf) -> Result<String> {
     let config =
         kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
             .await?;
-    let client = Client::try_from(config)?;
-    let review = Api::<SelfSubjectReview>::all(client)
-        .create(&PostParams::default(), &SelfSubjectReview::default())
-        .await
-        .context("SelfSubjectReview")?;
-    Ok(review
-        .status
-        .and_then(|s| s.user_info)
-        .and_then(|u| u.username)
-        .unwrap_or_default())
+    whoami_client(&Client::try_from(config)?).await
 }
 
 #[tokio::main]
@@ -859,7 +850,7 @@ async fn bench(operator_url: String) -> Result<bool> {
     let examples = example_counts(&cfg.examples)?;
     let identity = match &launcher.kubeconfig {
         Some(kc) => whoami(kc).await?,
-        None => whoami_default(&rig.client).await?,
+        None => whoami_client(&rig.client).await?,
     };
     if let Some(want) = &cfg.identity
         && *want != identity
@@ -1029,7 +1020,8 @@ async fn bench(operator_url: String) -> Result<bool> {
     Ok(true)
 }
 
-async fn whoami_default(client: &Client) -> Result<String> {
+/// The user `client` authenticates as, by SelfSubjectReview.
+async fn whoami_client(client: &Client) -> Result<String> {
     let review = Api::<SelfSubjectReview>::all(client.clone())
         .create(&PostParams::default(), &SelfSubjectReview::default())
         .await

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# What hack/bench.sh, hack/bench-runs.sh, hack/bench-windows.sh, hack/bench-releases.sh and
-# hack/bench-backups.sh share; sourced, not run.
+# What hack/bench.sh, hack/bench-runs.sh, hack/bench-windows.sh, hack/bench-releases.sh,
+# hack/bench-backups.sh, hack/bench-failover.sh and hack/bench-scale.sh share; sourced, not run.
 # Progress lines and a heartbeat, the EXIT trap's cleanup, the cluster (hack/cluster.sh),
 # CRDs, building and starting the operator, the operator's identity and FlowSchemas, running
 # the bench binary, and the summary's first lines.
@@ -12,7 +12,7 @@
 #   KEEP_NOTE     what BENCH_KEEP_CLUSTER=1 leaves up besides the cluster ("namespace $NS")
 # and defines delete_namespaces, which cleanup calls once NS_CREATED=1. The scripts that
 # start the operator as a user of its own (bench-runs, bench-windows, bench-releases,
-# bench-backups) also set OP_USER and FLOW_PREFIX.
+# bench-backups, bench-scale) also set OP_USER and FLOW_PREFIX.
 #
 # Variables assigned here are read by the sourcing scripts, and the other way round:
 # shellcheck disable=SC2034,SC2154
@@ -183,12 +183,20 @@ flow_schema() { # suffix precedence verbs-json groups-json resources-json [non-r
 	if [[ -n ${6:-} ]]; then printf '    nonResourceRules: [{verbs: ["*"], nonResourceURLs: ["*"]}]\n'; fi
 }
 
-# Applies the ClusterRoleBinding and FlowSchemas of $OP_USER ($OUT/operator-identity.yaml),
-# writes OP_KUBECONFIG (the admin kubeconfig, impersonating $OP_USER) and checks it.
+# Applies the ClusterRoleBinding and FlowSchemas of $OP_USER, then impersonates it (see
+# impersonate_operator_user).
 install_operator_identity() {
+	printf -- '---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: %s\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: %s}\n' "$OP_USER" "$OP_USER" >"$OUT/operator-identity.yaml"
+	kubectl apply -f "$OUT/operator-identity.yaml" >>"$OUT/crds.log" 2>&1 || { tail -n 20 "$OUT/crds.log" >&2; die "applying $OUT/operator-identity.yaml failed"; }
+	impersonate_operator_user
+}
+
+# Applies the FlowSchemas that count $OP_USER's requests by kind ($OUT/flowschemas.yaml),
+# writes OP_KUBECONFIG (the admin kubeconfig, impersonating $OP_USER) and checks that it
+# authenticates as $OP_USER. What $OP_USER may do is the caller's to grant.
+impersonate_operator_user() {
 	local writes='[create, update, patch, delete, deletecollection]' who
 	{
-		printf -- '---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: %s\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: %s}\n' "$OP_USER" "$OP_USER"
 		flow_schema events 300 '["*"]' '["", "events.k8s.io"]' '[events]'
 		flow_schema crd-write 301 "$writes" '[ops.runbook.dev]' '["*"]'
 		flow_schema write 302 "$writes" '["*"]' '["*"]'
@@ -196,8 +204,8 @@ install_operator_identity() {
 		flow_schema list 304 '[list]' '["*"]' '["*"]'
 		flow_schema watch 305 '[watch]' '["*"]' '["*"]'
 		flow_schema other 309 '["*"]' '["*"]' '["*"]' non-resource
-	} >"$OUT/operator-identity.yaml"
-	kubectl apply -f "$OUT/operator-identity.yaml" >>"$OUT/crds.log" 2>&1 || { tail -n 20 "$OUT/crds.log" >&2; die "applying $OUT/operator-identity.yaml failed"; }
+	} >"$OUT/flowschemas.yaml"
+	kubectl apply -f "$OUT/flowschemas.yaml" >>"$OUT/crds.log" 2>&1 || { tail -n 20 "$OUT/crds.log" >&2; die "applying FlowSchemas failed"; }
 
 	OP_KUBECONFIG=$OUT/operator.kubeconfig
 	sed "/^  user:\$/a\\    as: $OP_USER" "$KUBECONFIG" >"$OP_KUBECONFIG"

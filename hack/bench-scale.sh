@@ -134,23 +134,9 @@ progress "installing CRDs, the chart's RBAC and FlowSchemas $FLOW_PREFIX*"
 install_crds
 kubectl create namespace "$RELEASE_NS" --dry-run=client -o yaml | kubectl apply -f - >>"$OUT/crds.log" 2>&1
 kubectl apply -n "$RELEASE_NS" -f "$OUT/chart-rbac.yaml" >>"$OUT/crds.log" 2>&1 || { tail -n 20 "$OUT/crds.log" >&2; die "applying the chart's RBAC failed"; }
-{
-	flow_schema events 300 '["*"]' '["", "events.k8s.io"]' '[events]'
-	flow_schema crd-write 301 '[create, update, patch, delete, deletecollection]' '[ops.runbook.dev]' '["*"]'
-	flow_schema write 302 '[create, update, patch, delete, deletecollection]' '["*"]' '["*"]'
-	flow_schema get 303 '[get]' '["*"]' '["*"]'
-	flow_schema list 304 '[list]' '["*"]' '["*"]'
-	flow_schema watch 305 '[watch]' '["*"]' '["*"]'
-	flow_schema other 309 '["*"]' '["*"]' '["*"]' non-resource
-} >"$OUT/flowschemas.yaml"
-kubectl apply -f "$OUT/flowschemas.yaml" >>"$OUT/crds.log" 2>&1 || { tail -n 20 "$OUT/crds.log" >&2; die "applying FlowSchemas failed"; }
-OP_KUBECONFIG=$OUT/operator.kubeconfig
-sed "/^  user:\$/a\\    as: $OP_USER" "$KUBECONFIG" >"$OP_KUBECONFIG"
-chmod 600 "$OP_KUBECONFIG"
-who=$(kubectl --kubeconfig "$OP_KUBECONFIG" auth whoami -o jsonpath='{.status.userInfo.username}' 2>>"$OUT/crds.log" || true)
-[[ $who == "$OP_USER" ]] || die "the operator's kubeconfig authenticates as '$who', not $OP_USER"
+impersonate_operator_user
 # Two spot checks of least privilege, printed (the chart owns the rules).
-progress "operator identity: $who; can it list secrets? $(kubectl --kubeconfig "$OP_KUBECONFIG" auth can-i list secrets -A 2>/dev/null || true); patch deployments? $(kubectl --kubeconfig "$OP_KUBECONFIG" auth can-i patch deployments -A 2>/dev/null || true)"
+progress "operator identity: $OP_USER; can it list secrets? $(kubectl --kubeconfig "$OP_KUBECONFIG" auth can-i list secrets -A 2>/dev/null || true); patch deployments? $(kubectl --kubeconfig "$OP_KUBECONFIG" auth can-i patch deployments -A 2>/dev/null || true)"
 check_port_free
 
 rc=0
