@@ -450,11 +450,12 @@ pub fn forbidden_note(message: &str) -> String {
 /// Publishes the Warning Event and sets `Ready=False` (reason `Forbidden`) on `obj`. The
 /// condition goes in by a merge patch of `status.conditions` guarded by the object's
 /// resourceVersion: a server-side apply of part of the status would drop the rest of it.
-async fn report_forbidden<K>(ctx: Arc<Context>, controller: &str, obj: Arc<K>, message: String)
-where
-    K: Reported,
-    K::Status: HasConditions,
-{
+async fn report_forbidden<K: Reported>(
+    ctx: Arc<Context>,
+    controller: &str,
+    obj: Arc<K>,
+    message: String,
+) {
     let note = forbidden_note(&message);
     ctx.publish(
         controller,
