@@ -479,6 +479,12 @@ async fn cancel_stops_a_run_and_its_finally_step_runs() {
     let waiting_run = spawn_plugin(&ns, &["run", "long", "--wait"]);
     let run = only_run_in(&ns, "long", "Running").await;
     let name = run.name_any();
+    // The run is Running as soon as it has started; its first step may still be Pending, and
+    // a cancel then skips it instead of stopping it. Cancel once the step runs.
+    ns.wait_for::<RunbookRun>(&name, "running its first step", |r| {
+        step_phase(r, "wait-long") == StepPhase::Running
+    })
+    .await;
     ok(&plugin(&ns, &["cancel", &name]), "cancel");
     let waited = finish(waiting_run).await;
     assert_eq!(
