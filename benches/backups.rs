@@ -76,6 +76,7 @@
 
 mod support;
 
+use runbook_operator::well_known::{POLICY_LABEL, STAGE_LABEL};
 use support::figures::{Table, num};
 
 use std::collections::HashMap;
@@ -91,9 +92,7 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams}
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use runbook_operator::backup_policy::BackupPolicy;
-use runbook_operator::backup_policy::plan::{
-    POLICY_LABEL, SCHEDULED_TIME_ANNOTATION as SCHEDULED_ANNOTATION, STAGE_LABEL,
-};
+use runbook_operator::well_known::SCHEDULED_TIME_ANNOTATION as SCHEDULED_ANNOTATION;
 use serde_json::{Value, json};
 use support::pace::{RssSamples, plus, secs, until};
 use support::{

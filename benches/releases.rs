@@ -90,6 +90,7 @@
 
 mod support;
 
+use runbook_operator::well_known::{DEFAULT_SLOT_LABEL, RELEASE_LABEL, REVISION_ANNOTATION};
 use support::figures::{Table, num};
 
 use std::collections::{BTreeMap, HashMap};
@@ -106,8 +107,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use runbook_operator::blue_green::BlueGreenRelease;
-use runbook_operator::blue_green::DEFAULT_SLOT_LABEL;
-use runbook_operator::blue_green::release::{RELEASE_LABEL, REVISION_ANNOTATION};
+
 use serde_json::{Value, json};
 use support::pace::RssSamples;
 use support::{

@@ -1,5 +1,6 @@
 //! The one Context every controller receives: client, event recorder, metrics, settings.
 
+use crate::well_known::FIELD_MANAGER;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -8,9 +9,6 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tracing::warn;
 
 use crate::metrics::Metrics;
-
-/// Field manager of every write the operator makes.
-pub const FIELD_MANAGER: &str = "runbook-operator";
 
 /// Operator settings from the command line.
 #[derive(Clone, Debug, Default)]
@@ -89,7 +87,7 @@ pub struct Context {
     /// Settings.
     pub config: Config,
     /// Lists and watches the API server refuses, for `/readyz`.
-    pub refused_lists: crate::runtime::RefusedLists,
+    pub refused_lists: RefusedLists,
 }
 
 impl Context {
@@ -124,7 +122,7 @@ impl Context {
         // series that keeps the first message. An action naming the reason and the message's
         // hash folds only true repeats, so each distinct message (a second release's revision,
         // a second window's times) is its own Event.
-        let action = format!("{reason}-{:08x}", crate::runbook_run::actions::fnv(&note));
+        let action = format!("{reason}-{:08x}", crate::names::fnv32(&note));
         let event = Event {
             type_,
             reason: reason.into(),
@@ -141,6 +139,35 @@ impl Context {
                 warn!(%err, reason, "could not publish an Event");
             }
         });
+    }
+}
+
+/// The lists and watches the API server currently refuses, by the message it gave, so
+/// `/readyz` can say why the operator is not ready (a primary kind it may not list has no
+/// object to report on).
+#[derive(Clone, Debug, Default)]
+pub struct RefusedLists(Arc<std::sync::Mutex<std::collections::BTreeMap<u64, String>>>);
+
+impl RefusedLists {
+    pub(crate) fn set(&self, cache: u64, message: Option<String>) {
+        if let Ok(mut map) = self.0.lock() {
+            match message {
+                Some(message) => map.insert(cache, message),
+                None => map.remove(&cache),
+            };
+        }
+    }
+
+    /// The API server's messages, one per refused cache, deduplicated.
+    pub fn messages(&self) -> Vec<String> {
+        let mut messages: Vec<String> = self
+            .0
+            .lock()
+            .map(|map| map.values().cloned().collect())
+            .unwrap_or_default();
+        messages.sort();
+        messages.dedup();
+        messages
     }
 }
 

@@ -96,7 +96,10 @@ pub async fn acquire(
         .with_identity(&election.identity)
         .with_duration(election.duration.as_secs())
         .with_grace(election.renew_before.as_secs())
-        .with_field_manager(format!("{}-leader-election", crate::context::FIELD_MANAGER))
+        .with_field_manager(format!(
+            "{}-leader-election",
+            crate::well_known::FIELD_MANAGER
+        ))
         .build()
         .await
         .map_err(lease_error)?;

@@ -10,10 +10,12 @@ pub mod context;
 pub mod crds;
 pub mod duration;
 pub mod embedded;
+pub mod errors;
 pub mod kubectl;
 pub mod leader;
 pub mod maintenance_window;
 pub mod metrics;
+pub mod names;
 pub mod params;
 pub mod plugin;
 pub mod runbook;
@@ -22,7 +24,10 @@ pub mod runtime;
 pub mod schedule;
 pub mod server;
 pub mod step;
+pub mod time;
 pub mod validation;
+pub mod well_known;
+pub mod write;
 
 has_conditions!(
     runbook::RunbookStatus,

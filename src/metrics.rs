@@ -298,6 +298,15 @@ pub struct RunLabels {
     pub result: String,
 }
 
+/// Labels of a failed reconcile.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// The controller.
+    pub controller: String,
+    /// The error's class (its `metric_label`).
+    pub error: String,
+}
+
 /// Labels of a finished step.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StepLabels {
@@ -332,8 +341,8 @@ pub struct Metrics {
     pub reconciles: Family<ControllerLabels, Counter>,
     /// Reconciles finished, per controller and [`ReconcileResult`].
     pub reconcile_results: Family<ResultLabels, Counter>,
-    /// Reconciles that ended in an error, per controller.
-    pub reconcile_errors: Family<ControllerLabels, Counter>,
+    /// Reconciles that ended in an error, per controller and error class.
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
     /// Reconcile duration in seconds, per controller.
     pub reconcile_duration: Family<ControllerLabels, Histogram>,
     /// Reconciles in progress, per controller.
@@ -382,10 +391,10 @@ impl Default for Metrics {
             "Reconciles finished, per controller and result: success (waits for the next change), requeue_after (set a timer), error (retried after 10s)",
             reconcile_results.clone(),
         );
-        let reconcile_errors = Family::<ControllerLabels, Counter>::default();
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
         registry.register(
             "reconcile_errors",
-            "Reconciles that returned an error",
+            "Reconciles that returned an error, per controller and error class (e.g. forbidden, conflict, transport)",
             reconcile_errors.clone(),
         );
         let reconcile_duration =
@@ -527,9 +536,16 @@ impl Metrics {
         self.reconcile_duration
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
-        if result == ReconcileResult::Error {
-            self.reconcile_errors.get_or_create(&labels).inc();
-        }
+    }
+
+    /// Counts a reconcile that failed, by the error's [`crate::errors::MetricLabel`].
+    pub fn count_reconcile_error(&self, controller: &str, error: &str) {
+        self.reconcile_errors
+            .get_or_create(&ErrorLabels {
+                controller: controller.to_owned(),
+                error: error.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts one write to the API server.
@@ -714,6 +730,7 @@ mod tests {
             ReconcileResult::Success,
         );
         m.observe_reconcile("runbook", Duration::from_millis(5), ReconcileResult::Error);
+        m.count_reconcile_error("runbook", "forbidden");
         m.count_write("runbook", "status");
         let text = m.render();
         assert!(
@@ -721,7 +738,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("runbook_operator_reconcile_errors_total{controller=\"runbook\"} 1"),
+            text.contains("runbook_operator_reconcile_errors_total{controller=\"runbook\",error=\"forbidden\"} 1"),
             "{text}"
         );
         assert!(

@@ -27,18 +27,12 @@ use crate::runbook_run::{
     Trigger, TriggerType,
 };
 
-/// Field manager of every write the plugin makes (the operator's own).
-pub const FIELD_MANAGER: &str = crate::context::FIELD_MANAGER;
-/// Annotation approving the approval step it names.
-pub const APPROVE: &str = crate::runbook_run::controller::APPROVE;
-/// Annotation cancelling a run.
-pub const CANCEL: &str = crate::runbook_run::controller::CANCEL;
-/// Annotation promoting the release of the revision it names.
-pub const PROMOTE: &str = crate::blue_green::release::PROMOTE_ANNOTATION;
-/// Annotation aborting the release of the revision it names.
-pub const ABORT: &str = crate::blue_green::release::ABORT_ANNOTATION;
-/// Annotation asking a BackupPolicy for one backup per distinct value.
-pub const BACKUP_NOW: &str = crate::backup_policy::plan::BACKUP_NOW;
+/// The annotations the plugin writes, from the one list of well-known keys: `PROMOTE` and
+/// `ABORT` name the release annotations.
+pub use crate::well_known::{
+    ABORT_ANNOTATION as ABORT, APPROVE, BACKUP_NOW, CANCEL, FIELD_MANAGER,
+    PROMOTE_ANNOTATION as PROMOTE,
+};
 
 /// Exit status of `run --wait` when the run failed.
 pub const EXIT_FAILED: u8 = 3;
@@ -170,7 +164,7 @@ pub fn new_run(
     run.metadata.generate_name = Some(run_name_prefix(&name));
     run.metadata.namespace = rb.namespace();
     run.metadata.labels = Some(BTreeMap::from([(
-        crate::runbook_run::controller::RUNBOOK_LABEL.to_owned(),
+        crate::well_known::RUNBOOK_LABEL.to_owned(),
         name.clone(),
     )]));
     run.metadata.owner_references = rb.metadata.uid.clone().map(|uid| {

@@ -1,6 +1,7 @@
 //! Plumbing shared by every controller: a watcher that skips (and reports) objects it cannot
 //! decode instead of stalling, status writes by server-side apply, metrics around reconciles.
 
+use crate::well_known::FIELD_MANAGER;
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
@@ -18,11 +19,12 @@ use kube::runtime::{Controller, WatchStreamExt};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::conditions::HasConditions;
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::{Context, RefusedLists};
 use crate::metrics::ReconcileResult;
+use crate::write::{WriteError, Writer};
 
 /// A future that resolves when the operator is asked to stop.
 pub type Shutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
@@ -179,39 +181,22 @@ async fn decode<K: Kind>(obj: DynamicObject, ctx: &Context, controller: &'static
     }
 }
 
-/// Writes `status` with server-side apply if it differs from `current`; returns the
-/// resourceVersion written, `None` when nothing was. Comparing first is what makes a settled
-/// object cost zero writes.
+/// Writes `status` by server-side apply if it differs from `current`: [`Writer::apply_status`]
+/// for `controller`.
 pub async fn apply_status<K, S>(
     ctx: &Context,
-    controller: &str,
+    controller: &'static str,
     obj: &K,
     current: Option<&S>,
     status: &S,
-) -> Result<Option<String>, kube::Error>
+) -> Result<Option<String>, WriteError>
 where
     K: Kind + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     S: Serialize + PartialEq,
 {
-    if current == Some(status) {
-        return Ok(None);
-    }
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    let written = api
-        .patch_status(
-            &obj.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    ctx.metrics.count_write(controller, "status");
-    debug!(controller, name = %obj.name_any(), "status written");
-    Ok(Some(written.resource_version().unwrap_or_default()))
+    Writer::new(ctx, controller)
+        .apply_status(obj, current, status)
+        .await
 }
 
 /// The resourceVersions of the objects a controller last wrote, so a reconcile never acts on a
@@ -331,7 +316,7 @@ pub async fn run<K, R, Fut, E>(
     K: Reported,
     R: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Action, E>> + Send + 'static,
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + crate::errors::MetricLabel + Send + Sync + 'static,
 {
     let reconcile = Arc::new(reconcile);
     let refusals = Refusals::default();
@@ -348,6 +333,9 @@ pub async fn run<K, R, Fut, E>(
             let result = reconcile(obj.clone(), ctx.clone()).await;
             ctx.metrics
                 .observe_reconcile(name, started.elapsed(), ReconcileResult::of(&result));
+            if let Err(err) = &result {
+                ctx.metrics.count_reconcile_error(name, err.metric_label());
+            }
             if result.is_ok() {
                 cleared.forget(obj.as_ref());
             }
@@ -452,7 +440,7 @@ pub fn forbidden_note(message: &str) -> String {
 /// resourceVersion: a server-side apply of part of the status would drop the rest of it.
 async fn report_forbidden<K: Reported>(
     ctx: Arc<Context>,
-    controller: &str,
+    controller: &'static str,
     obj: Arc<K>,
     message: String,
 ) {
@@ -544,13 +532,7 @@ pub fn wake_at(at: Option<jiff::Timestamp>, now: jiff::Timestamp) -> Action {
     }
 }
 
-/// The current time, truncated to whole seconds as the API server stores it, so a value we
-/// write compares equal to the value we read back.
-pub fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
-    let now = jiff::Timestamp::now();
-    let secs = jiff::Timestamp::from_second(now.as_second()).unwrap_or(now);
-    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(secs)
-}
+pub use crate::time::now;
 
 /// Watches only the metadata of `K` (names, labels) and keeps a store of it: enough to know
 /// whether a referenced object exists, and to re-reconcile the objects that name it.
@@ -655,13 +637,13 @@ where
 /// Returns the verdict for callers that act on validity.
 pub async fn settle<K, S>(
     ctx: &Context,
-    controller: &str,
+    controller: &'static str,
     obj: &K,
     current: Option<&S>,
     problems: &[crate::conditions::SpecProblem],
     ready_message: &str,
     status_for: impl FnOnce(&crate::validation::Verdict) -> S,
-) -> Result<crate::validation::Verdict, kube::Error>
+) -> Result<crate::validation::Verdict, WriteError>
 where
     K: Kind + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     S: Serialize + PartialEq + crate::conditions::HasConditions,
@@ -684,7 +666,7 @@ where
 /// Publishes a note from a [`crate::validation::Verdict`] on `obj`.
 pub async fn publish_note<K: Kind>(
     ctx: &Context,
-    controller: &str,
+    controller: &'static str,
     obj: &K,
     note: &crate::validation::Note,
 ) {
@@ -753,35 +735,6 @@ fn refusal(err: &watcher::Error) -> Option<Box<kube::core::Status>> {
         _ => return None,
     };
     (status.code == 403).then(|| status.clone())
-}
-
-/// The lists and watches the API server currently refuses, by the message it gave, so
-/// `/readyz` can say why the operator is not ready (a primary kind it may not list has no
-/// object to report on).
-#[derive(Clone, Debug, Default)]
-pub struct RefusedLists(Arc<std::sync::Mutex<std::collections::BTreeMap<u64, String>>>);
-
-impl RefusedLists {
-    fn set(&self, cache: u64, message: Option<String>) {
-        if let Ok(mut map) = self.0.lock() {
-            match message {
-                Some(message) => map.insert(cache, message),
-                None => map.remove(&cache),
-            };
-        }
-    }
-
-    /// The API server's messages, one per refused cache, deduplicated.
-    pub fn messages(&self) -> Vec<String> {
-        let mut messages: Vec<String> = self
-            .0
-            .lock()
-            .map(|map| map.values().cloned().collect())
-            .unwrap_or_default();
-        messages.sort();
-        messages.dedup();
-        messages
-    }
 }
 
 /// Sets a [`Cache`]'s synced signal when its stream has delivered the first full list.

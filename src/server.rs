@@ -22,7 +22,7 @@ pub struct Probe {
     /// Metrics to render.
     pub metrics: Arc<Metrics>,
     /// Lists and watches the API server refuses, named by `/readyz` while not ready.
-    pub refused: crate::runtime::RefusedLists,
+    pub refused: crate::context::RefusedLists,
 }
 
 /// Serves the endpoints until `shutdown` resolves.

@@ -48,6 +48,18 @@ pub enum Error {
     /// The API server refused or failed a request.
     #[error("Kubernetes API request failed: {0}")]
     Kube(#[from] kube::Error),
+    /// A write the API server refused or failed, naming the request.
+    #[error(transparent)]
+    Write(#[from] crate::write::WriteError),
+}
+
+impl crate::errors::MetricLabel for Error {
+    fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(err) => crate::write::status_label(err),
+            Error::Write(err) => err.metric_label(),
+        }
+    }
 }
 
 struct State {
@@ -75,7 +87,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
     // Only the Jobs' metadata and status are read; their pod templates stay out of memory.
     let (jobs, job_stream) = runtime::watch_typed::<Job>(
         &ctx,
-        watcher::Config::default().labels(plan::POLICY_LABEL),
+        watcher::Config::default().labels(crate::well_known::POLICY_LABEL),
         |job| job.spec = None,
     );
     let policies = store.store.clone();
@@ -189,7 +201,10 @@ fn templates(
 fn observed(job: &Job) -> ObservedJob {
     let labels = job.labels();
     let annotations = job.annotations();
-    let stage = match labels.get(plan::STAGE_LABEL).map(String::as_str) {
+    let stage = match labels
+        .get(crate::well_known::STAGE_LABEL)
+        .map(String::as_str)
+    {
         Some("verify") => Stage::Verify,
         Some("prune") => Stage::Prune,
         _ => Stage::Backup,
@@ -229,9 +244,9 @@ fn observed(job: &Job) -> ObservedJob {
         created: job.metadata.creation_timestamp.as_ref().map(|t| t.0),
         stage,
         scheduled_time: annotations
-            .get(plan::SCHEDULED_TIME_ANNOTATION)
+            .get(crate::well_known::SCHEDULED_TIME_ANNOTATION)
             .and_then(|t| t.parse().ok()),
-        request: annotations.get(plan::BACKUP_NOW).cloned(),
+        request: annotations.get(crate::well_known::BACKUP_NOW).cloned(),
     }
 }
 
@@ -408,7 +423,7 @@ async fn reconcile(bp: Arc<BackupPolicy>, state: Arc<State>) -> Result<Action, E
     let mut jobs = observe_jobs(&state, &bp, &stored).await?;
     let backup_now = bp
         .annotations()
-        .get(plan::BACKUP_NOW)
+        .get(crate::well_known::BACKUP_NOW)
         .map(|t| t.trim())
         .filter(|t| !t.is_empty());
     let created = bp.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);

@@ -22,6 +22,9 @@
 //! process dies after creating it but before writing status, the next call finds the Job without
 //! a record and adopts it (rule 2), so no second Job is made.
 
+use crate::well_known::{
+    BACKUP_LABEL, BACKUP_NOW, POLICY_LABEL, SCHEDULED_TIME_ANNOTATION, STAGE_LABEL,
+};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::{Job, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{Container, EnvVar};
@@ -34,21 +37,9 @@ use super::types::{
     BackupTrigger,
 };
 use crate::conditions::{Desired, Status};
-use crate::runbook_run::actions::fnv;
+use crate::names::{self, hash8};
 use crate::schedule::{self, Schedule};
 use crate::validation::Note;
-
-/// Label on every Job of a policy; its value is [`label_value`] of the policy name.
-pub const POLICY_LABEL: &str = "ops.runbook.dev/backup-policy";
-/// Label saying which role a Job plays: `backup`, `verify` or `prune` (see [`Stage`]).
-pub const STAGE_LABEL: &str = "ops.runbook.dev/backup-stage";
-/// Label on verify and prune Jobs: the name of the backup Job they belong to.
-pub const BACKUP_LABEL: &str = "ops.runbook.dev/backup";
-/// Annotation with the scheduled time a Job stands for (RFC 3339, UTC, whole seconds).
-pub const SCHEDULED_TIME_ANNOTATION: &str = "ops.runbook.dev/scheduled-time";
-/// Annotation on a policy asking for one backup per distinct token; also set on the on-demand
-/// backup Job, with the token it answers.
-pub const BACKUP_NOW: &str = "ops.runbook.dev/backup-now";
 
 /// Condition: the newest good backup is younger than `spec.rpo`.
 pub const BACKUP_FRESH: &str = "BackupFresh";
@@ -64,13 +55,9 @@ pub const DEFAULT_FAILED_JOBS: usize = 1;
 /// Finished records kept in `status.history` (unfinished ones are always kept).
 pub const HISTORY_LIMIT: usize = 10;
 
-/// Longest label value Kubernetes accepts.
-const MAX_LABEL_VALUE: usize = 63;
 /// Longest backup Job name: leaves room for `-verify` within 63 characters, which the Job
 /// controller needs because it copies the Job name into the `job-name` label of its pods.
 const MAX_BACKUP_JOB_NAME: usize = 52;
-/// `-` plus eight hex digits of a hash.
-const HASH_SUFFIX_LEN: usize = 9;
 /// How many missed scheduled times are counted before saying "or more": counting walks
 /// backwards one occurrence at a time, so a minutely schedule down for a month must stop early.
 const MISSED_CAP: usize = 1_000;
@@ -85,39 +72,17 @@ const REJECTED_PREFIX: &str = "the API server rejected Job ";
 
 // --- names -----------------------------------------------------------------------------------
 
-/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-fn prefix(text: &str, max: usize) -> &str {
-    let mut end = max.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-fn hash8(text: &str) -> String {
-    format!("{:08x}", fnv(text))
-}
-
 /// The value of [`POLICY_LABEL`] for a policy: the name itself when it fits a label (63
 /// characters), otherwise its first 54 characters and a hash of the whole name, so two long
 /// names with the same beginning still differ.
 pub fn label_value(policy: &str) -> String {
-    if policy.len() <= MAX_LABEL_VALUE {
-        return policy.to_owned();
-    }
-    let head = prefix(policy, MAX_LABEL_VALUE - HASH_SUFFIX_LEN).trim_end_matches(['-', '.']);
-    format!("{head}-{}", hash8(policy))
+    names::bound(policy, names::POLICY_LABEL_VALUE).into_owned()
 }
 
 /// `<policy><suffix>`, with the policy name shortened and hashed when the whole would be longer
 /// than [`MAX_BACKUP_JOB_NAME`].
 fn backup_job_name(policy: &str, suffix: &str) -> String {
-    if policy.len() + suffix.len() <= MAX_BACKUP_JOB_NAME {
-        return format!("{policy}{suffix}");
-    }
-    let room = MAX_BACKUP_JOB_NAME.saturating_sub(suffix.len() + HASH_SUFFIX_LEN);
-    let head = prefix(policy, room).trim_end_matches(['-', '.']);
-    format!("{head}-{}{suffix}", hash8(policy))
+    names::bound_with_suffix(policy, suffix, MAX_BACKUP_JOB_NAME)
 }
 
 /// The backup Job for the scheduled time `at`: `<policy>-<minutes since the Unix epoch>`, at
@@ -1503,6 +1468,7 @@ mod tests {
     use crate::conditions::merge;
     use crate::duration::Duration;
     use crate::embedded::Embedded;
+    use crate::names::fnv32 as fnv;
 
     const P: &str = "db";
 

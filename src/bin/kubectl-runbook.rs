@@ -405,7 +405,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             println!("backuppolicy.ops.runbook.dev/{policy} backup requested: Job {job}");
             eprintln!(
                 "follow it with: kubectl get jobs -n {ns} -l {}={} -w",
-                runbook_operator::backup_policy::plan::POLICY_LABEL,
+                runbook_operator::well_known::POLICY_LABEL,
                 runbook_operator::backup_policy::plan::label_value(&policy)
             );
             Ok(0)

@@ -7,6 +7,7 @@
 //! `<release>-<stage>` holding the stage's steps (owned by the release) and starts the run
 //! `<release>-<pre|post>-<revision>`, whose journal it copies into `status.validation`.
 
+use crate::well_known::{FIELD_MANAGER, RELEASE_RUN_LABEL};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -29,7 +30,7 @@ use super::release::{
 };
 use super::types::{BlueGreenRelease, BlueGreenReleaseStatus};
 use crate::conditions::{self, Desired, SpecProblem, Status};
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::Context;
 use crate::maintenance_window::MaintenanceWindow;
 use crate::runbook::{Runbook, RunbookSpec};
 use crate::runbook_run::engine::new_journal;
@@ -39,8 +40,6 @@ use crate::validation;
 
 /// Controller name in logs and metrics.
 pub const NAME: &str = "bluegreenrelease";
-/// Label on the validation Runbooks and runs a release creates, naming the release.
-pub const RELEASE_RUN_LABEL: &str = "ops.runbook.dev/blue-green-release";
 /// The label EndpointSlices carry naming their Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Decisions carried out in one reconcile before it asks to run again.
@@ -54,6 +53,18 @@ pub enum Error {
     /// The API server refused or failed a request.
     #[error("Kubernetes API request failed: {0}")]
     Kube(#[from] kube::Error),
+    /// A write the API server refused or failed, naming the request.
+    #[error(transparent)]
+    Write(#[from] crate::write::WriteError),
+}
+
+impl crate::errors::MetricLabel for Error {
+    fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(err) => crate::write::status_label(err),
+            Error::Write(err) => err.metric_label(),
+        }
+    }
 }
 
 /// What the reconcile reads besides the release.
@@ -137,7 +148,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
     let (deployments, deployment_stream) = runtime::watch_decoded_with::<Deployment>(
         &ctx,
         NAME,
-        watcher::Config::default().labels(release::RELEASE_LABEL),
+        watcher::Config::default().labels(crate::well_known::RELEASE_LABEL),
     );
     let (runs, run_stream) = runtime::watch_decoded_with::<RunbookRun>(
         &ctx,

@@ -44,6 +44,9 @@
 //! `scaleDownDelay` after that moment; a new revision is not rolled into the old slot earlier
 //! either ([`Decision::WaitForDrain`]).
 
+use crate::well_known::{
+    ABORT_ANNOTATION, DEFAULT_SLOT_LABEL, PROMOTE_ANNOTATION, RELEASE_LABEL, REVISION_ANNOTATION,
+};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -55,24 +58,12 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use kube::{Resource, ResourceExt};
 
-use super::types::{
-    BlueGreenRelease, BlueGreenReleaseSpec, BlueGreenReleaseStatus, DEFAULT_SLOT_LABEL,
-    ReleaseRecord,
-};
+use super::types::{BlueGreenRelease, BlueGreenReleaseSpec, BlueGreenReleaseStatus, ReleaseRecord};
 use crate::duration::{Duration, DurationError};
 use crate::kubectl::{RolloutStatus, deployment_rollout_status};
 use crate::runbook_run::{StepPhase, StepStatus};
 use crate::step::{OnFailure, Step};
 
-/// Annotation on a slot Deployment and its pod template: the revision it was made from.
-pub const REVISION_ANNOTATION: &str = "ops.runbook.dev/revision";
-/// Annotation on the release: promote this revision (needed when `autoPromote` is false).
-pub const PROMOTE_ANNOTATION: &str = "ops.runbook.dev/promote";
-/// Annotation on the release: abort the release of this revision.
-pub const ABORT_ANNOTATION: &str = "ops.runbook.dev/abort";
-/// Label on slot Deployments and their pods naming the release (bounded to 63 characters by
-/// [`release_label_value`]); together with the slot label it is the Deployment's selector.
-pub const RELEASE_LABEL: &str = "ops.runbook.dev/release";
 /// How long the old slot keeps its replicas after the switch when `scaleDownDelay` is not set.
 pub const DEFAULT_SCALE_DOWN_DELAY: SignedDuration = SignedDuration::from_secs(30);
 /// How long an aborted slot keeps its replicas when `abortScaleDownDelay` is not set.
@@ -153,13 +144,7 @@ impl FromStr for Slot {
 
 // --- revisions -----------------------------------------------------------------------------------
 
-/// 64-bit FNV-1a: tiny, well known, stable forever (unlike `std`'s hasher, which may change
-/// between Rust releases and is seeded per process).
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
+use crate::names::fnv64 as fnv1a64;
 
 /// Writes `value` as canonical JSON: no whitespace, object keys sorted by their bytes, strings
 /// escaped as serde_json escapes them. The output does not depend on the order keys were
@@ -239,14 +224,9 @@ pub fn slot_label(spec: &BlueGreenReleaseSpec) -> &str {
 }
 
 /// `text` if it fits in `max` characters, else a prefix and a hash of the whole text, so two
-/// long texts still differ. Kubernetes names are ASCII, so cutting at a byte index is safe.
+/// long texts still differ.
 fn bounded(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let hash = format!("{:016x}", fnv1a64(text.as_bytes()));
-    let keep = text.get(..max - 11).unwrap_or(text);
-    format!("{}-{}", keep.trim_end_matches(['-', '.', '_']), &hash[..10])
+    crate::names::bound(text, crate::names::release(max)).into_owned()
 }
 
 /// The name of a slot's Deployment: `<release>-<slot>` (a release name too long for that is

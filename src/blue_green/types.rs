@@ -11,9 +11,6 @@ use crate::runbook::WindowRequirement;
 use crate::runbook_run::StepStatus;
 use crate::step::{MAX_STEPS, Step};
 
-/// The label key that tells the slots apart when `slotLabel` is not set.
-pub const DEFAULT_SLOT_LABEL: &str = "ops.runbook.dev/slot";
-
 /// A blue-green release: the operator keeps Deployments `<name>-blue` and `<name>-green` from
 /// one pod template, rolls a new revision into the idle slot, validates it, switches the slot
 /// key of the active Service's selector, and keeps the old slot for instant rollback.

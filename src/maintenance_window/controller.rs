@@ -7,6 +7,7 @@
 //! status before it is sent, and every restore reads the workload first, so a reconcile cut
 //! short anywhere is finished by the next one.
 
+use crate::well_known::{RESTORE_FINALIZER, WINDOW_LABEL};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -42,10 +43,6 @@ use crate::validation;
 
 /// Controller name in logs and metrics.
 pub const NAME: &str = "maintenancewindow";
-/// Held while the window has values to restore, so deleting it restores first.
-pub const FINALIZER: &str = "ops.runbook.dev/restore";
-/// Label on the RunbookRuns a window starts, naming the window.
-pub const WINDOW_LABEL: &str = "ops.runbook.dev/maintenance-window";
 /// Condition: the window's changes are in force.
 pub const ACTIVE: &str = "Active";
 /// Condition: every target names at least one existing object.
@@ -67,6 +64,18 @@ pub enum Error {
     /// The API server refused or failed a request.
     #[error("Kubernetes API request failed: {0}")]
     Kube(#[from] kube::Error),
+    /// A write the API server refused or failed, naming the request.
+    #[error(transparent)]
+    Write(#[from] crate::write::WriteError),
+}
+
+impl crate::errors::MetricLabel for Error {
+    fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(err) => crate::write::status_label(err),
+            Error::Write(err) => err.metric_label(),
+        }
+    }
 }
 
 /// What the reconcile reads besides the window.
@@ -632,19 +641,21 @@ impl Reconcile<'_> {
         // writes keep moving, yet a concurrent change to the list fails instead of being lost.
         let patch = if present {
             match finalizers.len() {
-                0 => json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}]),
+                0 => {
+                    json!([{"op": "add", "path": "/metadata/finalizers", "value": [RESTORE_FINALIZER]}])
+                }
                 _ => json!([
                     {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
-                    {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}
+                    {"op": "add", "path": "/metadata/finalizers/-", "value": RESTORE_FINALIZER}
                 ]),
             }
         } else {
-            let Some(index) = finalizers.iter().position(|f| f == FINALIZER) else {
+            let Some(index) = finalizers.iter().position(|f| f == RESTORE_FINALIZER) else {
                 self.has_finalizer = false;
                 return Ok(());
             };
             json!([
-                {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": FINALIZER},
+                {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": RESTORE_FINALIZER},
                 {"op": "remove", "path": format!("/metadata/finalizers/{index}")}
             ])
         };
@@ -1320,7 +1331,7 @@ async fn reconcile(mw: Arc<MaintenanceWindow>, state: Arc<State>) -> Result<Acti
         status: mw.status.clone().unwrap_or_default(),
         runs,
         ready_note: None,
-        has_finalizer: mw.finalizers().iter().any(|f| f == FINALIZER),
+        has_finalizer: mw.finalizers().iter().any(|f| f == RESTORE_FINALIZER),
     };
     let action = drive(&mut r).await;
     if let Some(note) = &r.ready_note {

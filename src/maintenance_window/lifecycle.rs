@@ -52,9 +52,6 @@ const OVERLAP_HORIZON: SignedDuration = SignedDuration::from_hours(24 * 400);
 /// not walked for a whole year; such schedules have short gaps that show within the first few.
 const OVERLAP_MAX_STARTS: usize = 1_000;
 
-/// Longest object name Kubernetes accepts for a RunbookRun.
-const MAX_NAME: usize = 253;
-
 /// One opening of a window: open for `start <= t < end`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Occurrence {
@@ -431,13 +428,7 @@ pub fn upcoming(
 /// A name no longer than Kubernetes allows: long names are cut and a hash of the whole name is
 /// appended, so two long window names still give different run names.
 fn bounded(name: String) -> String {
-    if name.len() <= MAX_NAME {
-        return name;
-    }
-    let hash = crate::runbook_run::actions::fnv(&name);
-    // Window names are DNS subdomains (ASCII), so cutting at a byte index is safe.
-    let keep = &name[..MAX_NAME - 9];
-    format!("{}-{hash:08x}", keep.trim_end_matches(['-', '.']))
+    crate::names::bound(&name, crate::names::WINDOW_RUN_NAME).into_owned()
 }
 
 /// The RunbookRun name of the `beforeStart` run for the occurrence starting at `start`:
@@ -1469,7 +1460,7 @@ mod tests {
         let long = "a".repeat(250);
         let a = preflight_run_name(&long, ts("2026-10-03T16:00:00Z"));
         let b = preflight_run_name(&long, ts("2026-10-03T17:00:00Z"));
-        assert!(a.len() <= MAX_NAME && b.len() <= MAX_NAME);
+        assert!(a.len() <= crate::names::MAX_NAME && b.len() <= crate::names::MAX_NAME);
         assert_ne!(a, b);
     }
 

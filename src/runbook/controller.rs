@@ -32,6 +32,18 @@ pub enum Error {
     /// The API server refused or failed a request.
     #[error("Kubernetes API request failed: {0}")]
     Kube(#[from] kube::Error),
+    /// A write the API server refused or failed, naming the request.
+    #[error(transparent)]
+    Write(#[from] crate::write::WriteError),
+}
+
+impl crate::errors::MetricLabel for Error {
+    fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(err) => crate::write::status_label(err),
+            Error::Write(err) => err.metric_label(),
+        }
+    }
 }
 
 /// What the reconcile reads besides the Runbook.
@@ -200,7 +212,7 @@ async fn reconcile(rb: Arc<Runbook>, state: Arc<State>) -> Result<Action, Error>
     };
     let run_api: Api<RunbookRun> = Api::namespaced(ctx.client.clone(), &namespace);
     for run in &plan.cancel {
-        let patch = serde_json::json!({"metadata": {"annotations": {crate::runbook_run::controller::CANCEL: "concurrencyPolicy Replace"}}});
+        let patch = serde_json::json!({"metadata": {"annotations": {crate::well_known::CANCEL: "concurrencyPolicy Replace"}}});
         match run_api
             .patch(run, &PatchParams::default(), &Patch::Merge(&patch))
             .await

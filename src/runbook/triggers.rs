@@ -5,6 +5,7 @@
 //! trigger acted on twice, e.g. after a restart, meets `AlreadyExists` instead of starting a
 //! second run.
 
+use crate::well_known::RUN_NOW;
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
@@ -15,9 +16,6 @@ use super::types::{LastRun, Runbook, RunbookStatus};
 use crate::runbook_run::engine::phase;
 use crate::runbook_run::{RunbookRef, RunbookRun, RunbookRunSpec, Trigger, TriggerType};
 use crate::schedule::{Schedule, due_decision};
-
-/// Annotation that starts one run per distinct value.
-pub const RUN_NOW: &str = "ops.runbook.dev/run-now";
 
 /// Everything the Runbook controller should do now, decided from the Runbook, its runs and
 /// the clock.
@@ -38,10 +36,7 @@ pub struct Plan {
 
 /// A stable name for a run-now token.
 pub fn run_now_name(runbook: &str, token: &str) -> String {
-    bounded(&format!(
-        "{runbook}-now-{:08x}",
-        crate::runbook_run::actions::fnv(token)
-    ))
+    bounded(&format!("{runbook}-now-{:08x}", crate::names::fnv32(token)))
 }
 
 /// A stable name for a scheduled time: minutes since the epoch, like CronJob's Jobs.
@@ -50,11 +45,7 @@ pub fn scheduled_name(runbook: &str, at: Timestamp) -> String {
 }
 
 fn bounded(name: &str) -> String {
-    if name.len() <= 253 {
-        return name.to_owned();
-    }
-    let hash = crate::runbook_run::actions::fnv(name);
-    format!("{}-{hash:08x}", &name[..243])
+    crate::names::bound(name, crate::names::RUNBOOK_RUN_NAME).into_owned()
 }
 
 fn new_run(rb: &Runbook, name: String, trigger: Trigger) -> RunbookRun {
@@ -71,7 +62,7 @@ fn new_run(rb: &Runbook, name: String, trigger: Trigger) -> RunbookRun {
     );
     run.metadata.namespace = rb.namespace();
     run.metadata.labels = Some(BTreeMap::from([(
-        crate::runbook_run::controller::RUNBOOK_LABEL.to_owned(),
+        crate::well_known::RUNBOOK_LABEL.to_owned(),
         rb.name_any(),
     )]));
     // History belongs to the Runbook: deleting it deletes the runs it started.

@@ -14,6 +14,7 @@
 //! | notify | at most once: an unknown delivery is reported, never resent |
 //! | approval, sleep, waitForRollout | no side effect |
 
+use crate::well_known::{BACKUP_NOW, FIELD_MANAGER, ROTATED_BY};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -28,13 +29,9 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use super::types::StepStatus;
-use crate::context::FIELD_MANAGER;
 use crate::kubectl::{self, RolloutStatus};
 use crate::step::{HttpMethod, Step, WorkloadKind, WorkloadRef};
 
-/// Annotation the operator writes on a rotated Secret (`<run>/<step>`), so a rotation is
-/// applied once per run step even if the operator dies between the write and recording it.
-pub const ROTATED_BY: &str = "ops.runbook.dev/rotated-by";
 /// Longest response excerpt kept in a step's outputs.
 pub const EXCERPT_LIMIT: usize = 1024;
 
@@ -93,6 +90,15 @@ pub enum Error {
     /// The API server failed a request in a way a retry may fix.
     #[error("Kubernetes API request failed: {0}")]
     Kube(#[from] kube::Error),
+}
+
+impl Error {
+    /// A short, bounded label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(err) => crate::write::status_label(err),
+        }
+    }
 }
 
 fn failed(reason: &'static str, message: impl Into<String>) -> Act {
@@ -626,7 +632,7 @@ async fn act_backup(
     backup: &crate::step::BackupAction,
     entry: &mut StepStatus,
 ) -> Result<Act, Error> {
-    use crate::backup_policy::{BackupPolicy, BackupResult, BackupStage, plan::BACKUP_NOW};
+    use crate::backup_policy::{BackupPolicy, BackupResult, BackupStage};
     let what = format!("BackupPolicy/{}", backup.policy);
     entry.target = Some(what.clone());
     if exec.plan {
@@ -689,7 +695,7 @@ async fn act_backup(
             format!(
                 "{what} started the backup for {token:?} but its history no longer holds it; \
                  see kubectl get jobs -l {}={}",
-                crate::backup_policy::plan::POLICY_LABEL,
+                crate::well_known::POLICY_LABEL,
                 crate::backup_policy::plan::label_value(&backup.policy)
             ),
         ));
@@ -717,20 +723,11 @@ async fn act_backup(
 
 /// Deterministic Job name for a run, step and attempt (at most 63 characters).
 pub fn job_name(run: &str, step: &str, attempt: i32) -> String {
-    let full = format!("{run}-{step}-{attempt}");
-    if full.len() <= 63 {
-        return full;
-    }
-    let hash = fnv(&full);
-    let keep = 63 - 9;
-    format!("{}-{hash:08x}", full[..keep].trim_end_matches('-'))
-}
-
-/// A small stable hash for names (FNV-1a, 32 bits).
-pub fn fnv(text: &str) -> u32 {
-    text.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
+    crate::names::bound(
+        &format!("{run}-{step}-{attempt}"),
+        crate::names::STEP_JOB_NAME,
+    )
+    .into_owned()
 }
 
 async fn act_job(

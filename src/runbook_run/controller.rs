@@ -6,6 +6,7 @@
 //! And every side effect is preceded by a recorded intent and is idempotent for it (see
 //! [`super::actions`]).
 
+use crate::well_known::{APPROVE, CANCEL, FIELD_MANAGER, FINALLY_FINALIZER, RUNBOOK_LABEL};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,21 +30,13 @@ use super::engine::{self, Cursor, phase};
 use super::resolve;
 use super::types::{RunMode, RunbookRun, RunbookRunStatus, StepPhase};
 use crate::conditions::{self, Desired, READY, RECONCILING, STALLED, Status};
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::Context;
 use crate::maintenance_window::MaintenanceWindow;
 use crate::runbook::Runbook;
 use crate::runtime::{self, Cache, Shutdown};
 
 /// Controller name in logs and metrics.
 pub const NAME: &str = "runbookrun";
-/// Holds a deleted run until its finally steps have run.
-pub const FINALIZER: &str = "ops.runbook.dev/finally";
-/// Annotation that cancels a run.
-pub const CANCEL: &str = "ops.runbook.dev/cancel";
-/// Annotation that approves the approval step it names.
-pub const APPROVE: &str = "ops.runbook.dev/approve";
-/// Label naming the run's Runbook, set when the run starts (history and lastRun use it).
-pub const RUNBOOK_LABEL: &str = "ops.runbook.dev/runbook";
 /// Condition type: Unknown while running, then True or False.
 pub const SUCCEEDED: &str = "Succeeded";
 
@@ -56,9 +49,22 @@ pub enum Error {
     /// The API server refused or failed a request.
     #[error("Kubernetes API request failed: {0}")]
     Kube(#[from] kube::Error),
+    /// A write the API server refused or failed, naming the request.
+    #[error(transparent)]
+    Write(#[from] crate::write::WriteError),
     /// A step's side effect failed in a way a retry may fix.
     #[error(transparent)]
     Action(#[from] actions::Error),
+}
+
+impl crate::errors::MetricLabel for Error {
+    fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(err) => crate::write::status_label(err),
+            Error::Write(err) => err.metric_label(),
+            Error::Action(err) => err.metric_label(),
+        }
+    }
 }
 
 struct State {
@@ -247,11 +253,11 @@ async fn set_metadata(
     let mut finalizers: Vec<String> = run
         .finalizers()
         .iter()
-        .filter(|f| *f != FINALIZER)
+        .filter(|f| *f != FINALLY_FINALIZER)
         .cloned()
         .collect();
     if finalizer {
-        finalizers.push(FINALIZER.into());
+        finalizers.push(FINALLY_FINALIZER.into());
     }
     let mut metadata = json!({"finalizers": finalizers, "resourceVersion": resource_version});
     if finalizer {
@@ -412,7 +418,7 @@ async fn reconcile(run: Arc<RunbookRun>, state: Arc<State>) -> Result<Action, Er
     let mut status = run.status.clone().unwrap_or_default();
     let mut rv = run.resource_version();
     let namespace = run.namespace().unwrap_or_default();
-    let has_finalizer = run.finalizers().iter().any(|f| f == FINALIZER);
+    let has_finalizer = run.finalizers().iter().any(|f| f == FINALLY_FINALIZER);
 
     if phase::is_finished(status.phase.as_deref()) {
         if has_finalizer {

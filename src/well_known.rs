@@ -1,0 +1,74 @@
+//! Every label, annotation, finalizer and field-manager name the operator reads or writes, in
+//! one place: the controllers, the kubectl plugin and the tests all import them from here.
+
+/// Annotation that starts one run per distinct value.
+pub const RUN_NOW: &str = "ops.runbook.dev/run-now";
+
+/// Annotation the operator writes on a rotated Secret (`<run>/<step>`), so a rotation is
+/// applied once per run step even if the operator dies between the write and recording it.
+pub const ROTATED_BY: &str = "ops.runbook.dev/rotated-by";
+
+/// Holds a deleted run until its finally steps have run.
+pub const FINALLY_FINALIZER: &str = "ops.runbook.dev/finally";
+
+/// Annotation that cancels a run.
+pub const CANCEL: &str = "ops.runbook.dev/cancel";
+
+/// Annotation that approves the approval step it names.
+pub const APPROVE: &str = "ops.runbook.dev/approve";
+
+/// Label naming the run's Runbook, set when the run starts (history and lastRun use it).
+pub const RUNBOOK_LABEL: &str = "ops.runbook.dev/runbook";
+
+/// Held while the window has values to restore, so deleting it restores first.
+pub const RESTORE_FINALIZER: &str = "ops.runbook.dev/restore";
+
+/// Label on the RunbookRuns a window starts, naming the window.
+pub const WINDOW_LABEL: &str = "ops.runbook.dev/maintenance-window";
+
+/// Label on every Job of a policy; its value is [`crate::names::POLICY_LABEL_VALUE`] of the policy name.
+pub const POLICY_LABEL: &str = "ops.runbook.dev/backup-policy";
+
+/// Label saying which role a Job plays: `backup`, `verify` or `prune` (see `backup_policy::Stage`).
+pub const STAGE_LABEL: &str = "ops.runbook.dev/backup-stage";
+
+/// Label on verify and prune Jobs: the name of the backup Job they belong to.
+pub const BACKUP_LABEL: &str = "ops.runbook.dev/backup";
+
+/// Annotation with the scheduled time a Job stands for (RFC 3339, UTC, whole seconds).
+pub const SCHEDULED_TIME_ANNOTATION: &str = "ops.runbook.dev/scheduled-time";
+
+/// Annotation on a policy asking for one backup per distinct token; also set on the on-demand
+/// backup Job, with the token it answers.
+pub const BACKUP_NOW: &str = "ops.runbook.dev/backup-now";
+
+/// Label on the validation Runbooks and runs a release creates, naming the release.
+pub const RELEASE_RUN_LABEL: &str = "ops.runbook.dev/blue-green-release";
+
+/// The label key that tells the slots apart when `slotLabel` is not set.
+pub const DEFAULT_SLOT_LABEL: &str = "ops.runbook.dev/slot";
+
+/// Annotation on a slot Deployment and its pod template: the revision it was made from.
+pub const REVISION_ANNOTATION: &str = "ops.runbook.dev/revision";
+
+/// Annotation on the release: promote this revision (needed when `autoPromote` is false).
+pub const PROMOTE_ANNOTATION: &str = "ops.runbook.dev/promote";
+
+/// Annotation on the release: abort the release of this revision.
+pub const ABORT_ANNOTATION: &str = "ops.runbook.dev/abort";
+
+/// Label on slot Deployments and their pods naming the release (bounded to 63 characters by
+/// `blue_green` release label values); together with the slot label it is the Deployment's selector.
+pub const RELEASE_LABEL: &str = "ops.runbook.dev/release";
+
+/// Field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "runbook-operator";
+
+/// Label on a step's Job: the run it belongs to.
+pub const RUN_LABEL: &str = "ops.runbook.dev/run";
+
+/// Label on a step's Job: the step that created it.
+pub const STEP_LABEL: &str = "ops.runbook.dev/step";
+
+/// Label on a step's Job: the attempt that created it.
+pub const ATTEMPT_LABEL: &str = "ops.runbook.dev/attempt";
