@@ -24,6 +24,8 @@ pub mod runtime;
 pub mod schedule;
 pub mod server;
 pub mod step;
+#[cfg(test)]
+pub mod testing;
 pub mod time;
 pub mod validation;
 pub mod well_known;
