@@ -16,6 +16,7 @@ pub mod maintenance_window;
 pub mod metrics;
 pub mod params;
 pub mod plugin;
+pub mod reference;
 pub mod runbook;
 pub mod runbook_run;
 pub mod runtime;
