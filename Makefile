@@ -32,9 +32,13 @@ build: ## Build the operator binary.
 	$(CARGO) build --release --locked
 
 .PHONY: crds
-crds: ## Regenerate crds/ from the Rust types, and the chart's copy in charts/runbook-operator/crds/.
+crds: ## Regenerate crds/ from the Rust types, the chart's copy in charts/runbook-operator/crds/, and docs/reference.md.
 	$(CARGO) run --quiet --locked -- crd --out-dir crds
-	$(MAKE) --no-print-directory chart-crds
+	$(MAKE) --no-print-directory chart-crds docs
+
+.PHONY: docs
+docs: ## Regenerate docs/reference.md (the field reference) from the CRDs.
+	$(CARGO) run --quiet --locked -- docs --out docs/reference.md
 
 .PHONY: chart-crds
 chart-crds:

@@ -932,7 +932,7 @@ impl Bench {
             .map(|(n, r)| {
                 (
                     n.clone(),
-                    serde_yaml::to_string(&r.last).unwrap_or_default(),
+                    serde_norway::to_string(&r.last).unwrap_or_default(),
                 )
             })
             .collect();

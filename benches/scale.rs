@@ -197,8 +197,8 @@ fn example_counts(dir: &PathBuf) -> Result<BTreeMap<String, usize>> {
             continue;
         }
         let text = std::fs::read_to_string(&path)?;
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_yaml::Value::deserialize(doc)
+        for doc in serde_norway::Deserializer::from_str(&text) {
+            let value = serde_norway::Value::deserialize(doc)
                 .with_context(|| format!("parsing {}", path.display()))?;
             let api = value
                 .get("apiVersion")

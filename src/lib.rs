@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod names;
 pub mod params;
 pub mod plugin;
+pub mod reference;
 pub mod runbook;
 pub mod runbook_run;
 pub mod runtime;

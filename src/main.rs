@@ -1,4 +1,4 @@
-//! The `runbook-operator` command: print the CRDs, or run the controllers.
+//! The `runbook-operator` command: print the CRDs or their reference, or run the controllers.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,7 +15,8 @@ use tracing::info;
 use runbook_operator::context::{Config, Context};
 use runbook_operator::runtime::Shutdown;
 use runbook_operator::{
-    backup_policy, blue_green, crds, leader, maintenance_window, runbook, runbook_run, server,
+    backup_policy, blue_green, crds, leader, maintenance_window, reference, runbook, runbook_run,
+    server,
 };
 
 /// Operations runbooks, maintenance windows, blue-green releases and backup policies as
@@ -34,6 +35,12 @@ enum Command {
         /// Write `<plural>.<group>.yaml` files into this directory instead of printing.
         #[arg(long)]
         out_dir: Option<PathBuf>,
+    },
+    /// Print the Markdown field reference of every kind, rendered from the CRDs.
+    Docs {
+        /// Write the reference to this file (e.g. `docs/reference.md`) instead of printing.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Run the controllers against the cluster of the current kubeconfig (or in-cluster).
     Run {
@@ -89,6 +96,7 @@ enum LogFormat {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd { out_dir } => print_crds(out_dir),
+        Command::Docs { out } => print_docs(out),
         Command::Run {
             namespace,
             probe_addr,
@@ -134,6 +142,19 @@ fn print_crds(out_dir: Option<PathBuf>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_docs(out: Option<PathBuf>) -> anyhow::Result<()> {
+    let page = reference::render(&crds::all());
+    match out {
+        Some(path) => {
+            std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))
+        }
+        None => {
+            print!("{page}");
+            Ok(())
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -66,7 +66,7 @@ fn read(path: &Path) -> String {
 }
 
 fn read_yaml(path: &Path) -> Json {
-    serde_yaml::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_norway::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 // --- the sandbox ---------------------------------------------------------------------------------
@@ -1077,7 +1077,7 @@ fn argocd_cm_snippet_is_generated_from_the_tree() {
 /// Argo CD reads (`discovery.lua` and `definitions[].action.lua`).
 #[test]
 fn argocd_cm_snippet_holds_the_scripts() {
-    let cm: Json = serde_yaml::from_str(&snippet()).expect("the snippet is YAML");
+    let cm: Json = serde_norway::from_str(&snippet()).expect("the snippet is YAML");
     assert_eq!(cm["kind"], "ConfigMap");
     assert_eq!(cm["metadata"]["name"], "argocd-cm");
     let data = cm["data"].as_object().expect("data");
@@ -1095,7 +1095,7 @@ fn argocd_cm_snippet_holds_the_scripts() {
             continue;
         };
         let actions_key = format!("resource.customizations.actions.{GROUP}_{kind}");
-        let value: Json = serde_yaml::from_str(data[&actions_key].as_str().expect("a string"))
+        let value: Json = serde_norway::from_str(data[&actions_key].as_str().expect("a string"))
             .expect("the actions value is YAML");
         assert_eq!(
             value["discovery.lua"].as_str(),
@@ -1131,7 +1131,7 @@ fn example_documents() -> Vec<Json> {
     files.sort();
     let mut docs = Vec::new();
     for file in files {
-        for doc in serde_yaml::Deserializer::from_str(&read(&file)) {
+        for doc in serde_norway::Deserializer::from_str(&read(&file)) {
             let value: Json = serde::Deserialize::deserialize(doc)
                 .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             if !value.is_null() {

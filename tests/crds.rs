@@ -61,3 +61,17 @@ fn chart_crds_match_crds_dir() {
         );
     }
 }
+
+/// docs/reference.md is rendered from the same CRDs: a changed type without `make docs` (or
+/// `make crds`, which runs it) fails here.
+#[test]
+fn reference_doc_matches_the_crds() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference.md");
+    let committed = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("docs/reference.md is missing: run `make docs`"));
+    let generated = runbook_operator::reference::render(&runbook_operator::crds::all());
+    assert!(
+        committed == generated,
+        "docs/reference.md differs from the CRDs: run `make docs` and commit the result"
+    );
+}

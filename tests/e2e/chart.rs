@@ -105,7 +105,7 @@ fn template(values: Option<&Path>, extra: &[&str]) -> Result<String, String> {
 
 /// The documents of a multi-document YAML stream, as JSON values (empty ones dropped).
 fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
+    serde_norway::Deserializer::from_str(yaml)
         .filter_map(|doc| {
             let value: Value = serde::Deserialize::deserialize(doc).expect("valid YAML");
             (!value.is_null()).then_some(value)
@@ -297,7 +297,7 @@ fn the_prometheus_rule_passes_promtool() {
     let rules = dir.join("rules.yaml");
     std::fs::write(
         &rules,
-        serde_yaml::to_string(&rule["spec"]).expect("rules serialize"),
+        serde_norway::to_string(&rule["spec"]).expect("rules serialize"),
     )
     .expect("write rules");
     let out = run(
@@ -323,7 +323,7 @@ fn the_prometheus_rule_passes_promtool() {
         text(&out.stderr)
     );
     // The rendered groups are exactly the file's: nothing lost in the embedding.
-    let file: Value = serde_yaml::from_str(
+    let file: Value = serde_norway::from_str(
         &std::fs::read_to_string(chart_dir().join("files/prometheus-rules.yaml"))
             .expect("files/prometheus-rules.yaml"),
     )

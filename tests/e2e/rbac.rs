@@ -38,7 +38,7 @@ fn render(release_namespace: &str, sets: &[&str]) -> Vec<Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).expect("utf-8");
-    serde_yaml::Deserializer::from_str(&text)
+    serde_norway::Deserializer::from_str(&text)
         .filter_map(|doc| {
             let value: Value = serde::Deserialize::deserialize(doc).ok()?;
             (!value.is_null()).then_some(value)

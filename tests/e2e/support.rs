@@ -74,7 +74,7 @@ pub fn impersonating_kubeconfig(identity: &str, label: &str) -> PathBuf {
         "e2e-{label}-{:06x}.kubeconfig",
         rand::random::<u32>() & 0xff_ffff
     ));
-    let yaml = serde_yaml::to_string(&config).expect("kubeconfig as YAML");
+    let yaml = serde_norway::to_string(&config).expect("kubeconfig as YAML");
     std::fs::write(&path, yaml).expect("write the impersonating kubeconfig");
     path
 }
@@ -498,8 +498,8 @@ pub fn example_names(kind: &str) -> Vec<String> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).expect("examples/") {
         let text = std::fs::read_to_string(entry.expect("entry").path()).expect("example file");
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value: serde_yaml::Value = serde::Deserialize::deserialize(doc).expect("yaml");
+        for doc in serde_norway::Deserializer::from_str(&text) {
+            let value: serde_norway::Value = serde::Deserialize::deserialize(doc).expect("yaml");
             if value["kind"].as_str() == Some(kind) {
                 names.push(value["metadata"]["name"].as_str().expect("name").to_owned());
             }
