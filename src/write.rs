@@ -29,9 +29,9 @@ pub struct WriteError {
     pub kind: String,
     /// `namespace/name` (or the name alone for cluster-scoped objects).
     pub target: String,
-    /// The client's error.
+    /// The client's error (boxed: a `kube::Error` is large, and this travels in every `Result`).
     #[source]
-    pub source: kube::Error,
+    pub source: Box<kube::Error>,
 }
 
 impl WriteError {
@@ -177,7 +177,7 @@ impl<'a> Writer<'a> {
                 verb,
                 kind: kind.to_owned(),
                 target,
-                source,
+                source: Box::new(source),
             }),
         }
     }

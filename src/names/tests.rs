@@ -208,7 +208,8 @@ fn release_names_are_unchanged() {
 
 #[test]
 fn unicode_edges_match_wherever_the_legacy_rule_gave_a_valid_name() {
-    let rules: [(Bound, fn(&str) -> String); 4] = [
+    type Legacy = fn(&str) -> String;
+    let rules: [(Bound, Legacy); 4] = [
         (RUNBOOK_RUN_NAME, |t| legacy::triggers_bounded(t)),
         (WINDOW_RUN_NAME, |t| legacy::lifecycle_bounded(t.to_owned())),
         (POLICY_LABEL_VALUE, |t| legacy::label_value(t)),
