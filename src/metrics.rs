@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// Labels naming one controller.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -137,7 +137,7 @@ impl Collector for BackupGauges {
             .iter()
             .filter_map(|p| {
                 let at = p.newest_good?;
-                let age = now.duration_since(at).as_secs_f64().max(0.0);
+                let age = crate::time::until(at, now).as_secs_f64();
                 Some((p.labels.clone(), age))
             })
             .collect();
@@ -376,71 +376,78 @@ pub struct Metrics {
     registry: Registry,
 }
 
+/// Registers `metric` under `name` (the registry adds the `runbook_operator` prefix) and
+/// returns it: the caller keeps the handle it updates, which shares its values with the
+/// registered clone.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("runbook_operator");
-        let reconciles = Family::<ControllerLabels, Counter>::default();
-        registry.register(
+        let reconciles = registered(
+            &mut registry,
             "reconciles",
             "Reconciles finished, per controller (the sum of reconcile_total over result)",
-            reconciles.clone(),
+            Family::<ControllerLabels, Counter>::default(),
         );
-        let reconcile_results = Family::<ResultLabels, Counter>::default();
-        registry.register(
+        let reconcile_results = registered(
+            &mut registry,
             "reconcile",
             "Reconciles finished, per controller and result: success (waits for the next change), requeue_after (set a timer), error (retried after 10s)",
-            reconcile_results.clone(),
+            Family::<ResultLabels, Counter>::default(),
         );
-        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
-        registry.register(
+        let reconcile_errors = registered(
+            &mut registry,
             "reconcile_errors",
             "Reconciles that returned an error, per controller and error class (e.g. forbidden, conflict, transport)",
-            reconcile_errors.clone(),
+            Family::<ErrorLabels, Counter>::default(),
         );
-        let reconcile_duration =
-            Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.001, 2.0, 14))
-            });
-        registry.register(
+        let reconcile_duration = registered(
+            &mut registry,
             "reconcile_duration_seconds",
             "Time spent in one reconcile",
-            reconcile_duration.clone(),
+            Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 14))
+            }),
         );
-        let active_workers = Family::<ControllerLabels, Gauge>::default();
-        registry.register(
+        let active_workers = registered(
+            &mut registry,
             "active_workers",
             "Reconciles in progress",
-            active_workers.clone(),
+            Family::<ControllerLabels, Gauge>::default(),
         );
-        let workqueue_depth = Family::<ControllerLabels, Gauge>::default();
-        registry.register(
+        let workqueue_depth = registered(
+            &mut registry,
             "workqueue_depth",
             "Objects of the controller's own kind whose watch event arrived and whose reconcile has not started yet (one per object, as a workqueue dedups); reconciles woken by owned or related objects or by timers are not counted",
-            workqueue_depth.clone(),
+            Family::<ControllerLabels, Gauge>::default(),
         );
-        let api_writes = Family::<WriteLabels, Counter>::default();
-        registry.register(
+        let api_writes = registered(
+            &mut registry,
             "api_writes",
             "Writes sent to the API server (status patches, events)",
-            api_writes.clone(),
+            Family::<WriteLabels, Counter>::default(),
         );
-        let decode_errors = Family::<ControllerLabels, Counter>::default();
-        registry.register(
+        let decode_errors = registered(
+            &mut registry,
             "decode_errors",
             "Watched objects skipped because they could not be decoded",
-            decode_errors.clone(),
+            Family::<ControllerLabels, Counter>::default(),
         );
-        let ready = Gauge::default();
-        registry.register(
+        let ready = registered(
+            &mut registry,
             "ready",
             "1 once every controller's cache has synced",
-            ready.clone(),
+            Gauge::default(),
         );
-        let leader = Gauge::default();
-        registry.register(
+        let leader = registered(
+            &mut registry,
             "leader",
             "1 while this process holds the leader Lease (or runs without leader election)",
-            leader.clone(),
+            Gauge::default(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
@@ -453,40 +460,39 @@ impl Default for Metrics {
             "Always 1; the version label is the operator's version",
             build_info,
         );
-        let runs = Family::<RunLabels, Counter>::default();
-        registry.register(
+        let runs = registered(
+            &mut registry,
             "runs",
             "RunbookRuns that reached a terminal phase (result: Succeeded, Failed, Cancelled), counted when the operator writes that phase",
-            runs.clone(),
+            Family::<RunLabels, Counter>::default(),
         );
-        let step_duration = Family::<StepLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.1, 2.0, 18))
-        });
-        registry.register(
+        let step_duration = registered(
+            &mut registry,
             "step_duration_seconds",
             "Time from a step's start to its end (result: Succeeded, Failed, Skipped), observed when the operator writes the step's final phase; steps skipped without starting are not observed",
-            step_duration.clone(),
+            Family::<StepLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.1, 2.0, 18))
+            }),
         );
-        let window_restore_failures = Family::<WindowLabels, Counter>::default();
-        registry.register(
+        let window_restore_failures = registered(
+            &mut registry,
             "window_restore_failures",
             "Targets a MaintenanceWindow could not restore when it ended (a RestoreFailed Event each; lastWindow.result Failed)",
-            window_restore_failures.clone(),
+            Family::<WindowLabels, Counter>::default(),
         );
-        let release_switches = Family::<SwitchLabels, Counter>::default();
-        registry.register(
+        let release_switches = registered(
+            &mut registry,
             "release_switches",
             "Completed traffic switches of a BlueGreenRelease (result: Switched to a new slot, RolledBack to the previous one), counted when status.switchedAt is written",
-            release_switches.clone(),
+            Family::<SwitchLabels, Counter>::default(),
         );
-        let release_switch_duration =
-            Family::<SwitchResultLabels, Histogram>::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.05, 2.0, 14))
-            });
-        registry.register(
+        let release_switch_duration = registered(
+            &mut registry,
             "release_switch_duration_seconds",
             "Time from sending the active Service's selector patch to seeing its endpoints be only ready pods of the new slot",
-            release_switch_duration.clone(),
+            Family::<SwitchResultLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.05, 2.0, 14))
+            }),
         );
         let backups = BackupGauges::default();
         registry.register_collector(Box::new(backups.clone()));

@@ -85,12 +85,9 @@ pub fn parse_params(pairs: &[String]) -> Result<BTreeMap<String, String>, String
 /// `nightly-backup-x7k2q`); a long name is shortened the way the API server would.
 pub fn run_name_prefix(runbook: &str) -> String {
     // The API server keeps at most 58 characters of a generateName (63 minus the suffix).
-    let mut prefix: String = runbook.chars().take(57).collect();
-    while prefix.ends_with(['-', '.']) {
-        prefix.pop();
-    }
-    prefix.push('-');
-    prefix
+    // Object names are ASCII, so the byte-bounded prefix is the first 57 characters.
+    let kept = crate::names::prefix(runbook, 57).trim_end_matches(['-', '.']);
+    format!("{kept}-")
 }
 
 /// The lines listing a Runbook's parameters, for error messages.

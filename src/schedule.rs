@@ -348,8 +348,7 @@ impl Due {
     /// How long after `now` the controller should look again: the time until [`Due::next`]
     /// (zero if that is not after `now`), or `None` if there is no next time.
     pub fn requeue_after(&self, now: Timestamp) -> Option<std::time::Duration> {
-        self.next
-            .map(|next| std::time::Duration::try_from(next.duration_since(now)).unwrap_or_default())
+        self.next.map(|next| crate::time::until(now, next))
     }
 }
 
@@ -383,11 +382,9 @@ pub fn due_decision(
     let since = last_scheduled.map_or(created, |last| last.max(created));
     let candidate = schedule.latest_due(Some(since), now);
     let late = |at: Timestamp| {
-        starting_deadline.is_some_and(|deadline| {
-            // A deadline too long to represent never expires.
-            SignedDuration::try_from(deadline)
-                .is_ok_and(|deadline| now.duration_since(at) > deadline)
-        })
+        // A deadline too long to represent saturates at the longest span, so it never expires.
+        starting_deadline
+            .is_some_and(|deadline| now.duration_since(at) > crate::time::signed(deadline))
     };
     let (run, skipped_past_deadline) = match candidate {
         Some(at) if late(at) => (None, Some(at)),

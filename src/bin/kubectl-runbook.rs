@@ -449,7 +449,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 fn humantime(d: Duration) -> String {
-    plugin::human_duration(jiff::SignedDuration::from_secs(d.as_secs() as i64))
+    plugin::human_duration(runbook_operator::time::signed(d))
 }
 
 async fn release_request(
