@@ -192,6 +192,13 @@ pub fn annotation_patch(key: &str, value: &str) -> Value {
     json!({"metadata": {"annotations": {key: value}}})
 }
 
+/// How kubectl names an object in its messages, `<kind in lower case>.<group>/<name>` (e.g.
+/// `runbookrun.ops.runbook.dev/deploy-x7k2q`), from the kind's own type so the group is
+/// written in one place.
+pub fn object_ref<K: Resource<DynamicType = ()>>(name: &str) -> String {
+    format!("{}.{}/{name}", K::kind(&()).to_lowercase(), K::group(&()))
+}
+
 /// A request token for `now`, unique per millisecond: the value of `cancel` and `backup-now`.
 pub fn token(now: Timestamp) -> String {
     let millis = now.as_millisecond();

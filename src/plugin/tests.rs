@@ -452,3 +452,19 @@ fn not_found_says_what_where_and_how_to_look() {
         "Runbook \"x\" not found in namespace \"y\"; list them with: kubectl get runbooks -n y"
     );
 }
+
+#[test]
+fn object_refs_read_like_kubectl() {
+    assert_eq!(
+        object_ref::<RunbookRun>("deploy-x7k2q"),
+        "runbookrun.ops.runbook.dev/deploy-x7k2q"
+    );
+    assert_eq!(
+        object_ref::<BackupPolicy>("pg"),
+        "backuppolicy.ops.runbook.dev/pg"
+    );
+    assert_eq!(
+        object_ref::<BlueGreenRelease>("shop"),
+        "bluegreenrelease.ops.runbook.dev/shop"
+    );
+}
