@@ -336,7 +336,7 @@ async fn run(
 /// retry forever with a 404.
 async fn check_crds_installed(client: &Client) -> anyhow::Result<()> {
     let group = client
-        .list_api_group_resources("ops.runbook.dev/v1alpha1")
+        .list_api_group_resources(&<runbook::Runbook as kube::Resource>::api_version(&()))
         .await;
     let resources = match group {
         Ok(list) => list

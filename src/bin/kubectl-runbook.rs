@@ -339,7 +339,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 .await
                 .map_err(|err| explain(err, "creating a RunbookRun", &ns))?;
             let name = created.name_any();
-            println!("runbookrun.ops.runbook.dev/{name} created");
+            println!("{} created", plugin::object_ref::<RunbookRun>(&name));
             if rb.spec.requires_maintenance_window.is_some() {
                 note(&format!(
                     "Runbook {runbook:?} requires a maintenance window; the run waits until one is Active"
@@ -370,7 +370,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 note(&text);
             }
             annotate::<RunbookRun>(&target, "RunbookRun", &run, plugin::APPROVE, &step).await?;
-            println!("runbookrun.ops.runbook.dev/{run} approved: step {step:?}");
+            println!(
+                "{} approved: step {step:?}",
+                plugin::object_ref::<RunbookRun>(&run)
+            );
             eprintln!("follow it with: kubectl runbook get {run} -n {ns} --watch");
             Ok(0)
         }
@@ -381,7 +384,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let token = plugin::token(Timestamp::now());
             annotate::<RunbookRun>(&target, "RunbookRun", &run, plugin::CANCEL, &token).await?;
             println!(
-                "runbookrun.ops.runbook.dev/{run} cancel requested: the current step stops, finally steps still run"
+                "{} cancel requested: the current step stops, finally steps still run",
+                plugin::object_ref::<RunbookRun>(&run)
             );
             eprintln!("follow it with: kubectl runbook get {run} -n {ns} --watch");
             Ok(0)
@@ -402,7 +406,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             annotate::<BackupPolicy>(&target, "BackupPolicy", &policy, plugin::BACKUP_NOW, &token)
                 .await?;
             let job = runbook_operator::backup_policy::plan::on_demand_job_name(&policy, &token);
-            println!("backuppolicy.ops.runbook.dev/{policy} backup requested: Job {job}");
+            println!(
+                "{} backup requested: Job {job}",
+                plugin::object_ref::<BackupPolicy>(&policy)
+            );
             eprintln!(
                 "follow it with: kubectl get jobs -n {ns} -l {}={} -w",
                 runbook_operator::well_known::POLICY_LABEL,
@@ -449,7 +456,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 fn humantime(d: Duration) -> String {
-    plugin::human_duration(jiff::SignedDuration::from_secs(d.as_secs() as i64))
+    plugin::human_duration(runbook_operator::time::signed(d))
 }
 
 async fn release_request(
@@ -478,7 +485,10 @@ async fn release_request(
         &revision,
     )
     .await?;
-    println!("bluegreenrelease.ops.runbook.dev/{name} {verb} requested: revision {revision}");
+    println!(
+        "{} {verb} requested: revision {revision}",
+        plugin::object_ref::<BlueGreenRelease>(name)
+    );
     eprintln!("follow it with: kubectl get bgr {name} -n {ns} -w");
     Ok(0)
 }
