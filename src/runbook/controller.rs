@@ -266,7 +266,7 @@ async fn reconcile(rb: Arc<Runbook>, state: Arc<State>) -> Result<Action, Error>
     }
     Ok(match plan.next_check {
         Some(next) => Action::requeue(
-            crate::runbook_run::actions::until(now, next) + Duration::from_millis(50),
+            crate::time::until(now, next) + Duration::from_millis(50),
         ),
         None => Action::await_change(),
     })
