@@ -128,10 +128,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
         None => Api::all(ctx.client.clone()),
     };
     let controller = Controller::for_stream(runtime::queued(&ctx, NAME, stream), runs)
-        .owns(
-            jobs,
-            watcher::Config::default().labels(RUN_LABEL),
-        )
+        .owns(jobs, watcher::Config::default().labels(RUN_LABEL))
         .watches_stream(runbook_stream, move |runbook| {
             let name = runbook.name_any();
             runtime::referrers(&by_runbook, runbook.namespace(), |run| {

@@ -116,4 +116,3 @@ pub(super) async fn run(
         approval: false,
     })
 }
-

@@ -236,4 +236,3 @@ pub(super) async fn notify(
         }),
     }
 }
-

@@ -169,4 +169,3 @@ pub async fn stop(exec: &Exec<'_>, entry: &StepStatus) -> Result<(), Error> {
     }
     Ok(())
 }
-

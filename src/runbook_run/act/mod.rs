@@ -31,9 +31,9 @@ mod job;
 mod patch;
 mod pods;
 mod secret;
-mod workload;
 #[cfg(test)]
 mod tests;
+mod workload;
 
 pub use http::{EXCERPT_LIMIT, excerpt, json_path_value};
 pub use job::{job_name, job_progress, stop};

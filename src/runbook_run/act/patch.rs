@@ -106,13 +106,7 @@ pub(super) async fn send(
             }
             // The writer sends an apply with the operator's field manager, forced.
             writer
-                .patch_dynamic(
-                    &api,
-                    &resource,
-                    &target.name,
-                    &Patch::Apply(&body),
-                    "patch",
-                )
+                .patch_dynamic(&api, &resource, &target.name, &Patch::Apply(&body), "patch")
                 .await
         }
     };

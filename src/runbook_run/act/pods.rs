@@ -56,4 +56,3 @@ pub(super) async fn delete(
         (n, false) => format!("deleted {n} pod(s): {}", names.join(", ")),
     }))
 }
-

@@ -128,4 +128,3 @@ pub(super) fn random_token(length: usize) -> String {
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
 }
-

@@ -136,11 +136,21 @@ pub(super) async fn patch_workload(
 ) -> Result<(), WriteError> {
     match target.kind {
         WorkloadKind::Deployment => writer
-            .patch(&writer.api::<Deployment>(namespace), &target.name, patch, write)
+            .patch(
+                &writer.api::<Deployment>(namespace),
+                &target.name,
+                patch,
+                write,
+            )
             .await
             .map(|_| ()),
         WorkloadKind::StatefulSet => writer
-            .patch(&writer.api::<StatefulSet>(namespace), &target.name, patch, write)
+            .patch(
+                &writer.api::<StatefulSet>(namespace),
+                &target.name,
+                patch,
+                write,
+            )
             .await
             .map(|_| ()),
     }
@@ -396,4 +406,3 @@ pub(super) async fn rollback(
         )
     }))
 }
-
