@@ -134,7 +134,7 @@ pub struct Trigger {
     pub source: Option<String>,
 }
 
-/// Phase of a run. Serialized as today's strings; `kubectl explain` lists them.
+/// Pending, WaitingForWindow, Running, WaitingForApproval, Succeeded, Failed or Cancelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum RunPhase {
     /// Accepted, not started.

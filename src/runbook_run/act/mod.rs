@@ -111,9 +111,15 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    /// A step's write failed in a way a retry may fix.
+    /// A step's write failed in a way a retry may fix (boxed: a `WriteError` is large).
     #[error(transparent)]
-    Write(#[from] WriteError),
+    Write(Box<WriteError>),
+}
+
+impl From<WriteError> for Error {
+    fn from(err: WriteError) -> Self {
+        Error::Write(Box::new(err))
+    }
 }
 
 impl Error {
@@ -187,7 +193,7 @@ fn target_error(err: kube::Error, what: &str, namespace: &str) -> Result<Act, Er
 fn write_error(err: WriteError, what: &str, namespace: &str) -> Result<Act, Error> {
     match refusal(&err.source, what, namespace) {
         Some(act) => Ok(act),
-        None => Err(Error::Write(err)),
+        None => Err(err.into()),
     }
 }
 
