@@ -174,7 +174,9 @@ fn record_run(seen: &mut Seen, t: Timestamp, run: RunbookRun) {
     seen.runs.entry(run.name_any()).or_default().push(RunEvent {
         t,
         has_status: status.is_some_and(|s| s.observed_generation.is_some() || s.phase.is_some()),
-        phase: status.and_then(|s| s.phase.clone()).unwrap_or_default(),
+        phase: status
+            .and_then(|s| s.phase.map(|p| p.as_str().to_owned()))
+            .unwrap_or_default(),
     });
 }
 
@@ -519,7 +521,12 @@ impl Bench {
         let mut phases = Vec::new();
         for run in [&mid, &after] {
             let status = runs.get(run).await?.status.unwrap_or_default();
-            phases.push(status.phase.clone().unwrap_or_default());
+            phases.push(
+                status
+                    .phase
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default(),
+            );
             attempts.extend(status.steps.iter().map(|s| s.attempts));
         }
         let once = app1 - app0 == 2

@@ -199,7 +199,9 @@ struct Seen {
 type Shared = Arc<Mutex<Seen>>;
 
 fn run_phase(run: &RunbookRun) -> Option<&str> {
-    run.status.as_ref().and_then(|s| s.phase.as_deref())
+    run.status
+        .as_ref()
+        .and_then(|s| s.phase.map(|p| p.as_str()))
 }
 
 fn is_finished(phase: Option<&str>) -> bool {
@@ -218,7 +220,7 @@ fn record_run(seen: &mut Seen, t: f64, run: RunbookRun) {
                 *slot = Some(t);
             }
         }
-        if is_finished(status.phase.as_deref()) && entry.finished.is_none() {
+        if is_finished(status.phase.map(|p| p.as_str())) && entry.finished.is_none() {
             entry.finished = Some(t);
         }
     }
@@ -1370,7 +1372,7 @@ fn failure_text(name: &str, run: &RunbookRun) -> String {
         .or_else(|| status.steps.iter().find(|s| s.phase == StepPhase::Running));
     format!(
         "{name}: phase {}; step {}: {}",
-        status.phase.as_deref().unwrap_or("?"),
+        status.phase.map(|p| p.as_str()).unwrap_or("?"),
         step.map_or("-", |s| s.name.as_str()),
         step.and_then(|s| s.message.as_deref()).unwrap_or("-"),
     )

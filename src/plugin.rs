@@ -21,10 +21,9 @@ use crate::backup_policy::{BackupPolicy, BackupResult};
 use crate::blue_green::BlueGreenRelease;
 use crate::maintenance_window::MaintenanceWindow;
 use crate::runbook::Runbook;
-use crate::runbook_run::engine::phase;
 use crate::runbook_run::{
-    RunMode, RunbookRef, RunbookRun, RunbookRunSpec, RunbookRunStatus, StepPhase, StepStatus,
-    Trigger, TriggerType,
+    RunMode, RunPhase, RunbookRef, RunbookRun, RunbookRunSpec, RunbookRunStatus, StepPhase,
+    StepStatus, Trigger, TriggerType,
 };
 
 /// The annotations the plugin writes, from the one list of well-known keys: `PROMOTE` and
@@ -208,11 +207,11 @@ pub fn token(now: Timestamp) -> String {
         .to_string()
 }
 
-fn run_phase(run: &RunbookRun) -> &str {
+fn run_phase(run: &RunbookRun) -> RunPhase {
     run.status
         .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or(phase::PENDING)
+        .and_then(|s| s.phase)
+        .unwrap_or(RunPhase::Pending)
 }
 
 /// Checks an approval of `step` on `run`. `Ok` carries a note for the user when the approval
@@ -220,7 +219,7 @@ fn run_phase(run: &RunbookRun) -> &str {
 pub fn check_approve(run: &RunbookRun, step: &str) -> Result<Option<String>, String> {
     let name = run.name_any();
     let current = run_phase(run);
-    if phase::is_finished(Some(current)) {
+    if current.is_finished() {
         return Err(format!(
             "run {name:?} already finished ({current}); there is nothing to approve"
         ));
@@ -267,7 +266,7 @@ pub fn check_approve(run: &RunbookRun, step: &str) -> Result<Option<String>, Str
         ));
     }
     let waiting_here =
-        current == phase::WAITING_FOR_APPROVAL && status.current_step.as_deref() == Some(step);
+        current == RunPhase::WaitingForApproval && status.current_step.as_deref() == Some(step);
     if waiting_here {
         Ok(None)
     } else {
@@ -292,7 +291,7 @@ fn approval_list(approvals: &[&str]) -> String {
 /// Checks a cancel of `run`: a finished run cannot be cancelled.
 pub fn check_cancel(run: &RunbookRun) -> Result<(), String> {
     let current = run_phase(run);
-    if phase::is_finished(Some(current)) {
+    if current.is_finished() {
         return Err(format!(
             "run {:?} already finished ({current}); there is nothing to cancel",
             run.name_any()
@@ -447,9 +446,9 @@ pub fn backup_now_notes(policy: &BackupPolicy) -> Vec<String> {
 /// `None` while it runs.
 pub fn exit_status(run: &RunbookRun) -> Option<u8> {
     match run_phase(run) {
-        phase::SUCCEEDED => Some(0),
-        phase::FAILED => Some(EXIT_FAILED),
-        phase::CANCELLED => Some(EXIT_CANCELLED),
+        RunPhase::Succeeded => Some(0),
+        RunPhase::Failed => Some(EXIT_FAILED),
+        RunPhase::Cancelled => Some(EXIT_CANCELLED),
         _ => None,
     }
 }
@@ -495,15 +494,15 @@ impl Style {
     }
 
     /// The symbol of a run in `phase`.
-    pub fn run_symbol(self, phase_: &str) -> &'static str {
+    pub fn run_symbol(self, phase_: RunPhase) -> &'static str {
         let (unicode, ascii) = match phase_ {
-            phase::SUCCEEDED => ("✔", "+"),
-            phase::FAILED => ("✖", "x"),
-            phase::CANCELLED => ("⊘", "-"),
-            phase::RUNNING => ("▶", ">"),
-            phase::WAITING_FOR_APPROVAL => ("⏸", "?"),
-            phase::WAITING_FOR_WINDOW => ("⧗", "~"),
-            _ => ("○", "."),
+            RunPhase::Succeeded => ("✔", "+"),
+            RunPhase::Failed => ("✖", "x"),
+            RunPhase::Cancelled => ("⊘", "-"),
+            RunPhase::Running => ("▶", ">"),
+            RunPhase::WaitingForApproval => ("⏸", "?"),
+            RunPhase::WaitingForWindow => ("⧗", "~"),
+            RunPhase::Pending => ("○", "."),
         };
         if self.ascii { ascii } else { unicode }
     }
@@ -578,7 +577,7 @@ pub fn render_run(run: &RunbookRun, style: Style) -> String {
     let name = run.name_any();
     let namespace = run.namespace().unwrap_or_default();
     let status = run.status.clone().unwrap_or_default();
-    let phase_ = status.phase.as_deref().unwrap_or(phase::PENDING);
+    let phase_ = status.phase.unwrap_or(RunPhase::Pending);
     let plan = if run.spec.mode == Some(RunMode::Plan) {
         "   (Plan mode: Kubernetes changes are dry-run)"
     } else {
@@ -591,10 +590,10 @@ pub fn render_run(run: &RunbookRun, style: Style) -> String {
     );
     let condition = succeeded_condition(&status);
     let detail = match &condition {
-        Some((reason, message)) if reason != phase_ && !message.is_empty() => {
+        Some((reason, message)) if reason != phase_.as_str() && !message.is_empty() => {
             format!(" ({reason}): {message}")
         }
-        Some((_, message)) if !message.is_empty() && phase::is_finished(Some(phase_)) => {
+        Some((_, message)) if !message.is_empty() && phase_.is_finished() => {
             format!(": {message}")
         }
         _ => String::new(),
@@ -649,8 +648,8 @@ pub fn render_run(run: &RunbookRun, style: Style) -> String {
             out,
             "\nNo steps yet: {}",
             match phase_ {
-                phase::WAITING_FOR_WINDOW => "the run waits for a maintenance window (see Phase).",
-                p if phase::is_finished(Some(p)) => "the run ended before its first step.",
+                RunPhase::WaitingForWindow => "the run waits for a maintenance window (see Phase).",
+                p if p.is_finished() => "the run ended before its first step.",
                 _ => "the operator has not started the run (is it running?).",
             }
         );
@@ -667,12 +666,12 @@ pub fn render_run(run: &RunbookRun, style: Style) -> String {
         .chain(&status.resolved_finally)
         .map(|s| s.action_name().unwrap_or("?"))
         .collect();
-    let waiting_at = (phase_ == phase::WAITING_FOR_APPROVAL)
+    let waiting_at = (phase_ == RunPhase::WaitingForApproval)
         .then_some(status.current_step.as_deref())
         .flatten();
     let label = |e: &StepStatus| -> String {
         if waiting_at == Some(e.name.as_str()) && e.phase == StepPhase::Running {
-            phase::WAITING_FOR_APPROVAL.to_owned()
+            RunPhase::WaitingForApproval.as_str().to_owned()
         } else {
             format!("{:?}", e.phase)
         }
@@ -751,8 +750,8 @@ pub fn transitions(
 ) -> Vec<String> {
     let (namespace, run_name) = run;
     let mut lines = Vec::new();
-    let old_phase = before.and_then(|s| s.phase.as_deref());
-    let new_phase = after.phase.as_deref();
+    let old_phase = before.and_then(|s| s.phase);
+    let new_phase = after.phase;
     for e in &after.steps {
         let previous = before.and_then(|s| s.steps.iter().find(|o| o.name == e.name));
         let old = previous.map_or(StepPhase::Pending, |o| o.phase);
@@ -782,18 +781,18 @@ pub fn transitions(
         && let Some(p) = new_phase
     {
         match p {
-            phase::WAITING_FOR_APPROVAL => {
+            RunPhase::WaitingForApproval => {
                 let step = after.current_step.as_deref().unwrap_or("?");
                 lines.push(format!(
                     "{} run waits for approval of step {step:?}: kubectl runbook approve {run_name} {step} -n {namespace}",
                     style.run_symbol(p)
                 ));
             }
-            phase::WAITING_FOR_WINDOW => lines.push(format!(
+            RunPhase::WaitingForWindow => lines.push(format!(
                 "{} run waits for a maintenance window",
                 style.run_symbol(p)
             )),
-            p if phase::is_finished(Some(p)) => {
+            p if p.is_finished() => {
                 lines.push(format!("{} run {p}", style.run_symbol(p)));
             }
             _ => {}

@@ -18,8 +18,11 @@ use crate::blue_green::release::{self, AbortReason, PromotionWait, Stage};
 use crate::conditions::{READY, REASON_INVALID_SPEC, RECONCILING, STALLED};
 use crate::maintenance_window::controller::{ACTIVE, TARGETS_FOUND};
 use crate::maintenance_window::lifecycle::Phase as WindowPhase;
-use crate::runbook_run::controller::SUCCEEDED;
-use crate::runbook_run::engine::phase;
+use crate::runbook_run::RunPhase;
+use crate::runbook_run::status::{
+    REASON_CANCELLED, REASON_PROGRESSING, REASON_RUNBOOK_NOT_FOUND, REASON_STEP_FAILED,
+    REASON_SUCCEEDED, REASON_SUCCEEDED_WITH_FAILURES, REASON_TIMED_OUT, SUCCEEDED,
+};
 use crate::runtime::REASON_FORBIDDEN;
 
 #[cfg(test)]
@@ -168,10 +171,10 @@ pub fn conditions_of(kind: &str) -> Vec<ConditionDoc> {
 
 fn runbook_run_conditions() -> Vec<ConditionDoc> {
     let running = [
-        phase::PENDING,
-        phase::WAITING_FOR_WINDOW,
-        phase::RUNNING,
-        phase::WAITING_FOR_APPROVAL,
+        RunPhase::Pending.as_str(),
+        RunPhase::WaitingForWindow.as_str(),
+        RunPhase::Running.as_str(),
+        RunPhase::WaitingForApproval.as_str(),
     ];
     let mut ready = Vec::new();
     let mut reconciling = Vec::new();
@@ -193,7 +196,11 @@ fn runbook_run_conditions() -> Vec<ConditionDoc> {
             "the run is not finished; the reason is its phase (for WaitingForWindow the message names the window selector)",
         ));
     }
-    for p in [phase::SUCCEEDED, phase::FAILED, phase::CANCELLED] {
+    for p in [
+        RunPhase::Succeeded.as_str(),
+        RunPhase::Failed.as_str(),
+        RunPhase::Cancelled.as_str(),
+    ] {
         reconciling.push(reason(
             "False",
             p,
@@ -201,30 +208,30 @@ fn runbook_run_conditions() -> Vec<ConditionDoc> {
         ));
     }
     let outcomes = [
-        reason("True", "Succeeded", "every step succeeded"),
+        reason("True", REASON_SUCCEEDED, "every step succeeded"),
         reason(
             "True",
-            "SucceededWithFailures",
+            REASON_SUCCEEDED_WITH_FAILURES,
             "the run succeeded, but steps with `onFailure: Continue` failed (the message names them)",
         ),
         reason(
             "False",
-            "StepFailed",
+            REASON_STEP_FAILED,
             "a step with `onFailure: Abort` failed (the message names it)",
         ),
         reason(
             "False",
-            "TimedOut",
+            REASON_TIMED_OUT,
             "a step with `onFailure: Abort` ran past its timeout",
         ),
         reason(
             "False",
-            "Cancelled",
+            REASON_CANCELLED,
             "the run was cancelled (annotation `ops.runbook.dev/cancel` or deletion); finally steps ran",
         ),
         reason(
             "False",
-            "RunbookNotFound",
+            REASON_RUNBOOK_NOT_FOUND,
             "the run could not start: its Runbook does not exist (it is not retried)",
         ),
         reason(
@@ -256,7 +263,7 @@ fn runbook_run_conditions() -> Vec<ConditionDoc> {
             type_: STALLED,
             meaning: "True when the run could not start (a run is an immutable record: create a new one)",
             reasons: vec![
-                reason("False", "Progressing", "the run could start"),
+                reason("False", REASON_PROGRESSING, "the run could start"),
                 reason("True", "RunbookNotFound", "its Runbook does not exist"),
                 reason(
                     "True",

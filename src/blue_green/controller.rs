@@ -33,7 +33,7 @@ use crate::conditions::{self, Desired, SpecProblem, Status};
 use crate::context::Context;
 use crate::maintenance_window::MaintenanceWindow;
 use crate::runbook::{Runbook, RunbookSpec};
-use crate::runbook_run::engine::new_journal;
+use crate::runbook_run::new_journal;
 use crate::runbook_run::{RunbookRef, RunbookRun, RunbookRunSpec, Trigger, TriggerType};
 use crate::runtime::{self, Cache, Shutdown};
 use crate::validation;

@@ -36,7 +36,7 @@ use super::types::{
 use crate::conditions::{self, Desired, SpecProblem, Status};
 use crate::context::Context;
 use crate::runbook::Runbook;
-use crate::runbook_run::engine::phase as run_phase;
+use crate::runbook_run::RunPhase;
 use crate::runbook_run::{RunbookRef, RunbookRun, RunbookRunSpec, Trigger, TriggerType};
 use crate::runtime::{self, Cache, Shutdown};
 use crate::validation;
@@ -423,9 +423,9 @@ async fn run_outcomes(
         .iter()
         .filter(|run| run.namespace() == namespace && run.labels().get(WINDOW_LABEL) == Some(&name))
         .map(|run| {
-            let outcome = match run.status.as_ref().and_then(|s| s.phase.as_deref()) {
-                Some(run_phase::SUCCEEDED) => RunOutcome::Succeeded,
-                Some(run_phase::FAILED | run_phase::CANCELLED) => RunOutcome::Failed,
+            let outcome = match run.status.as_ref().and_then(|s| s.phase) {
+                Some(RunPhase::Succeeded) => RunOutcome::Succeeded,
+                Some(RunPhase::Failed | RunPhase::Cancelled) => RunOutcome::Failed,
                 _ => RunOutcome::Running,
             };
             (run.name_any(), outcome)

@@ -294,7 +294,7 @@ fn a_run_that_has_not_started_says_so() {
 fn transitions_name_started_finished_and_waiting_steps() {
     let before = waiting_at_go().status.unwrap();
     let mut after = before.clone();
-    after.phase = Some("Running".into());
+    after.phase = Some(RunPhase::Running);
     after.steps[1].phase = StepPhase::Succeeded;
     after.steps[1].completion_time = after.steps[1].start_time.clone();
     after.steps[1].message = Some("approved".into());

@@ -265,9 +265,7 @@ async fn reconcile(rb: Arc<Runbook>, state: Arc<State>) -> Result<Action, Error>
             .await;
     }
     Ok(match plan.next_check {
-        Some(next) => Action::requeue(
-            crate::runbook_run::actions::until(now, next) + Duration::from_millis(50),
-        ),
+        Some(next) => Action::requeue(crate::time::until(now, next) + Duration::from_millis(50)),
         None => Action::await_change(),
     })
 }

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::ResourceExt;
 
 use super::types::{LastRun, Runbook, RunbookStatus};
-use crate::runbook_run::engine::phase;
+use crate::runbook_run::RunPhase;
 use crate::runbook_run::{RunbookRef, RunbookRun, RunbookRunSpec, Trigger, TriggerType};
 use crate::schedule::{Schedule, due_decision};
 
@@ -155,9 +155,11 @@ pub fn plan(
                         .iter()
                         .filter(|r| {
                             r.name_any() != run_name
-                                && !phase::is_finished(
-                                    r.status.as_ref().and_then(|s| s.phase.as_deref()),
-                                )
+                                && !r
+                                    .status
+                                    .as_ref()
+                                    .and_then(|s| s.phase)
+                                    .is_some_and(RunPhase::is_finished)
                         })
                         .collect();
                     let policy = schedule.concurrency_policy.unwrap_or_default();
@@ -203,7 +205,7 @@ pub fn plan(
         let s = r.status.clone().unwrap_or_default();
         LastRun {
             name: r.name_any(),
-            phase: s.phase,
+            phase: s.phase.map(|p| p.as_str().to_owned()),
             start_time: s.start_time,
             completion_time: s.completion_time,
         }
@@ -218,14 +220,14 @@ pub fn plan(
     let (mut ok, mut bad) = (0usize, 0usize);
     let mut prune = Vec::new();
     for run in &ordered {
-        match run.status.as_ref().and_then(|s| s.phase.as_deref()) {
-            Some(phase::SUCCEEDED) => {
+        match run.status.as_ref().and_then(|s| s.phase) {
+            Some(RunPhase::Succeeded) => {
                 ok += 1;
                 if ok > keep_ok {
                     prune.push(run.name_any());
                 }
             }
-            Some(phase::FAILED | phase::CANCELLED) => {
+            Some(RunPhase::Failed | RunPhase::Cancelled) => {
                 bad += 1;
                 if bad > keep_failed {
                     prune.push(run.name_any());

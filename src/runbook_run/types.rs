@@ -134,6 +134,54 @@ pub struct Trigger {
     pub source: Option<String>,
 }
 
+/// Pending, WaitingForWindow, Running, WaitingForApproval, Succeeded, Failed or Cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum RunPhase {
+    /// Accepted, not started.
+    Pending,
+    /// Held until a matching MaintenanceWindow is Active.
+    WaitingForWindow,
+    /// Executing a step.
+    Running,
+    /// Held at an approval step.
+    WaitingForApproval,
+    /// Every step succeeded (or failed with onFailure: Continue).
+    Succeeded,
+    /// A step failed, or the run could not start.
+    Failed,
+    /// Stopped by `ops.runbook.dev/cancel` or deletion.
+    Cancelled,
+}
+
+impl RunPhase {
+    /// The phase as written in status (and shown by the printer column).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunPhase::Pending => "Pending",
+            RunPhase::WaitingForWindow => "WaitingForWindow",
+            RunPhase::Running => "Running",
+            RunPhase::WaitingForApproval => "WaitingForApproval",
+            RunPhase::Succeeded => "Succeeded",
+            RunPhase::Failed => "Failed",
+            RunPhase::Cancelled => "Cancelled",
+        }
+    }
+
+    /// Whether a run in this phase is finished.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            RunPhase::Succeeded | RunPhase::Failed | RunPhase::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for RunPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Phase of a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum StepPhase {
@@ -183,7 +231,7 @@ pub struct StepStatus {
 pub struct RunbookRunStatus {
     /// Pending, WaitingForWindow, Running, WaitingForApproval, Succeeded, Failed or Cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<RunPhase>,
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -447,7 +447,7 @@ fn assert_at_most_one_running(policy: &str, jobs: &[Job]) {
 fn run_phase(r: &RunbookRun) -> &str {
     r.status
         .as_ref()
-        .and_then(|s| s.phase.as_deref())
+        .and_then(|s| s.phase.map(|p| p.as_str()))
         .unwrap_or_default()
 }
 

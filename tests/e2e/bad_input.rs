@@ -254,7 +254,7 @@ async fn missing_references_are_reported_until_they_exist() {
         .wait_for::<RunbookRun>("orphan", "Failed", |o| {
             o.status
                 .as_ref()
-                .is_some_and(|s| s.phase.as_deref() == Some("Failed"))
+                .is_some_and(|s| s.phase.map(|p| p.as_str()) == Some("Failed"))
         })
         .await;
     let succeeded = condition(&run.status.unwrap_or_default().conditions, "Succeeded")

@@ -310,7 +310,7 @@ async fn wait_runs_finished(ns: &TestNamespace) {
             .iter()
             .filter(|r| {
                 !matches!(
-                    r.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    r.status.as_ref().and_then(|s| s.phase.map(|p| p.as_str())),
                     Some("Succeeded" | "Failed" | "Cancelled")
                 ) || !r.finalizers().is_empty()
             })
@@ -594,7 +594,7 @@ async fn template_change_is_rolled_validated_switched_and_the_old_slot_scaled_do
         .await
         .expect("prePromotion run");
     assert_eq!(
-        run.status.and_then(|s| s.phase).as_deref(),
+        run.status.and_then(|s| s.phase).map(|p| p.as_str()),
         Some("Succeeded")
     );
 

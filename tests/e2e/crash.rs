@@ -150,7 +150,7 @@ async fn round_of_kills(
             .iter()
             .filter(|r| {
                 matches!(
-                    r.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    r.status.as_ref().and_then(|s| s.phase.map(|p| p.as_str())),
                     Some("Succeeded" | "Failed" | "Cancelled")
                 )
             })
@@ -174,7 +174,7 @@ async fn round_of_kills(
         let run = runs.get(&format!("run-{round}-{i}")).await.expect("run");
         let status = run.status.clone().unwrap_or_default();
         assert_eq!(
-            status.phase.as_deref(),
+            status.phase.map(|p| p.as_str()),
             Some("Succeeded"),
             "run-{round}-{i}: {status:#?}"
         );

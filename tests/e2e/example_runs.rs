@@ -32,7 +32,7 @@ async fn healthy_server() -> u16 {
 async fn finished(ns: &TestNamespace, name: &str) -> RunbookRun {
     ns.wait_for::<RunbookRun>(name, "finished", |r| {
         matches!(
-            r.status.as_ref().and_then(|s| s.phase.as_deref()),
+            r.status.as_ref().and_then(|s| s.phase.map(|p| p.as_str())),
             Some("Succeeded" | "Failed" | "Cancelled")
         )
     })
@@ -69,7 +69,7 @@ async fn every_example_runbook_previews_in_plan_mode_and_changes_nothing() {
         let run = finished(&ns, &format!("plan-{runbook}")).await;
         let status = run.status.unwrap_or_default();
         assert_eq!(
-            status.phase.as_deref(),
+            status.phase.map(|p| p.as_str()),
             Some("Succeeded"),
             "Plan run of {runbook}: {status:#?}"
         );
@@ -158,7 +158,7 @@ async fn example_runbooks_run_for_real_on_the_local_cluster() {
         let run = finished(&ns, &name).await;
         let status = run.status.clone().unwrap_or_default();
         assert_eq!(
-            status.phase.as_deref(),
+            status.phase.map(|p| p.as_str()),
             Some("Succeeded"),
             "{runbook}: {status:#?}"
         );

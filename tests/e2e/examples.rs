@@ -33,7 +33,7 @@ async fn every_example_is_accepted_and_ready() {
             .wait_for::<RunbookRun>(&name, "Succeeded and Ready", |o| {
                 o.status.as_ref().is_some_and(|s| {
                     ready(&s.conditions, s.observed_generation, o.metadata.generation)
-                        && s.phase.as_deref() == Some("Succeeded")
+                        && s.phase.map(|p| p.as_str()) == Some("Succeeded")
                 })
             })
             .await;

@@ -89,12 +89,16 @@ async fn a_standby_finishes_the_run_of_a_killed_leader_without_repeating_a_step(
         .wait_for::<RunbookRun>("bump-1", "finished by the new leader", |run| {
             run.status
                 .as_ref()
-                .and_then(|s| s.phase.as_deref())
+                .and_then(|s| s.phase.map(|p| p.as_str()))
                 .is_some_and(|p| p == "Succeeded" || p == "Failed")
         })
         .await;
     let status = run.status.expect("status");
-    assert_eq!(status.phase.as_deref(), Some("Succeeded"), "{status:#?}");
+    assert_eq!(
+        status.phase.map(|p| p.as_str()),
+        Some("Succeeded"),
+        "{status:#?}"
+    );
     for entry in &status.steps {
         assert_eq!(entry.attempts, 1, "each step ran once: {entry:#?}");
     }

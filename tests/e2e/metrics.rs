@@ -11,13 +11,13 @@ async fn finish(ns: &TestNamespace, name: &str) -> String {
     let run = ns
         .wait_for::<RunbookRun>(name, "finished", |r| {
             matches!(
-                r.status.as_ref().and_then(|s| s.phase.as_deref()),
+                r.status.as_ref().and_then(|s| s.phase.map(|p| p.as_str())),
                 Some("Succeeded" | "Failed" | "Cancelled")
             )
         })
         .await;
     run.status
-        .and_then(|s| s.phase)
+        .and_then(|s| s.phase.map(|p| p.as_str().to_owned()))
         .expect("a finished run has a phase")
 }
 

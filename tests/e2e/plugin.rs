@@ -120,7 +120,7 @@ fn job_step(name: &str, fail: bool) -> String {
 fn phase(run: &RunbookRun) -> &str {
     run.status
         .as_ref()
-        .and_then(|s| s.phase.as_deref())
+        .and_then(|s| s.phase.map(|p| p.as_str()))
         .unwrap_or_default()
 }
 

@@ -318,12 +318,12 @@ async fn namespaced_chart_rbac_serves_the_listed_namespaces_only() {
             .wait_for::<RunbookRun>("scale-up-1", "finished", |r| {
                 r.status
                     .as_ref()
-                    .and_then(|s| s.phase.as_deref())
+                    .and_then(|s| s.phase.map(|p| p.as_str()))
                     .is_some_and(|p| p == "Succeeded" || p == "Failed")
             })
             .await;
         assert_eq!(
-            run.status.and_then(|s| s.phase).as_deref(),
+            run.status.and_then(|s| s.phase).map(|p| p.as_str()),
             Some("Succeeded"),
             "the run in {} did not succeed; operator log: {}",
             ns.name,

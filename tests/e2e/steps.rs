@@ -74,7 +74,7 @@ fn pod_job_template(labels: &str, annotations: &str) -> String {
 async fn finished(ns: &TestNamespace, name: &str) -> RunbookRun {
     ns.wait_for::<RunbookRun>(name, "finished", |r| {
         matches!(
-            r.status.as_ref().and_then(|s| s.phase.as_deref()),
+            r.status.as_ref().and_then(|s| s.phase.map(|p| p.as_str())),
             Some("Succeeded" | "Failed" | "Cancelled")
         )
     })
@@ -84,7 +84,7 @@ async fn finished(ns: &TestNamespace, name: &str) -> RunbookRun {
 fn phase(run: &RunbookRun) -> &str {
     run.status
         .as_ref()
-        .and_then(|s| s.phase.as_deref())
+        .and_then(|s| s.phase.map(|p| p.as_str()))
         .unwrap_or_default()
 }
 

@@ -41,7 +41,7 @@ fn deployment(name: &str, replicas: i32) -> String {
 fn phase(run: &RunbookRun) -> &str {
     run.status
         .as_ref()
-        .and_then(|s| s.phase.as_deref())
+        .and_then(|s| s.phase.map(|p| p.as_str()))
         .unwrap_or("")
 }
 
@@ -931,7 +931,7 @@ async fn cancelling_a_run_held_for_a_window_ends_it() {
     wait_phase(&ns, "later", "Succeeded").await;
     let dropped = ns.api::<RunbookRun>().get("dropped").await.expect("run");
     let status = dropped.status.expect("status");
-    assert_eq!(status.phase.as_deref(), Some("Cancelled"));
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Cancelled"));
     assert!(
         status.start_time.is_none() && status.steps.is_empty(),
         "the cancelled run did not start when its window opened: {status:#?}"

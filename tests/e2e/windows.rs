@@ -608,7 +608,7 @@ async fn failed_required_preflight_skips_the_window_and_changes_nothing() {
     let run_name = format!("night-pre-{}", start.as_second() / 60);
     let run = ns
         .wait_for::<RunbookRun>(&run_name, "Failed", |r| {
-            r.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
+            r.status.as_ref().and_then(|s| s.phase.map(|p| p.as_str())) == Some("Failed")
         })
         .await;
     assert_eq!(run.spec.runbook_ref.name, "backup");

@@ -1,0 +1,171 @@
+//! The job step: one Job per step and attempt, under a deterministic name; and stopping it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{CronJob, Job, JobTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, DeleteParams};
+use kube::{Resource, ResourceExt};
+
+use super::{Act, Error, Exec, failed, target_error, write_error};
+use crate::runbook_run::types::{RunbookRun, StepStatus};
+use crate::step::Step;
+use crate::well_known::{ATTEMPT_LABEL, RUN_LABEL, STEP_LABEL};
+
+/// Deterministic Job name for a run, step and attempt (at most 63 characters).
+pub fn job_name(run: &str, step: &str, attempt: i32) -> String {
+    crate::names::bound(
+        &format!("{run}-{step}-{attempt}"),
+        crate::names::STEP_JOB_NAME,
+    )
+    .into_owned()
+}
+
+/// Creates the attempt's Job (its name recorded first) and follows it to the end.
+pub(super) async fn run(
+    exec: &Exec<'_>,
+    step: &Step,
+    job: &crate::step::JobAction,
+    entry: &mut StepStatus,
+) -> Result<Act, Error> {
+    let name = job_name(exec.run_name, &step.name, entry.attempts.max(1));
+    entry.target = Some(format!("Job/{name}"));
+    if exec.plan() {
+        return Ok(Act::Skipped(format!("Plan: would create Job {name}")));
+    }
+    if entry.outputs.get("jobName") != Some(&name) {
+        entry.outputs.insert("jobName".into(), name);
+        return Ok(Act::Record);
+    }
+    let jobs = exec.writer.api::<Job>(exec.namespace);
+    let existing = jobs
+        .get_opt(&name)
+        .await
+        .map_err(|err| Error::read(format!("Job/{name}"), exec.namespace, err))?;
+    let current = match existing {
+        Some(j) => j,
+        None => {
+            let template: JobTemplateSpec = match (&job.template, &job.from_cron_job) {
+                (Some(t), _) => match t.decode() {
+                    Ok(t) => t,
+                    Err(err) => {
+                        return Ok(Act::Failed {
+                            reason: "InvalidSpec",
+                            message: format!("job.template: {err}"),
+                            retryable: false,
+                        });
+                    }
+                },
+                (None, Some(cron)) => {
+                    match Api::<CronJob>::namespaced(exec.client().clone(), exec.namespace)
+                        .get(cron)
+                        .await
+                    {
+                        Ok(c) => c.spec.job_template,
+                        Err(err) => {
+                            return target_error(err, &format!("CronJob/{cron}"), exec.namespace);
+                        }
+                    }
+                }
+                (None, None) => {
+                    return Ok(Act::Failed {
+                        reason: "InvalidSpec",
+                        message: "job needs template or fromCronJob".into(),
+                        retryable: false,
+                    });
+                }
+            };
+            let object = build_job(exec, &name, &step.name, entry.attempts, template);
+            match exec.writer.create(&jobs, &object, "create").await {
+                Ok(j) => j,
+                Err(err) if err.already_exists() => jobs
+                    .get(&name)
+                    .await
+                    .map_err(|err| Error::read(format!("Job/{name}"), exec.namespace, err))?,
+                Err(err) => return write_error(err, &format!("Job/{name}"), exec.namespace),
+            }
+        }
+    };
+    if !job.wait.unwrap_or(true) {
+        return Ok(Act::Succeeded(format!("created Job {name}")));
+    }
+    Ok(job_progress(&current))
+}
+
+/// The Job built from a template: owned by the run (so deleting the run deletes it), labelled
+/// with the run and step.
+fn build_job(
+    exec: &Exec<'_>,
+    name: &str,
+    step: &str,
+    attempt: i32,
+    template: JobTemplateSpec,
+) -> Job {
+    let mut metadata = template.metadata.unwrap_or_default();
+    metadata.name = Some(name.to_owned());
+    metadata.namespace = Some(exec.namespace.to_owned());
+    let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(RUN_LABEL.into(), exec.run_name.to_owned());
+    labels.insert(STEP_LABEL.into(), step.to_owned());
+    labels.insert(ATTEMPT_LABEL.into(), attempt.to_string());
+    metadata.owner_references = Some(vec![OwnerReference {
+        api_version: RunbookRun::api_version(&()).into_owned(),
+        kind: RunbookRun::kind(&()).into_owned(),
+        name: exec.run_name.to_owned(),
+        uid: exec.run_uid.to_owned(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }]);
+    Job {
+        metadata,
+        spec: template.spec,
+        status: None,
+    }
+}
+
+/// A Job's outcome from its conditions.
+pub fn job_progress(job: &Job) -> Act {
+    let name = job.name_any();
+    let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
+    let true_condition = |type_: &str| {
+        conditions.and_then(|cs| cs.iter().find(|c| c.type_ == type_ && c.status == "True"))
+    };
+    if true_condition("Complete").is_some() {
+        return Act::Succeeded(format!("Job {name} completed"));
+    }
+    if let Some(c) = true_condition("Failed") {
+        return failed(
+            "JobFailed",
+            format!(
+                "Job {name} failed: {}",
+                c.message
+                    .clone()
+                    .or_else(|| c.reason.clone())
+                    .unwrap_or_default()
+            ),
+        );
+    }
+    Act::Wait {
+        message: format!("waiting for Job {name} to finish"),
+        recheck: None,
+        approval: false,
+    }
+}
+
+/// Deletes the Job of the current attempt, if any (cancel, timeout).
+/// The delete is never a dry run: a Plan-mode run records no Job name, so it has no Job to stop.
+pub async fn stop(exec: &Exec<'_>, entry: &StepStatus) -> Result<(), Error> {
+    if let Some(name) = entry.outputs.get("jobName") {
+        let writer = exec.writer.dry_run(false);
+        // Already gone (Ok(false)) is what a stop wants.
+        writer
+            .delete(
+                &writer.api::<Job>(exec.namespace),
+                name,
+                &DeleteParams::background(),
+                "delete",
+            )
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! The run's journal as a state machine: whether the run starts, executes or is settled, which
+//! journal entry is worked on next, what an abort or a cancel skips, and what the entry needs
+//! (to be recorded as started, its side effect, a wait, a stop). Pure: no I/O, the clock is an
+//! argument; the journal it reads is the run's status as stored.
+//!
+//! The order record-then-act is decided here: a Pending entry is only ever told to
+//! [`StepNext::Start`] (a journal write), and a side effect ([`StepNext::Act`], or the stop of
+//! [`StepNext::Cancel`] / [`StepNext::TimeOut`]) is only decided for an entry whose journal
+//! already says Running, so a restarted operator finds the step recorded before anything it did.
+
+use jiff::Timestamp;
+
+use super::observe::Observed;
+use super::types::{RunbookRunStatus, StepPhase, StepStatus};
+use crate::step::{OnFailure, Step};
+
+#[cfg(test)]
+mod tests;
+
+/// What happens to a run as a whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Finished, or deleted before it started: nothing to run; release the finalizer if held.
+    Settled {
+        /// Whether the finalizer must be removed.
+        release_finalizer: bool,
+    },
+    /// Cancelled before its steps were resolved (e.g. while held for a window): end it
+    /// Cancelled; no step ran.
+    CancelBeforeStart,
+    /// Not started: resolve the Runbook, then start (or hold for a window).
+    Start,
+    /// Started: work through the journal ([`decide`]).
+    Execute {
+        /// A cancel is seen for the first time: record when, and announce it, before any step.
+        note_cancel: bool,
+    },
+}
+
+/// Whether the run starts, executes, or has nothing left to do.
+pub fn lifecycle(observed: &Observed) -> Lifecycle {
+    let status = &observed.status;
+    if status.phase.is_some_and(|p| p.is_finished()) {
+        return Lifecycle::Settled {
+            release_finalizer: observed.has_finalizer,
+        };
+    }
+    let cancel_seen = observed.cancel_annotated || observed.deleted;
+    if status.resolved_steps.is_empty() {
+        if observed.deleted {
+            return Lifecycle::Settled {
+                release_finalizer: observed.has_finalizer,
+            };
+        }
+        if cancel_seen {
+            return Lifecycle::CancelBeforeStart;
+        }
+        return Lifecycle::Start;
+    }
+    Lifecycle::Execute {
+        note_cancel: cancel_seen && status.cancel_requested_at.is_none(),
+    }
+}
+
+/// Where the run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cursor {
+    /// Work on the journal entry at this index (main steps first, then finally steps).
+    Step(usize),
+    /// Nothing left to run.
+    Done,
+}
+
+/// The next move on a journal, after the moot steps are recorded as skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Pending main steps that an abort or a cancel makes moot: record them as Skipped first.
+    pub skip: Vec<usize>,
+    /// Then this.
+    pub next: Next,
+}
+
+/// What the run does after recording the skipped steps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Every entry is settled: end the run (its outcome is [`super::status::outcome`]).
+    Finish,
+    /// The journal names an entry that the resolved steps do not define: stop this pass.
+    Undefined {
+        /// The journal entry.
+        index: usize,
+    },
+    /// Work on journal entry `index`.
+    Step {
+        /// The journal entry (main steps first, then finally steps).
+        index: usize,
+        /// What the entry needs.
+        next: StepNext,
+    },
+}
+
+/// What one journal entry needs next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepNext {
+    /// Pending: record it as started (attempt 1). A journal write, no side effect.
+    Start,
+    /// Running when the run was cancelled (a main step): stop its side effect, record it
+    /// failed with reason Cancelled.
+    Cancel,
+    /// A failed attempt's retry is due at `at`: wait.
+    WaitForRetry {
+        /// When the next attempt may start.
+        at: Timestamp,
+    },
+    /// The retry is due: record the next attempt before acting on it.
+    NextAttempt,
+    /// The attempt outlived the step's timeout: stop its side effect, then retry or fail.
+    TimeOut,
+    /// Carry out (or look at) the step's action; every wait ends by `deadline`, the step's
+    /// timeout.
+    Act {
+        /// When the current attempt times out, if the step has a timeout.
+        deadline: Option<Timestamp>,
+    },
+}
+
+/// The next move on the journal in `status` at `now`. Cancelled means a cancel was recorded
+/// (`cancelRequestedAt`).
+pub fn decide(status: &RunbookRunStatus, now: Timestamp) -> Decision {
+    let cancelled = status.cancel_requested_at.is_some();
+    let (skip, cursor) = cursor(status, cancelled);
+    let next = match cursor {
+        Cursor::Done => Next::Finish,
+        Cursor::Step(index) => match step_at(status, index) {
+            None => Next::Undefined { index },
+            Some(step) => Next::Step {
+                index,
+                next: step_next(
+                    step,
+                    &status.steps[index],
+                    cancelled,
+                    index >= status.resolved_steps.len(),
+                    now,
+                ),
+            },
+        },
+    };
+    Decision { skip, next }
+}
+
+/// What the entry of `step` needs at `now`.
+fn step_next(
+    step: &Step,
+    entry: &StepStatus,
+    cancelled: bool,
+    is_finally: bool,
+    now: Timestamp,
+) -> StepNext {
+    if entry.phase == StepPhase::Pending {
+        return StepNext::Start;
+    }
+    // Finally steps run to the end even when the run is cancelled.
+    if cancelled && !is_finally {
+        return StepNext::Cancel;
+    }
+    if let Some(at) = retry_at(entry) {
+        return if now < at {
+            StepNext::WaitForRetry { at }
+        } else {
+            StepNext::NextAttempt
+        };
+    }
+    let deadline = step
+        .timeout
+        .as_ref()
+        .and_then(|t| t.parse().ok())
+        .map(|limit| crate::time::add_std(attempt_start(entry).unwrap_or(now), limit));
+    match deadline {
+        Some(deadline) if now >= deadline => StepNext::TimeOut,
+        _ => StepNext::Act { deadline },
+    }
+}
+
+/// When the current attempt started, as recorded in the journal.
+pub fn attempt_start(entry: &StepStatus) -> Option<Timestamp> {
+    entry
+        .outputs
+        .get("attemptStartedAt")
+        .and_then(|t| t.parse().ok())
+}
+
+/// When a scheduled retry is due, as recorded in the journal.
+pub fn retry_at(entry: &StepStatus) -> Option<Timestamp> {
+    entry
+        .outputs
+        .get("retryAt")
+        .and_then(|t| t.parse::<Timestamp>().ok())
+}
+
+/// The step definition behind journal entry `index`.
+pub fn step_at(status: &RunbookRunStatus, index: usize) -> Option<&Step> {
+    let main = status.resolved_steps.len();
+    if index < main {
+        status.resolved_steps.get(index)
+    } else {
+        status.resolved_finally.get(index - main)
+    }
+}
+
+/// Whether a main step failed in a way that stops the main steps.
+pub fn aborted(status: &RunbookRunStatus) -> bool {
+    status
+        .resolved_steps
+        .iter()
+        .zip(&status.steps)
+        .any(|(step, entry)| {
+            entry.phase == StepPhase::Failed
+                && step.on_failure.unwrap_or_default() == OnFailure::Abort
+        })
+}
+
+/// The entry to work on, and the Pending main steps before it that an abort or a cancel makes
+/// moot. A step already Running when a cancel arrives is the entry, so its executor can stop it.
+pub fn cursor(status: &RunbookRunStatus, cancelled: bool) -> (Vec<usize>, Cursor) {
+    let main = status.resolved_steps.len();
+    let stop_main = cancelled || aborted(status);
+    let mut skip = Vec::new();
+    for (index, entry) in status.steps.iter().enumerate() {
+        match entry.phase {
+            StepPhase::Pending if index < main && stop_main => skip.push(index),
+            StepPhase::Pending | StepPhase::Running => return (skip, Cursor::Step(index)),
+            _ => {}
+        }
+    }
+    (skip, Cursor::Done)
+}
