@@ -1,6 +1,6 @@
 //! BackupPolicy controller, only wiring: the policy and its Jobs are watched; a reconcile
-//! observes ([`observe`](super::observe)), decides ([`decide`](super::decide::decide), pure),
-//! acts ([`act`](super::act): creates the one Job the decision asks for, deletes what
+//! observes ([`observe`]), decides ([`decide`](super::decide::decide), pure),
+//! acts ([`act`]: creates the one Job the decision asks for, deletes what
 //! retention drops), writes the status ([`status`](super::status::status)) and sleeps until
 //! the instant the decision names.
 //!

@@ -76,7 +76,7 @@ pub enum JobOutcome {
     },
 }
 
-/// What [`decide`] needs to know about one existing Job of the policy.
+/// What [`decide`](super::decide) needs to know about one existing Job of the policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObservedJob {
     /// The Job's name.
@@ -95,7 +95,7 @@ pub struct ObservedJob {
     pub request: Option<String>,
 }
 
-/// A Job [`decide`] wants created.
+/// A Job [`decide`](super::decide) wants created.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewJob {
     /// The Job's name.

@@ -595,6 +595,35 @@ fn due_time_creates_and_records_first() {
     assert!(again.notes.is_empty());
 }
 
+#[test]
+fn the_invariant_refuses_a_second_backup_for_a_time_or_a_token() {
+    let decision = hourly().decide("2026-03-01T01:00:02Z");
+    let new = decision.create.clone().unwrap();
+    let seen = |job: ObservedJob| Seen {
+        spec: spec("0 * * * *"),
+        status: BackupPolicyStatus::default(),
+        jobs: vec![job],
+        rejected: Vec::new(),
+    };
+    let same_time = ObservedJob {
+        scheduled_time: new.scheduled_time,
+        ..observed("other", Stage::Backup, JobOutcome::Running)
+    };
+    assert!(one_backup_per_time_and_token(&seen(same_time), &decision).is_err());
+    let same_name = observed(&new.name, Stage::Backup, JobOutcome::Running);
+    assert!(one_backup_per_time_and_token(&seen(same_name), &decision).is_err());
+    let mut on_demand = hourly();
+    on_demand.backup_now = Some("t".into());
+    let decision = on_demand.decide("2026-03-01T00:10:00Z");
+    let same_token = ObservedJob {
+        request: Some("t".into()),
+        ..observed("other", Stage::Backup, JobOutcome::Running)
+    };
+    assert!(one_backup_per_time_and_token(&seen(same_token), &decision).is_err());
+    let unrelated = observed("other", Stage::Backup, JobOutcome::Running);
+    assert!(one_backup_per_time_and_token(&seen(unrelated), &decision).is_ok());
+}
+
 /// A tiny deterministic generator, so the property test needs no dependency.
 struct Lcg(u64);
 
