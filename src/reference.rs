@@ -13,7 +13,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use serde_json::Value;
 
-use crate::backup_policy::plan::{BACKUP_FRESH, LAST_BACKUP_SUCCEEDED, SCHEDULE_MEETS_RPO};
+use crate::backup_policy::status as backup_status;
+use crate::backup_policy::status::{BACKUP_FRESH, LAST_BACKUP_SUCCEEDED, SCHEDULE_MEETS_RPO};
 use crate::blue_green::release::{self, AbortReason, PromotionWait, Stage};
 use crate::conditions::{READY, REASON_INVALID_SPEC, RECONCILING, STALLED};
 use crate::maintenance_window::controller::{ACTIVE, TARGETS_FOUND};
@@ -408,22 +409,22 @@ fn backup_policy_conditions() -> Vec<ConditionDoc> {
     reconciling.meaning = "True while a backup, verify or prune Job of the policy runs";
     reconciling.reasons.push(reason(
         "True",
-        "BackupRunning",
+        backup_status::REASON_BACKUP_RUNNING,
         "a Job of the policy runs (the message names it)",
     ));
     list.push(ConditionDoc {
         type_: BACKUP_FRESH,
         meaning: "Only with `spec.rpo`: whether the newest successful (or, with `verify`, verified) backup finished less than `rpo` ago",
         reasons: vec![
-            reason("True", "WithinRPO", "the newest backup is fresh; the message says until when"),
+            reason("True", backup_status::REASON_WITHIN_RPO, "the newest backup is fresh; the message says until when"),
             reason(
                 "False",
-                "RPOViolated",
+                backup_status::REASON_RPO_VIOLATED,
                 "the newest backup finished more than `rpo` ago, or there was none within `rpo` of the policy's creation",
             ),
             reason(
                 "Unknown",
-                "AwaitingFirstBackup",
+                backup_status::REASON_AWAITING_FIRST_BACKUP,
                 "no backup yet, and the policy is younger than `rpo`",
             ),
         ],
@@ -434,23 +435,27 @@ fn backup_policy_conditions() -> Vec<ConditionDoc> {
         reasons: vec![
             reason(
                 "True",
-                "Succeeded",
+                backup_status::REASON_SUCCEEDED,
                 "the backup Job succeeded (no `verify`)",
             ),
             reason(
                 "True",
-                "Verified",
+                backup_status::REASON_VERIFIED,
                 "the backup Job succeeded and passed verification",
             ),
-            reason("False", "BackupFailed", "the backup Job failed"),
             reason(
                 "False",
-                "VerificationFailed",
+                backup_status::REASON_BACKUP_FAILED,
+                "the backup Job failed",
+            ),
+            reason(
+                "False",
+                backup_status::REASON_VERIFICATION_FAILED,
                 "the backup Job succeeded but its verification failed",
             ),
             reason(
                 "False",
-                "JobRejected",
+                backup_status::REASON_JOB_REJECTED,
                 "the API server rejected the backup or verify Job the template makes",
             ),
         ],
@@ -461,17 +466,17 @@ fn backup_policy_conditions() -> Vec<ConditionDoc> {
         reasons: vec![
             reason(
                 "True",
-                "Achievable",
+                backup_status::REASON_ACHIEVABLE,
                 "`rpo` is at least the longest gap between scheduled times",
             ),
             reason(
                 "False",
-                "RPOShorterThanSchedule",
+                backup_status::REASON_RPO_SHORTER_THAN_SCHEDULE,
                 "`rpo` is shorter than the longest gap between scheduled times, so `BackupFresh` turns False before the next backup",
             ),
             reason(
                 "False",
-                "NoUpcomingBackups",
+                backup_status::REASON_NO_UPCOMING_BACKUPS,
                 "the schedule has fewer than two upcoming times",
             ),
         ],

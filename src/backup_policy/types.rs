@@ -187,6 +187,23 @@ pub struct BackupRecord {
     pub message: Option<String>,
 }
 
+/// Scheduled (waiting for the next time), Running (a backup, verify or prune Job runs),
+/// Suspended, or Invalid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum BackupPolicyPhase {
+    /// The spec is valid and nothing runs: the policy waits for the next scheduled time (or a
+    /// backup-now token).
+    Scheduled,
+    /// A backup Job, or the verify or prune Job of a successful backup, runs; a scheduled time
+    /// that comes due meanwhile waits.
+    Running,
+    /// `spec.schedule.suspend` is true and nothing runs: scheduled times do not start backups
+    /// (backup-now tokens still do).
+    Suspended,
+    /// The spec cannot be acted on (see the `Stalled` condition): no Job is created.
+    Invalid,
+}
+
 /// Observed state of a BackupPolicy.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -194,7 +211,7 @@ pub struct BackupPolicyStatus {
     /// Scheduled (waiting for the next time), Running (a backup, verify or prune Job runs),
     /// Suspended, or Invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<BackupPolicyPhase>,
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

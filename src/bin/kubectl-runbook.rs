@@ -405,7 +405,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let token = plugin::token(Timestamp::now());
             annotate::<BackupPolicy>(&target, "BackupPolicy", &policy, plugin::BACKUP_NOW, &token)
                 .await?;
-            let job = runbook_operator::backup_policy::plan::on_demand_job_name(&policy, &token);
+            let job = runbook_operator::backup_policy::on_demand_job_name(&policy, &token);
             println!(
                 "{} backup requested: Job {job}",
                 plugin::object_ref::<BackupPolicy>(&policy)
@@ -413,7 +413,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             eprintln!(
                 "follow it with: kubectl get jobs -n {ns} -l {}={} -w",
                 runbook_operator::well_known::POLICY_LABEL,
-                runbook_operator::backup_policy::plan::label_value(&policy)
+                runbook_operator::backup_policy::label_value(&policy)
             );
             Ok(0)
         }

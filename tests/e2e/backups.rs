@@ -18,7 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use kube::api::ListParams;
 use runbook_operator::backup_policy::{
-    BackupPolicy, BackupPolicyStatus, BackupRecord, BackupResult, BackupStage, BackupTrigger,
+    BackupPolicy, BackupPolicyPhase, BackupPolicyStatus, BackupRecord, BackupResult, BackupStage,
+    BackupTrigger,
 };
 use runbook_operator::maintenance_window::{MaintenanceWindow, MaintenanceWindowStatus};
 use runbook_operator::runbook::Runbook;
@@ -149,8 +150,8 @@ fn cond_state(bp: &BackupPolicy, type_: &str) -> (String, String) {
         .unwrap_or_default()
 }
 
-fn phase(bp: &BackupPolicy) -> String {
-    status(bp).phase.unwrap_or_default()
+fn phase(bp: &BackupPolicy) -> Option<BackupPolicyPhase> {
+    status(bp).phase
 }
 
 fn time(t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Option<Timestamp> {
@@ -198,7 +199,9 @@ async fn get_policy(ns: &TestNamespace, name: &str) -> BackupPolicy {
 /// Waits until the policy is Scheduled with a next time, for its current spec.
 async fn wait_scheduled(ns: &TestNamespace, name: &str) -> BackupPolicy {
     ns.wait_for::<BackupPolicy>(name, "Scheduled with a next time", |bp| {
-        observed(bp) && phase(bp) == "Scheduled" && status(bp).next_schedule_time.is_some()
+        observed(bp)
+            && phase(bp) == Some(BackupPolicyPhase::Scheduled)
+            && status(bp).next_schedule_time.is_some()
     })
     .await
 }
@@ -743,7 +746,10 @@ async fn verification_is_recorded_and_prune_runs_only_after_a_verified_backup() 
         job_names(&ns, "suspect").await,
         [job.clone(), format!("{job}-verify")]
     );
-    assert_eq!(phase(&get_policy(&ns, "suspect").await), "Scheduled");
+    assert_eq!(
+        phase(&get_policy(&ns, "suspect").await),
+        Some(BackupPolicyPhase::Scheduled)
+    );
 }
 
 /// Retention keeps the newest successfulJobs good backups' Jobs (with their verify Jobs) and
@@ -1450,7 +1456,7 @@ async fn invalid_schedule_or_time_zone_is_stalled_and_runs_nothing() {
         let c = bp_condition(&bp, "Stalled").expect("Stalled");
         assert!(c.message.contains(field), "{name}: {c:?}");
         let s = status(&bp);
-        assert_eq!(s.phase.as_deref(), Some("Invalid"), "{s:#?}");
+        assert_eq!(s.phase, Some(BackupPolicyPhase::Invalid), "{s:#?}");
         assert_eq!(s.next_schedule_time, None, "{s:#?}");
     }
     // Past the next minute boundary: still nothing.
@@ -1495,7 +1501,7 @@ async fn rpo_shorter_than_the_schedule_is_a_warning() {
         ready(&s.conditions, s.observed_generation, bp.metadata.generation),
         "only a warning: {s:#?}"
     );
-    assert_ne!(phase(&bp), "Invalid");
+    assert_ne!(phase(&bp), Some(BackupPolicyPhase::Invalid));
 }
 
 /// A jobTemplate the API server refuses (restartPolicy Always, which Jobs may not use): the
@@ -1542,7 +1548,7 @@ async fn job_template_the_api_server_rejects_is_recorded_and_tried_again_next_ti
             "the record's message should name spec.jobTemplate: {r:#?}"
         );
     }
-    assert_eq!(phase(&bp), "Scheduled");
+    assert_eq!(phase(&bp), Some(BackupPolicyPhase::Scheduled));
 }
 
 /// `kubectl get bp` shows NAME SCHEDULE LAST SUCCESS FRESH NEXT AGE, and the policy is listed
@@ -1612,7 +1618,7 @@ async fn suspended_policy_runs_on_demand_only_and_unsuspending_runs_no_backlog()
     ));
     let bp = ns
         .wait_for::<BackupPolicy>("paused", "Suspended", |bp| {
-            observed(bp) && phase(bp) == "Suspended"
+            observed(bp) && phase(bp) == Some(BackupPolicyPhase::Suspended)
         })
         .await;
     assert_eq!(status(&bp).next_schedule_time, None, "{:#?}", bp.status);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::ListParams;
-use runbook_operator::backup_policy::BackupPolicy;
+use runbook_operator::backup_policy::{BackupPolicy, BackupPolicyPhase};
 use runbook_operator::blue_green::BlueGreenRelease;
 use runbook_operator::maintenance_window::MaintenanceWindow;
 use runbook_operator::runbook::Runbook;
@@ -184,7 +184,7 @@ async fn accepted_but_stalled_with_the_field_named() {
                     .wait_for::<BackupPolicy>(name, "Stalled", |o| {
                         o.status.as_ref().is_some_and(|s| {
                             stalled(&s.conditions, s.observed_generation, o.metadata.generation)
-                                && s.phase.as_deref() == Some("Invalid")
+                                && s.phase == Some(BackupPolicyPhase::Invalid)
                         })
                     })
                     .await;

@@ -96,7 +96,7 @@ pub(super) async fn run(
                 "{what} started the backup for {token:?} but its history no longer holds it; \
                  see kubectl get jobs -l {}={}",
                 crate::well_known::POLICY_LABEL,
-                crate::backup_policy::plan::label_value(&backup.policy)
+                crate::backup_policy::label_value(&backup.policy)
             ),
         ));
     }
