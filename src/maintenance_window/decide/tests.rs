@@ -1,8 +1,10 @@
 use super::*;
 use crate::duration::Duration;
 use crate::maintenance_window::types::{
-    AfterEnd, BeforeStart, MissedStart, MissedStartPolicy, WindowSchedule,
+    AfterEnd, BeforeStart, MaintenanceWindow, MissedStart, MissedStartPolicy, SavedValue,
+    WindowInterval, WindowSchedule,
 };
+use crate::testing::{Checks, checked, json_round_trip};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 const W: &str = "nightly";
@@ -149,11 +151,154 @@ fn apply(state: &mut WindowState, decision: &Decision) {
     }
 }
 
+// --- the checks every decision of these tests runs ------------------------------------------
+
+/// What [`decide`] decides on: the spec and what the controller knows about the window.
+#[derive(Clone, Debug)]
+struct Input {
+    spec: MaintenanceWindowSpec,
+    state: WindowState,
+}
+
+/// The input as a restarted operator rebuilds it: the window (spec, metadata and a status
+/// recording `state`) as the API server stores it, read back through
+/// [`WindowState::from_status`], with the same runs (they are RunbookRuns in the cluster).
+/// `watching_since` is kept: it is the running operator's own start, not stored state (a
+/// restarted operator's later start is what `a_slow_but_running_operator_...` covers).
+fn restarted(input: &Input) -> Input {
+    let state = &input.state;
+    let mut mw = MaintenanceWindow::new(W, input.spec.clone());
+    mw.metadata.namespace = Some("shop".into());
+    mw.metadata.creation_timestamp = state.created.map(Time);
+    mw.metadata.deletion_timestamp = state.deleting.then(|| Time(ts("2026-01-01T00:00:00Z")));
+    let current_window = state.activated.map(|o| WindowInterval {
+        start: Time(o.start),
+        end: Time(o.end),
+        result: None,
+    });
+    // The latest occurrence handled, if it is not the one in force, is the last window.
+    let last_window = state
+        .last_handled
+        .filter(|last| state.activated.is_none_or(|o| o.start != *last))
+        .map(|start| WindowInterval {
+            start: Time(start),
+            end: Time(start),
+            result: Some("Succeeded".into()),
+        });
+    let saved = state
+        .has_saved
+        .then(|| SavedValue {
+            target: "Deployment/web".into(),
+            field: "replicas".into(),
+            prior: Some("3".into()),
+            prior_value_from: None,
+            written: "0".into(),
+            applied: true,
+        })
+        .into_iter()
+        .collect();
+    mw.status = Some(MaintenanceWindowStatus {
+        phase: Some(state.phase),
+        current_window,
+        last_window,
+        saved,
+        ..MaintenanceWindowStatus::default()
+    });
+    let stored = json_round_trip(&mw);
+    let status = stored.status.clone().unwrap_or_default();
+    let mut rebuilt = WindowState::from_status(
+        &stored,
+        &status,
+        &state.runs,
+        state.watching_since.unwrap_or(Timestamp::MAX),
+    );
+    rebuilt.watching_since = state.watching_since;
+    Input {
+        spec: stored.spec,
+        state: rebuilt,
+    }
+}
+
+/// The safety invariant of a MaintenanceWindow, as the code guarantees it for each decision
+/// (the closest true statement of "no change outside an open occurrence, and every recorded
+/// change has a restore decided by the time the occurrence ends"):
+/// - a change is made ([`Decision::Activate`]) only for an occurrence open at `now`, with
+///   nothing else in force, never while suspended or being deleted;
+/// - while changes are recorded (`saved`), every decision is [`Decision::Restore`] or
+///   [`Decision::StayActive`] for the occurrence in force, and the latter only before that
+///   occurrence's end (under the current spec, which may have moved it), which is the instant
+///   it names to decide again: a restore is decided by the time the occurrence ends, at the
+///   latest (the simulation below checks that it is).
+fn changes_stay_inside_occurrences(
+    input: &Input,
+    now: Timestamp,
+    decision: &Decision,
+) -> Result<(), String> {
+    let state = &input.state;
+    match decision {
+        Decision::Activate { occurrence, .. } => {
+            if !occurrence.contains(now) {
+                return Err(format!("activates {occurrence:?}, not open at {now}"));
+            }
+            if state.has_saved || state.activated.is_some() {
+                return Err("activates while other changes are in force".into());
+            }
+            if state.deleting || input.spec.suspend == Some(true) {
+                return Err("activates while deleting or suspended".into());
+            }
+        }
+        Decision::Restore { .. } => {}
+        Decision::StayActive {
+            occurrence,
+            requeue_at,
+        } => {
+            if state.activated != Some(*occurrence) {
+                return Err(format!(
+                    "keeps {occurrence:?} in force, but {:?} is the one activated",
+                    state.activated
+                ));
+            }
+            let end = WindowSettings::from_spec(&input.spec).map_or(occurrence.end, |settings| {
+                settings.effective_end(occurrence)
+            });
+            if *requeue_at != end || now >= end {
+                return Err(format!(
+                    "keeps the changes of {occurrence:?} in force at {now} until {requeue_at}, \
+                     though it ends at {end}"
+                ));
+            }
+        }
+        other if state.has_saved => {
+            return Err(format!("leaves recorded changes in place: {other:?}"));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// [`decide`] for `state` at `now`, after [`checked`] proved on that input that it is pure,
+/// that a restarted operator decides the same, and [`changes_stay_inside_occurrences`].
+fn decided(spec: &MaintenanceWindowSpec, state: &WindowState, now: Timestamp) -> Decision {
+    let decide_at = |input: &Input, now: Timestamp| decide(W, &input.spec, &input.state, now);
+    let invariant =
+        |input: &Input, decision: &Decision| changes_stay_inside_occurrences(input, now, decision);
+    let checks = Checks {
+        decide: &decide_at,
+        restart: &restarted,
+        invariant: &invariant,
+    };
+    let input = Input {
+        spec: spec.clone(),
+        state: state.clone(),
+    };
+    checked(&checks, &input, now)
+}
+
 /// Decides and applies until the decision is a wait; returns every decision.
 fn settle(spec: &MaintenanceWindowSpec, state: &mut WindowState, now: Timestamp) -> Vec<Decision> {
     let mut seen = Vec::new();
     for _ in 0..20 {
-        let decision = decide(W, spec, state, now);
+        let decision = decided(spec, state, now);
         apply(state, &decision);
         let done = !decision.is_action() || decision == Decision::Release;
         seen.push(decision);
@@ -456,7 +601,7 @@ fn today() -> Occurrence {
 #[test]
 fn scheduled_waits_for_the_start_then_activates() {
     let spec = daily();
-    let d = decide(W, &spec, &fresh(), ts("2026-06-10T01:00:00Z"));
+    let d = decided(&spec, &fresh(), ts("2026-06-10T01:00:00Z"));
     assert_eq!(
         d,
         Decision::Idle {
@@ -466,7 +611,7 @@ fn scheduled_waits_for_the_start_then_activates() {
     assert_eq!(d.phase(), Some(WindowPhase::Scheduled));
     assert_eq!(d.requeue_at(), Some(today().start));
     assert!(!d.is_action());
-    let d = decide(W, &spec, &fresh(), ts("2026-06-10T02:00:00.300Z"));
+    let d = decided(&spec, &fresh(), ts("2026-06-10T02:00:00.300Z"));
     assert_eq!(
         d,
         Decision::Activate {
@@ -482,7 +627,7 @@ fn scheduled_waits_for_the_start_then_activates() {
 fn active_stays_until_the_end_then_restores_and_returns_to_scheduled() {
     let spec = daily();
     let mut state = active(today());
-    let d = decide(W, &spec, &state, ts("2026-06-10T02:30:00Z"));
+    let d = decided(&spec, &state, ts("2026-06-10T02:30:00Z"));
     assert_eq!(
         d,
         Decision::StayActive {
@@ -545,7 +690,7 @@ fn restore_interrupted_by_a_crash_is_finished() {
     };
     // Still saved values: restore again (restore_action makes it idempotent).
     assert_eq!(
-        decide(W, &spec, &state, ts("2026-06-10T03:00:01Z")),
+        decided(&spec, &state, ts("2026-06-10T03:00:01Z")),
         Decision::Restore {
             occurrence: Some(today()),
             reason: RestoreReason::Ended
@@ -560,7 +705,7 @@ fn restore_interrupted_by_a_crash_is_finished() {
         .runs
         .insert(after_end_run_name(W, today().start), RunOutcome::Running);
     assert_eq!(
-        decide(W, &spec, &state, ts("2026-06-10T03:00:02Z")),
+        decided(&spec, &state, ts("2026-06-10T03:00:02Z")),
         Decision::Finish {
             occurrence: today()
         }
@@ -574,7 +719,7 @@ fn saved_values_without_an_occurrence_are_restored() {
         ..fresh()
     };
     assert_eq!(
-        decide(W, &daily(), &state, ts("2026-06-10T01:00:00Z")),
+        decided(&daily(), &state, ts("2026-06-10T01:00:00Z")),
         Decision::Restore {
             occurrence: None,
             reason: RestoreReason::Ended
@@ -598,12 +743,12 @@ fn preflight_starts_lead_time_before_the_start() {
     let spec = with_preflight(daily(), None, None);
     // Default lead time 10m.
     assert_eq!(
-        decide(W, &spec, &fresh(), ts("2026-06-10T01:00:00Z")),
+        decided(&spec, &fresh(), ts("2026-06-10T01:00:00Z")),
         Decision::Idle {
             requeue_at: Some(ts("2026-06-10T01:50:00Z"))
         }
     );
-    let d = decide(W, &spec, &fresh(), ts("2026-06-10T01:50:00Z"));
+    let d = decided(&spec, &fresh(), ts("2026-06-10T01:50:00Z"));
     assert_eq!(
         d,
         Decision::StartPreflight {
@@ -615,13 +760,13 @@ fn preflight_starts_lead_time_before_the_start() {
     // A custom lead time.
     let spec = with_preflight(daily(), Some("45m"), None);
     assert_eq!(
-        decide(W, &spec, &fresh(), ts("2026-06-10T01:00:00Z")),
+        decided(&spec, &fresh(), ts("2026-06-10T01:00:00Z")),
         Decision::Idle {
             requeue_at: Some(ts("2026-06-10T01:15:00Z"))
         }
     );
     assert!(matches!(
-        decide(W, &spec, &fresh(), ts("2026-06-10T01:15:00Z")),
+        decided(&spec, &fresh(), ts("2026-06-10T01:15:00Z")),
         Decision::StartPreflight { .. }
     ));
 }
@@ -630,7 +775,7 @@ fn preflight_starts_lead_time_before_the_start() {
 fn preflight_success_activates_at_the_start() {
     let spec = with_preflight(daily(), None, None);
     let running = with_run(fresh(), pre_name(), RunOutcome::Running);
-    let d = decide(W, &spec, &running, ts("2026-06-10T01:52:00Z"));
+    let d = decided(&spec, &running, ts("2026-06-10T01:52:00Z"));
     assert_eq!(
         d,
         Decision::WaitForPreflight {
@@ -641,7 +786,7 @@ fn preflight_success_activates_at_the_start() {
     );
     assert_eq!(d.phase(), Some(WindowPhase::Preparing));
     let done = with_run(fresh(), pre_name(), RunOutcome::Succeeded);
-    let d = decide(W, &spec, &done, ts("2026-06-10T01:55:00Z"));
+    let d = decided(&spec, &done, ts("2026-06-10T01:55:00Z"));
     assert_eq!(
         d,
         Decision::WaitForStart {
@@ -651,7 +796,7 @@ fn preflight_success_activates_at_the_start() {
     );
     assert_eq!(d.phase(), Some(WindowPhase::Preparing));
     assert_eq!(
-        decide(W, &spec, &done, today().start),
+        decided(&spec, &done, today().start),
         Decision::Activate {
             occurrence: today(),
             late: false
@@ -680,7 +825,7 @@ fn required_preflight_failure_skips_the_occurrence() {
     assert_eq!(SkipReason::PreflightFailed.result(), "PreflightFailed");
     // At the start, the skipped occurrence is not activated.
     assert_eq!(
-        decide(W, &spec, &state, today().start),
+        decided(&spec, &state, today().start),
         Decision::Idle {
             requeue_at: Some(ts("2026-06-11T01:50:00Z"))
         }
@@ -692,14 +837,14 @@ fn not_required_preflight_failure_still_activates() {
     let spec = with_preflight(daily(), None, Some(false));
     let state = with_run(fresh(), pre_name(), RunOutcome::Failed);
     assert_eq!(
-        decide(W, &spec, &state, ts("2026-06-10T01:56:00Z")),
+        decided(&spec, &state, ts("2026-06-10T01:56:00Z")),
         Decision::WaitForStart {
             occurrence: today(),
             requeue_at: today().start
         }
     );
     assert_eq!(
-        decide(W, &spec, &state, today().start),
+        decided(&spec, &state, today().start),
         Decision::Activate {
             occurrence: today(),
             late: false
@@ -708,7 +853,7 @@ fn not_required_preflight_failure_still_activates() {
     // Still running at the start: an optional run does not hold the window up.
     let state = with_run(fresh(), pre_name(), RunOutcome::Running);
     assert_eq!(
-        decide(W, &spec, &state, today().start),
+        decided(&spec, &state, today().start),
         Decision::Activate {
             occurrence: today(),
             late: false
@@ -721,7 +866,7 @@ fn required_preflight_running_past_the_start_delays_activation() {
     let spec = with_preflight(daily(), None, None);
     let running = with_run(fresh(), pre_name(), RunOutcome::Running);
     assert_eq!(
-        decide(W, &spec, &running, ts("2026-06-10T02:00:00Z")),
+        decided(&spec, &running, ts("2026-06-10T02:00:00Z")),
         Decision::WaitForPreflight {
             occurrence: today(),
             run_name: pre_name(),
@@ -731,7 +876,7 @@ fn required_preflight_running_past_the_start_delays_activation() {
     // It finishes three minutes late: a late activation, not a missed start.
     let done = with_run(fresh(), pre_name(), RunOutcome::Succeeded);
     assert_eq!(
-        decide(W, &spec, &done, ts("2026-06-10T02:03:00Z")),
+        decided(&spec, &done, ts("2026-06-10T02:03:00Z")),
         Decision::Activate {
             occurrence: today(),
             late: true
@@ -763,7 +908,7 @@ fn missed_start_skip_is_the_default() {
     let spec = daily();
     // Within the grace it is on time.
     assert_eq!(
-        decide(W, &spec, &fresh(), today().start + MISSED_START_GRACE),
+        decided(&spec, &fresh(), today().start + MISSED_START_GRACE),
         Decision::Activate {
             occurrence: today(),
             late: false
@@ -787,7 +932,7 @@ fn missed_start_skip_is_the_default() {
     // Explicit Skip behaves the same.
     let spec = with_missed(daily(), MissedStartPolicy::Skip, None);
     assert!(matches!(
-        decide(W, &spec, &fresh(), today().start + mins(1)),
+        decided(&spec, &fresh(), today().start + mins(1)),
         Decision::SkipOccurrence {
             reason: SkipReason::MissedStart,
             ..
@@ -799,7 +944,7 @@ fn missed_start_skip_is_the_default() {
 fn missed_start_within_starts_late_inside_and_skips_outside() {
     let spec = with_missed(daily(), MissedStartPolicy::StartIfWithin, Some("15m"));
     for (late_by, activates) in [(mins(10), true), (mins(15), true), (mins(16), false)] {
-        let d = decide(W, &spec, &fresh(), today().start + late_by);
+        let d = decided(&spec, &fresh(), today().start + late_by);
         if activates {
             assert_eq!(
                 d,
@@ -831,7 +976,7 @@ fn missed_start_within_runs_the_preflight_late() {
     );
     let at = today().start + mins(10);
     assert_eq!(
-        decide(W, &spec, &fresh(), at),
+        decided(&spec, &fresh(), at),
         Decision::StartPreflight {
             occurrence: today(),
             run_name: pre_name()
@@ -841,7 +986,7 @@ fn missed_start_within_runs_the_preflight_late() {
     // activates.
     let done = with_run(fresh(), pre_name(), RunOutcome::Succeeded);
     assert_eq!(
-        decide(W, &spec, &done, today().start + mins(25)),
+        decided(&spec, &done, today().start + mins(25)),
         Decision::Activate {
             occurrence: today(),
             late: true
@@ -857,7 +1002,7 @@ fn window_created_during_an_occurrence_activates_late() {
         ..WindowState::default()
     };
     assert_eq!(
-        decide(W, &spec, &state, ts("2026-12-06T02:30:01Z")),
+        decided(&spec, &state, ts("2026-12-06T02:30:01Z")),
         Decision::Activate {
             occurrence: occ("2026-12-06T02:00:00Z", "2026-12-06T04:00:00Z"),
             late: true
@@ -875,7 +1020,7 @@ fn a_slow_but_running_operator_activates_late_instead_of_skipping() {
         ..WindowState::default()
     };
     assert_eq!(
-        decide(W, &spec, &running, ts("2026-12-06T02:00:30Z")),
+        decided(&spec, &running, ts("2026-12-06T02:00:30Z")),
         Decision::Activate {
             occurrence: open,
             late: true
@@ -887,7 +1032,7 @@ fn a_slow_but_running_operator_activates_late_instead_of_skipping() {
         ..running
     };
     assert_eq!(
-        decide(W, &spec, &restarted, ts("2026-12-06T02:00:30Z")),
+        decided(&spec, &restarted, ts("2026-12-06T02:00:30Z")),
         Decision::SkipOccurrence {
             occurrence: open,
             reason: SkipReason::MissedStart
@@ -980,7 +1125,7 @@ fn suspend_while_active_restores_first() {
     // until the next one.
     spec.suspend = None;
     assert_eq!(
-        decide(W, &spec, &state, ts("2026-06-10T02:30:00Z")),
+        decided(&spec, &state, ts("2026-06-10T02:30:00Z")),
         Decision::Idle {
             requeue_at: Some(ts("2026-06-11T02:00:00Z"))
         }
@@ -991,7 +1136,7 @@ fn suspend_while_active_restores_first() {
 fn resume_during_an_unhandled_occurrence_follows_missed_start() {
     let spec = daily();
     assert_eq!(
-        decide(W, &spec, &fresh(), ts("2026-06-10T02:30:00Z")),
+        decided(&spec, &fresh(), ts("2026-06-10T02:30:00Z")),
         Decision::SkipOccurrence {
             occurrence: today(),
             reason: SkipReason::MissedStart
@@ -1000,7 +1145,7 @@ fn resume_during_an_unhandled_occurrence_follows_missed_start() {
     let mut suspended = daily();
     suspended.suspend = Some(true);
     assert_eq!(
-        decide(W, &suspended, &fresh(), ts("2026-06-10T02:30:00Z")),
+        decided(&suspended, &fresh(), ts("2026-06-10T02:30:00Z")),
         Decision::Suspended
     );
 }
@@ -1013,7 +1158,7 @@ fn unsuspend_during_a_restore_finishes_the_restore() {
         ..active(today())
     };
     assert_eq!(
-        decide(W, &spec, &state, ts("2026-06-10T02:20:00Z")),
+        decided(&spec, &state, ts("2026-06-10T02:20:00Z")),
         Decision::Restore {
             occurrence: Some(today()),
             reason: RestoreReason::Ended
@@ -1024,7 +1169,7 @@ fn unsuspend_during_a_restore_finishes_the_restore() {
         ..state
     };
     assert_eq!(
-        decide(W, &spec, &state, ts("2026-06-10T02:20:00Z")),
+        decided(&spec, &state, ts("2026-06-10T02:20:00Z")),
         Decision::Finish {
             occurrence: today()
         }
@@ -1059,7 +1204,7 @@ fn delete_while_active_restores_then_releases() {
         ..fresh()
     };
     assert_eq!(
-        decide(W, &spec, &idle, ts("2026-06-10T01:00:00Z")),
+        decided(&spec, &idle, ts("2026-06-10T01:00:00Z")),
         Decision::Release
     );
 }
@@ -1068,7 +1213,7 @@ fn delete_while_active_restores_then_releases() {
 fn extending_the_duration_during_a_window_moves_its_end() {
     let spec = recurring("0 2 * * *", "UTC", "3h");
     assert_eq!(
-        decide(W, &spec, &active(today()), ts("2026-06-10T02:30:00Z")),
+        decided(&spec, &active(today()), ts("2026-06-10T02:30:00Z")),
         Decision::StayActive {
             occurrence: today(),
             requeue_at: ts("2026-06-10T05:00:00Z")
@@ -1077,7 +1222,7 @@ fn extending_the_duration_during_a_window_moves_its_end() {
     // A changed schedule keeps the end the running window was given.
     let spec = recurring("0 4 * * *", "UTC", "3h");
     assert_eq!(
-        decide(W, &spec, &active(today()), ts("2026-06-10T02:30:00Z")),
+        decided(&spec, &active(today()), ts("2026-06-10T02:30:00Z")),
         Decision::StayActive {
             occurrence: today(),
             requeue_at: today().end
@@ -1089,7 +1234,7 @@ fn extending_the_duration_during_a_window_moves_its_end() {
 fn invalid_spec_during_a_window_still_restores_at_the_recorded_end() {
     let spec = recurring("0 2 * * *", "Mars/Olympus", "1h");
     assert_eq!(
-        decide(W, &spec, &active(today()), ts("2026-06-10T02:30:00Z")),
+        decided(&spec, &active(today()), ts("2026-06-10T02:30:00Z")),
         Decision::StayActive {
             occurrence: today(),
             requeue_at: today().end
@@ -1137,7 +1282,7 @@ fn one_off_runs_once_and_completes() {
     assert_eq!(state.phase, WindowPhase::Completed);
     // Created after its end: nothing to do at all.
     assert_eq!(
-        decide(W, &spec, &fresh(), ts("2026-12-07T00:00:00Z")),
+        decided(&spec, &fresh(), ts("2026-12-07T00:00:00Z")),
         Decision::Complete
     );
 }
@@ -1222,4 +1367,133 @@ fn phase_round_trips_through_status() {
         WindowPhase::from_status(Some(bogus)),
         WindowPhase::Scheduled
     );
+}
+
+// --- simulation: a window's whole life ------------------------------------------------------
+
+/// Something that happens to the window between two reconciles.
+#[derive(Clone, Copy, Debug)]
+enum Event {
+    /// The operator restarts: it rebuilds what it knows from the stored window.
+    Restart,
+    /// `suspend: true`.
+    Suspend,
+    /// `suspend` cleared.
+    Resume,
+    /// The window is deleted (its finalizer holds it until it has restored).
+    Delete,
+}
+
+/// A daily window with a preflight and an afterEnd lived through four days, woken only at
+/// the instants its decisions name and at the events: on time, restarted while active,
+/// suspended while active, deleted while active. Every decision runs through [`checked`]
+/// (purity, restart, [`changes_stay_inside_occurrences`]); on top, every occurrence activated
+/// has its restore decided no later than its end.
+#[test]
+fn a_whole_life_keeps_every_change_inside_its_occurrence() {
+    let mut spec = with_after_end(with_preflight(daily(), None, None));
+    let day = |d: u8, time: &str| ts(&format!("2026-06-{d:02}T{time}Z"));
+    let mut events = vec![
+        (day(11, "02:30:00"), Event::Restart),
+        (day(12, "02:20:00"), Event::Suspend),
+        (day(12, "12:00:00"), Event::Resume),
+        (day(13, "02:40:00"), Event::Delete),
+    ];
+    events.reverse();
+    let mut state = WindowState {
+        watching_since: Some(day(9, "12:00:00")),
+        ..fresh()
+    };
+    let mut now = day(9, "12:00:00");
+    let mut activated: Vec<(Occurrence, Timestamp)> = Vec::new();
+    let mut restored: Vec<(Option<Occurrence>, Timestamp)> = Vec::new();
+    let mut phases = Vec::new();
+    for _ in 0..100 {
+        let seen = settle(&spec, &mut state, now);
+        for decision in &seen {
+            match decision {
+                Decision::Activate { occurrence, .. } => activated.push((*occurrence, now)),
+                Decision::Restore { occurrence, .. } => restored.push((*occurrence, now)),
+                _ => {}
+            }
+        }
+        if phases.last() != Some(&state.phase) {
+            phases.push(state.phase);
+        }
+        let last = seen.last().expect("a decision");
+        if *last == Decision::Release {
+            break;
+        }
+        // The runs it started finish before it is woken again.
+        for outcome in state.runs.values_mut() {
+            *outcome = RunOutcome::Succeeded;
+        }
+        let wake = last.requeue_at();
+        match events.last().copied() {
+            Some((at, event)) if wake.is_none_or(|wake| at <= wake) => {
+                events.pop();
+                now = at;
+                match event {
+                    Event::Restart => {
+                        let input = Input {
+                            spec: spec.clone(),
+                            state: state.clone(),
+                        };
+                        state = restarted(&input).state;
+                        state.watching_since = Some(at);
+                    }
+                    Event::Suspend => spec.suspend = Some(true),
+                    Event::Resume => spec.suspend = None,
+                    Event::Delete => state.deleting = true,
+                }
+            }
+            _ => now = wake.expect("a wait with a wake-up time or an event to come"),
+        }
+    }
+    assert!(state.deleting && !state.has_saved && state.activated.is_none());
+    let opened: Vec<Occurrence> = activated.iter().map(|(o, _)| *o).collect();
+    assert_eq!(
+        opened,
+        [
+            occ("2026-06-10T02:00:00Z", "2026-06-10T03:00:00Z"),
+            occ("2026-06-11T02:00:00Z", "2026-06-11T03:00:00Z"),
+            occ("2026-06-12T02:00:00Z", "2026-06-12T03:00:00Z"),
+            occ("2026-06-13T02:00:00Z", "2026-06-13T03:00:00Z"),
+        ]
+    );
+    for (occurrence, at) in &activated {
+        assert_eq!(*at, occurrence.start, "activated on time");
+        let restore = restored
+            .iter()
+            .find(|(o, _)| *o == Some(*occurrence))
+            .unwrap_or_else(|| panic!("no restore decided for {occurrence:?}"));
+        assert!(
+            restore.1 >= occurrence.start && restore.1 <= occurrence.end,
+            "{occurrence:?} restored at {}",
+            restore.1
+        );
+    }
+    // Suspended and deleted windows restore at once; the others at their end.
+    let restored_at: Vec<Timestamp> = restored.iter().map(|(_, at)| *at).collect();
+    assert_eq!(
+        restored_at,
+        [
+            day(10, "03:00:00"),
+            day(11, "03:00:00"),
+            day(12, "02:20:00"),
+            day(13, "02:40:00")
+        ]
+    );
+    assert_eq!(
+        phases[..6],
+        [
+            WindowPhase::Scheduled,
+            WindowPhase::Preparing,
+            WindowPhase::Active,
+            WindowPhase::Scheduled,
+            WindowPhase::Preparing,
+            WindowPhase::Active,
+        ]
+    );
+    assert!(phases.contains(&WindowPhase::Suspended), "{phases:?}");
 }
