@@ -190,7 +190,7 @@ async fn window_activity_and_a_refused_restore_are_exported() {
     ns.apply(&format!(
         "apiVersion: ops.runbook.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {{name: night}}\nspec:\n  start: \"{start}\"\n  end: \"{end}\"\n  targets:\n  - {{kind: Deployment, name: locked, scaleTo: 0}}\n"
     ));
-    let phase = |w: &MaintenanceWindow| w.status.as_ref().and_then(|s| s.phase.clone());
+    let phase = |w: &MaintenanceWindow| w.status.as_ref().and_then(|s| s.phase);
     ns.wait_for::<MaintenanceWindow>("night", "Active", |w| {
         phase(w).map(|p| p.as_str()) == Some("Active")
     })
