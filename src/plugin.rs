@@ -876,7 +876,7 @@ pub fn render_windows(windows: &[MaintenanceWindow], all_namespaces: bool) -> St
         .map(|mw| {
             let zone = window_zone(mw);
             let status = mw.status.clone().unwrap_or_default();
-            let open = status.phase.as_deref() == Some("Active");
+            let open = status.phase == Some(crate::maintenance_window::WindowPhase::Active);
             let next = status.next_start.as_ref().map(|t| t.0);
             let ends = match (&status.current_window, open) {
                 (Some(current), true) => Some(current.end.0),
@@ -884,7 +884,10 @@ pub fn render_windows(windows: &[MaintenanceWindow], all_namespaces: bool) -> St
             };
             let mut row = vec![
                 mw.name_any(),
-                status.phase.clone().unwrap_or_else(dash),
+                status
+                    .phase
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_else(dash),
                 next.map(|t| local_time(t, &zone)).unwrap_or_else(dash),
                 next.map(utc_time).unwrap_or_else(dash),
                 ends.map(|t| local_time(t, &zone)).unwrap_or_else(dash),

@@ -17,8 +17,10 @@ use crate::backup_policy::status as backup_status;
 use crate::backup_policy::status::{BACKUP_FRESH, LAST_BACKUP_SUCCEEDED, SCHEDULE_MEETS_RPO};
 use crate::blue_green::release::{self, AbortReason, PromotionWait, Stage};
 use crate::conditions::{READY, REASON_INVALID_SPEC, RECONCILING, STALLED};
-use crate::maintenance_window::controller::{ACTIVE, TARGETS_FOUND};
-use crate::maintenance_window::lifecycle::Phase as WindowPhase;
+use crate::maintenance_window::WindowPhase;
+use crate::maintenance_window::status::{
+    ACTIVE, REASON_TARGET_NOT_FOUND, REASON_TARGETS_FOUND, REASON_WINDOW_OPEN, TARGETS_FOUND,
+};
 use crate::runbook_run::RunPhase;
 use crate::runbook_run::status::{
     REASON_CANCELLED, REASON_PROGRESSING, REASON_RUNBOOK_NOT_FOUND, REASON_STEP_FAILED,
@@ -128,7 +130,7 @@ pub fn conditions_of(kind: &str) -> Vec<ConditionDoc> {
             let mut list = kstatus("True when the window is valid and scheduled");
             let mut active = vec![reason(
                 "True",
-                "WindowOpen",
+                REASON_WINDOW_OPEN,
                 "the window's changes are in force; the message gives the end in the window's time zone",
             )];
             for phase in [
@@ -154,10 +156,10 @@ pub fn conditions_of(kind: &str) -> Vec<ConditionDoc> {
                 type_: TARGETS_FOUND,
                 meaning: "False when a target names no object (a warning: the window still runs for the other targets)",
                 reasons: vec![
-                    reason("True", "TargetsFound", "every target names at least one object"),
+                    reason("True", REASON_TARGETS_FOUND, "every target names at least one object"),
                     reason(
                         "False",
-                        "TargetNotFound",
+                        REASON_TARGET_NOT_FOUND,
                         "the message names each `spec.targets[i]` that matches nothing",
                     ),
                 ],

@@ -248,13 +248,66 @@ pub struct SavedValue {
     pub applied: bool,
 }
 
+/// Where a MaintenanceWindow is in its lifecycle (`status.phase`):
+/// `Scheduled -> Preparing -> Active -> Restoring -> Scheduled`, or `Completed` for a one-off,
+/// `Suspended` while `suspend` is set, `Invalid` while the spec cannot be scheduled.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum WindowPhase {
+    /// The `beforeStart` run is running (or done) for the coming occurrence.
+    Preparing,
+    /// The window's changes are in force.
+    Active,
+    /// The window is putting back what it changed (and running `afterEnd`).
+    Restoring,
+    /// A one-off window that is over.
+    Completed,
+    /// `suspend` is set and nothing is left to restore.
+    Suspended,
+    /// The spec cannot be scheduled (see the Ready and Stalled conditions).
+    Invalid,
+    /// Waiting for the next occurrence. A value this operator does not know reads as
+    /// Scheduled too (serde's `other` variant, which must come last): the phase that assumes
+    /// nothing was changed (what *was* changed is told by `saved`, not by the phase).
+    #[default]
+    #[serde(other)]
+    Scheduled,
+}
+
+impl WindowPhase {
+    /// The string written to `status.phase` (and shown in the Phase column).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowPhase::Scheduled => "Scheduled",
+            WindowPhase::Preparing => "Preparing",
+            WindowPhase::Active => "Active",
+            WindowPhase::Restoring => "Restoring",
+            WindowPhase::Completed => "Completed",
+            WindowPhase::Suspended => "Suspended",
+            WindowPhase::Invalid => "Invalid",
+        }
+    }
+
+    /// The phase of a status as read (a window never reconciled is `Scheduled`).
+    pub fn from_status(phase: Option<WindowPhase>) -> Self {
+        phase.unwrap_or_default()
+    }
+
+    /// Whether the window's changes are (or may still be) in force: from the moment it made
+    /// them (Active) until it has put them all back (Restoring ends).
+    pub fn changes_in_effect(self) -> bool {
+        matches!(self, WindowPhase::Active | WindowPhase::Restoring)
+    }
+}
+
 /// Observed state of a MaintenanceWindow.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MaintenanceWindowStatus {
     /// Scheduled, Preparing, Active, Restoring, Completed, Suspended or Invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<WindowPhase>,
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

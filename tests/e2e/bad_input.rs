@@ -396,7 +396,7 @@ async fn invalid_maintenance_windows_are_stalled_and_change_nothing() {
             .wait_for::<MaintenanceWindow>(name, "Invalid and Stalled", |o| {
                 o.status.as_ref().is_some_and(|s| {
                     stalled(&s.conditions, s.observed_generation, o.metadata.generation)
-                        && s.phase.as_deref() == Some("Invalid")
+                        && s.phase.map(|p| p.as_str()) == Some("Invalid")
                 })
             })
             .await;

@@ -55,7 +55,7 @@ async fn every_example_is_accepted_and_ready() {
         ns.wait_for::<MaintenanceWindow>(&name, "Ready", |o| {
             o.status.as_ref().is_some_and(|s| {
                 ready(&s.conditions, s.observed_generation, o.metadata.generation)
-                    && s.phase.as_deref() == Some("Scheduled")
+                    && s.phase.map(|p| p.as_str()) == Some("Scheduled")
             })
         })
         .await;

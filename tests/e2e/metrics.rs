@@ -190,9 +190,11 @@ async fn window_activity_and_a_refused_restore_are_exported() {
     ns.apply(&format!(
         "apiVersion: ops.runbook.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {{name: night}}\nspec:\n  start: \"{start}\"\n  end: \"{end}\"\n  targets:\n  - {{kind: Deployment, name: locked, scaleTo: 0}}\n"
     ));
-    let phase = |w: &MaintenanceWindow| w.status.as_ref().and_then(|s| s.phase.clone());
-    ns.wait_for::<MaintenanceWindow>("night", "Active", |w| phase(w).as_deref() == Some("Active"))
-        .await;
+    let phase = |w: &MaintenanceWindow| w.status.as_ref().and_then(|s| s.phase);
+    ns.wait_for::<MaintenanceWindow>("night", "Active", |w| {
+        phase(w).map(|p| p.as_str()) == Some("Active")
+    })
+    .await;
     let series = |name: &str| format!("{name}{{namespace=\"{}\",window=\"night\"}}", ns.name);
     let active = series("runbook_operator_maintenance_window_active");
     let failures = series("runbook_operator_window_restore_failures_total");

@@ -63,7 +63,10 @@ fn status(mw: &MaintenanceWindow) -> MaintenanceWindowStatus {
 }
 
 fn phase(mw: &MaintenanceWindow) -> String {
-    status(mw).phase.unwrap_or_default()
+    status(mw)
+        .phase
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default()
 }
 
 fn window_condition(mw: &MaintenanceWindow, type_: &str) -> Option<Condition> {
@@ -73,7 +76,7 @@ fn window_condition(mw: &MaintenanceWindow, type_: &str) -> Option<Condition> {
 /// Phase Active, condition Active True, and every saved value written to the cluster.
 fn open_and_applied(mw: &MaintenanceWindow) -> bool {
     let s = status(mw);
-    s.phase.as_deref() == Some("Active")
+    s.phase.map(|p| p.as_str()) == Some("Active")
         && condition(&s.conditions, "Active").is_some_and(|c| c.status == "True")
         && !s.saved.is_empty()
         && s.saved.iter().all(|v| v.applied)
@@ -218,7 +221,8 @@ fn secs(n: i64) -> SignedDuration {
 async fn wait_scheduled(ns: &TestNamespace, name: &str) -> MaintenanceWindow {
     ns.wait_for::<MaintenanceWindow>(name, "Scheduled", |mw| {
         let s = status(mw);
-        s.phase.as_deref() == Some("Scheduled") && s.observed_generation == mw.metadata.generation
+        s.phase.map(|p| p.as_str()) == Some("Scheduled")
+            && s.observed_generation == mw.metadata.generation
     })
     .await
 }

@@ -13,9 +13,8 @@ use k8s_openapi::api::core::v1::{EnvVarSource, PodTemplateSpec};
 use kube::ResourceExt;
 use serde_json::Value;
 
-use super::lifecycle::{RestoreAction, restore_action};
-use super::types::{OnDrift, SavedValue, TargetKind, WindowTarget};
 use crate::kubectl::{self, EnvPrior, Prior};
+use crate::maintenance_window::types::{OnDrift, SavedValue, TargetKind, WindowTarget};
 use crate::step::{WorkloadKind, WorkloadRef};
 
 /// The `field` of a replica count.
@@ -23,7 +22,7 @@ pub const REPLICAS: &str = "replicas";
 /// The `field` of a CronJob's suspend flag.
 pub const SUSPEND: &str = "suspend";
 
-/// Why a change cannot be planned or a saved value cannot be written back.
+/// Why a change cannot be worked out or a saved value cannot be written back.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum Error {
     /// The env change does not fit the workload (e.g. no container of that name).
@@ -126,6 +125,18 @@ pub fn label(kind: TargetKind, name: &str) -> String {
     format!("{kind:?}/{name}")
 }
 
+/// `Kind/name` back into its parts (the inverse of [`label`]).
+pub fn parse_target(target: &str) -> Option<(TargetKind, String)> {
+    let (kind, name) = target.split_once('/')?;
+    let kind = match kind {
+        "Deployment" => TargetKind::Deployment,
+        "StatefulSet" => TargetKind::StatefulSet,
+        "CronJob" => TargetKind::CronJob,
+        _ => return None,
+    };
+    Some((kind, name.to_owned()))
+}
+
 /// The `field` of an env var.
 pub fn env_field(init_container: bool, container: &str, name: &str) -> String {
     let list = if init_container { "initEnv" } else { "env" };
@@ -167,7 +178,7 @@ impl Writes {
 /// to write, in the order: replicas, env (per selected container, variables in spec order),
 /// suspend. A field already at the wanted value is recorded too: it is restored like any
 /// other, which is a no-op unless someone changes it during the window.
-pub fn plan_activation(
+pub fn activation_values(
     target: &WindowTarget,
     workload: &Workload,
 ) -> Result<Vec<SavedValue>, Error> {
@@ -382,20 +393,20 @@ impl Drift {
 
 /// How to restore the saved values of one workload.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct RestorePlan {
+pub struct Restoration {
     /// What to send.
     pub writes: Writes,
     /// Fields someone changed during the window, kept or reverted.
     pub drift: Vec<Drift>,
 }
 
-/// Plans the restore of `entries`, all saved values of `workload`: per field,
+/// How to restore `entries`, all saved values of `workload`: per field,
 /// [`restore_action`] with the value found now.
-pub fn plan_restore(
+pub fn restoration(
     workload: &Workload,
     entries: &[&SavedValue],
     on_drift: OnDrift,
-) -> Result<RestorePlan, Error> {
+) -> Result<Restoration, Error> {
     let mut back = Vec::new();
     let mut drift = Vec::new();
     for saved in entries {
@@ -428,310 +439,60 @@ pub fn plan_restore(
             }
         }
     }
-    Ok(RestorePlan {
+    Ok(Restoration {
         writes: writes(workload, &back)?,
         drift,
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::step::EnvVar;
-    use serde_json::json;
+/// What to do with one saved value at restore time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestoreAction {
+    /// Write this prior value back.
+    Write(String),
+    /// Remove the field: it did not exist before the window (e.g. an env var it added).
+    Remove,
+    /// Someone changed the field during the window and `onDrift: Respect` keeps their value
+    /// (`None`: they removed it); report `DriftRespected`.
+    KeepDrifted {
+        /// The value found.
+        current: Option<String>,
+    },
+    /// The field already holds its prior value.
+    Nothing,
+}
 
-    fn deployment(replicas: Option<i32>, env: Value) -> Workload {
-        Workload::Deployment(Box::new(
-            serde_json::from_value(json!({
-                "metadata": {"name": "web", "namespace": "shop"},
-                "spec": {
-                    "replicas": replicas,
-                    "selector": {"matchLabels": {"app": "web"}},
-                    "template": {"spec": {
-                        "containers": [{"name": "app", "image": "web", "env": env},
-                                       {"name": "sidecar", "image": "proxy"}],
-                        "initContainers": [{"name": "migrate", "image": "web"}]
-                    }}
-                }
-            }))
-            .unwrap(),
-        ))
+/// How to restore `saved`, given the field's `current` value (`None` when the field is
+/// absent, e.g. an env var that is not set; an object that no longer exists has nothing to
+/// restore and is the controller's to report).
+///
+/// * Already at the prior value (however it got there): [`RestoreAction::Nothing`].
+/// * Still what the window wrote: write the prior value back, or remove the field if it did
+///   not exist before.
+/// * Anything else is drift: `Respect` keeps it ([`RestoreAction::KeepDrifted`]); `Revert`
+///   writes the prior value (or removes the field) anyway.
+pub fn restore_action(
+    saved: &SavedValue,
+    current: Option<&str>,
+    on_drift: OnDrift,
+) -> RestoreAction {
+    if current == saved.prior.as_deref() {
+        return RestoreAction::Nothing;
     }
-
-    fn cronjob(suspend: Option<bool>) -> Workload {
-        Workload::CronJob(Box::new(
-            serde_json::from_value(json!({
-                "metadata": {"name": "report", "namespace": "shop"},
-                "spec": {"schedule": "0 1 * * *", "suspend": suspend,
-                         "jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}}
-            }))
-            .unwrap(),
-        ))
+    let back = || match &saved.prior {
+        Some(prior) => RestoreAction::Write(prior.clone()),
+        None => RestoreAction::Remove,
+    };
+    if current == Some(saved.written.as_str()) {
+        return back();
     }
-
-    fn target(kind: TargetKind) -> WindowTarget {
-        WindowTarget {
-            kind,
-            name: Some("web".into()),
-            selector: None,
-            scale_to: None,
-            env: None,
-            container: None,
-            suspend: None,
-        }
-    }
-
-    fn maintenance_env() -> Option<Vec<EnvVar>> {
-        Some(vec![
-            EnvVar {
-                name: "MAINTENANCE_MODE".into(),
-                value: "true".into(),
-            },
-            EnvVar {
-                name: "LOG_LEVEL".into(),
-                value: "debug".into(),
-            },
-        ])
-    }
-
-    fn fields(saved: &[SavedValue]) -> Vec<(&str, Option<&str>, &str)> {
-        saved
-            .iter()
-            .map(|s| (s.field.as_str(), s.prior.as_deref(), s.written.as_str()))
-            .collect()
-    }
-
-    #[test]
-    fn records_replicas_and_env_of_the_chosen_container() {
-        let web = deployment(Some(3), json!([{"name": "LOG_LEVEL", "value": "info"}]));
-        let t = WindowTarget {
-            scale_to: Some(0),
-            env: maintenance_env(),
-            container: Some("app".into()),
-            ..target(TargetKind::Deployment)
-        };
-        let saved = plan_activation(&t, &web).unwrap();
-        assert_eq!(
-            fields(&saved),
-            vec![
-                ("replicas", Some("3"), "0"),
-                ("env[app].MAINTENANCE_MODE", None, "true"),
-                ("env[app].LOG_LEVEL", Some("info"), "debug"),
-            ]
-        );
-        assert!(
-            saved
-                .iter()
-                .all(|s| s.target == "Deployment/web" && !s.applied)
-        );
-    }
-
-    #[test]
-    fn env_without_container_covers_every_container_like_kubectl() {
-        let web = deployment(Some(1), json!(null));
-        let t = WindowTarget {
-            env: Some(vec![EnvVar {
-                name: "MAINTENANCE_MODE".into(),
-                value: "true".into(),
-            }]),
-            ..target(TargetKind::Deployment)
-        };
-        let saved = plan_activation(&t, &web).unwrap();
-        assert_eq!(
-            fields(&saved),
-            vec![
-                ("env[app].MAINTENANCE_MODE", None, "true"),
-                ("env[sidecar].MAINTENANCE_MODE", None, "true"),
-                ("initEnv[migrate].MAINTENANCE_MODE", None, "true"),
-            ]
-        );
-    }
-
-    #[test]
-    fn an_unknown_container_is_an_error_naming_it() {
-        let web = deployment(Some(1), json!(null));
-        let t = WindowTarget {
-            env: maintenance_env(),
-            container: Some("api".into()),
-            ..target(TargetKind::Deployment)
-        };
-        let err = plan_activation(&t, &web).unwrap_err().to_string();
-        assert!(
-            err.contains("Deployment/web") && err.contains("\"api\""),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn unset_replicas_count_as_one() {
-        let web = deployment(None, json!(null));
-        let t = WindowTarget {
-            scale_to: Some(0),
-            ..target(TargetKind::Deployment)
-        };
-        assert_eq!(
-            fields(&plan_activation(&t, &web).unwrap()),
-            vec![("replicas", Some("1"), "0")]
-        );
-    }
-
-    #[test]
-    fn cronjob_suspend_is_recorded_and_written() {
-        let report = cronjob(None);
-        let t = WindowTarget {
-            suspend: Some(true),
-            ..target(TargetKind::CronJob)
-        };
-        let saved = plan_activation(&t, &report).unwrap();
-        assert_eq!(fields(&saved), vec![("suspend", Some("false"), "true")]);
-        let w = writes(&report, &[(&saved[0], Toward::Written)]).unwrap();
-        assert_eq!(w.suspend, Some(true));
-        assert_eq!(w.replicas, None);
-    }
-
-    #[test]
-    fn written_values_make_one_env_patch_and_a_scale() {
-        let web = deployment(Some(3), json!([{"name": "LOG_LEVEL", "value": "info"}]));
-        let t = WindowTarget {
-            scale_to: Some(0),
-            env: maintenance_env(),
-            container: Some("app".into()),
-            ..target(TargetKind::Deployment)
-        };
-        let saved = plan_activation(&t, &web).unwrap();
-        let entries: Vec<_> = saved.iter().map(|s| (s, Toward::Written)).collect();
-        let w = writes(&web, &entries).unwrap();
-        assert_eq!(w.replicas, Some(0));
-        assert_eq!(
-            w.env_patch.unwrap(),
-            json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "env": [
-                {"name": "MAINTENANCE_MODE", "value": "true"},
-                {"name": "LOG_LEVEL", "value": "debug"}
-            ]}]}}}})
-        );
-    }
-
-    fn during_window() -> (Workload, Vec<SavedValue>) {
-        let before = deployment(Some(3), json!([{"name": "LOG_LEVEL", "value": "info"}]));
-        let t = WindowTarget {
-            scale_to: Some(0),
-            env: maintenance_env(),
-            container: Some("app".into()),
-            ..target(TargetKind::Deployment)
-        };
-        let saved = plan_activation(&t, &before).unwrap();
-        let during = deployment(
-            Some(0),
-            json!([{"name": "LOG_LEVEL", "value": "debug"}, {"name": "MAINTENANCE_MODE", "value": "true"}]),
-        );
-        (during, saved)
-    }
-
-    #[test]
-    fn restore_puts_back_values_and_removes_added_vars() {
-        let (during, saved) = during_window();
-        let entries: Vec<_> = saved.iter().collect();
-        let plan = plan_restore(&during, &entries, OnDrift::Respect).unwrap();
-        assert!(plan.drift.is_empty());
-        assert_eq!(plan.writes.replicas, Some(3));
-        let patch = plan.writes.env_patch.unwrap().to_string();
-        assert!(
-            patch.contains(r#"{"$patch":"delete","name":"MAINTENANCE_MODE"}"#),
-            "{patch}"
-        );
-        assert!(
-            patch.contains(r#""name":"LOG_LEVEL","value":"info""#),
-            "{patch}"
-        );
-    }
-
-    #[test]
-    fn restore_of_what_is_already_back_sends_nothing() {
-        let (_, saved) = during_window();
-        let back = deployment(Some(3), json!([{"name": "LOG_LEVEL", "value": "info"}]));
-        let entries: Vec<_> = saved.iter().collect();
-        let plan = plan_restore(&back, &entries, OnDrift::Revert).unwrap();
-        assert!(plan.writes.is_empty(), "{plan:?}");
-        assert!(plan.drift.is_empty());
-    }
-
-    #[test]
-    fn a_manual_scale_up_is_respected_or_reverted() {
-        let (_, saved) = during_window();
-        let scaled_up = deployment(
-            Some(5),
-            json!([{"name": "LOG_LEVEL", "value": "debug"}, {"name": "MAINTENANCE_MODE", "value": "true"}]),
-        );
-        let entries: Vec<_> = saved.iter().collect();
-        let respect = plan_restore(&scaled_up, &entries, OnDrift::Respect).unwrap();
-        assert_eq!(respect.writes.replicas, None);
-        assert!(respect.writes.env_patch.is_some());
-        assert_eq!(respect.drift.len(), 1);
-        let d = &respect.drift[0];
-        assert!(d.kept && d.field == "replicas" && d.found.as_deref() == Some("5"));
-        assert!(d.describe().contains("kept it"), "{}", d.describe());
-
-        let revert = plan_restore(&scaled_up, &entries, OnDrift::Revert).unwrap();
-        assert_eq!(revert.writes.replicas, Some(3));
-        assert_eq!(revert.drift.len(), 1);
-        assert!(!revert.drift[0].kept);
-    }
-
-    #[test]
-    fn a_var_read_from_a_secret_is_put_back_as_that_source() {
-        let from_secret = json!([{"name": "LOG_LEVEL", "valueFrom": {"secretKeyRef": {"name": "cfg", "key": "level"}}}]);
-        let before = deployment(Some(1), from_secret.clone());
-        let t = WindowTarget {
-            env: Some(vec![EnvVar {
-                name: "LOG_LEVEL".into(),
-                value: "debug".into(),
-            }]),
-            container: Some("app".into()),
-            ..target(TargetKind::Deployment)
-        };
-        let saved = plan_activation(&t, &before).unwrap();
-        assert_eq!(saved[0].prior, None);
-        assert!(saved[0].prior_value_from.is_some());
-        let during = deployment(Some(1), json!([{"name": "LOG_LEVEL", "value": "debug"}]));
-        let plan = plan_restore(&during, &[&saved[0]], OnDrift::Respect).unwrap();
-        let patch = plan.writes.env_patch.unwrap().to_string();
-        assert!(
-            patch.contains(r#""secretKeyRef":{"key":"level","name":"cfg"}"#),
-            "{patch}"
-        );
-        // Once back, nothing more is sent.
-        let back = plan_restore(&before, &[&saved[0]], OnDrift::Revert).unwrap();
-        assert!(back.writes.is_empty());
-    }
-
-    #[test]
-    fn a_hand_edited_saved_value_is_an_error_not_a_panic() {
-        let web = deployment(Some(1), json!(null));
-        let saved = SavedValue {
-            target: "Deployment/web".into(),
-            field: "replicas".into(),
-            prior: Some("lots".into()),
-            prior_value_from: None,
-            written: "0".into(),
-            applied: true,
-        };
-        let err = plan_restore(&web, &[&saved], OnDrift::Revert).unwrap_err();
-        assert!(matches!(err, Error::BadSavedValue { .. }), "{err}");
-        let unknown = SavedValue {
-            field: "image".into(),
-            ..saved
-        };
-        assert!(matches!(
-            writes(&web, &[(&unknown, Toward::Written)]).unwrap_err(),
-            Error::UnknownField { .. }
-        ));
-    }
-
-    #[test]
-    fn env_fields_round_trip() {
-        assert_eq!(parse_env_field("env[app].A_B"), Some((false, "app", "A_B")));
-        assert_eq!(parse_env_field("initEnv[m].X"), Some((true, "m", "X")));
-        assert_eq!(parse_env_field("replicas"), None);
-        assert_eq!(env_field(true, "m", "X"), "initEnv[m].X");
+    match on_drift {
+        OnDrift::Respect => RestoreAction::KeepDrifted {
+            current: current.map(str::to_owned),
+        },
+        OnDrift::Revert => back(),
     }
 }
+
+#[cfg(test)]
+mod tests;
