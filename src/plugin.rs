@@ -337,7 +337,7 @@ pub fn release_revision(bgr: &BlueGreenRelease) -> Result<String, String> {
             bgr.name_any()
         )
     })?;
-    Ok(crate::blue_green::release::revision(&template))
+    Ok(crate::blue_green::revision(&template))
 }
 
 /// What a promote or abort of `bgr` sets: the revision of its current template (the operator
@@ -366,7 +366,7 @@ pub fn release_request(
             status.desired_revision.as_deref().unwrap_or("unset")
         ));
     }
-    let phase_ = status.phase.as_deref().unwrap_or("unknown");
+    let phase_ = status.phase.map_or("unknown", |p| p.as_str());
     let active = status.active_revision.as_deref() == Some(revision.as_str());
     let open = status
         .history
@@ -1284,7 +1284,7 @@ once      Active      -                           -                      Wed 202
         let probe = release(false, json!({}), json!({}));
         let r2 = release_revision(&probe).unwrap();
         let template = probe.spec.template.decode().unwrap();
-        assert_eq!(r2, crate::blue_green::release::revision(&template));
+        assert_eq!(r2, crate::blue_green::revision(&template));
         let awaiting = release(
             false,
             json!({"phase": "AwaitingPromotion", "desiredRevision": r2, "activeRevision": "r1",
