@@ -1,6 +1,6 @@
-//! BlueGreenRelease controller, wiring only: watches and caches -> [`observe`](super::observe)
-//! -> [`decide`](super::decide::decide) (pure) -> [`act`](super::act) (the writes, status
-//! included, built by [`status`](super::status)) -> requeue.
+//! BlueGreenRelease controller, wiring only: watches and caches -> [`observe`] ->
+//! [`decide`](super::decide::decide) (pure) -> [`act`] (the writes, status included, built by
+//! [`status`]) -> requeue.
 //!
 //! Validation steps run on the RunbookRun engine: the release keeps a Runbook
 //! `<release>-<stage>` holding the stage's steps (owned by the release) and starts the run

@@ -113,8 +113,8 @@ pub fn slot_deployment_name(release: &str, slot: Slot) -> String {
     format!("{}-{slot}", bounded(release, MAX_NAME - 6))
 }
 
-/// The value of [`RELEASE_LABEL`](crate::well_known::RELEASE_LABEL) for a release: its name, or for a name longer than a label
-/// value may be, a prefix and a hash.
+/// The value of [`RELEASE_LABEL`](crate::well_known::RELEASE_LABEL) for a release: its name,
+/// or for a name longer than a label value may be, a prefix and a hash.
 pub fn release_label_value(release: &str) -> String {
     bounded(release, MAX_LABEL_VALUE)
 }

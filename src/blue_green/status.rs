@@ -332,7 +332,7 @@ fn degraded(
         // Still degraded (scaling the failed slot down, waiting for the switch back to
         // converge, or holding an aborted revision): keep the reason that made it so.
         _ if decision.phase() == Some(Phase::Degraded) => {
-            match condition(status, DEGRADED).filter(|c| c.status == "True") {
+            match condition(status, DEGRADED).filter(|c| c.status == Status::True.as_str()) {
                 Some(c) => {
                     Desired::new(DEGRADED, Status::True, c.reason.clone(), c.message.clone())
                 }
@@ -439,5 +439,5 @@ pub fn is_degraded(release: &BlueGreenRelease) -> bool {
         || status
             .conditions
             .iter()
-            .any(|c| c.type_ == DEGRADED && c.status == "True")
+            .any(|c| c.type_ == DEGRADED && c.status == Status::True.as_str())
 }

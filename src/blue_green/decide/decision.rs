@@ -115,8 +115,8 @@ pub enum ScaleReason {
 }
 
 /// What the controller should do now. *Actions* change the cluster or status and are followed
-/// by an immediate new [`decide`](super::decide); *waits* change nothing and name when to decide again, if a
-/// watched change will not come first.
+/// by an immediate new [`decide`](super::decide); *waits* change nothing and name when to
+/// decide again, if a watched change will not come first.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Action: open a release of `revision` in status (push a history record with its images
@@ -135,8 +135,8 @@ pub enum Decision {
         /// The open release it replaces, if any.
         supersedes: Option<String>,
     },
-    /// Action: server-side apply [`slot_deployment`](super::slot_deployment) for `slot` from the current template.
-    /// Used to roll `revision` into the idle slot, and to keep the active slot at
+    /// Action: server-side apply [`slot_deployment`](super::slot_deployment) for `slot` from
+    /// the current template. Used to roll `revision` into the idle slot, and to keep the active slot at
     /// `spec.replicas`.
     ApplySlot {
         /// The slot.

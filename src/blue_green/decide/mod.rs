@@ -8,18 +8,17 @@
 //! A release owns two Deployments, `<name>-blue` and `<name>-green` ([`slot_deployment`]). The
 //! *active* slot is the one the active Service's selector names through the slot key; the other
 //! is *idle*. A *revision* is a hash of the pod template ([`revision`]); each slot Deployment
-//! carries the revision it was made from in the annotation [`REVISION_ANNOTATION`](crate::well_known::REVISION_ANNOTATION), so the
+//! carries the revision it was made from in the annotation [`REVISION_ANNOTATION`], so the
 //! cluster itself tells which slot holds what.
 //!
 //! A *release* is the journey of one revision to the active slot. It is recorded in
-//! `status.history` (newest first, [`HISTORY_LIMIT`](crate::blue_green::status::HISTORY_LIMIT) kept): [`Decision::BeginRelease`] opens a
+//! `status.history` (newest first, [`HISTORY_LIMIT`] kept): [`Decision::BeginRelease`] opens a
 //! record (its `startTime` is where `progressDeadline` counts from), and exactly one of
-//! Promoted, Aborted, RolledBack or Superseded closes it ([`ReleaseResult`](crate::blue_green::observe::ReleaseResult)).
+//! Promoted, Aborted, RolledBack or Superseded closes it ([`ReleaseResult`]).
 //!
 //! [`decide`] is level-triggered: it reads the spec, what status and annotations say
 //! ([`ReleaseState`]), what the cluster shows ([`Cluster`]) and the clock, and returns one
-//! [`Decision`]. The controller carries out an *action*, records it with
-//! [`update_status`](crate::blue_green::status::update_status), and
+//! [`Decision`]. The controller carries out an *action*, records it with [`update_status`], and
 //! decides again at once; a *wait* names the instant to decide again, if any
 //! ([`Decision::requeue_at`]); otherwise a change of the release, its Deployments, its Services'
 //! EndpointSlices, a validation step or a MaintenanceWindow wakes it.
@@ -43,6 +42,11 @@
 //! `TrafficSwitched` and `switchedAt` are recorded only once the active Service's EndpointSlices
 //! hold nothing but ready endpoints of the new slot, and the old slot keeps its pods until
 //! `scaleDownDelay` after that moment; a new revision is not rolled into the old slot earlier
+//! either ([`Decision::WaitForDrain`]).
+//!
+//! [`REVISION_ANNOTATION`]: crate::well_known::REVISION_ANNOTATION
+//! [`HISTORY_LIMIT`]: crate::blue_green::status::HISTORY_LIMIT
+//! [`update_status`]: crate::blue_green::status::update_status
 
 mod decision;
 mod revision;

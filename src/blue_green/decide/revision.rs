@@ -47,9 +47,10 @@ pub(super) fn canonical_json(value: &serde_json::Value, out: &mut String) {
 /// of the template's canonical JSON (keys sorted, no whitespace).
 ///
 /// The template is hashed as the typed `PodTemplateSpec` serializes it, i.e. exactly what
-/// [`slot_deployment`](super::slot_deployment) puts in the Deployment: a field this version of k8s-openapi does not know
-/// is dropped from both, so it neither changes the revision nor reaches the cluster. Replicas
-/// are not part of the template, so a replica change is not a new revision.
+/// [`slot_deployment`](super::slot_deployment) puts in the Deployment: a field this version of
+/// k8s-openapi does not know is dropped from both, so it neither changes the revision nor
+/// reaches the cluster. Replicas are not part of the template, so a replica change is not a new
+/// revision.
 pub fn revision(template: &PodTemplateSpec) -> String {
     // Serializing a PodTemplateSpec cannot fail (every map key is a string).
     let value = serde_json::to_value(template).unwrap_or(serde_json::Value::Null);
