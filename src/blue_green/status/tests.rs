@@ -77,15 +77,16 @@ fn stamp(text: &str) -> Time {
 }
 
 fn serving_blue(ready: i32) -> Cluster {
-    let mut cluster = Cluster::default();
-    cluster.blue = crate::blue_green::observe::SlotView {
-        exists: true,
-        revision: Some("r1".into()),
-        spec_replicas: 2,
-        ready_replicas: ready,
-        available: ready == 2,
-    };
-    cluster
+    Cluster {
+        blue: crate::blue_green::observe::SlotView {
+            exists: true,
+            revision: Some("r1".into()),
+            spec_replicas: 2,
+            ready_replicas: ready,
+            available: ready == 2,
+        },
+        ..Cluster::default()
+    }
 }
 
 fn find<'s>(status: &'s BlueGreenReleaseStatus, type_: &str) -> &'s Condition {
