@@ -316,7 +316,7 @@ fn record_release(seen: &mut Seen, t: f64, bgr: BlueGreenRelease) {
         .map(|c| format!("{}={}({}): {}", c.type_, c.status, c.reason, c.message))
         .collect();
     let now_seen = StatusSeen {
-        phase: status.phase.clone(),
+        phase: status.phase.map(|p| p.as_str().to_owned()),
         active_slot: status.active_slot.clone(),
         active_revision: status.active_revision.clone(),
         desired_revision: status.desired_revision.clone(),

@@ -340,7 +340,7 @@ pub fn release_revision(bgr: &BlueGreenRelease) -> Result<String, String> {
             bgr.name_any()
         )
     })?;
-    Ok(crate::blue_green::release::revision(&template))
+    Ok(crate::blue_green::revision(&template))
 }
 
 /// What a promote or abort of `bgr` sets: the revision of its current template (the operator
@@ -369,7 +369,7 @@ pub fn release_request(
             status.desired_revision.as_deref().unwrap_or("unset")
         ));
     }
-    let phase_ = status.phase.as_deref().unwrap_or("unknown");
+    let phase_ = status.phase.map_or("unknown", |p| p.as_str());
     let active = status.active_revision.as_deref() == Some(revision.as_str());
     let open = status
         .history

@@ -15,7 +15,10 @@ use serde_json::Value;
 
 use crate::backup_policy::status as backup_status;
 use crate::backup_policy::status::{BACKUP_FRESH, LAST_BACKUP_SUCCEEDED, SCHEDULE_MEETS_RPO};
-use crate::blue_green::release::{self, AbortReason, PromotionWait, Stage};
+use crate::blue_green::Phase as ReleasePhase;
+use crate::blue_green::decide::{AbortReason, PromotionWait};
+use crate::blue_green::observe::Stage;
+use crate::blue_green::status as release_status;
 use crate::conditions::{READY, REASON_INVALID_SPEC, RECONCILING, STALLED};
 use crate::maintenance_window::WindowPhase;
 use crate::maintenance_window::status::{
@@ -267,7 +270,11 @@ fn runbook_run_conditions() -> Vec<ConditionDoc> {
             meaning: "True when the run could not start (a run is an immutable record: create a new one)",
             reasons: vec![
                 reason("False", REASON_PROGRESSING, "the run could start"),
-                reason("True", "RunbookNotFound", "its Runbook does not exist"),
+                reason(
+                    "True",
+                    REASON_RUNBOOK_NOT_FOUND,
+                    "its Runbook does not exist",
+                ),
                 reason(
                     "True",
                     REASON_INVALID_SPEC,
@@ -287,10 +294,10 @@ fn blue_green_conditions() -> Vec<ConditionDoc> {
     let mut list = kstatus("True when the release's spec is valid");
     let reconciling = condition(&mut list, RECONCILING);
     reconciling.meaning = "True while a revision is in flight or waits for promotion";
-    for phase in release::Phase::ALL {
+    for phase in ReleasePhase::ALL {
         match phase {
-            release::Phase::Healthy => {}
-            release::Phase::Degraded => reconciling.reasons.push(reason(
+            ReleasePhase::Healthy | ReleasePhase::Invalid => {}
+            ReleasePhase::Degraded => reconciling.reasons.push(reason(
                 "False",
                 phase.as_str(),
                 "the release stopped; see the `Degraded` condition",
@@ -325,40 +332,52 @@ fn blue_green_conditions() -> Vec<ConditionDoc> {
             .push(reason("True", wait.reason(), meaning));
     }
     list.push(ConditionDoc {
-        type_: "Available",
+        type_: release_status::AVAILABLE,
         meaning: "True when the active slot's Deployment is available",
         reasons: vec![
             reason(
                 "True",
-                "SlotAvailable",
+                release_status::REASON_SLOT_AVAILABLE,
                 "the active slot is available (the message gives its ready replicas)",
             ),
             reason(
                 "False",
-                "SlotNotAvailable",
+                release_status::REASON_SLOT_NOT_AVAILABLE,
                 "the active slot is not available",
             ),
-            reason("False", "NoActiveSlot", "no slot serves yet"),
+            reason(
+                "False",
+                release_status::REASON_NO_ACTIVE_SLOT,
+                "no slot serves yet",
+            ),
         ],
     });
     list.push(ConditionDoc {
-        type_: "TrafficSwitched",
+        type_: release_status::TRAFFIC_SWITCHED,
         meaning: "True when the active Service's endpoints are only ready pods of the active slot",
         reasons: vec![
             reason(
                 "True",
-                "EndpointsConverged",
+                release_status::REASON_ENDPOINTS_CONVERGED,
                 "the endpoints are only ready pods of the active slot",
             ),
             reason(
                 "False",
-                "EndpointsConverging",
+                release_status::REASON_ENDPOINTS_CONVERGING,
                 "waiting for the endpoints to be only ready pods of the active slot",
             ),
-            reason("False", "NoActiveSlot", "no slot serves yet"),
+            reason(
+                "False",
+                release_status::REASON_NO_ACTIVE_SLOT,
+                "no slot serves yet",
+            ),
         ],
     });
-    let mut degraded = vec![reason("False", "Healthy", "nothing failed")];
+    let mut degraded = vec![reason(
+        "False",
+        release_status::REASON_HEALTHY,
+        "nothing failed",
+    )];
     for abort in [
         AbortReason::ByHand,
         AbortReason::ValidationFailed {
@@ -389,16 +408,16 @@ fn blue_green_conditions() -> Vec<ConditionDoc> {
     }
     degraded.push(reason(
         "True",
-        "NoReadyPods",
+        release_status::REASON_NO_READY_PODS,
         "the slot the selector should point to has no ready pods; the selector is left as it is",
     ));
     degraded.push(reason(
         "True",
-        "Aborted",
+        release_status::REASON_ABORTED,
         "the revision was not promoted and no earlier reason is known; change the template to try again",
     ));
     list.push(ConditionDoc {
-        type_: "Degraded",
+        type_: release_status::DEGRADED,
         meaning: "True when a release stopped; keeps the reason until a new template is released",
         reasons: degraded,
     });

@@ -161,6 +161,64 @@ pub struct ReleaseRecord {
     pub completion_time: Option<Time>,
 }
 
+/// Where a release stands (`status.phase`): Healthy, Progressing, Validating,
+/// AwaitingPromotion, Promoting, ScalingDown, Degraded, or Invalid (the spec cannot be acted
+/// on; Stalled says which field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum Phase {
+    /// The desired revision serves, nothing is pending.
+    Healthy,
+    /// A revision is being rolled into a slot, or the cluster is being brought in line.
+    Progressing,
+    /// prePromotion steps run.
+    Validating,
+    /// Ready to switch; waiting for a promote annotation or a maintenance window.
+    AwaitingPromotion,
+    /// Traffic is switching, endpoints converging, or postPromotion steps run.
+    Promoting,
+    /// The old slot waits out `scaleDownDelay` or is being scaled down.
+    ScalingDown,
+    /// A release was aborted or switched back, or traffic cannot be put where it belongs.
+    Degraded,
+    /// The spec cannot be acted on (the Stalled condition names the field); nothing new is
+    /// released until it is fixed.
+    Invalid,
+}
+
+impl Phase {
+    /// Every phase.
+    pub const ALL: [Phase; 8] = [
+        Phase::Healthy,
+        Phase::Progressing,
+        Phase::Validating,
+        Phase::AwaitingPromotion,
+        Phase::Promoting,
+        Phase::ScalingDown,
+        Phase::Degraded,
+        Phase::Invalid,
+    ];
+
+    /// The string written to `status.phase`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Healthy => "Healthy",
+            Phase::Progressing => "Progressing",
+            Phase::Validating => "Validating",
+            Phase::AwaitingPromotion => "AwaitingPromotion",
+            Phase::Promoting => "Promoting",
+            Phase::ScalingDown => "ScalingDown",
+            Phase::Degraded => "Degraded",
+            Phase::Invalid => "Invalid",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Observed state of a BlueGreenRelease.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -168,7 +226,7 @@ pub struct BlueGreenReleaseStatus {
     /// Healthy, Progressing, Validating, AwaitingPromotion, Promoting, ScalingDown, Degraded, or
     /// Invalid (the spec cannot be acted on; Stalled says which field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<Phase>,
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -381,7 +381,7 @@ fn promote_and_abort_name_the_revision_of_the_current_template() {
     let probe = release(false, json!({}), json!({}));
     let r2 = release_revision(&probe).unwrap();
     let template = probe.spec.template.decode().unwrap();
-    assert_eq!(r2, crate::blue_green::release::revision(&template));
+    assert_eq!(r2, crate::blue_green::revision(&template));
     let awaiting = release(
         false,
         json!({"phase": "AwaitingPromotion", "desiredRevision": r2, "activeRevision": "r1",

@@ -195,7 +195,7 @@ async fn accepted_but_stalled_with_the_field_named() {
                     .wait_for::<BlueGreenRelease>(name, "Stalled", |o| {
                         o.status.as_ref().is_some_and(|s| {
                             stalled(&s.conditions, s.observed_generation, o.metadata.generation)
-                                && s.phase.as_deref() == Some("Invalid")
+                                && s.phase.map(|p| p.as_str()) == Some("Invalid")
                         })
                     })
                     .await;
@@ -606,7 +606,7 @@ async fn blue_green_release_that_does_not_fit_its_services_is_stalled_and_touche
         .wait_for::<BlueGreenRelease>("lacking", "Healthy after the fix", |o| {
             o.status.as_ref().is_some_and(|s| {
                 ready(&s.conditions, s.observed_generation, o.metadata.generation)
-                    && s.phase.as_deref() == Some("Healthy")
+                    && s.phase.map(|p| p.as_str()) == Some("Healthy")
             })
         })
         .await;

@@ -95,7 +95,10 @@ fn status(bgr: &BlueGreenRelease) -> BlueGreenReleaseStatus {
 }
 
 fn phase(bgr: &BlueGreenRelease) -> String {
-    status(bgr).phase.unwrap_or_default()
+    status(bgr)
+        .phase
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default()
 }
 
 fn active_slot(bgr: &BlueGreenRelease) -> Option<String> {
@@ -145,7 +148,7 @@ fn cond_status(bgr: &BlueGreenRelease, type_: &str) -> String {
 fn healthy(bgr: &BlueGreenRelease) -> bool {
     let s = status(bgr);
     current(bgr)
-        && s.phase.as_deref() == Some("Healthy")
+        && s.phase.map(|p| p.as_str()) == Some("Healthy")
         && s.active_revision.is_some()
         && s.active_revision == s.desired_revision
 }
@@ -745,7 +748,7 @@ async fn sample_agreement(client: &Client, namespace: &str) -> Agreement {
         service: selector.get(SLOT_KEY).cloned(),
         status: s.active_slot,
         revision: s.active_revision,
-        phase: s.phase.unwrap_or_default(),
+        phase: s.phase.map(|p| p.as_str().to_owned()).unwrap_or_default(),
         selected_deployments,
         active_deployment_revision,
         selected_pods,

@@ -541,7 +541,7 @@ async fn awaiting_promotion(ns: &TestNamespace, old: &str) -> String {
         .wait_for::<BlueGreenRelease>("web", "AwaitingPromotion", |b| {
             let s = release_status(b);
             s.observed_generation == b.metadata.generation
-                && s.phase.as_deref() == Some("AwaitingPromotion")
+                && s.phase.map(|p| p.as_str()) == Some("AwaitingPromotion")
                 && s.desired_revision.as_deref().is_some_and(|r| r != old)
         })
         .await;
@@ -562,7 +562,7 @@ async fn promote_and_abort_a_blue_green_release() {
     let first = ns
         .wait_for::<BlueGreenRelease>("web", "Healthy", |b| {
             let s = release_status(b);
-            s.phase.as_deref() == Some("Healthy") && s.active_revision.is_some()
+            s.phase.map(|p| p.as_str()) == Some("Healthy") && s.active_revision.is_some()
         })
         .await;
     let r1 = release_status(&first).active_revision.unwrap_or_default();

@@ -1,0 +1,184 @@
+//! The spec, parsed: what [`decide`](super::decide) needs from it, with defaults applied, and
+//! every problem with it that the API server could not catch.
+
+use jiff::SignedDuration;
+use kube::ResourceExt;
+
+use crate::blue_green::observe::Observed;
+use crate::blue_green::types::{BlueGreenRelease, BlueGreenReleaseSpec};
+use crate::conditions::SpecProblem;
+use crate::duration::{Duration, DurationError};
+
+/// How long the old slot keeps its replicas after the switch when `scaleDownDelay` is not set.
+pub const DEFAULT_SCALE_DOWN_DELAY: SignedDuration = SignedDuration::from_secs(30);
+/// How long an aborted slot keeps its replicas when `abortScaleDownDelay` is not set.
+pub const DEFAULT_ABORT_SCALE_DOWN_DELAY: SignedDuration = SignedDuration::from_secs(30);
+/// How long a new revision may take to become available when `progressDeadline` is not set.
+pub const DEFAULT_PROGRESS_DEADLINE: SignedDuration = SignedDuration::from_mins(10);
+
+/// Why a spec cannot be acted on. Each message names the field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    /// A duration string did not parse.
+    #[error("{field}: {source}")]
+    Duration {
+        /// The field's path, e.g. `spec.strategy.scaleDownDelay`.
+        field: &'static str,
+        /// What the duration parser said.
+        source: DurationError,
+    },
+    /// A count below zero (the schema normally prevents this).
+    #[error("{field}: must be 0 or more, not {value}")]
+    Negative {
+        /// The field's path.
+        field: &'static str,
+        /// The value given.
+        value: i32,
+    },
+    /// A progress deadline of no time would abort every release at once.
+    #[error("spec.strategy.progressDeadline: must be longer than 0s")]
+    ZeroDeadline,
+}
+
+/// A spec parsed into what [`decide`](super::decide) needs, with defaults applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// `standbyReplicas` (default 0), at most `replicas`: an HPA scaling the release below it
+    /// must not make the spec invalid, so it is capped rather than rejected.
+    pub standby: i32,
+    /// `autoPromote` (default true).
+    pub auto_promote: bool,
+    /// prePromotion has steps.
+    pub has_pre: bool,
+    /// postPromotion has steps.
+    pub has_post: bool,
+    /// A preview Service is named.
+    pub has_preview: bool,
+    /// `requiresMaintenanceWindow` is set.
+    pub requires_window: bool,
+    /// `scaleDownDelay` (default [`DEFAULT_SCALE_DOWN_DELAY`]).
+    pub scale_down_delay: SignedDuration,
+    /// `abortScaleDownDelay` (default [`DEFAULT_ABORT_SCALE_DOWN_DELAY`]).
+    pub abort_scale_down_delay: SignedDuration,
+    /// `progressDeadline` (default [`DEFAULT_PROGRESS_DEADLINE`]).
+    pub progress_deadline: SignedDuration,
+}
+
+/// Reads a duration field into a signed duration, naming the field on error.
+fn signed(value: &Duration, field: &'static str) -> Result<SignedDuration, SpecError> {
+    let parsed = value
+        .parse()
+        .map_err(|source| SpecError::Duration { field, source })?;
+    // Anything too long for a SignedDuration is not a real delay; saturating keeps parsing
+    // total.
+    Ok(crate::time::signed(parsed))
+}
+
+/// Reads an optional duration field with its default.
+fn signed_or(
+    value: Option<&Duration>,
+    field: &'static str,
+    default: SignedDuration,
+) -> Result<SignedDuration, SpecError> {
+    value.map_or(Ok(default), |value| signed(value, field))
+}
+
+impl Settings {
+    /// Parses a spec; fails on durations that do not parse, negative counts and a zero
+    /// progress deadline. (Template, Services and steps are checked by [`problems`].)
+    pub fn from_spec(spec: &BlueGreenReleaseSpec) -> Result<Self, SpecError> {
+        if spec.replicas < 0 {
+            return Err(SpecError::Negative {
+                field: "spec.replicas",
+                value: spec.replicas,
+            });
+        }
+        let default = Default::default();
+        let strategy = spec.strategy.as_ref().unwrap_or(&default);
+        let standby = strategy.standby_replicas.unwrap_or(0);
+        if standby < 0 {
+            return Err(SpecError::Negative {
+                field: "spec.strategy.standbyReplicas",
+                value: standby,
+            });
+        }
+        let progress_deadline = signed_or(
+            strategy.progress_deadline.as_ref(),
+            "spec.strategy.progressDeadline",
+            DEFAULT_PROGRESS_DEADLINE,
+        )?;
+        if !progress_deadline.is_positive() {
+            return Err(SpecError::ZeroDeadline);
+        }
+        Ok(Self {
+            replicas: spec.replicas,
+            standby: standby.min(spec.replicas),
+            auto_promote: strategy.auto_promote.unwrap_or(true),
+            has_pre: !strategy.pre_promotion.is_empty(),
+            has_post: !strategy.post_promotion.is_empty(),
+            has_preview: spec.services.preview.is_some(),
+            requires_window: spec.requires_maintenance_window.is_some(),
+            scale_down_delay: signed_or(
+                strategy.scale_down_delay.as_ref(),
+                "spec.strategy.scaleDownDelay",
+                DEFAULT_SCALE_DOWN_DELAY,
+            )?,
+            abort_scale_down_delay: signed_or(
+                strategy.abort_scale_down_delay.as_ref(),
+                "spec.strategy.abortScaleDownDelay",
+                DEFAULT_ABORT_SCALE_DOWN_DELAY,
+            )?,
+            progress_deadline,
+        })
+    }
+}
+
+/// Every problem with the spec that the API server could not catch: the template, the steps,
+/// what [`Settings::from_spec`] refuses, and Services that are missing or whose selectors the
+/// template's labels do not satisfy.
+pub fn problems(bgr: &BlueGreenRelease, observed: &Observed) -> Vec<SpecProblem> {
+    let spec = &bgr.spec;
+    let mut problems = Vec::new();
+    if let Err(err) = spec.template.decode() {
+        problems.push(SpecProblem::new("spec.template", err.to_string()));
+    }
+    if let Some(strategy) = &spec.strategy {
+        problems.extend(crate::step::validate_steps(
+            &strategy.pre_promotion,
+            "spec.strategy.prePromotion",
+        ));
+        problems.extend(crate::step::validate_steps(
+            &strategy.post_promotion,
+            "spec.strategy.postPromotion",
+        ));
+        problems.extend(crate::step::validate_unique_names(&[
+            ("spec.strategy.prePromotion", &strategy.pre_promotion),
+            ("spec.strategy.postPromotion", &strategy.post_promotion),
+        ]));
+    }
+    if let Err(err) = Settings::from_spec(spec) {
+        let text = err.to_string();
+        let (field, message) = text.split_once(": ").unwrap_or(("spec", text.as_str()));
+        problems.push(SpecProblem::new(field, message));
+    }
+    let namespace = bgr.namespace().unwrap_or_default();
+    for (field, service) in &observed.missing_services {
+        problems.push(SpecProblem::new(
+            *field,
+            format!(
+                "Service {service:?} does not exist in namespace {namespace:?}; the release switches an existing Service's selector, so create the Service first"
+            ),
+        ));
+    }
+    for (field, service, key, value) in &observed.unmatched_selectors {
+        problems.push(SpecProblem::new(
+            "spec.template.metadata.labels",
+            format!(
+                "the selector of Service {service:?} ({field}) needs the label {key}={value}, which the template's labels lack; add it to spec.template.metadata.labels or remove it from the Service's selector"
+            ),
+        ));
+    }
+    problems
+}
