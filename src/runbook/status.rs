@@ -7,7 +7,7 @@
 use jiff::Timestamp;
 
 use super::decide::Decision;
-use super::types::{Runbook, RunbookStatus};
+use super::types::{Runbook, RunbookPhase, RunbookStatus};
 use crate::validation::{self, Note, Verdict};
 
 /// The message of `Ready=True` (and of the Event when a Runbook becomes Ready).
@@ -17,7 +17,11 @@ pub const READY_MESSAGE: &str = "the runbook is valid and can run";
 pub fn status(rb: &Runbook, decision: &Decision, now: Timestamp) -> RunbookStatus {
     let verdict = verdict(rb, decision, now);
     let mut status = rb.status.clone().unwrap_or_default();
-    status.phase = Some(if verdict.valid { "Ready" } else { "Invalid" }.into());
+    status.phase = Some(if verdict.valid {
+        RunbookPhase::Ready
+    } else {
+        RunbookPhase::Invalid
+    });
     status.observed_generation = rb.metadata.generation;
     status.conditions = verdict.conditions;
     if let Some(record) = &decision.record {

@@ -14,7 +14,7 @@ use super::triggers::{TriggerRecord, decide_triggers};
 use super::{Decision, decide, run_now_name, scheduled_name};
 use crate::runbook::observe::Observed;
 use crate::runbook::status::status;
-use crate::runbook::types::Runbook;
+use crate::runbook::types::{Runbook, RunbookPhase};
 use crate::runbook_run::{RunbookRun, TriggerType};
 use crate::testing::{Checks, checked, json_round_trip};
 use crate::well_known::RUN_NOW;
@@ -395,7 +395,7 @@ fn decide_checked_on_representative_inputs() {
     assert_eq!(d.problems.len(), 2, "{:?}", d.problems);
     assert!(d.create.is_empty() && d.prune.is_empty() && d.record.is_none());
     let s = status(&rb, &d, now);
-    assert_eq!(s.phase.as_deref(), Some("Invalid"));
+    assert_eq!(s.phase, Some(RunbookPhase::Invalid));
     assert_eq!(
         s.last_handled_run_now, None,
         "an invalid spec handles no token"
@@ -448,7 +448,7 @@ fn a_simulated_day_starts_each_scheduled_time_and_each_token_once() {
             pruned += usize::from(cluster.remove(name).is_some());
         }
         let s = rb.status.as_ref().unwrap();
-        assert_eq!(s.phase.as_deref(), Some("Ready"));
+        assert_eq!(s.phase, Some(RunbookPhase::Ready));
         assert!(d.wake_at.is_some_and(|at| at > now));
     }
     let unique: BTreeSet<&String> = created.iter().collect();
