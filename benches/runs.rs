@@ -71,7 +71,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use runbook_operator::runbook::Runbook;
+use runbook_operator::runbook::{Runbook, RunbookPhase};
 use runbook_operator::runbook_run::{RunbookRun, StepPhase};
 use serde_json::json;
 use support::{
@@ -641,9 +641,13 @@ impl Bench {
                 let runbooks = runbooks.clone();
                 async move {
                     let rb = runbooks.get(RUNBOOK).await?;
-                    let phase = rb.status.as_ref().and_then(|s| s.phase.clone());
-                    Ok((phase.as_deref() != Some("Ready"))
-                        .then(|| format!("phase {}", phase.as_deref().unwrap_or("none"))))
+                    let phase = rb.status.as_ref().and_then(|s| s.phase);
+                    Ok((phase != Some(RunbookPhase::Ready)).then(|| {
+                        format!(
+                            "phase {}",
+                            phase.map_or("none".into(), |p| format!("{p:?}"))
+                        )
+                    }))
                 }
             })
             .await?;

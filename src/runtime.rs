@@ -879,12 +879,19 @@ mod tests {
 
     #[test]
     fn finds_a_refusal_anywhere_in_an_error_chain() {
-        let err = crate::runbook::controller::Error::Kube(kube::Error::Api(status(403)));
+        let err = crate::runbook::controller::Error::from(crate::runbook::observe::Error::Runs {
+            runbook: "shop/nightly".into(),
+            source: kube::Error::Api(status(403)),
+        });
         assert_eq!(
             forbidden(&err).as_deref(),
             Some("jobs.batch is forbidden: no list")
         );
-        let not_found = crate::runbook::controller::Error::Kube(kube::Error::Api(status(404)));
+        let not_found =
+            crate::runbook::controller::Error::from(crate::runbook::observe::Error::Runs {
+                runbook: "shop/nightly".into(),
+                source: kube::Error::Api(status(404)),
+            });
         assert_eq!(forbidden(&not_found), None);
     }
 

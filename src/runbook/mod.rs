@@ -1,5 +1,11 @@
-//! Runbook: types, triggers (run-now, schedule, history) and controller.
+//! Runbook: a reusable, parameterised procedure. `observe` reads the caches, `decide` (pure)
+//! turns run-now requests, the schedule and the history into runs to create, cancel and
+//! prune, `status` builds the status, `act` writes, and `controller` wires them together.
+pub mod act;
 pub mod controller;
-pub mod triggers;
+pub mod decide;
+pub mod observe;
+pub mod status;
 pub mod types;
+pub use decide::{run_now_name, scheduled_name};
 pub use types::*;

@@ -171,7 +171,7 @@ pub struct HistoryLimits {
 pub struct RunbookStatus {
     /// `Ready` when the runbook can run, `Invalid` when its spec must be fixed first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<RunbookPhase>,
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -195,6 +195,16 @@ pub struct RunbookStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// `Ready` when the runbook can run, `Invalid` when its spec must be fixed first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum RunbookPhase {
+    /// The spec is valid: run-now requests and the schedule start runs.
+    Ready,
+    /// The spec has problems (named in the `Stalled` condition): neither run-now nor the
+    /// schedule starts a run until it is fixed.
+    Invalid,
 }
 
 /// Summary of a run, kept on the Runbook for `kubectl get`.

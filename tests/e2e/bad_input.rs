@@ -10,7 +10,7 @@ use kube::api::ListParams;
 use runbook_operator::backup_policy::{BackupPolicy, BackupPolicyPhase};
 use runbook_operator::blue_green::BlueGreenRelease;
 use runbook_operator::maintenance_window::MaintenanceWindow;
-use runbook_operator::runbook::Runbook;
+use runbook_operator::runbook::{Runbook, RunbookPhase};
 use runbook_operator::runbook_run::RunbookRun;
 
 use crate::support::{TestNamespace, condition, http_get, ready, stalled};
@@ -173,7 +173,7 @@ async fn accepted_but_stalled_with_the_field_named() {
                     .wait_for::<Runbook>(name, "Stalled", |o| {
                         o.status.as_ref().is_some_and(|s| {
                             stalled(&s.conditions, s.observed_generation, o.metadata.generation)
-                                && s.phase.as_deref() == Some("Invalid")
+                                && s.phase == Some(RunbookPhase::Invalid)
                         })
                     })
                     .await;

@@ -4,7 +4,7 @@
 use runbook_operator::backup_policy::BackupPolicy;
 use runbook_operator::blue_green::BlueGreenRelease;
 use runbook_operator::maintenance_window::MaintenanceWindow;
-use runbook_operator::runbook::Runbook;
+use runbook_operator::runbook::{Runbook, RunbookPhase};
 use runbook_operator::runbook_run::RunbookRun;
 
 use crate::support::{TestNamespace, counter_sum, example_names, http_get, kubectl_in, ready};
@@ -21,7 +21,7 @@ async fn every_example_is_accepted_and_ready() {
         ns.wait_for::<Runbook>(&name, "Ready", |o| {
             o.status.as_ref().is_some_and(|s| {
                 ready(&s.conditions, s.observed_generation, o.metadata.generation)
-                    && s.phase.as_deref() == Some("Ready")
+                    && s.phase == Some(RunbookPhase::Ready)
             })
         })
         .await;

@@ -1,0 +1,104 @@
+//! What the Runbook controller should do now: a pure function of the Runbook (its spec and the
+//! status it stored), what the controller observed, and the clock.
+
+mod triggers;
+
+#[cfg(test)]
+mod tests;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+
+use super::observe::Observed;
+use super::types::Runbook;
+use crate::conditions::SpecProblem;
+use crate::runbook_run::RunbookRun;
+use crate::validation::Note;
+
+pub use triggers::{
+    NewRun, REASON_MISSED_SCHEDULE, REASON_RUN_REQUESTED, REASON_SCHEDULE_SKIPPED,
+    REASON_SCHEDULED, TriggerRecord, run_now_name, scheduled_name,
+};
+
+/// Everything the Runbook controller should do now.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decision {
+    /// Every problem with the spec the API server could not catch; while there is one, no run
+    /// is created, cancelled or pruned.
+    pub problems: Vec<SpecProblem>,
+    /// Runs to create, idempotent by name.
+    pub create: Vec<NewRun>,
+    /// Active runs to cancel (concurrencyPolicy Replace).
+    pub cancel: Vec<String>,
+    /// Finished runs beyond the history limits, oldest first.
+    pub prune: Vec<String>,
+    /// Events to publish (a missed or skipped scheduled time).
+    pub events: Vec<Note>,
+    /// When to look again: the next scheduled time.
+    pub wake_at: Option<Timestamp>,
+    /// What the status records of triggers and history after this decision; `None` while the
+    /// spec is invalid, when the status keeps what it had.
+    pub record: Option<TriggerRecord>,
+}
+
+impl Decision {
+    /// Whether the spec is usable.
+    pub fn valid(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Decides for `rb` at `now`, given what was observed.
+pub fn decide(rb: &Runbook, observed: &Observed, now: Timestamp) -> Decision {
+    let problems = problems(rb, observed);
+    if !problems.is_empty() {
+        return Decision {
+            problems,
+            ..Decision::default()
+        };
+    }
+    let mut record = TriggerRecord::stored(rb.status.as_ref());
+    let runs: Vec<&RunbookRun> = observed.runs.iter().map(AsRef::as_ref).collect();
+    let triggers = triggers::decide_triggers(rb, &runs, &mut record, now);
+    Decision {
+        problems,
+        create: triggers.create,
+        cancel: triggers.cancel,
+        prune: triggers.prune,
+        events: triggers.events,
+        wake_at: triggers.next_check,
+        record: Some(record),
+    }
+}
+
+/// Every problem with the spec that the API server could not catch.
+pub fn problems(rb: &Runbook, observed: &Observed) -> Vec<SpecProblem> {
+    let spec = &rb.spec;
+    let mut problems = crate::step::validate_steps(&spec.steps, "spec.steps");
+    problems.extend(crate::step::validate_steps(&spec.finally, "spec.finally"));
+    problems.extend(crate::step::validate_unique_names(&[
+        ("spec.steps", &spec.steps),
+        ("spec.finally", &spec.finally),
+    ]));
+    if let Some(schedule) = &spec.schedule {
+        if let Err(err) = crate::schedule::parse_cron(&schedule.cron) {
+            problems.push(SpecProblem::new("spec.schedule.cron", err.to_string()));
+        }
+        if let Err(err) =
+            crate::schedule::parse_time_zone(schedule.time_zone.as_deref().unwrap_or(""))
+        {
+            problems.push(SpecProblem::new("spec.schedule.timeZone", err.to_string()));
+        }
+    }
+    problems.extend(crate::params::undeclared_references(spec));
+    for (path, policy) in &observed.missing_policies {
+        problems.push(SpecProblem::new(
+            path,
+            format!(
+                "BackupPolicy {policy:?} does not exist in namespace {:?}; create it or fix the name",
+                rb.namespace().unwrap_or_default()
+            ),
+        ));
+    }
+    problems
+}
