@@ -119,8 +119,8 @@ lint: ## Formatting and clippy.
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 .PHONY: unit
-unit: ## Unit tests, the CRD drift check and the Argo CD script tests (no cluster needed).
-	$(CARGO) test --locked --lib --test crds --test argocd
+unit: ## Unit tests, the CRD and reference drift checks, the layout checks and the Argo CD script tests (no cluster needed).
+	$(CARGO) test --locked --lib --test crds --test argocd --test layout
 
 .PHONY: test
 test: ## Lint, unit tests, then the chart (installed with helm) and integration tests against a local cluster started for the run.

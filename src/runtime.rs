@@ -1,7 +1,6 @@
 //! Plumbing shared by every controller: a watcher that skips (and reports) objects it cannot
 //! decode instead of stalling, status writes by server-side apply, metrics around reconciles.
 
-use crate::well_known::FIELD_MANAGER;
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
@@ -9,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch};
 use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -453,7 +452,8 @@ async fn report_forbidden<K: Reported>(
         note.clone(),
     )
     .await;
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let writer = Writer::new(&ctx, controller);
+    let api: Api<K> = writer.api(&obj.namespace().unwrap_or_default());
     let desired = [crate::conditions::Desired::new(
         crate::conditions::READY,
         crate::conditions::Status::False,
@@ -477,17 +477,14 @@ async fn report_forbidden<K: Reported>(
             "metadata": {"resourceVersion": current.resource_version()},
             "status": {"conditions": merged},
         });
-        let err = match api
-            .patch_status(&current.name_any(), &patch_params(), &Patch::Merge(&patch))
+        let err = match writer
+            .patch_status(&api, &current.name_any(), &Patch::Merge(&patch), "status")
             .await
         {
-            Ok(_) => {
-                ctx.metrics.count_write(controller, "status");
-                return;
-            }
+            Ok(_) => return,
             Err(err) => err,
         };
-        let conflict = matches!(&err, kube::Error::Api(status) if status.code == 409);
+        let conflict = err.conflict();
         let fresh = match conflict {
             true => api.get_opt(&current.name_any()).await,
             false => Ok(None),
@@ -504,15 +501,6 @@ async fn report_forbidden<K: Reported>(
 
 /// Reason of the condition and Event that report a request the API server refused (403).
 pub const REASON_FORBIDDEN: &str = "Forbidden";
-
-/// Parameters of a targeted (merge, strategic or JSON) patch: the operator's field manager,
-/// so every write it makes is attributed to `runbook-operator`.
-pub fn patch_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
-}
 
 /// Longest timer a controller sets: something months away is looked at again daily, at no
 /// cost in writes, and a timer never exceeds what the runtime's delay queue holds.
@@ -604,14 +592,6 @@ where
         ))
         .touched_objects();
     (cache, stream)
-}
-
-/// Parameters of a create: the operator's field manager, like every other write.
-pub fn post_params() -> kube::api::PostParams {
-    kube::api::PostParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
 }
 
 /// Whether an object named `name` exists in `namespace`, by the metadata cache.
