@@ -354,15 +354,18 @@ impl<'a> Writer<'a> {
         Ok(Some(written.resource_version().unwrap_or_default()))
     }
 
-    /// Adds (`present`) or removes the finalizer `key` on `obj`, by a JSON patch that tests the
-    /// list it read first, so a concurrent change to the finalizers fails with a conflict
-    /// instead of being overwritten. Returns the written object, or `None` when nothing needed
-    /// writing or the object was already gone while removing.
+    /// Adds (`present`) or removes the finalizer `key` on `obj`, the one way the operator
+    /// changes finalizers. `guard` says what must not have changed since `obj` was read (see
+    /// [`FinalizerGuard`]). Adding also sets `labels` in the same write. Returns the written
+    /// object, or `None` when nothing needed writing, or the object was already gone while
+    /// removing.
     pub async fn set_finalizer<K>(
         &self,
         obj: &K,
         key: &str,
         present: bool,
+        labels: &[(&str, &str)],
+        guard: FinalizerGuard<'_>,
     ) -> Result<Option<K>, WriteError>
     where
         K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -370,25 +373,68 @@ impl<'a> Writer<'a> {
             + DeserializeOwned
             + Debug,
     {
-        let Some(patch) = finalizer_patch(obj.finalizers(), key, present) else {
+        let labels = if present { labels } else { &[] };
+        let labelled = labels
+            .iter()
+            .all(|(k, v)| obj.labels().get(*k).map(String::as_str) == Some(*v));
+        if obj.finalizers().iter().any(|f| f == key) == present && labelled {
             return Ok(None);
-        };
+        }
         let api: Api<K> = self.api(&obj.namespace().unwrap_or_default());
-        match self
-            .patch(
-                &api,
-                &obj.name_any(),
-                &Patch::Json::<()>(patch),
-                "finalizer",
-            )
-            .await
-        {
+        let result = match guard {
+            FinalizerGuard::ResourceVersion(version) => {
+                let mut finalizers: Vec<&str> = obj
+                    .finalizers()
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|f| *f != key)
+                    .collect();
+                if present {
+                    finalizers.push(key);
+                }
+                let mut metadata =
+                    serde_json::json!({"finalizers": finalizers, "resourceVersion": version});
+                if !labels.is_empty() {
+                    metadata["labels"] = labels
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+                        .collect();
+                }
+                let patch = Patch::Merge(serde_json::json!({"metadata": metadata}));
+                self.patch(&api, &obj.name_any(), &patch, "finalizer").await
+            }
+            FinalizerGuard::List => {
+                let Some(patch) = finalizer_patch(obj.finalizers(), key, present) else {
+                    return Ok(None);
+                };
+                self.patch(
+                    &api,
+                    &obj.name_any(),
+                    &Patch::Json::<()>(patch),
+                    "finalizer",
+                )
+                .await
+            }
+        };
+        match result {
             Ok(written) => Ok(Some(written)),
             // Already gone: the finalizer was the last thing holding it.
             Err(err) if err.not_found() && !present => Ok(None),
             Err(err) => Err(err),
         }
     }
+}
+
+/// What a finalizer change requires to be unchanged since the object was read.
+#[derive(Clone, Copy, Debug)]
+pub enum FinalizerGuard<'a> {
+    /// The whole object: a merge patch carrying this resourceVersion, which the API server
+    /// refuses with 409 if the object changed. For a controller whose next write must not act
+    /// on a stale copy (a RunbookRun records its journal right after).
+    ResourceVersion(Option<&'a str>),
+    /// Only the finalizer list, by a JSON patch whose `test` operations check it: other
+    /// changes to the object do not make the write fail.
+    List,
 }
 
 /// The JSON patch that adds or removes `key` from `finalizers`, guarded by `test` operations;

@@ -34,7 +34,7 @@ use crate::runbook_run::{RunbookRef, RunbookRun, RunbookRunSpec, Trigger, Trigge
 use crate::runtime;
 use crate::validation;
 use crate::well_known::{RESTORE_FINALIZER, WINDOW_LABEL};
-use crate::write::{WriteError, Writer};
+use crate::write::{FinalizerGuard, WriteError, Writer};
 
 /// What can go wrong while carrying out a decision.
 #[derive(Debug, thiserror::Error)]
@@ -300,7 +300,13 @@ impl<'a> Reconcile<'a> {
         }
         match self
             .writer()
-            .set_finalizer(self.mw, RESTORE_FINALIZER, present)
+            .set_finalizer(
+                self.mw,
+                RESTORE_FINALIZER,
+                present,
+                &[],
+                FinalizerGuard::List,
+            )
             .await?
         {
             Some(patched) => self.shared.written.record::<MaintenanceWindow>(

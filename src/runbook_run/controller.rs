@@ -36,7 +36,7 @@ use crate::maintenance_window::MaintenanceWindow;
 use crate::runbook::Runbook;
 use crate::runtime::{self, Cache, Shutdown};
 use crate::well_known::{APPROVE, FINALLY_FINALIZER, RUN_LABEL, RUNBOOK_LABEL};
-use crate::write::{WriteError, Writer};
+use crate::write::{FinalizerGuard, WriteError, Writer};
 
 /// Controller name in logs and metrics.
 pub const NAME: &str = "runbookrun";
@@ -261,45 +261,24 @@ async fn write_status(
     Ok(())
 }
 
-/// Sets the finalizer and the Runbook label (start), or removes the finalizer (end), by a
-/// merge patch guarded by `resource_version`.
+/// Sets the finalizer and the Runbook label (start), or removes the finalizer (end), guarded
+/// by `resource_version`: the journal is written right after, and must not be written from a
+/// stale copy of the run.
 async fn set_metadata(
     writer: &Writer<'_>,
     run: &RunbookRun,
     finalizer: bool,
     resource_version: &mut Option<String>,
 ) -> Result<(), Error> {
-    let mut finalizers: Vec<String> = run
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALLY_FINALIZER)
-        .cloned()
-        .collect();
-    if finalizer {
-        finalizers.push(FINALLY_FINALIZER.into());
-    }
-    let mut metadata = json!({"finalizers": finalizers, "resourceVersion": resource_version});
-    if finalizer {
-        metadata["labels"] = json!({RUNBOOK_LABEL: run.spec.runbook_ref.name});
-    }
-    let api: Api<RunbookRun> = writer.api(&run.namespace().unwrap_or_default());
-    match writer
-        .patch(
-            &api,
-            &run.name_any(),
-            &Patch::Merge(json!({"metadata": metadata})),
-            "metadata",
-        )
-        .await
+    let labels = [(RUNBOOK_LABEL, run.spec.runbook_ref.name.as_str())];
+    let guard = FinalizerGuard::ResourceVersion(resource_version.as_deref());
+    if let Some(written) = writer
+        .set_finalizer(run, FINALLY_FINALIZER, finalizer, &labels, guard)
+        .await?
     {
-        Ok(written) => {
-            *resource_version = written.resource_version();
-            Ok(())
-        }
-        // Already gone: nothing left to hold.
-        Err(err) if err.not_found() && !finalizer => Ok(()),
-        Err(err) => Err(err.into()),
+        *resource_version = written.resource_version();
     }
+    Ok(())
 }
 
 async fn reconcile(run: Arc<RunbookRun>, state: Arc<State>) -> Result<Action, Error> {
