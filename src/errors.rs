@@ -7,6 +7,24 @@ pub trait MetricLabel {
     fn metric_label(&self) -> &'static str;
 }
 
+/// A read from the API server (or a cache waiting for its first list) that failed, naming what
+/// was read.
+#[derive(Debug, thiserror::Error)]
+#[error("reading {what}: {source}")]
+pub struct ReadError {
+    /// What was read, e.g. `Service shop/web` or `the RunbookRun cache`.
+    pub what: String,
+    /// The client's error.
+    #[source]
+    pub source: kube::Error,
+}
+
+impl MetricLabel for ReadError {
+    fn metric_label(&self) -> &'static str {
+        crate::write::status_label(&self.source)
+    }
+}
+
 impl MetricLabel for kube::Error {
     fn metric_label(&self) -> &'static str {
         crate::write::status_label(self)
@@ -15,8 +33,6 @@ impl MetricLabel for kube::Error {
 
 impl MetricLabel for crate::write::WriteError {
     fn metric_label(&self) -> &'static str {
-        WriteError::metric_label(self)
+        crate::write::WriteError::metric_label(self)
     }
 }
-
-use crate::write::WriteError;

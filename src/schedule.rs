@@ -397,5 +397,28 @@ pub fn due_decision(
     }
 }
 
+/// The problems of a `cron` and `timeZone` pair at `path` (e.g. `spec.schedule`): each field
+/// that does not parse, named, with the parser's reason.
+pub fn problems(
+    cron: &str,
+    time_zone: Option<&str>,
+    path: &str,
+) -> Vec<crate::conditions::SpecProblem> {
+    let mut problems = Vec::new();
+    if let Err(err) = parse_cron(cron) {
+        problems.push(crate::conditions::SpecProblem::new(
+            format!("{path}.cron"),
+            err.to_string(),
+        ));
+    }
+    if let Err(err) = parse_time_zone(time_zone.unwrap_or("")) {
+        problems.push(crate::conditions::SpecProblem::new(
+            format!("{path}.timeZone"),
+            err.to_string(),
+        ));
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests;

@@ -539,6 +539,17 @@ pub fn validate_steps(steps: &[Step], path: &str) -> Vec<SpecProblem> {
     problems
 }
 
+/// Every problem of the step lists of one object (each list validated, then names unique
+/// across all of them), each list given with its field path.
+pub fn validate_step_lists(lists: &[(&str, &[Step])]) -> Vec<SpecProblem> {
+    let mut problems: Vec<SpecProblem> = lists
+        .iter()
+        .flat_map(|(path, steps)| validate_steps(steps, path))
+        .collect();
+    problems.extend(validate_unique_names(lists));
+    problems
+}
+
 /// Rejects step names used twice across `steps` and `finally` (CEL checks each list; this
 /// also covers objects stored before a rule existed).
 pub fn validate_unique_names(lists: &[(&str, &[Step])]) -> Vec<SpecProblem> {

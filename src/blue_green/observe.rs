@@ -473,21 +473,7 @@ pub fn run_name(release: &str, stage: Stage, revision: &str) -> String {
 // --- reading the caches --------------------------------------------------------------------------
 
 /// A read that failed, naming what was read.
-#[derive(Debug, thiserror::Error)]
-#[error("reading {what}: {source}")]
-pub struct Error {
-    /// What was read, e.g. `Service shop/web` or `the Deployment cache`.
-    pub what: String,
-    /// The client's error.
-    #[source]
-    pub source: kube::Error,
-}
-
-impl crate::errors::MetricLabel for Error {
-    fn metric_label(&self) -> &'static str {
-        crate::write::status_label(&self.source)
-    }
-}
+pub type Error = crate::errors::ReadError;
 
 fn read(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
     let what = what.into();

@@ -22,22 +22,8 @@ use crate::runbook_run::RunbookRun;
 use crate::runtime::{self, Cache};
 use crate::well_known::WINDOW_LABEL;
 
-/// A read the API server (or a cache waiting for its first list) failed.
-#[derive(Debug, thiserror::Error)]
-#[error("reading {what}: {source}")]
-pub struct Error {
-    /// What was read, e.g. `Deployment shop/web` or `the RunbookRun cache`.
-    pub what: String,
-    /// The client's error.
-    #[source]
-    pub source: kube::Error,
-}
-
-impl crate::errors::MetricLabel for Error {
-    fn metric_label(&self) -> &'static str {
-        crate::write::status_label(&self.source)
-    }
-}
+/// A read that failed, naming what was read.
+pub type Error = crate::errors::ReadError;
 
 /// `result` with the read named.
 fn reading<T>(what: impl FnOnce() -> String, result: Result<T, kube::Error>) -> Result<T, Error> {

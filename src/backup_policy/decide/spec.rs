@@ -11,15 +11,11 @@ use crate::schedule::Schedule;
 
 /// Every problem with the spec that the API server could not catch.
 pub fn problems(spec: &BackupPolicySpec) -> Vec<SpecProblem> {
-    let mut problems = Vec::new();
-    if let Err(err) = crate::schedule::parse_cron(&spec.schedule.cron) {
-        problems.push(SpecProblem::new("spec.schedule.cron", err.to_string()));
-    }
-    if let Err(err) =
-        crate::schedule::parse_time_zone(spec.schedule.time_zone.as_deref().unwrap_or(""))
-    {
-        problems.push(SpecProblem::new("spec.schedule.timeZone", err.to_string()));
-    }
+    let mut problems = crate::schedule::problems(
+        &spec.schedule.cron,
+        spec.schedule.time_zone.as_deref(),
+        "spec.schedule",
+    );
     let durations = [
         (
             "spec.schedule.startingDeadline",

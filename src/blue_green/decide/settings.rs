@@ -145,15 +145,7 @@ pub fn problems(bgr: &BlueGreenRelease, observed: &Observed) -> Vec<SpecProblem>
         problems.push(SpecProblem::new("spec.template", err.to_string()));
     }
     if let Some(strategy) = &spec.strategy {
-        problems.extend(crate::step::validate_steps(
-            &strategy.pre_promotion,
-            "spec.strategy.prePromotion",
-        ));
-        problems.extend(crate::step::validate_steps(
-            &strategy.post_promotion,
-            "spec.strategy.postPromotion",
-        ));
-        problems.extend(crate::step::validate_unique_names(&[
+        problems.extend(crate::step::validate_step_lists(&[
             ("spec.strategy.prePromotion", &strategy.pre_promotion),
             ("spec.strategy.postPromotion", &strategy.post_promotion),
         ]));

@@ -608,14 +608,11 @@ pub fn problems(
     let spec = &mw.spec;
     let mut problems = Vec::new();
     if let Some(schedule) = &spec.schedule {
-        if let Err(err) = crate::schedule::parse_cron(&schedule.cron) {
-            problems.push(SpecProblem::new("spec.schedule.cron", err.to_string()));
-        }
-        if let Err(err) =
-            crate::schedule::parse_time_zone(schedule.time_zone.as_deref().unwrap_or(""))
-        {
-            problems.push(SpecProblem::new("spec.schedule.timeZone", err.to_string()));
-        }
+        problems.extend(crate::schedule::problems(
+            &schedule.cron,
+            schedule.time_zone.as_deref(),
+            "spec.schedule",
+        ));
         match schedule.duration.parse() {
             Err(err) => problems.push(SpecProblem::new("spec.schedule.duration", err.to_string())),
             Ok(d) if d.is_zero() => problems.push(SpecProblem::new(

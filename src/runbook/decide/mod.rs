@@ -74,21 +74,16 @@ pub fn decide(rb: &Runbook, observed: &Observed, now: Timestamp) -> Decision {
 /// Every problem with the spec that the API server could not catch.
 pub fn problems(rb: &Runbook, observed: &Observed) -> Vec<SpecProblem> {
     let spec = &rb.spec;
-    let mut problems = crate::step::validate_steps(&spec.steps, "spec.steps");
-    problems.extend(crate::step::validate_steps(&spec.finally, "spec.finally"));
-    problems.extend(crate::step::validate_unique_names(&[
+    let mut problems = crate::step::validate_step_lists(&[
         ("spec.steps", &spec.steps),
         ("spec.finally", &spec.finally),
-    ]));
+    ]);
     if let Some(schedule) = &spec.schedule {
-        if let Err(err) = crate::schedule::parse_cron(&schedule.cron) {
-            problems.push(SpecProblem::new("spec.schedule.cron", err.to_string()));
-        }
-        if let Err(err) =
-            crate::schedule::parse_time_zone(schedule.time_zone.as_deref().unwrap_or(""))
-        {
-            problems.push(SpecProblem::new("spec.schedule.timeZone", err.to_string()));
-        }
+        problems.extend(crate::schedule::problems(
+            &schedule.cron,
+            schedule.time_zone.as_deref(),
+            "spec.schedule",
+        ));
     }
     problems.extend(crate::params::undeclared_references(spec));
     for (path, policy) in &observed.missing_policies {
