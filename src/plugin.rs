@@ -546,7 +546,7 @@ fn succeeded_condition(status: &RunbookRunStatus) -> Option<(String, String)> {
     status
         .conditions
         .iter()
-        .find(|c| c.type_ == crate::runbook_run::controller::SUCCEEDED)
+        .find(|c| c.type_ == crate::runbook_run::status::SUCCEEDED)
         .map(|c| (c.reason.clone(), c.message.clone()))
 }
 

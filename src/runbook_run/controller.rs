@@ -40,8 +40,6 @@ use crate::write::{FinalizerGuard, WriteError, Writer};
 
 /// Controller name in logs and metrics.
 pub const NAME: &str = "runbookrun";
-/// Condition type: Unknown while running, then True or False.
-pub use super::status::SUCCEEDED;
 
 /// Most journal transitions one reconcile makes before yielding to other objects.
 const STEPS_PER_RECONCILE: usize = 64;
