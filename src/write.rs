@@ -20,8 +20,7 @@ use crate::context::Context;
 use crate::well_known::FIELD_MANAGER;
 
 /// A write the API server (or the connection to it) refused, naming the request.
-#[derive(Debug, thiserror::Error)]
-#[error("{verb} {kind} {target}: {source}")]
+#[derive(Debug)]
 pub struct WriteError {
     /// What was sent: `create`, `apply`, `patch`, `patch status`, `delete`...
     pub verb: &'static str,
@@ -30,8 +29,25 @@ pub struct WriteError {
     /// `namespace/name` (or the name alone for cluster-scoped objects).
     pub target: String,
     /// The client's error (boxed: a `kube::Error` is large, and this travels in every `Result`).
-    #[source]
     pub source: Box<kube::Error>,
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {}: {}",
+            self.verb, self.kind, self.target, self.source
+        )
+    }
+}
+
+impl std::error::Error for WriteError {
+    // The client's error itself, not its box: callers walk the chain and downcast to
+    // `kube::Error` (a 403 is reported on the object), which a `Box<kube::Error>` would hide.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
+    }
 }
 
 impl WriteError {
@@ -527,6 +543,35 @@ mod tests {
     fn nothing_to_write_when_already_as_wanted() {
         assert!(finalizer_patch(&["x/y".into()], "x/y", true).is_none());
         assert!(finalizer_patch(&["a".into()], "x/y", false).is_none());
+    }
+
+    #[test]
+    fn a_refused_write_shows_its_403_through_a_kind_error() {
+        #[derive(Debug, thiserror::Error)]
+        enum KindError {
+            #[error(transparent)]
+            Write(#[from] WriteError),
+        }
+        let refused = WriteError {
+            verb: "patch status",
+            kind: "RunbookRun".into(),
+            target: "shop/x".into(),
+            source: Box::new(kube::Error::Api(Box::new(kube::core::Status {
+                code: 403,
+                message: "runbookruns/status is forbidden".into(),
+                ..Default::default()
+            }))),
+        };
+        let err = KindError::from(refused);
+        assert_eq!(
+            crate::runtime::forbidden(&err).as_deref(),
+            Some("runbookruns/status is forbidden")
+        );
+        assert!(
+            err.to_string()
+                .starts_with("patch status RunbookRun shop/x: "),
+            "{err}"
+        );
     }
 
     #[test]

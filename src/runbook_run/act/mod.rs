@@ -111,15 +111,9 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    /// A step's write failed in a way a retry may fix (boxed: a `WriteError` is large).
+    /// A step's write failed in a way a retry may fix.
     #[error(transparent)]
-    Write(Box<WriteError>),
-}
-
-impl From<WriteError> for Error {
-    fn from(err: WriteError) -> Self {
-        Error::Write(Box::new(err))
-    }
+    Write(#[from] WriteError),
 }
 
 impl Error {
