@@ -26,9 +26,8 @@ use serde_json::json;
 use tracing::info;
 
 use super::act::{self, Act, Exec};
-use super::decide::{self, Lifecycle, Next, StepNext};
+use super::decide::{self, Lifecycle, Next, Start, StepNext};
 use super::observe;
-use super::resolve;
 use super::status::{self, StepOutcome, Transition};
 use super::types::{RunMode, RunPhase, RunbookRun, RunbookRunStatus, StepPhase};
 use crate::context::Context;
@@ -502,8 +501,8 @@ async fn end_before_start(
     Ok(Action::await_change())
 }
 
-/// First reconcile of a run: resolve the Runbook, hold for a window if required, record the
-/// resolved steps.
+/// Starts a run: reads its Runbook (and, if the Runbook requires one, whether a window is
+/// open), lets [`decide::start`] judge, and records the outcome.
 async fn start(
     run: &RunbookRun,
     state: &State,
@@ -523,59 +522,33 @@ async fn start(
             name: runbook_name.clone(),
             source,
         })?;
-    let Some(runbook) = runbook else {
-        let message = format!(
-            "spec.runbookRef.name: Runbook {runbook_name:?} does not exist in namespace {namespace:?}; create a new run that names an existing Runbook"
-        );
-        return end_before_start(
-            writer,
-            run,
-            status,
-            rv,
-            &now,
-            (RunPhase::Failed, status::REASON_RUNBOOK_NOT_FOUND),
-            message,
+    // The windows are looked up only for a run that could start but for its window.
+    let mut decision = decide::start(run, runbook.as_ref(), None);
+    if matches!(decision, Start::WaitForWindow { .. })
+        && let Some(requirement) = runbook
+            .as_ref()
+            .and_then(|rb| rb.spec.requires_maintenance_window.as_ref())
+    {
+        let open = observe::window_open(
+            &state.windows,
+            &namespace,
+            &requirement.selector.match_labels,
         )
-        .await;
-    };
-    let resolved = match resolve::resolve(runbook_name, &runbook.spec, &run.spec.params) {
-        Ok(r) => r,
-        Err(problems) => {
-            let message = problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            return end_before_start(
-                writer,
-                run,
-                status,
-                rv,
-                &now,
-                (RunPhase::Failed, status::REASON_INVALID_SPEC),
-                message,
-            )
-            .await;
-        }
-    };
-    if let Some(requirement) = &runbook.spec.requires_maintenance_window {
-        let selector = &requirement.selector.match_labels;
-        let open = observe::window_open(&state.windows, &namespace, selector)
-            .await
-            .map_err(|source| Error::ListWindows {
-                namespace: namespace.clone(),
-                source,
-            })?;
-        if !open {
+        .await
+        .map_err(|source| Error::ListWindows {
+            namespace: namespace.clone(),
+            source,
+        })?;
+        decision = decide::start(run, runbook.as_ref(), Some(open));
+    }
+    match decision {
+        Start::End {
+            phase,
+            reason,
+            message,
+        } => end_before_start(writer, run, status, rv, &now, (phase, reason), message).await,
+        Start::WaitForWindow { message } => {
             let was_waiting = status.phase == Some(RunPhase::WaitingForWindow);
-            let message = format!(
-                "waiting for a MaintenanceWindow labelled {} to be Active",
-                selector
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            );
             let status = status::held_for_window(status, message.clone(), generation, &now);
             if Some(&status) != run.status.as_ref() {
                 write_status(writer, run, &status, &mut rv).await?;
@@ -583,30 +556,34 @@ async fn start(
             if !was_waiting {
                 publish(ctx, run, EventType::Normal, "WaitingForWindow", message).await;
             }
-            return Ok(Action::await_change());
+            Ok(Action::await_change())
+        }
+        Start::Begin {
+            resolved,
+            runbook_generation,
+        } => {
+            set_metadata(writer, run, true, &mut rv).await?;
+            let status = status::started(status, resolved, runbook_generation, generation, &now);
+            write_status(writer, run, &status, &mut rv).await?;
+            let mode = if run.spec.mode == Some(RunMode::Plan) {
+                " in Plan mode"
+            } else {
+                ""
+            };
+            publish(
+                ctx,
+                run,
+                EventType::Normal,
+                "Started",
+                format!(
+                    "running Runbook {runbook_name:?} (generation {}){mode}",
+                    runbook_generation.unwrap_or_default()
+                ),
+            )
+            .await;
+            Ok(Action::requeue(Duration::from_millis(1)))
         }
     }
-    set_metadata(writer, run, true, &mut rv).await?;
-    let runbook_generation = runbook.metadata.generation;
-    let status = status::started(status, resolved, runbook_generation, generation, &now);
-    write_status(writer, run, &status, &mut rv).await?;
-    let mode = if run.spec.mode == Some(RunMode::Plan) {
-        " in Plan mode"
-    } else {
-        ""
-    };
-    publish(
-        ctx,
-        run,
-        EventType::Normal,
-        "Started",
-        format!(
-            "running Runbook {runbook_name:?} (generation {}){mode}",
-            runbook_generation.unwrap_or_default()
-        ),
-    )
-    .await;
-    Ok(Action::requeue(Duration::from_millis(1)))
 }
 
 async fn publish(ctx: &Context, run: &RunbookRun, type_: EventType, reason: &str, note: String) {

@@ -11,7 +11,9 @@
 use jiff::Timestamp;
 
 use super::observe::Observed;
-use super::types::{RunbookRunStatus, StepPhase, StepStatus};
+use super::resolve::{self, Resolved};
+use super::types::{RunPhase, RunbookRun, RunbookRunStatus, StepPhase, StepStatus};
+use crate::runbook::Runbook;
 use crate::step::{OnFailure, Step};
 
 #[cfg(test)]
@@ -35,6 +37,83 @@ pub enum Lifecycle {
         /// A cancel is seen for the first time: record when, and announce it, before any step.
         note_cancel: bool,
     },
+}
+
+/// How a run that has not started yet goes on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Start {
+    /// It cannot start: it ends before its first step with this phase, reason and message
+    /// (it is not retried: a run is an immutable record).
+    End {
+        /// The run's final phase.
+        phase: RunPhase,
+        /// The reason of its `Succeeded` condition.
+        reason: &'static str,
+        /// What went wrong, naming the field.
+        message: String,
+    },
+    /// Its Runbook requires a MaintenanceWindow and none is Active: hold it.
+    WaitForWindow {
+        /// Which window it waits for.
+        message: String,
+    },
+    /// Start it: record these resolved steps in its journal.
+    Begin {
+        /// The Runbook's steps with the run's parameters substituted.
+        resolved: Resolved,
+        /// The Runbook's generation the steps come from.
+        runbook_generation: Option<i64>,
+    },
+}
+
+/// Whether a not yet started `run` can start, from its Runbook (`None`: it does not exist)
+/// and, when the Runbook requires one, whether a matching MaintenanceWindow is Active
+/// (`window_open`; not looked up otherwise).
+pub fn start(run: &RunbookRun, runbook: Option<&Runbook>, window_open: Option<bool>) -> Start {
+    let namespace = run.metadata.namespace.as_deref().unwrap_or_default();
+    let runbook_name = &run.spec.runbook_ref.name;
+    let Some(runbook) = runbook else {
+        return Start::End {
+            phase: RunPhase::Failed,
+            reason: super::status::REASON_RUNBOOK_NOT_FOUND,
+            message: format!(
+                "spec.runbookRef.name: Runbook {runbook_name:?} does not exist in namespace {namespace:?}; create a new run that names an existing Runbook"
+            ),
+        };
+    };
+    let resolved = match resolve::resolve(runbook_name, &runbook.spec, &run.spec.params) {
+        Ok(resolved) => resolved,
+        Err(problems) => {
+            return Start::End {
+                phase: RunPhase::Failed,
+                reason: super::status::REASON_INVALID_SPEC,
+                message: problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            };
+        }
+    };
+    if let Some(requirement) = &runbook.spec.requires_maintenance_window
+        && window_open != Some(true)
+    {
+        let selector = &requirement.selector.match_labels;
+        return Start::WaitForWindow {
+            message: format!(
+                "waiting for a MaintenanceWindow labelled {} to be Active",
+                selector
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        };
+    }
+    Start::Begin {
+        resolved,
+        runbook_generation: runbook.metadata.generation,
+    }
 }
 
 /// Whether the run starts, executes, or has nothing left to do.

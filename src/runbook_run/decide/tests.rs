@@ -408,3 +408,140 @@ fn timed_unstarted() -> RunbookRunStatus {
         ..Default::default()
     }
 }
+
+// --- starting a run ------------------------------------------------------------------------------
+
+fn a_run(params: serde_json::Value) -> RunbookRun {
+    serde_json::from_value(json!({
+        "apiVersion": "ops.runbook.dev/v1alpha1", "kind": "RunbookRun",
+        "metadata": {"name": "fix-1", "namespace": "shop"},
+        "spec": {"runbookRef": {"name": "fix"}, "params": params}
+    }))
+    .unwrap()
+}
+
+fn a_runbook(window: bool) -> Runbook {
+    let mut spec = json!({
+        "params": [{"name": "replicas"}],
+        "steps": [{"name": "wait", "sleep": {"duration": "{{ params.replicas }}s"}}]
+    });
+    if window {
+        spec["requiresMaintenanceWindow"] = json!({"selector": {"matchLabels": {"team": "db"}}});
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "ops.runbook.dev/v1alpha1", "kind": "Runbook",
+        "metadata": {"name": "fix", "namespace": "shop", "generation": 3},
+        "spec": spec
+    }))
+    .unwrap()
+}
+
+type StartInput = (RunbookRun, Option<Runbook>, Option<bool>);
+
+/// `decide::start` through the shared checks: pure, the same after a restart that reads the run
+/// and the Runbook back from the API server, and never starting a run whose Runbook requires a
+/// window unless that window was seen open.
+fn start_checked(run: RunbookRun, runbook: Option<Runbook>, open: Option<bool>) -> Start {
+    let checks = Checks {
+        decide: &|(run, rb, open): &StartInput, _| start(run, rb.as_ref(), *open),
+        restart: &|(run, rb, open): &StartInput| {
+            (
+                json_round_trip(run),
+                rb.as_ref().map(json_round_trip),
+                *open,
+            )
+        },
+        invariant: &|(_, rb, open): &StartInput, decision: &Start| {
+            let needs_window = rb
+                .as_ref()
+                .is_some_and(|rb| rb.spec.requires_maintenance_window.is_some());
+            match decision {
+                Start::Begin { .. } if needs_window && *open != Some(true) => {
+                    Err("a run started without the window its Runbook requires".into())
+                }
+                _ => Ok(()),
+            }
+        },
+    };
+    checked(
+        &checks,
+        &(run, runbook, open),
+        "2026-11-25T00:00:00Z".parse().unwrap(),
+    )
+}
+
+#[test]
+fn a_run_of_a_missing_runbook_ends_before_its_first_step() {
+    let Start::End {
+        phase,
+        reason,
+        message,
+    } = start_checked(a_run(json!({})), None, None)
+    else {
+        panic!("expected End");
+    };
+    assert_eq!(
+        (phase, reason),
+        (RunPhase::Failed, status::REASON_RUNBOOK_NOT_FOUND)
+    );
+    assert!(
+        message.starts_with(
+            "spec.runbookRef.name: Runbook \"fix\" does not exist in namespace \"shop\""
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_run_whose_params_do_not_resolve_ends_invalid() {
+    let decision = start_checked(a_run(json!({})), Some(a_runbook(false)), None);
+    let Start::End {
+        phase,
+        reason,
+        message,
+    } = decision
+    else {
+        panic!("expected End, got {decision:?}");
+    };
+    assert_eq!(
+        (phase, reason),
+        (RunPhase::Failed, status::REASON_INVALID_SPEC)
+    );
+    assert!(message.contains("replicas"), "{message}");
+}
+
+#[test]
+fn a_run_that_needs_a_window_waits_until_one_is_seen_open() {
+    let run = a_run(json!({"replicas": "3"}));
+    for open in [None, Some(false)] {
+        assert_eq!(
+            start_checked(run.clone(), Some(a_runbook(true)), open),
+            Start::WaitForWindow {
+                message: "waiting for a MaintenanceWindow labelled team=db to be Active".into()
+            }
+        );
+    }
+    let Start::Begin {
+        resolved,
+        runbook_generation,
+    } = start_checked(run, Some(a_runbook(true)), Some(true))
+    else {
+        panic!("expected Begin");
+    };
+    assert_eq!(runbook_generation, Some(3));
+    assert_eq!(resolved.steps.len(), 1);
+}
+
+#[test]
+fn a_run_without_a_window_requirement_begins_with_its_params_substituted() {
+    let decision = start_checked(
+        a_run(json!({"replicas": "3"})),
+        Some(a_runbook(false)),
+        None,
+    );
+    let Start::Begin { resolved, .. } = decision else {
+        panic!("expected Begin, got {decision:?}");
+    };
+    let step = serde_json::to_value(&resolved.steps[0]).unwrap();
+    assert_eq!(step["sleep"]["duration"], "3s");
+}
