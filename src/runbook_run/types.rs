@@ -225,6 +225,20 @@ pub struct StepStatus {
     pub outputs: BTreeMap<String, String>,
 }
 
+impl StepStatus {
+    /// When the current attempt started, as recorded in the journal.
+    pub fn attempt_start(&self) -> Option<jiff::Timestamp> {
+        self.outputs
+            .get("attemptStartedAt")
+            .and_then(|t| t.parse().ok())
+    }
+
+    /// When a scheduled retry is due, as recorded in the journal.
+    pub fn retry_at(&self) -> Option<jiff::Timestamp> {
+        self.outputs.get("retryAt").and_then(|t| t.parse().ok())
+    }
+}
+
 /// Observed state of a RunbookRun.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]

@@ -19,7 +19,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::Client;
 
-use super::decide::attempt_start;
 use super::types::StepStatus;
 use crate::step::{Step, WorkloadRef};
 use crate::well_known::APPROVE;
@@ -255,7 +254,7 @@ pub async fn act(
             )));
         }
         let length = sleep.duration.parse().unwrap_or_default();
-        let started = attempt_start(entry).unwrap_or(exec.now);
+        let started = entry.attempt_start().unwrap_or(exec.now);
         let end = crate::time::add_std(started, length);
         return Ok(if exec.now >= end {
             Act::Succeeded(format!("slept {}", sleep.duration))

@@ -242,7 +242,7 @@ fn step_next(
     if cancelled && !is_finally {
         return StepNext::Cancel;
     }
-    if let Some(at) = retry_at(entry) {
+    if let Some(at) = entry.retry_at() {
         return if now < at {
             StepNext::WaitForRetry { at }
         } else {
@@ -253,27 +253,11 @@ fn step_next(
         .timeout
         .as_ref()
         .and_then(|t| t.parse().ok())
-        .map(|limit| crate::time::add_std(attempt_start(entry).unwrap_or(now), limit));
+        .map(|limit| crate::time::add_std(entry.attempt_start().unwrap_or(now), limit));
     match deadline {
         Some(deadline) if now >= deadline => StepNext::TimeOut,
         _ => StepNext::Act { deadline },
     }
-}
-
-/// When the current attempt started, as recorded in the journal.
-pub fn attempt_start(entry: &StepStatus) -> Option<Timestamp> {
-    entry
-        .outputs
-        .get("attemptStartedAt")
-        .and_then(|t| t.parse().ok())
-}
-
-/// When a scheduled retry is due, as recorded in the journal.
-pub fn retry_at(entry: &StepStatus) -> Option<Timestamp> {
-    entry
-        .outputs
-        .get("retryAt")
-        .and_then(|t| t.parse::<Timestamp>().ok())
 }
 
 /// The step definition behind journal entry `index`.

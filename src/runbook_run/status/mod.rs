@@ -584,7 +584,8 @@ pub fn step_finished(
     let first = entry.start_time.as_ref()?.0;
     // attemptStartedAt is the start of the latest attempt: the step's own start only on
     // the first one.
-    let started = super::decide::attempt_start(entry)
+    let started = entry
+        .attempt_start()
         .filter(|t| entry.attempts <= 1 && *t >= first)
         .unwrap_or(first);
     let took = Duration::try_from(now.duration_since(started)).unwrap_or_default();
