@@ -32,6 +32,12 @@ impl Duration {
     pub fn parse(&self) -> Result<std::time::Duration, DurationError> {
         parse_duration(&self.0)
     }
+
+    /// Reads the string into a [`jiff::SignedDuration`], saturating: anything too long for one
+    /// (hundreds of billions of years) is no real delay, and saturating keeps parsing total.
+    pub fn parse_signed(&self) -> Result<jiff::SignedDuration, DurationError> {
+        self.parse().map(crate::time::signed)
+    }
 }
 
 impl fmt::Display for Duration {

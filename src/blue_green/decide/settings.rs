@@ -68,12 +68,9 @@ pub struct Settings {
 
 /// Reads a duration field into a signed duration, naming the field on error.
 fn signed(value: &Duration, field: &'static str) -> Result<SignedDuration, SpecError> {
-    let parsed = value
-        .parse()
-        .map_err(|source| SpecError::Duration { field, source })?;
-    // Anything too long for a SignedDuration is not a real delay; saturating keeps parsing
-    // total.
-    Ok(crate::time::signed(parsed))
+    value
+        .parse_signed()
+        .map_err(|source| SpecError::Duration { field, source })
 }
 
 /// Reads an optional duration field with its default.

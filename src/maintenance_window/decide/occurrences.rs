@@ -153,12 +153,9 @@ pub struct WindowSettings {
 
 /// Reads a duration field into a signed duration, naming the field on error.
 fn signed(value: &Duration, field: &'static str) -> Result<SignedDuration, SpecError> {
-    let parsed = value
-        .parse()
-        .map_err(|source| SpecError::Duration { field, source })?;
-    // Anything too long for a SignedDuration (hundreds of billions of years) is not a real
-    // window; saturating keeps parsing total.
-    Ok(crate::time::signed(parsed))
+    value
+        .parse_signed()
+        .map_err(|source| SpecError::Duration { field, source })
 }
 
 impl WindowSettings {
