@@ -72,3 +72,23 @@ pub const STEP_LABEL: &str = "ops.runbook.dev/step";
 
 /// Label on a step's Job: the attempt that created it.
 pub const ATTEMPT_LABEL: &str = "ops.runbook.dev/attempt";
+
+/// Annotation that rejects the approval step it names: the step fails with reason `Rejected`.
+pub const REJECT: &str = "ops.runbook.dev/reject";
+
+/// Annotation stamped at admission (the chart's MutatingAdmissionPolicy) on a new RunbookRun:
+/// the username that created it. Whatever a client sends is overwritten.
+pub const REQUESTED_BY: &str = "ops.runbook.dev/requested-by";
+
+/// Annotation stamped with [`REQUESTED_BY`]: the creator's groups, comma-separated.
+pub const REQUESTED_BY_GROUPS: &str = "ops.runbook.dev/requested-by-groups";
+
+/// Annotation stamped at admission when [`APPROVE`] or [`REJECT`] is set or changed: the
+/// username that set it.
+pub const APPROVED_BY: &str = "ops.runbook.dev/approved-by";
+
+/// Annotation stamped with [`APPROVED_BY`]: that user's groups, comma-separated.
+pub const APPROVED_BY_GROUPS: &str = "ops.runbook.dev/approved-by-groups";
+
+/// Label a Secret needs before a `rotateSecret` step may change it (value `"true"`).
+pub const ROTATABLE_LABEL: &str = "ops.runbook.dev/rotatable";
