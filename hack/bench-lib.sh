@@ -18,6 +18,9 @@
 # shellcheck disable=SC2034,SC2154
 
 T_BENCH=$EPOCHREALTIME
+# Every operator a benchmark starts (here or from a bench binary) runs on this machine and
+# its http steps call servers on 127.0.0.1, which the outbound fence refuses unless allowed.
+export ALLOW_LOOPBACK_EGRESS=true
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Seconds (2 decimals) since an $EPOCHREALTIME value, or between two of them.
@@ -177,9 +180,16 @@ build_binaries() { # target release-bin
 # cluster-admin through RBAC, and its own FlowSchemas, on the exempt priority level
 # (never throttled, like the admin identity it would otherwise use). Each FlowSchema
 # takes one kind of request; the lowest matchingPrecedence wins.
+# Requests the operator sends impersonating the ServiceAccounts of the objects it acts for
+# (every step's reads and writes of its targets) count as the operator's too: each FlowSchema
+# also takes the ServiceAccounts of the namespaces in RUNNER_NAMESPACES (space-separated).
 flow_schema() { # suffix precedence verbs-json groups-json resources-json [non-resource]
-	printf -- '---\napiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: FlowSchema\nmetadata:\n  name: %s%s\nspec:\n  matchingPrecedence: %s\n  priorityLevelConfiguration: {name: exempt}\n  rules:\n  - subjects: [{kind: User, user: {name: %s}}]\n    resourceRules: [{verbs: %s, apiGroups: %s, resources: %s, namespaces: ["*"], clusterScope: true}]\n' \
-		"$FLOW_PREFIX" "$1" "$2" "$OP_USER" "$3" "$4" "$5"
+	local subjects="{kind: User, user: {name: $OP_USER}}" ns
+	for ns in ${RUNNER_NAMESPACES:-}; do
+		subjects+=", {kind: ServiceAccount, serviceAccount: {namespace: $ns, name: \"*\"}}"
+	done
+	printf -- '---\napiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: FlowSchema\nmetadata:\n  name: %s%s\nspec:\n  matchingPrecedence: %s\n  priorityLevelConfiguration: {name: exempt}\n  rules:\n  - subjects: [%s]\n    resourceRules: [{verbs: %s, apiGroups: %s, resources: %s, namespaces: ["*"], clusterScope: true}]\n' \
+		"$FLOW_PREFIX" "$1" "$2" "$subjects" "$3" "$4" "$5"
 	if [[ -n ${6:-} ]]; then printf '    nonResourceRules: [{verbs: ["*"], nonResourceURLs: ["*"]}]\n'; fi
 }
 
@@ -195,7 +205,31 @@ install_operator_identity() {
 # writes OP_KUBECONFIG (the admin kubeconfig, impersonating $OP_USER) and checks that it
 # authenticates as $OP_USER. What $OP_USER may do is the caller's to grant.
 impersonate_operator_user() {
-	local writes='[create, update, patch, delete, deletecollection]' who
+	local who
+	install_flow_schemas
+	OP_KUBECONFIG=$OUT/operator.kubeconfig
+	sed "/^  user:\$/a\\    as: $OP_USER" "$KUBECONFIG" >"$OP_KUBECONFIG"
+	chmod 600 "$OP_KUBECONFIG"
+	who=$(kubectl --kubeconfig "$OP_KUBECONFIG" auth whoami -o jsonpath='{.status.userInfo.username}' 2>>"$OUT/crds.log" || true)
+	[[ $who == "$OP_USER" ]] || die "the operator's kubeconfig authenticates as '$who', not $OP_USER"
+}
+
+# Like impersonate_operator_user for a ServiceAccount $OP_USER, but OP_KUBECONFIG holds a token
+# of that account (hack/operator-kubeconfig.sh) instead of admin credentials that impersonate
+# it: the operator then really is the account, and its own impersonation of the objects'
+# ServiceAccounts is checked against the account's RBAC.
+token_operator_user() { # namespace serviceaccount
+	local who
+	install_flow_schemas
+	OP_KUBECONFIG=$OUT/operator.kubeconfig
+	"$REPO_ROOT/hack/operator-kubeconfig.sh" "$1" "$2" "$OP_KUBECONFIG" 4h 2>>"$OUT/crds.log" || die "minting a token for $1/$2 failed (see $OUT/crds.log)"
+	who=$(kubectl --kubeconfig "$OP_KUBECONFIG" auth whoami -o jsonpath='{.status.userInfo.username}' 2>>"$OUT/crds.log" || true)
+	[[ $who == "$OP_USER" ]] || die "the operator's kubeconfig authenticates as '$who', not $OP_USER"
+}
+
+# The FlowSchemas that count $OP_USER's requests by kind ($OUT/flowschemas.yaml).
+install_flow_schemas() {
+	local writes='[create, update, patch, delete, deletecollection]'
 	{
 		flow_schema events 300 '["*"]' '["", "events.k8s.io"]' '[events]'
 		flow_schema crd-write 301 "$writes" '[ops.runbook.dev]' '["*"]'
@@ -206,12 +240,6 @@ impersonate_operator_user() {
 		flow_schema other 309 '["*"]' '["*"]' '["*"]' non-resource
 	} >"$OUT/flowschemas.yaml"
 	kubectl apply -f "$OUT/flowschemas.yaml" >>"$OUT/crds.log" 2>&1 || { tail -n 20 "$OUT/crds.log" >&2; die "applying FlowSchemas failed"; }
-
-	OP_KUBECONFIG=$OUT/operator.kubeconfig
-	sed "/^  user:\$/a\\    as: $OP_USER" "$KUBECONFIG" >"$OP_KUBECONFIG"
-	chmod 600 "$OP_KUBECONFIG"
-	who=$(kubectl --kubeconfig "$OP_KUBECONFIG" auth whoami -o jsonpath='{.status.userInfo.username}' 2>>"$OUT/crds.log" || true)
-	[[ $who == "$OP_USER" ]] || die "the operator's kubeconfig authenticates as '$who', not $OP_USER"
 }
 
 # Starts the cluster, installs the CRDs and the operator's identity (bench-runs, bench-windows,
@@ -224,6 +252,16 @@ start_cluster_with_operator_identity() {
 	progress "installing CRDs, RBAC for $OP_USER and FlowSchemas $FLOW_PREFIX*"
 	install_crds
 	install_operator_identity
+	grant_runner_rights
+}
+
+# Objects act as a ServiceAccount of their namespace (`default` unless they name one), never
+# as the operator. A bench cluster has no tenants: one ClusterRoleBinding grants the built-in
+# `edit` role to every ServiceAccount, so runs, windows, releases and policies act as they
+# would for a team that granted its runner those rights.
+grant_runner_rights() {
+	printf -- '---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: runbook-bench-runner\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:serviceaccounts"}\n' >"$OUT/runner-rbac.yaml"
+	kubectl apply -f "$OUT/runner-rbac.yaml" >>"$OUT/crds.log" 2>&1 || { tail -n 20 "$OUT/crds.log" >&2; die "applying $OUT/runner-rbac.yaml failed"; }
 }
 
 # Dies when something listens on PROBE_PORT already.

@@ -65,6 +65,8 @@ WINDOW=${BENCH_WINDOW:-60}
 SETTLE=${BENCH_SETTLE:-20}
 TIMEOUT=${BENCH_TIMEOUT:-600}
 NS=${BENCH_NAMESPACE:-bench-runs}
+# The runs act as the ServiceAccount `default` of $NS: its requests count as the operator's.
+RUNNER_NAMESPACES=$NS
 PROBE_PORT=${BENCH_PROBE_PORT:-18090}
 KEEP_CLUSTER=${BENCH_KEEP_CLUSTER:-0}
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/runbook-bench-runs.XXXXXX)}

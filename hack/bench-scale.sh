@@ -134,7 +134,8 @@ progress "installing CRDs, the chart's RBAC and FlowSchemas $FLOW_PREFIX*"
 install_crds
 kubectl create namespace "$RELEASE_NS" --dry-run=client -o yaml | kubectl apply -f - >>"$OUT/crds.log" 2>&1
 kubectl apply -n "$RELEASE_NS" -f "$OUT/chart-rbac.yaml" >>"$OUT/crds.log" 2>&1 || { tail -n 20 "$OUT/crds.log" >&2; die "applying the chart's RBAC failed"; }
-impersonate_operator_user
+token_operator_user "$RELEASE_NS" "$SA"
+grant_runner_rights
 # Two spot checks of least privilege, printed (the chart owns the rules).
 progress "operator identity: $OP_USER; can it list secrets? $(kubectl --kubeconfig "$OP_KUBECONFIG" auth can-i list secrets -A 2>/dev/null || true); patch deployments? $(kubectl --kubeconfig "$OP_KUBECONFIG" auth can-i patch deployments -A 2>/dev/null || true)"
 check_port_free
