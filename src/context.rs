@@ -8,6 +8,7 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tracing::warn;
 
+use crate::identity::Identities;
 use crate::metrics::Metrics;
 
 /// Operator settings from the command line.
@@ -88,12 +89,20 @@ pub struct Context {
     pub config: Config,
     /// Lists and watches the API server refuses, for `/readyz`.
     pub refused_lists: RefusedLists,
+    /// The base client configuration and the clients acting as objects' identities.
+    pub identities: Identities,
 }
 
 impl Context {
     /// Builds the context; Events are reported as `runbook-operator` (plus the pod name when
     /// running in a cluster, to tell replicas apart).
     pub fn new(client: Client, config: Config) -> Self {
+        Self::with_identities(client, config, Identities::default())
+    }
+
+    /// [`Context::new`] whose writers can act as objects' identities, impersonated from the
+    /// base configuration inside `identities`.
+    pub fn with_identities(client: Client, config: Config, identities: Identities) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -104,6 +113,7 @@ impl Context {
             metrics: Arc::new(Metrics::default()),
             config,
             refused_lists: Default::default(),
+            identities,
         }
     }
 

@@ -13,6 +13,7 @@ use kube::Client;
 use tracing::info;
 
 use runbook_operator::context::{Config, Context};
+use runbook_operator::identity::Identities;
 use runbook_operator::runtime::Shutdown;
 use runbook_operator::{
     backup_policy, blue_green, crds, leader, maintenance_window, reference, runbook, runbook_run,
@@ -81,6 +82,12 @@ enum Command {
         /// Seconds before its claim expires that the leader renews it.
         #[arg(long, env = "LEASE_RENEW_BEFORE", default_value_t = 5)]
         lease_renew_before: u64,
+        /// ServiceAccount (of the object's own namespace) whose rights an object without
+        /// `spec.serviceAccountName` acts with: the operator impersonates it for every request
+        /// made on the object's behalf. Give it no rights and nothing acts until a namespace
+        /// admin grants some (lockdown).
+        #[arg(long, env = "DEFAULT_SERVICE_ACCOUNT", default_value = runbook_operator::identity::DEFAULT_SERVICE_ACCOUNT)]
+        default_service_account: String,
     },
 }
 
@@ -107,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
             leader_election_lease,
             lease_duration,
             lease_renew_before,
+            default_service_account,
         } => {
             init_logging(log_format);
             let election = leader_elect.then(|| leader::Election {
@@ -119,10 +127,16 @@ async fn main() -> anyhow::Result<()> {
             if let Some(election) = &election {
                 election.validate()?;
             }
+            if !is_service_account_name(&default_service_account) {
+                bail!(
+                    "--default-service-account {default_service_account:?} is not a ServiceAccount name: use lowercase letters, digits, '-' and '.', at most 253"
+                );
+            }
             run(
                 Config::scopes(&namespace, max_concurrent_reconciles)?,
                 probe_addr,
                 election,
+                default_service_account,
             )
             .await
         }
@@ -193,12 +207,15 @@ async fn run(
     scopes: Vec<Config>,
     probe_addr: SocketAddr,
     election: Option<leader::Election>,
+    default_service_account: String,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     // http and notify steps use rustls with the same crypto provider as the Kubernetes client.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = Client::try_default()
+    let config = kube::Config::infer()
         .await
+        .context("cannot build a Kubernetes client: set KUBECONFIG or run inside a cluster")?;
+    let client = Client::try_from(config.clone())
         .context("cannot build a Kubernetes client: set KUBECONFIG or run inside a cluster")?;
     check_crds_installed(&client).await?;
     let namespaces: Vec<&str> = scopes
@@ -210,7 +227,16 @@ async fn run(
         "starting runbook-operator (no namespaces: all of them)"
     );
 
-    let ctx = Arc::new(Context::new(client.clone(), Config::default()));
+    info!(
+        default_service_account,
+        "objects without spec.serviceAccountName act as this ServiceAccount of their namespace"
+    );
+    let identities = Identities::new(config, default_service_account);
+    let ctx = Arc::new(Context::with_identities(
+        client.clone(),
+        Config::default(),
+        identities,
+    ));
     let stop: Shutdown = stop_signal().boxed().shared();
     let ready = Arc::new(AtomicBool::new(false));
     let standby = Arc::new(AtomicBool::new(election.is_some()));
@@ -330,6 +356,19 @@ async fn run(
         .with_context(|| format!("probe server on {probe_addr} failed"))?;
     info!("stopped");
     Ok(())
+}
+
+/// A DNS-1123 subdomain, as ServiceAccount names are.
+fn is_service_account_name(name: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part.chars().all(|c| alnum(c) || c == '-')
+                && part.starts_with(alnum)
+                && part.ends_with(alnum)
+        })
 }
 
 /// Fails early, with the fix, when the CRDs are not installed: otherwise every watch would

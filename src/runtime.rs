@@ -342,11 +342,22 @@ pub async fn run<K, R, Fut, E>(
         }
     };
     let error_policy = move |obj: Arc<K>, err: &E, ctx: Arc<Context>| {
+        // Refused to the object's own identity: nothing changes until someone grants a right,
+        // so look again with a backoff (doubling per refusal, up to 5 minutes), not every 10s.
+        if let Some(note) = refused_identity(err) {
+            let repeats = refusals.repeat(obj.as_ref(), &note);
+            let wait = Duration::from_secs(10 << repeats.min(5)).min(MAX_REFUSED_WAIT);
+            warn!(controller = name, object = %obj.name_any(), namespace = ?obj.namespace(), error = %note, "refused to the object's identity; retrying in {}s", wait.as_secs());
+            if repeats == 0 {
+                tokio::spawn(report_forbidden(ctx, name, obj, note));
+            }
+            return Action::requeue(wait);
+        }
         warn!(controller = name, object = %obj.name_any(), namespace = ?obj.namespace(), error = %err, "reconcile failed; retrying in 10s");
         if let Some(message) = forbidden(err)
             && refusals.first_time(obj.as_ref(), &message)
         {
-            tokio::spawn(report_forbidden(ctx, name, obj, message));
+            tokio::spawn(report_forbidden(ctx, name, obj, forbidden_note(&message)));
         }
         Action::requeue(Duration::from_secs(10))
     };
@@ -398,6 +409,27 @@ pub fn forbidden(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     None
 }
 
+/// Longest wait before an object whose identity was refused is looked at again.
+const MAX_REFUSED_WAIT: Duration = Duration::from_secs(300);
+
+/// The sentence about a request refused to an object's identity (not to the operator's own),
+/// if `err` or anything it was caused by is one.
+pub fn refused_identity(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if let Some(write) = err.downcast_ref::<crate::write::WriteError>()
+            && let Some(sentence) = write.refused_identity()
+        {
+            return Some(sentence);
+        }
+        if let Some(refused) = err.downcast_ref::<crate::identity::Refused>() {
+            return Some(refused.0.clone());
+        }
+        cause = err.source();
+    }
+    None
+}
+
 /// The refusals already reported per object, so a reconcile retried every few seconds
 /// reports each one once (the Event and the condition stay until it is fixed).
 #[derive(Clone, Default)]
@@ -414,6 +446,27 @@ impl Refusals {
             return true;
         };
         map.insert(Self::key(obj), message.to_owned()).as_deref() != Some(message)
+    }
+
+    /// Records `message` for `obj` and returns how many times in a row it was refused with
+    /// that message before (0 the first time).
+    fn repeat<K: Resource>(&self, obj: &K, message: &str) -> u32 {
+        let Ok(mut map) = self.0.lock() else {
+            return 0;
+        };
+        let key = Self::key(obj);
+        let (count, repeats) = match map.get(&key) {
+            Some(previous) if previous.ends_with(message) => {
+                let count: u32 = previous
+                    .split_once('\u{0}')
+                    .and_then(|(n, _)| n.parse().ok())
+                    .unwrap_or(0);
+                (count + 1, count + 1)
+            }
+            _ => (0, 0),
+        };
+        map.insert(key, format!("{count}\u{0}{message}"));
+        repeats
     }
 
     /// Forgets `obj` once it reconciles again.
@@ -441,9 +494,8 @@ async fn report_forbidden<K: Reported>(
     ctx: Arc<Context>,
     controller: &'static str,
     obj: Arc<K>,
-    message: String,
+    note: String,
 ) {
-    let note = forbidden_note(&message);
     ctx.publish(
         controller,
         &obj.object_ref(&()),

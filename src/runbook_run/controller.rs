@@ -69,6 +69,9 @@ pub enum Error {
     /// A write of the run itself (its journal or metadata) the API server refused or failed.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// No client acting as the run's identity could be built.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     /// A step's side effect failed in a way a retry may fix.
     #[error("step {step:?}: {source}")]
     Step {
@@ -88,6 +91,7 @@ impl crate::errors::MetricLabel for Error {
             }
             Error::Write(err) => err.metric_label(),
             Error::Step { source, .. } => source.metric_label(),
+            Error::Identity(_) => "identity",
         }
     }
 }
@@ -342,8 +346,15 @@ async fn execute(
     let cancelled = status.cancel_requested_at.is_some();
     let approved = run.annotations().get(APPROVE).cloned();
     let run_name = run.name_any();
+    // Every step acts with the rights of the identity recorded when the run started (a run
+    // started before identities were recorded acts as the default ServiceAccount).
+    let identity = ctx
+        .identities
+        .of(&namespace, status.service_account_name.as_deref());
     let exec = Exec {
-        writer: writer.dry_run(run.spec.mode == Some(RunMode::Plan)),
+        writer: writer
+            .dry_run(run.spec.mode == Some(RunMode::Plan))
+            .acting_as(&identity)?,
         http: &state.http,
         namespace: &namespace,
         run_name: &run_name,
@@ -563,7 +574,16 @@ async fn start(
             runbook_generation,
         } => {
             set_metadata(writer, run, true, &mut rv).await?;
-            let status = status::started(status, resolved, runbook_generation, generation, &now);
+            // The identity is fixed now: a later edit of the Runbook does not change it.
+            let identity = ctx.identities.of(
+                &namespace,
+                runbook
+                    .as_ref()
+                    .and_then(|rb| rb.spec.service_account_name.as_deref()),
+            );
+            let mut status =
+                status::started(status, resolved, runbook_generation, generation, &now);
+            status.service_account_name = Some(identity.service_account.clone());
             write_status(writer, run, &status, &mut rv).await?;
             let mode = if run.spec.mode == Some(RunMode::Plan) {
                 " in Plan mode"
@@ -576,7 +596,7 @@ async fn start(
                 EventType::Normal,
                 "Started",
                 format!(
-                    "running Runbook {runbook_name:?} (generation {}){mode}",
+                    "running Runbook {runbook_name:?} (generation {}){mode} as {identity}",
                     runbook_generation.unwrap_or_default()
                 ),
             )
