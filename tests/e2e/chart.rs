@@ -113,6 +113,15 @@ fn documents(yaml: &str) -> Vec<Value> {
         .collect()
 }
 
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 fn kind_of(doc: &Value) -> &str {
     doc["kind"].as_str().unwrap_or_default()
 }
@@ -212,6 +221,70 @@ fn rbac_follows_the_watch_mode_and_ha_gets_a_pdb() {
             );
         }
     }
+    // The operator's own rules: no write to what objects act on, no Secret read, and
+    // impersonation of ServiceAccounts (any, by default) to act as the objects' identities.
+    let rules: Vec<&Value> = cluster_roles[0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .collect();
+    let acted_on = [
+        "deployments",
+        "deployments/scale",
+        "statefulsets",
+        "statefulsets/scale",
+        "jobs",
+        "cronjobs",
+        "services",
+        "pods",
+        "secrets",
+        "configmaps",
+        "replicasets",
+    ];
+    for rule in &rules {
+        let verbs = strings(&rule["verbs"]);
+        for resource in strings(&rule["resources"]) {
+            if resource == "secrets" {
+                panic!("the operator reads or writes no Secret: {rule}");
+            }
+            if acted_on.contains(&resource) {
+                assert!(
+                    verbs.iter().all(|v| matches!(*v, "get" | "list" | "watch")),
+                    "the operator only reads {resource}; its identities change it: {rule}"
+                );
+            }
+        }
+    }
+    let impersonate = rules
+        .iter()
+        .find(|r| strings(&r["verbs"]) == ["impersonate"])
+        .expect("an impersonate rule");
+    assert_eq!(strings(&impersonate["resources"]), ["serviceaccounts"]);
+    assert!(
+        impersonate.get("resourceNames").is_none(),
+        "any ServiceAccount by default: {impersonate}"
+    );
+    for kind in [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ] {
+        assert!(
+            default.iter().any(|d| kind_of(d) == kind),
+            "admission.enabled renders a {kind}"
+        );
+    }
+    let env = &default
+        .iter()
+        .find(|d| kind_of(d) == "Deployment")
+        .expect("a Deployment")["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .expect("env")
+            .iter()
+            .any(|e| e["name"] == "DEFAULT_SERVICE_ACCOUNT" && e["value"] == "default"),
+        "defaultServiceAccount reaches the flag: {env}"
+    );
+
     let lease_role = default
         .iter()
         .find(|d| {
@@ -246,6 +319,21 @@ fn rbac_follows_the_watch_mode_and_ha_gets_a_pdb() {
             doc["metadata"]["name"]
         );
     }
+    let role = namespaced
+        .iter()
+        .find(|d| kind_of(d) == "Role" && d["metadata"]["name"] == RELEASE)
+        .expect("a Role");
+    let impersonate = role["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .find(|r| strings(&r["verbs"]) == ["impersonate"])
+        .expect("an impersonate rule");
+    assert_eq!(
+        strings(&impersonate["resourceNames"]),
+        ["runbook-runner", "default"],
+        "rbac.impersonate.serviceAccountNames restricts the names"
+    );
     let deployment = namespaced
         .iter()
         .find(|d| kind_of(d) == "Deployment")

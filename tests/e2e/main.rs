@@ -10,6 +10,7 @@ mod crash;
 mod example_runs;
 mod examples;
 mod ha;
+mod identity;
 mod metrics;
 mod plugin;
 mod rbac;

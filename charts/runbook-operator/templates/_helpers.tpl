@@ -71,58 +71,41 @@ ClusterRole (all namespaces) or into one Role per watched namespace.
   verbs: [get, list, watch]
 - apiGroups: [ops.runbook.dev]
   resources: [backuppolicies]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch]
 - apiGroups: [ops.runbook.dev]
   resources: [runbooks/status, runbookruns/status, maintenancewindows/status, bluegreenreleases/status, backuppolicies/status]
   verbs: [patch]
-# Owner references with blockOwnerDeletion (run Jobs, backup Jobs, slot Deployments) need
-# update on the owner's finalizers where OwnerReferencesPermissionEnforcement is on.
-- apiGroups: [ops.runbook.dev]
-  resources: [runbookruns/finalizers, bluegreenreleases/finalizers, backuppolicies/finalizers]
-  verbs: [update]
 # Events through kube's Recorder: a new Event is created, a repeat patches its series.
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
-# Workloads the steps, windows and releases act on. A server-side apply that creates the
-# object (a release's slot Deployment, a release's validation Runbook above) is authorized
-# as a create, hence create on Deployments but not StatefulSets.
+# What the caches and observers read. Reads only: every change to a workload, Job, Service,
+# pod or Secret is sent impersonating the object's ServiceAccount (below), so that
+# ServiceAccount's RBAC decides it, and the operator itself reads no Secret.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, list, watch]
 - apiGroups: [apps]
   resources: [statefulsets]
-  verbs: [get, list, watch, patch]
-- apiGroups: [apps]
-  resources: [deployments/scale, statefulsets/scale]
-  verbs: [get, patch]
-- apiGroups: [apps]
-  resources: [replicasets]
-  verbs: [list]
+  verbs: [list, watch]
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, delete]
+  verbs: [get, list, watch]
 - apiGroups: [batch]
   resources: [cronjobs]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch]
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch]
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [list, watch]
+# Acting as an object's identity: spec.serviceAccountName, or the default ServiceAccount
+# (value defaultServiceAccount), of the object's own namespace.
 - apiGroups: [""]
-  resources: [pods]
-  verbs: [list, delete]
-- apiGroups: [""]
-  resources: [secrets]
-  verbs: [get, patch]
-{{- with .Values.rbac.patchTargets }}
-# Kinds the patch step targets (values rbac.patchTargets).
-{{- range . }}
-- apiGroups: {{ toJson .apiGroups }}
-  resources: {{ toJson .resources }}
-  verbs: [patch]
-{{- end }}
+  resources: [serviceaccounts]
+  verbs: [impersonate]
+{{- with .Values.rbac.impersonate.serviceAccountNames }}
+  resourceNames: {{ toJson . }}
 {{- end }}
 {{- end }}
