@@ -403,7 +403,9 @@ pub enum PatchType {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PatchAction {
-    /// The object to patch.
+    /// The object to patch, in the run's namespace. Secrets, ServiceAccounts, RBAC kinds and
+    /// the ops.runbook.dev kinds are refused (reason PatchRefused) unless the operator's
+    /// `--allow-patch-kinds` lists them.
     pub target: ObjectTarget,
     /// merge, json or apply.
     #[serde(rename = "type")]
@@ -444,7 +446,8 @@ pub struct DeletePodsAction {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RotateSecretAction {
-    /// Name of the Secret.
+    /// Name of the Secret. It must be labelled `ops.runbook.dev/rotatable=true` (its owner's
+    /// consent); otherwise the step fails with reason NotRotatable.
     pub secret: String,
     /// Key to write.
     pub key: String,
