@@ -137,7 +137,8 @@ impl FenceArgs {
 }
 
 /// The API server's addresses: its URL's host (from the kubeconfig or the pod), resolved now,
-/// and KUBERNETES_SERVICE_HOST (the `kubernetes` Service, inside a cluster).
+/// KUBERNETES_SERVICE_HOST (the `kubernetes` Service, inside a cluster), and the endpoints of
+/// that Service when the operator may list them (a pod reaches the API server on those too).
 async fn api_server_addresses() -> Vec<SocketAddr> {
     let mut targets: Vec<(String, u16)> = Vec::new();
     if let Ok(config) = kube::Config::infer().await {
@@ -150,6 +151,9 @@ async fn api_server_addresses() -> Vec<SocketAddr> {
                     .to_owned(),
                 port,
             ));
+        }
+        if let Ok(client) = Client::try_from(config) {
+            targets.extend(api_server_endpoints(client).await);
         }
     }
     if let Ok(host) = std::env::var("KUBERNETES_SERVICE_HOST") {
@@ -169,6 +173,40 @@ async fn api_server_addresses() -> Vec<SocketAddr> {
     addrs.sort();
     addrs.dedup();
     addrs
+}
+
+/// The addresses behind the `default/kubernetes` Service, best effort: without the right to
+/// list them (a namespaced install) the Service's address and the URL's host remain.
+async fn api_server_endpoints(client: Client) -> Vec<(String, u16)> {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let api: kube::Api<EndpointSlice> = kube::Api::namespaced(client, "default");
+    let params = kube::api::ListParams::default().labels("kubernetes.io/service-name=kubernetes");
+    let listed = tokio::time::timeout(Duration::from_secs(5), api.list(&params)).await;
+    let slices = match listed {
+        Ok(Ok(list)) => list.items,
+        Ok(Err(err)) => {
+            info!(%err, "could not list the API server's endpoints; list them in --deny-egress-cidrs");
+            return Vec::new();
+        }
+        Err(_) => return Vec::new(),
+    };
+    let mut found = Vec::new();
+    for slice in slices {
+        let ports: Vec<u16> = slice
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| p.port.and_then(|p| u16::try_from(p).ok()))
+            .collect();
+        for endpoint in slice.endpoints.iter().flatten() {
+            for address in &endpoint.addresses {
+                for port in &ports {
+                    found.push((address.clone(), *port));
+                }
+            }
+        }
+    }
+    found
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -207,10 +245,10 @@ async fn main() -> anyhow::Result<()> {
             if let Some(election) = &election {
                 election.validate()?;
             }
-            let excluded = fence.exclude_namespaces.clone();
-            let fence = Arc::new(fence.fence().await?);
             let scopes = Config::scopes(&namespace, max_concurrent_reconciles)?;
-            let scopes = Config::excluding(scopes, &excluded)?
+            let scopes = Config::excluding(scopes, &fence.exclude_namespaces)?;
+            let fence = Arc::new(fence.fence().await?);
+            let scopes = scopes
                 .into_iter()
                 .map(|config| Config {
                     fence: fence.clone(),
