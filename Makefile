@@ -95,7 +95,8 @@ run: build ## Start a local cluster (or CLUSTER=current), install CRDs and examp
 	echo "  kubectl describe runbook -n $(DEMO_NAMESPACE) daily-health-check"; \
 	echo; \
 	echo "Running the operator (Ctrl-C stops it; 'make down' stops the cluster)."; \
-	exec target/release/runbook-operator run
+	echo "(--allow-loopback-egress: the demo's http steps may call servers on this machine)"; \
+	exec target/release/runbook-operator run --allow-loopback-egress
 
 .PHONY: down
 down: ## Stop the local demo cluster.

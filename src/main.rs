@@ -88,7 +88,132 @@ enum Command {
         /// admin grants some (lockdown).
         #[arg(long, env = "DEFAULT_SERVICE_ACCOUNT", default_value = runbook_operator::identity::DEFAULT_SERVICE_ACCOUNT)]
         default_service_account: String,
+        #[command(flatten)]
+        fence: FenceArgs,
     },
+}
+
+/// Limits on what steps reach and touch, beyond RBAC.
+#[derive(clap::Args)]
+struct FenceArgs {
+    /// Namespaces never watched nor reconciled, comma-separated or repeated (e.g.
+    /// `kube-system`): their objects are left out of every list and watch by a field selector.
+    #[arg(long, env = "EXCLUDE_NAMESPACES", value_delimiter = ',')]
+    exclude_namespaces: Vec<String>,
+    /// Address ranges http and notify steps may not connect to, comma-separated CIDRs (e.g.
+    /// the node and control-plane networks), on top of the ranges always refused (link-local,
+    /// cloud metadata, the API server).
+    #[arg(long, env = "DENY_EGRESS_CIDRS", value_delimiter = ',')]
+    deny_egress_cidrs: Vec<String>,
+    /// Let http and notify steps connect to loopback addresses (127.0.0.0/8, ::1): for a
+    /// local operator process and its tests only; in a pod, loopback is the operator itself.
+    #[arg(long, env = "ALLOW_LOOPBACK_EGRESS")]
+    allow_loopback_egress: bool,
+    /// Guarded kinds patch steps may write anyway (Secret, ServiceAccount, RBAC kinds, the
+    /// operator's own kinds), as `Kind` for the core group or `Kind.group`
+    /// (`Role.rbac.authorization.k8s.io`, `*.ops.runbook.dev`), comma-separated.
+    #[arg(long, env = "ALLOW_PATCH_KINDS", value_delimiter = ',')]
+    allow_patch_kinds: Vec<String>,
+}
+
+impl FenceArgs {
+    /// The fence, with the API server's addresses as they are now.
+    async fn fence(&self) -> anyhow::Result<runbook_operator::context::Fence> {
+        let deny = self
+            .deny_egress_cidrs
+            .iter()
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| runbook_operator::fence::Cidr::parse(c).context("--deny-egress-cidrs"))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let egress = runbook_operator::fence::EgressPolicy {
+            deny,
+            allow_loopback: self.allow_loopback_egress,
+            api_server: api_server_addresses().await,
+        };
+        info!(
+            api_server = ?egress.api_server,
+            deny = ?self.deny_egress_cidrs,
+            allow_loopback = egress.allow_loopback,
+            "http and notify steps may not connect to link-local, cloud metadata and API server addresses"
+        );
+        Ok(runbook_operator::context::Fence {
+            egress: Arc::new(egress),
+            allow_patch_kinds: self.allow_patch_kinds.clone(),
+        })
+    }
+}
+
+/// The API server's addresses: its URL's host (from the kubeconfig or the pod), resolved now,
+/// KUBERNETES_SERVICE_HOST (the `kubernetes` Service, inside a cluster), and the endpoints of
+/// that Service when the operator may list them (a pod reaches the API server on those too).
+async fn api_server_addresses() -> Vec<SocketAddr> {
+    let mut targets: Vec<(String, u16)> = Vec::new();
+    if let Ok(config) = kube::Config::infer().await {
+        let url = &config.cluster_url;
+        if let Some(host) = url.host() {
+            let port = url.port_u16().unwrap_or(443);
+            targets.push((
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+                port,
+            ));
+        }
+        if let Ok(client) = Client::try_from(config) {
+            targets.extend(api_server_endpoints(client).await);
+        }
+    }
+    if let Ok(host) = std::env::var("KUBERNETES_SERVICE_HOST") {
+        let port = std::env::var("KUBERNETES_SERVICE_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(443);
+        targets.push((host, port));
+    }
+    let mut addrs = Vec::new();
+    for (host, port) in targets {
+        match tokio::net::lookup_host((host.as_str(), port)).await {
+            Ok(found) => addrs.extend(found),
+            Err(err) => tracing::warn!(%host, %err, "could not resolve the API server's host"),
+        }
+    }
+    addrs.sort();
+    addrs.dedup();
+    addrs
+}
+
+/// The addresses behind the `default/kubernetes` Service, best effort: without the right to
+/// list them (a namespaced install) the Service's address and the URL's host remain.
+async fn api_server_endpoints(client: Client) -> Vec<(String, u16)> {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let api: kube::Api<EndpointSlice> = kube::Api::namespaced(client, "default");
+    let params = kube::api::ListParams::default().labels("kubernetes.io/service-name=kubernetes");
+    let listed = tokio::time::timeout(Duration::from_secs(5), api.list(&params)).await;
+    let slices = match listed {
+        Ok(Ok(list)) => list.items,
+        Ok(Err(err)) => {
+            info!(%err, "could not list the API server's endpoints; list them in --deny-egress-cidrs");
+            return Vec::new();
+        }
+        Err(_) => return Vec::new(),
+    };
+    let mut found = Vec::new();
+    for slice in slices {
+        let ports: Vec<u16> = slice
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| p.port.and_then(|p| u16::try_from(p).ok()))
+            .collect();
+        for endpoint in slice.endpoints.iter().flatten() {
+            for address in &endpoint.addresses {
+                for port in &ports {
+                    found.push((address.clone(), *port));
+                }
+            }
+        }
+    }
+    found
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -115,6 +240,7 @@ async fn main() -> anyhow::Result<()> {
             lease_duration,
             lease_renew_before,
             default_service_account,
+            fence,
         } => {
             init_logging(log_format);
             let election = leader_elect.then(|| leader::Election {
@@ -132,13 +258,17 @@ async fn main() -> anyhow::Result<()> {
                     "--default-service-account {default_service_account:?} is not a ServiceAccount name: use lowercase letters, digits, '-' and '.', at most 253"
                 );
             }
-            run(
-                Config::scopes(&namespace, max_concurrent_reconciles)?,
-                probe_addr,
-                election,
-                default_service_account,
-            )
-            .await
+            let scopes = Config::scopes(&namespace, max_concurrent_reconciles)?;
+            let scopes = Config::excluding(scopes, &fence.exclude_namespaces)?;
+            let fence = Arc::new(fence.fence().await?);
+            let scopes = scopes
+                .into_iter()
+                .map(|config| Config {
+                    fence: fence.clone(),
+                    ..config
+                })
+                .collect();
+            run(scopes, probe_addr, election, default_service_account).await
         }
     }
 }
@@ -222,8 +352,13 @@ async fn run(
         .iter()
         .filter_map(|c| c.namespace.as_deref())
         .collect();
+    let excluded = scopes
+        .first()
+        .map(|c| c.exclude_namespaces.clone())
+        .unwrap_or_default();
     info!(
         ?namespaces,
+        ?excluded,
         "starting runbook-operator (no namespaces: all of them)"
     );
 

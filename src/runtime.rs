@@ -71,6 +71,19 @@ where
     }
 }
 
+/// `config` with the field selector that keeps the excluded namespaces out
+/// (`--exclude-namespaces`): every list and watch of the controllers goes through here, so
+/// objects there are never cached, never reconciled.
+pub fn scoped_watcher(ctx: &Context, mut config: watcher::Config) -> watcher::Config {
+    if let Some(exclusion) = ctx.config.exclusion_selector() {
+        config.field_selector = Some(match config.field_selector.take() {
+            Some(fields) if !fields.is_empty() => format!("{fields},{exclusion}"),
+            _ => exclusion,
+        });
+    }
+    config
+}
+
 /// Watches `K`, keeps a store of it and yields changed objects.
 ///
 /// The watch reads raw JSON and decodes each object on its own, so one object that does not
@@ -104,7 +117,7 @@ pub fn watch_decoded_with<K: Kind>(
     let (reader, writer) = reflector::store::<K>();
     let refused = ctx.refused_lists.clone();
     let ctx = ctx.clone();
-    let decoded = watcher(api, config.any_semantic())
+    let decoded = watcher(api, scoped_watcher(&ctx, config).any_semantic())
         .default_backoff()
         .filter_map(move |event| {
             let ctx = ctx.clone();
@@ -601,7 +614,11 @@ where
     let stream = signal
         .wrap(reflector::reflector(
             writer,
-            watcher(api, watcher::Config::default().any_semantic()).default_backoff(),
+            watcher(
+                api,
+                scoped_watcher(ctx, watcher::Config::default()).any_semantic(),
+            )
+            .default_backoff(),
         ))
         .touched_objects();
     (cache, stream)
@@ -635,7 +652,7 @@ where
     let stream = signal
         .wrap(reflector::reflector(
             writer,
-            watcher(api, config.any_semantic())
+            watcher(api, scoped_watcher(ctx, config).any_semantic())
                 .default_backoff()
                 .modify(move |obj| {
                     obj.managed_fields_mut().clear();

@@ -348,7 +348,11 @@ pub struct HttpExpect {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpAction {
-    /// The URL, e.g. `http://app.shop.svc:8080/health`.
+    /// The URL, e.g. `http://app.shop.svc:8080/health`. A host without a dot is a Service in
+    /// the run's namespace (`http://app:8080` means `http://app.<namespace>.svc:8080`).
+    /// Refused destinations (the step fails with reason EgressRefused): link-local and cloud
+    /// metadata addresses, the Kubernetes API server, loopback, and ranges the cluster admin
+    /// denies.
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://') || self.startsWith('{{')").message("url must start with http:// or https://"))]
     pub url: String,
@@ -364,6 +368,11 @@ pub struct HttpAction {
     /// What counts as success (default: status 200).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<HttpExpect>,
+    /// Follow redirects (default false: a 3xx answer is the step's answer). Only redirects to
+    /// the same host and port are followed, at most 5, never from https to http; headers
+    /// read from Secrets are sent with the first request only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_redirects: Option<bool>,
 }
 
 /// An object reference for the generic patch step.
@@ -394,7 +403,9 @@ pub enum PatchType {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PatchAction {
-    /// The object to patch.
+    /// The object to patch, in the run's namespace. Secrets, ServiceAccounts, RBAC kinds and
+    /// the ops.runbook.dev kinds are refused (reason PatchRefused) unless the operator's
+    /// `--allow-patch-kinds` lists them.
     pub target: ObjectTarget,
     /// merge, json or apply.
     #[serde(rename = "type")]
@@ -435,7 +446,8 @@ pub struct DeletePodsAction {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RotateSecretAction {
-    /// Name of the Secret.
+    /// Name of the Secret. It must be labelled `ops.runbook.dev/rotatable=true` (its owner's
+    /// consent); otherwise the step fails with reason NotRotatable.
     pub secret: String,
     /// Key to write.
     pub key: String,

@@ -129,7 +129,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
         None => Api::all(ctx.client.clone()),
     };
     let controller = Controller::for_stream(runtime::queued(&ctx, NAME, stream), runs)
-        .owns(jobs, watcher::Config::default().labels(RUN_LABEL))
+        .owns(
+            jobs,
+            runtime::scoped_watcher(&ctx, watcher::Config::default().labels(RUN_LABEL)),
+        )
         .watches_stream(runbook_stream, move |runbook| {
             let name = runbook.name_any();
             runtime::referrers(&by_runbook, runbook.namespace(), |run| {
@@ -147,9 +150,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
             })
         })
         .watches_stream(
-            watcher(deployments, watcher::Config::default())
-                .default_backoff()
-                .touched_objects(),
+            watcher(
+                deployments,
+                runtime::scoped_watcher(&ctx, watcher::Config::default()),
+            )
+            .default_backoff()
+            .touched_objects(),
             move |d| {
                 targets(
                     &on_workload,
@@ -159,9 +165,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
             },
         )
         .watches_stream(
-            watcher(statefulsets, watcher::Config::default())
-                .default_backoff()
-                .touched_objects(),
+            watcher(
+                statefulsets,
+                runtime::scoped_watcher(&ctx, watcher::Config::default()),
+            )
+            .default_backoff()
+            .touched_objects(),
             move |s| {
                 targets(
                     &on_statefulset,
@@ -187,10 +196,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
         ],
         synced,
     );
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("runbook-operator/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default();
+    let http = crate::fence::http_client(ctx.config.fence.egress.clone());
     let state = Arc::new(State {
         ctx: ctx.clone(),
         windows,

@@ -369,6 +369,61 @@ fn rbac_follows_the_watch_mode_and_ha_gets_a_pdb() {
     );
 }
 
+/// The value of the operator container's env var `name`, if set.
+fn env_value(docs: &[Value], name: &str) -> Option<String> {
+    let deployment = docs.iter().find(|d| kind_of(d) == "Deployment")?;
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array()?;
+    env.iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str().map(str::to_owned))
+}
+
+#[test]
+#[ignore = "needs the local cluster: make test"]
+fn the_fence_values_reach_the_operator_and_the_network_policy() {
+    let profiles = profiles();
+    let render = |name: &str| {
+        documents(&template(Some(&profiles[name]), &[]).unwrap_or_else(|e| panic!("{name}: {e}")))
+    };
+    // Watching every namespace leaves kube-system and the operator's own namespace alone.
+    let default = render("default");
+    assert_eq!(
+        env_value(&default, "EXCLUDE_NAMESPACES").as_deref(),
+        Some(format!("kube-system,{RELEASE_NAMESPACE}").as_str())
+    );
+    assert!(!default.iter().any(|d| kind_of(d) == "NetworkPolicy"));
+    // Listed namespaces only: nothing to exclude.
+    assert_eq!(env_value(&render("namespaced"), "EXCLUDE_NAMESPACES"), None);
+
+    let locked = render("networkpolicy");
+    assert_eq!(
+        env_value(&locked, "DENY_EGRESS_CIDRS").as_deref(),
+        Some("172.18.0.0/16")
+    );
+    assert_eq!(
+        env_value(&locked, "ALLOW_PATCH_KINDS").as_deref(),
+        Some("Role.rbac.authorization.k8s.io")
+    );
+    let policy = locked
+        .iter()
+        .find(|d| kind_of(d) == "NetworkPolicy")
+        .expect("a NetworkPolicy");
+    let egress = policy["spec"]["egress"].as_array().expect("egress rules");
+    let cidrs: Vec<&str> = egress
+        .iter()
+        .flat_map(|rule| rule["to"].as_array().into_iter().flatten())
+        .filter_map(|peer| peer["ipBlock"]["cidr"].as_str())
+        .collect();
+    assert_eq!(cidrs, ["10.96.0.1/32", "172.18.0.2/32", "10.96.0.0/12"]);
+    assert!(
+        egress.iter().any(|rule| rule["ports"][0]["port"] == 53),
+        "DNS is allowed: {egress:?}"
+    );
+    // Turned on without the API server's addresses, the chart refuses to render.
+    let err = template(None, &["--set", "networkPolicy.enabled=true"]).unwrap_err();
+    assert!(err.contains("networkPolicy.apiServer.cidrs"), "{err}");
+}
+
 #[test]
 #[ignore = "needs the local cluster: make test"]
 fn the_prometheus_rule_passes_promtool() {

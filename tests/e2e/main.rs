@@ -7,6 +7,7 @@ mod blue_green;
 mod chart;
 mod cluster;
 mod crash;
+mod egress;
 mod example_runs;
 mod examples;
 mod ha;

@@ -12,6 +12,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, EnvVar, Pod, Secret};
 use kube::api::ListParams;
 use runbook_operator::runbook_run::{RunbookRun, StepPhase, StepStatus};
+use runbook_operator::well_known::ROTATABLE_LABEL;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::{PATIENCE, TestNamespace, condition};
@@ -883,7 +884,7 @@ async fn patch_delete_pods_and_rotate_secret_change_the_objects() {
     ns.apply(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: \"1\", b: \"2\"}\n",
     );
-    ns.apply("apiVersion: v1\nkind: Secret\nmetadata: {name: creds}\nstringData: {password: old-password-value, user: shop}\n");
+    ns.apply(&format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: creds, labels: {{{ROTATABLE_LABEL}: \"true\"}}}}\nstringData: {{password: old-password-value, user: shop}}\n"));
     ns.apply(&simple_deployment("app", 1));
     ns.apply(&simple_deployment("workers", 3));
     ns.apply(&runbook(

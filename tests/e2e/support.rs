@@ -187,6 +187,23 @@ impl TestNamespace {
         ready: &str,
         kubeconfig: Option<&std::path::Path>,
     ) -> Operator {
+        self.spawn(suffix, extra, ready, kubeconfig, true)
+    }
+
+    /// [`TestNamespace::spawn_operator`] without `--allow-loopback-egress`, as in a cluster:
+    /// http steps to the suite's local servers (on 127.0.0.1) are refused.
+    pub fn spawn_operator_fenced(&self, suffix: &str) -> Operator {
+        self.spawn(suffix, &[], "ok", None, false)
+    }
+
+    fn spawn(
+        &self,
+        suffix: &str,
+        extra: &[&str],
+        ready: &str,
+        kubeconfig: Option<&std::path::Path>,
+        loopback: bool,
+    ) -> Operator {
         let port = free_port();
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join("e2e-logs")
@@ -208,6 +225,8 @@ impl TestNamespace {
             .args(["run", "--namespace", &self.name, "--probe-addr"])
             .arg(format!("127.0.0.1:{port}"))
             .args(extra)
+            // The suite's http servers listen on 127.0.0.1, which the fence refuses otherwise.
+            .args(loopback.then_some("--allow-loopback-egress"))
             .stdout(file.try_clone().expect("log handle"))
             .stderr(file)
             .env("NO_COLOR", "1");

@@ -44,6 +44,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/*
+Namespaces the operator leaves alone (EXCLUDE_NAMESPACES), comma-separated: excludeNamespaces
+plus the release namespace (excludeReleaseNamespace), only when every namespace is watched;
+with watchNamespaces the operator sees the listed namespaces only, so nothing is excluded.
+*/}}
+{{- define "runbook-operator.excludedNamespaces" -}}
+{{- $excluded := list }}
+{{- if not .Values.watchNamespaces }}
+{{- $excluded = concat $excluded .Values.excludeNamespaces }}
+{{- if .Values.excludeReleaseNamespace }}
+{{- $excluded = append $excluded .Release.Namespace }}
+{{- end }}
+{{- end }}
+{{- join "," (uniq $excluded) }}
+{{- end }}
+
 {{/* Image reference: repository:tag, the tag defaulting to the appVersion. */}}
 {{- define "runbook-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
