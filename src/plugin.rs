@@ -39,7 +39,7 @@ pub const EXIT_FAILED: u8 = 3;
 pub const EXIT_CANCELLED: u8 = 4;
 
 /// Output outputs the journal keeps for the operator's own bookkeeping; not shown.
-const HIDDEN_OUTPUTS: [&str; 1] = ["attemptStartedAt"];
+const HIDDEN_OUTPUTS: [&str; 2] = ["attemptStartedAt", "approvalRequestedAt"];
 /// Longest output value shown in the tree, in characters.
 const MAX_OUTPUT_CHARS: usize = 120;
 
