@@ -444,6 +444,14 @@ async fn execute(
                 if status != last_written {
                     write_status(writer, run, &status, &mut rv).await?;
                 }
+                if let Some(act::Notice {
+                    type_,
+                    reason,
+                    note,
+                }) = notice
+                {
+                    publish(ctx, run, type_, reason, note).await;
+                }
                 return Ok(match recheck {
                     Some(after) => Action::requeue(after.max(Duration::from_millis(200))),
                     None => Action::await_change(),

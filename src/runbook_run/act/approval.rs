@@ -76,7 +76,14 @@ pub async fn answer(
                     step.name
                 ),
             };
-            Ok((Act::Record, Some(notice)))
+            // Straight back to waiting (no Running in between), so that someone else's
+            // answer is admitted at once.
+            let wait = Act::Wait {
+                message: decide::waiting_message(exec.run_name, &step.name, action, entry),
+                recheck: None,
+                approval: true,
+            };
+            Ok((wait, Some(notice)))
         }
         Approval::Answered { decision, approver } => {
             let who = match &approver {
