@@ -460,12 +460,37 @@ pub struct RotateSecretAction {
     pub restart: Vec<WorkloadRef>,
 }
 
-/// Wait for a person.
+/// Wait for a person: the step succeeds when someone holding the verb `approve` on
+/// runbookruns sets `ops.runbook.dev/approve: <step name>` on the run while it waits at this
+/// step, and fails with reason `Rejected` on `ops.runbook.dev/reject: <step name>`. An
+/// approval set before the step started waiting does not count.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalAction {
     /// What the approver is asked; shown in status and Events.
     pub message: String,
+    /// Who may answer, narrowing the holders of the verb `approve`: a user listed in `users`
+    /// or a member of a group listed in `groups`. Empty: anyone with the verb. Needs the
+    /// chart's admission policies (they record who answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Approvers>,
+    /// Refuse an answer from the user who created the run (four eyes). Needs the chart's
+    /// admission policies (they record who created the run and who answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distinct_from_requester: Option<bool>,
+}
+
+/// The people allowed to answer an approval step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Approvers {
+    /// Usernames as the API server authenticates them, e.g. `alice@example.com` or
+    /// `system:serviceaccount:ci:deployer`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    /// Group names, e.g. `sre-oncall`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// Wait a fixed time.

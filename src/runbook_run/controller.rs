@@ -34,7 +34,7 @@ use crate::context::Context;
 use crate::maintenance_window::MaintenanceWindow;
 use crate::runbook::Runbook;
 use crate::runtime::{self, Cache, Shutdown};
-use crate::well_known::{APPROVE, FINALLY_FINALIZER, RUN_LABEL, RUNBOOK_LABEL};
+use crate::well_known::{FINALLY_FINALIZER, RUN_LABEL, RUNBOOK_LABEL};
 use crate::write::{FinalizerGuard, WriteError, Writer};
 
 /// Controller name in logs and metrics.
@@ -350,7 +350,8 @@ async fn execute(
         .await;
     }
     let cancelled = status.cancel_requested_at.is_some();
-    let approved = run.annotations().get(APPROVE).cloned();
+    // The run's annotations as last read or written (an approval step removes answers).
+    let mut annotations = run.annotations().clone();
     let run_name = run.name_any();
     // Every step acts with the rights of the identity recorded when the run started (a run
     // started before identities were recorded acts as the default ServiceAccount).
@@ -365,7 +366,6 @@ async fn execute(
         namespace: &namespace,
         run_name: &run_name,
         run_uid: run.metadata.uid.as_deref().unwrap_or_default(),
-        approved: approved.as_deref(),
         now,
     };
     // Intents recorded by this reconcile: only these may be acted on without doubt.
@@ -406,6 +406,8 @@ async fn execute(
             break;
         };
         let phase_before = entry.phase;
+        // An Event about the step's answer, published once the journal entry is written.
+        let mut notice = None;
         let in_step = |source| Error::Step {
             step: step.name.clone(),
             source,
@@ -424,9 +426,23 @@ async fn execute(
             }
             StepNext::Act { deadline } => {
                 let key = (index, entry.attempts);
-                let result = act::act(&exec, &step, entry, fresh.contains(&key))
-                    .await
-                    .map_err(in_step)?;
+                let result = match &step.approval {
+                    Some(action) if !exec.plan() => {
+                        let mut meta = act::RunMeta {
+                            run,
+                            annotations: &mut annotations,
+                            resource_version: &mut rv,
+                        };
+                        let (result, note) = act::answer(&exec, &mut meta, &step, action, entry)
+                            .await
+                            .map_err(in_step)?;
+                        notice = note;
+                        result
+                    }
+                    _ => act::act(&exec, &step, entry, fresh.contains(&key))
+                        .await
+                        .map_err(in_step)?,
+                };
                 if result == Act::Record {
                     fresh.insert(key);
                 }
@@ -445,6 +461,14 @@ async fn execute(
                 if status != last_written {
                     write_status(writer, run, &status, &mut rv).await?;
                 }
+                if let Some(act::Notice {
+                    type_,
+                    reason,
+                    note,
+                }) = notice
+                {
+                    publish(ctx, run, type_, reason, note).await;
+                }
                 return Ok(match recheck {
                     Some(after) => Action::requeue(after.max(Duration::from_millis(200))),
                     None => Action::await_change(),
@@ -454,6 +478,14 @@ async fn execute(
         status::progressed(&mut status, generation, &now_t);
         write_status(writer, run, &status, &mut rv).await?;
         last_written = status.clone();
+        if let Some(act::Notice {
+            type_,
+            reason,
+            note,
+        }) = notice
+        {
+            publish(ctx, run, type_, reason, note).await;
+        }
         if let Some((result, took)) = status
             .steps
             .get(index)

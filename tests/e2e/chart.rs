@@ -179,13 +179,53 @@ fn rbac_follows_the_watch_mode_and_ha_gets_a_pdb() {
         documents(&template(Some(&profiles[name]), &[]).unwrap_or_else(|e| panic!("{name}: {e}")))
     };
 
+    // The approver role is for people (the verb `approve` the admission policy asks for),
+    // bound by the admin; it grants the operator nothing.
+    let approver = format!("{RELEASE}-approver");
+    let for_people = |d: &Value| d["metadata"]["name"] == approver.as_str();
+
     // Cluster-wide: one ClusterRole with every rule, bound cluster-wide; no PDB for 1 replica.
     let default = render("default");
+    let approver_role = default
+        .iter()
+        .find(|d| kind_of(d) == "ClusterRole" && for_people(d))
+        .expect("the approver ClusterRole");
+    assert!(
+        approver_role["rules"][0]["verbs"]
+            .as_array()
+            .expect("verbs")
+            .iter()
+            .any(|v| v == "approve"),
+        "{approver_role}"
+    );
+    for kind in [
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ] {
+        assert!(
+            default.iter().any(|d| kind_of(d) == kind),
+            "admission.enabled (default) renders a {kind}"
+        );
+    }
+    let without =
+        documents(&template(None, &["--set", "admission.enabled=false"]).expect("render"));
+    assert!(
+        !without
+            .iter()
+            .any(|d| kind_of(d).ends_with("AdmissionPolicy")),
+        "admission.enabled=false renders no admission policy"
+    );
     let cluster_roles: Vec<&Value> = default
         .iter()
-        .filter(|d| kind_of(d) == "ClusterRole")
+        .filter(|d| kind_of(d) == "ClusterRole" && !for_people(d))
         .collect();
-    assert_eq!(cluster_roles.len(), 1, "default renders one ClusterRole");
+    assert_eq!(
+        cluster_roles.len(),
+        1,
+        "default renders one ClusterRole for the operator"
+    );
     assert_eq!(
         cluster_roles[0]["metadata"]["name"], RELEASE,
         "the ClusterRole is named after the release"
@@ -312,7 +352,7 @@ fn rbac_follows_the_watch_mode_and_ha_gets_a_pdb() {
         .filter_map(|d| d["metadata"]["namespace"].as_str())
         .collect();
     assert_eq!(binding_namespaces, role_namespaces);
-    for doc in &namespaced {
+    for doc in namespaced.iter().filter(|d| !for_people(d)) {
         assert!(
             !matches!(kind_of(doc), "ClusterRole" | "ClusterRoleBinding"),
             "the namespaced profile needs nothing cluster-wide: {}",

@@ -125,3 +125,20 @@ ClusterRole (all namespaces) or into one Role per watched namespace.
   resourceNames: {{ toJson . }}
 {{- end }}
 {{- end }}
+
+{{/*
+CEL variables of the RunbookRun admission policies: each approval-related annotation of the new
+and the old object, "" when absent (oldObject is null on CREATE).
+*/}}
+{{- define "runbook-operator.runAnnotationVariables" -}}
+{{- range $var, $key := dict "Approve" "approve" "Reject" "reject" "RequestedBy" "requested-by" "RequestedByGroups" "requested-by-groups" "ApprovedBy" "approved-by" "ApprovedByGroups" "approved-by-groups" }}
+- name: new{{ $var }}
+  expression: >-
+    has(object.metadata.annotations) && "ops.runbook.dev/{{ $key }}" in object.metadata.annotations
+      ? object.metadata.annotations["ops.runbook.dev/{{ $key }}"] : ""
+- name: old{{ $var }}
+  expression: >-
+    oldObject != null && has(oldObject.metadata.annotations) && "ops.runbook.dev/{{ $key }}" in oldObject.metadata.annotations
+      ? oldObject.metadata.annotations["ops.runbook.dev/{{ $key }}"] : ""
+{{- end }}
+{{- end }}

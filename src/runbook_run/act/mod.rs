@@ -21,9 +21,9 @@ use kube::Client;
 
 use super::types::StepStatus;
 use crate::step::{Step, WorkloadRef};
-use crate::well_known::APPROVE;
 use crate::write::{WriteError, Writer};
 
+mod approval;
 mod backup;
 mod http;
 mod job;
@@ -34,6 +34,7 @@ mod secret;
 mod tests;
 mod workload;
 
+pub use approval::{Notice, RunMeta, answer};
 pub use http::{EXCERPT_LIMIT, excerpt, json_path_value};
 pub use job::{job_name, job_progress, stop};
 
@@ -50,8 +51,6 @@ pub struct Exec<'a> {
     pub run_name: &'a str,
     /// The run's uid, for owner references.
     pub run_uid: &'a str,
-    /// The step named by `ops.runbook.dev/approve`, if any.
-    pub approved: Option<&'a str>,
     /// The current time.
     pub now: Timestamp,
 }
@@ -260,13 +259,14 @@ async fn act_step(
                 "Plan: approval is not requested in Plan mode".into(),
             ));
         }
-        if exec.approved == Some(step.name.as_str()) {
-            return Ok(Act::Succeeded("approved".into()));
-        }
+        // Answers are judged by [`answer`], which needs the run's metadata; on its own the
+        // step only waits.
         return Ok(Act::Wait {
-            message: format!(
-                "waiting for approval: {} (kubectl annotate runbookrun {} {APPROVE}={})",
-                approval.message, exec.run_name, step.name
+            message: super::decide::approval::waiting_message(
+                exec.run_name,
+                &step.name,
+                approval,
+                entry,
             ),
             recheck: None,
             approval: true,
