@@ -153,6 +153,15 @@ impl<'a> Writer<'a> {
         })
     }
 
+    /// The same writer with the operator's own identity, for writes to the operator's own
+    /// kinds made while acting for an object (a run's annotations, say).
+    pub fn as_operator(&self) -> Self {
+        Self {
+            acting: None,
+            ..self.clone()
+        }
+    }
+
     /// The identity this writer acts as; `None` for the operator's own.
     pub fn identity(&self) -> Option<&Identity> {
         self.acting.as_ref().map(|(identity, _)| identity)

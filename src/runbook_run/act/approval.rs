@@ -151,9 +151,11 @@ async fn remove(
     let patch = json!({
         "metadata": {"resourceVersion": meta.resource_version, "annotations": nulls}
     });
-    let api = exec.writer.api::<RunbookRun>(exec.namespace);
-    let written = exec
-        .writer
+    // The run is the operator's own kind: its annotations are written as the operator, not
+    // as the identity the run's steps act as (which need not hold any right on runs).
+    let writer = exec.writer.as_operator();
+    let api = writer.api::<RunbookRun>(exec.namespace);
+    let written = writer
         .patch(
             &api,
             &meta.run.name_any(),
