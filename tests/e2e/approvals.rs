@@ -11,7 +11,7 @@ use runbook_operator::runbook_run::{RunbookRun, StepPhase, StepStatus};
 use runbook_operator::well_known::{APPROVE, APPROVED_BY, REJECT, REQUESTED_BY};
 use serde_json::json;
 
-use crate::support::TestNamespace;
+use crate::support::{TestNamespace, client_as};
 
 /// The approver ClusterRole of the chart release `make test` installs (`<fullname>-approver`).
 const APPROVER_ROLE: &str = "runbook-operator-approver";
@@ -40,16 +40,6 @@ fn runbook(name: &str, steps: &str) -> String {
     )
 }
 
-/// A client acting as `user` in `groups` (the API server adds system:authenticated).
-async fn client_as(user: &str, groups: &[&str]) -> Client {
-    let mut config = kube::Config::infer().await.expect("kubeconfig");
-    config.auth_info.impersonate = Some(user.to_owned());
-    if !groups.is_empty() {
-        config.auth_info.impersonate_groups =
-            Some(groups.iter().map(|g| (*g).to_owned()).collect());
-    }
-    Client::try_from(config).expect("impersonating client")
-}
 
 /// The API server's answer as "<code> <message>", or the run.
 fn answer(result: Result<RunbookRun, kube::Error>) -> Result<RunbookRun, String> {

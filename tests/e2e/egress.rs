@@ -12,19 +12,19 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::TestNamespace;
 
-fn runbook(name: &str, steps: &str) -> String {
+pub(crate) fn runbook(name: &str, steps: &str) -> String {
     format!(
         "apiVersion: ops.runbook.dev/v1alpha1\nkind: Runbook\nmetadata: {{name: {name}}}\nspec:\n  steps:\n{steps}\n"
     )
 }
 
-fn run(name: &str, runbook: &str) -> String {
+pub(crate) fn run(name: &str, runbook: &str) -> String {
     format!(
         "apiVersion: ops.runbook.dev/v1alpha1\nkind: RunbookRun\nmetadata: {{name: {name}}}\nspec:\n  runbookRef: {{name: {runbook}}}\n"
     )
 }
 
-async fn finished(ns: &TestNamespace, name: &str) -> RunbookRun {
+pub(crate) async fn finished(ns: &TestNamespace, name: &str) -> RunbookRun {
     ns.wait_for::<RunbookRun>(name, "finished", |r| {
         matches!(
             r.status.as_ref().and_then(|s| s.phase.map(|p| p.as_str())),
@@ -34,7 +34,7 @@ async fn finished(ns: &TestNamespace, name: &str) -> RunbookRun {
     .await
 }
 
-fn entry<'a>(run: &'a RunbookRun, step: &str) -> &'a StepStatus {
+pub(crate) fn entry<'a>(run: &'a RunbookRun, step: &str) -> &'a StepStatus {
     run.status
         .as_ref()
         .and_then(|s| s.steps.iter().find(|e| e.name == step))
@@ -60,23 +60,23 @@ fn assert_failed(run: &RunbookRun, step: &str, reason: &str, words: &[&str]) {
 
 /// A request the server received: path and lower-cased headers.
 #[derive(Clone, Debug)]
-struct Seen {
-    path: String,
-    headers: BTreeMap<String, String>,
+pub(crate) struct Seen {
+    pub(crate) path: String,
+    pub(crate) headers: BTreeMap<String, String>,
 }
 
 /// An HTTP/1.1 server on 127.0.0.1 that records every request and answers:
 /// `/redirect-here` → 302 to `/landing`, `/redirect-away` → 302 to `http://localhost:<other>`,
 /// `/huge` → 100 MiB streamed, anything else → 200 `{"status":"ok"}`.
-struct Server {
-    base: String,
+pub(crate) struct Server {
+    pub(crate) base: String,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 const HUGE: usize = 100 * 1024 * 1024;
 
 impl Server {
-    async fn start(away: &str) -> Self {
+    pub(crate) async fn start(away: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -93,12 +93,12 @@ impl Server {
         Self { base, seen }
     }
 
-    fn requests(&self, path: &str) -> Vec<Seen> {
+    pub(crate) fn requests(&self, path: &str) -> Vec<Seen> {
         let seen = self.seen.lock().expect("request log");
         seen.iter().filter(|r| r.path == path).cloned().collect()
     }
 
-    fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.seen.lock().expect("request log").len()
     }
 }
@@ -168,7 +168,7 @@ async fn serve(
 }
 
 /// The API server's URL, as the suite's kubeconfig names it.
-async fn api_server_url() -> String {
+pub(crate) async fn api_server_url() -> String {
     let config = kube::Config::infer().await.expect("kubeconfig");
     config
         .cluster_url

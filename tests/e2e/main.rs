@@ -9,6 +9,7 @@ mod chart;
 mod cluster;
 mod crash;
 mod egress;
+mod escalation;
 mod example_runs;
 mod examples;
 mod ha;

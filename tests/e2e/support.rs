@@ -592,3 +592,15 @@ pub fn run_yaml(name: &str, runbook: &str, mode: &str, params: &[(&str, String)]
         "apiVersion: ops.runbook.dev/v1alpha1\nkind: RunbookRun\nmetadata: {{name: {name}}}\nspec:\n  runbookRef: {{name: {runbook}}}\n  mode: {mode}\n  params: {{{params}}}\n"
     )
 }
+
+/// A client acting as user `user` in `groups` (the suite's admin identity impersonates them;
+/// the API server adds system:authenticated), for checking what a person's RBAC lets them do.
+pub async fn client_as(user: &str, groups: &[&str]) -> Client {
+    let mut config = kube::Config::infer().await.expect("kubeconfig");
+    config.auth_info.impersonate = Some(user.to_owned());
+    if !groups.is_empty() {
+        config.auth_info.impersonate_groups =
+            Some(groups.iter().map(|g| (*g).to_owned()).collect());
+    }
+    Client::try_from(config).expect("impersonating client")
+}
