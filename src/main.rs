@@ -118,7 +118,9 @@ struct FenceArgs {
 
 impl FenceArgs {
     /// The fence, with the API server's addresses as they are now.
-    async fn fence(&self) -> anyhow::Result<runbook_operator::context::Fence> {
+    /// `cluster_wide`: every namespace is watched, so the operator may list the API server's
+    /// endpoints (a namespaced install has no right outside its namespaces and does not try).
+    async fn fence(&self, cluster_wide: bool) -> anyhow::Result<runbook_operator::context::Fence> {
         let deny = self
             .deny_egress_cidrs
             .iter()
@@ -128,7 +130,7 @@ impl FenceArgs {
         let egress = runbook_operator::fence::EgressPolicy {
             deny,
             allow_loopback: self.allow_loopback_egress,
-            api_server: api_server_addresses().await,
+            api_server: api_server_addresses(cluster_wide).await,
         };
         info!(
             api_server = ?egress.api_server,
@@ -144,9 +146,10 @@ impl FenceArgs {
 }
 
 /// The API server's addresses: its URL's host (from the kubeconfig or the pod), resolved now,
-/// KUBERNETES_SERVICE_HOST (the `kubernetes` Service, inside a cluster), and the endpoints of
-/// that Service when the operator may list them (a pod reaches the API server on those too).
-async fn api_server_addresses() -> Vec<SocketAddr> {
+/// KUBERNETES_SERVICE_HOST (the `kubernetes` Service, inside a cluster), and, when every
+/// namespace is watched, the endpoints of that Service (a pod reaches the API server on those
+/// too).
+async fn api_server_addresses(cluster_wide: bool) -> Vec<SocketAddr> {
     let mut targets: Vec<(String, u16)> = Vec::new();
     if let Ok(config) = kube::Config::infer().await {
         let url = &config.cluster_url;
@@ -159,7 +162,7 @@ async fn api_server_addresses() -> Vec<SocketAddr> {
                 port,
             ));
         }
-        if let Ok(client) = Client::try_from(config) {
+        if let (true, Ok(client)) = (cluster_wide, Client::try_from(config)) {
             targets.extend(api_server_endpoints(client).await);
         }
     }
@@ -192,7 +195,7 @@ async fn api_server_endpoints(client: Client) -> Vec<(String, u16)> {
     let slices = match listed {
         Ok(Ok(list)) => list.items,
         Ok(Err(err)) => {
-            info!(%err, "could not list the API server's endpoints; list them in --deny-egress-cidrs");
+            tracing::warn!(%err, "could not list the API server's endpoints (the Service default/kubernetes); list them in --deny-egress-cidrs");
             return Vec::new();
         }
         Err(_) => return Vec::new(),
@@ -260,7 +263,8 @@ async fn main() -> anyhow::Result<()> {
             }
             let scopes = Config::scopes(&namespace, max_concurrent_reconciles)?;
             let scopes = Config::excluding(scopes, &fence.exclude_namespaces)?;
-            let fence = Arc::new(fence.fence().await?);
+            let cluster_wide = scopes.iter().any(|c| c.namespace.is_none());
+            let fence = Arc::new(fence.fence(cluster_wide).await?);
             let scopes = scopes
                 .into_iter()
                 .map(|config| Config {

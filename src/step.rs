@@ -323,7 +323,9 @@ pub struct HttpHeader {
     /// Header value, written inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    /// Header value, read from a Secret (e.g. a bearer token).
+    /// Header value, read from a Secret (e.g. a bearer token). Sent to the host written in
+    /// the step's url only: never along a redirect, and the Runbook is refused when the url's
+    /// host comes from a parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_from: Option<ValueFrom>,
 }
@@ -532,6 +534,19 @@ pub struct BackupAction {
     pub policy: String,
 }
 
+/// Whether a URL's scheme, host or port comes from a template (`{{ params.baseUrl }}/x`,
+/// `https://{{ params.host }}/x`) rather than being written out.
+pub fn templated_host(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(
+        url,
+        |(scheme, rest)| {
+            if scheme.contains("{{") { url } else { rest }
+        },
+    );
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority.contains("{{") || rest.starts_with("{{")
+}
+
 /// Checks what CEL leaves to the operator: durations that parse and templates that decode.
 /// `path` is the JSON path of the list, e.g. `spec.steps`.
 pub fn validate_steps(steps: &[Step], path: &str) -> Vec<SpecProblem> {
@@ -560,6 +575,15 @@ pub fn validate_steps(steps: &[Step], path: &str) -> Vec<SpecProblem> {
             if let Some(Err(err)) = value.map(Duration::parse) {
                 problems.push(SpecProblem::new(format!("{at}.{field}"), err.to_string()));
             }
+        }
+        if let Some(http) = &step.http
+            && http.headers.iter().any(|h| h.value_from.is_some())
+            && templated_host(&http.url)
+        {
+            problems.push(SpecProblem::new(
+                format!("{at}.http.url"),
+                "a request carrying a header from a Secret must name its host in the step, not through a parameter (whoever starts the run would choose where the Secret goes): write the scheme and host and template only the path or query",
+            ));
         }
         if let Some(Err(err)) = step
             .job
@@ -649,6 +673,35 @@ mod tests {
             fields,
             ["spec.steps[0].timeout", "spec.steps[0].job.template"]
         );
+    }
+
+    #[test]
+    fn a_secret_header_needs_a_written_host() {
+        for templated in [
+            "{{ params.baseUrl }}/health",
+            "https://{{ params.host }}/x",
+            "http://api.example.com:{{ params.port }}/x",
+        ] {
+            assert!(templated_host(templated), "{templated}");
+        }
+        for written in [
+            "https://api.example.com/{{ params.path }}",
+            "http://app:8080/x?q={{ params.q }}",
+        ] {
+            assert!(!templated_host(written), "{written}");
+        }
+        let header = json!([{"name": "Authorization", "valueFrom": {"secretKeyRef": {"name": "t", "key": "k"}}}]);
+        let s = step(
+            json!({"name": "h", "http": {"url": "{{ params.baseUrl }}/x", "headers": header}}),
+        );
+        let problems = validate_steps(&[s], "spec.steps");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "spec.steps[0].http.url");
+        let inline = json!([{"name": "X-Plain", "value": "v"}]);
+        let s = step(
+            json!({"name": "h", "http": {"url": "{{ params.baseUrl }}/x", "headers": inline}}),
+        );
+        assert!(validate_steps(&[s], "spec.steps").is_empty());
     }
 
     #[test]

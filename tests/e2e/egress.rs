@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Secret;
+use runbook_operator::runbook::Runbook;
 use runbook_operator::runbook_run::{RunbookRun, StepStatus};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::TestNamespace;
+use crate::support::{TestNamespace, condition, stalled};
 
 pub(crate) fn runbook(name: &str, steps: &str) -> String {
     format!(
@@ -213,6 +214,30 @@ async fn http_and_notify_never_reach_cloud_metadata_or_the_api_server() {
         1,
         "{:#?}",
         entry(&r, "metadata")
+    );
+
+    // A Secret's header goes only to a host written in the step, never one a run's parameter
+    // picks: such a Runbook is refused, naming the field.
+    ns.apply("apiVersion: v1\nkind: Secret\nmetadata: {name: api-key}\nstringData: {key: top-secret-key}\n");
+    ns.apply(&format!(
+        "{}  params: [{{name: baseUrl, default: \"https://api.example.com\"}}]\n",
+        runbook(
+            "aim",
+            "  - {name: call, http: {url: \"{{ params.baseUrl }}/x\", headers: [{name: X-Api-Key, valueFrom: {secretKeyRef: {name: api-key, key: key}}}]}}",
+        )
+    ));
+    let aim = ns
+        .wait_for::<Runbook>("aim", "Stalled", |o| {
+            o.status.as_ref().is_some_and(|s| {
+                stalled(&s.conditions, s.observed_generation, o.metadata.generation)
+            })
+        })
+        .await;
+    let conditions = aim.status.unwrap_or_default().conditions;
+    let message = &condition(&conditions, "Stalled").expect("Stalled").message;
+    assert!(
+        message.contains("spec.steps[0].http.url") && message.contains("parameter"),
+        "{message}"
     );
 }
 
