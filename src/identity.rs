@@ -213,10 +213,11 @@ pub fn refused(message: &str) -> String {
         Some(ns) => format!(" in namespace {ns:?}"),
         None => " cluster-wide".to_owned(),
     };
-    if refusal.verb == "impersonate" {
+    // `impersonate`, or (Kubernetes 1.35+, constrained impersonation) `impersonate-on:...`.
+    if refusal.verb.starts_with("impersonate") {
         // The operator itself may not use the identity: the chart restricts the names.
         return format!(
-            "the operator ({}) may not impersonate ServiceAccounts{place}: allow it in the chart (value rbac.impersonate.serviceAccountNames) or name another ServiceAccount in spec.serviceAccountName",
+            "the operator ({}) may not impersonate ServiceAccounts{place}: allow it in the chart (value rbac.impersonate.serviceAccountNames) or name another ServiceAccount in spec.serviceAccountName (the API server said: {message})",
             refusal.user
         );
     }
@@ -274,6 +275,17 @@ mod tests {
             text.contains("rbac.impersonate.serviceAccountNames"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_constrained_impersonation_refusal_blames_the_operator_too() {
+        let message = r#"deployments.apps "web" is forbidden: User "system:serviceaccount:a:op" cannot impersonate-on:serviceaccount:patch resource "deployments" in API group "apps" in the namespace "a""#;
+        let text = refused(message);
+        assert!(
+            text.starts_with("the operator (system:serviceaccount:a:op) may not impersonate"),
+            "{text}"
+        );
+        assert!(text.contains(message), "{text}");
     }
 
     #[test]

@@ -969,4 +969,45 @@ mod tests {
         refusals.forget(&rb);
         assert!(refusals.first_time(&rb, "no patch"));
     }
+
+    #[test]
+    fn an_identitys_refusal_counts_its_repeats_for_the_backoff() {
+        let refusals = Refusals::default();
+        let rb: crate::runbook::Runbook = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ops.runbook.dev/v1alpha1", "kind": "Runbook",
+            "metadata": {"name": "a", "namespace": "n"}, "spec": {"steps": []}
+        }))
+        .expect("runbook");
+        assert_eq!(refusals.repeat(&rb, "x may not create jobs"), 0);
+        assert_eq!(refusals.repeat(&rb, "x may not create jobs"), 1);
+        assert_eq!(refusals.repeat(&rb, "x may not create jobs"), 2);
+        assert_eq!(refusals.repeat(&rb, "x may not delete jobs"), 0);
+        refusals.forget(&rb);
+        assert_eq!(refusals.repeat(&rb, "x may not delete jobs"), 0);
+    }
+
+    #[test]
+    fn only_a_refusal_to_an_identity_is_the_identitys() {
+        let write = |identity: Option<&str>| crate::write::WriteError {
+            identity: identity.map(str::to_owned),
+            refused: identity.map(|_| crate::identity::Refused("x may not create jobs".into())),
+            verb: "create",
+            kind: "Job".into(),
+            target: "a/j".into(),
+            source: Box::new(kube::Error::Api(status(403))),
+        };
+        let note = refused_identity(&write(Some("system:serviceaccount:a:default")));
+        assert!(note.is_some_and(|n| n.contains("grant")));
+        assert_eq!(refused_identity(&write(None)), None);
+        // Wrapped transparently by a kind's error, it is still the identity's refusal, and
+        // not one of the operator's own.
+        #[derive(Debug, thiserror::Error)]
+        enum KindError {
+            #[error(transparent)]
+            Write(#[from] crate::write::WriteError),
+        }
+        let wrapped = KindError::from(write(Some("system:serviceaccount:a:default")));
+        assert!(refused_identity(&wrapped).is_some());
+        assert_eq!(forbidden(&wrapped), None);
+    }
 }

@@ -28,6 +28,11 @@ pub struct WriteError {
     /// The identity the write was sent as, when the writer acted for an object
     /// ([`Writer::acting_as`]); `None` for the operator's own identity.
     pub identity: Option<String>,
+    /// Set when the API server refused (403) the write to that identity: the sentence of
+    /// [`crate::identity::refused`]. It is this error's `source()`, so a kind's error that
+    /// wraps this one (even `#[error(transparent)]`) shows the refusal as the identity's,
+    /// not as a rule missing from the operator's RBAC.
+    pub refused: Option<crate::identity::Refused>,
     /// What was sent: `create`, `apply`, `patch`, `patch status`, `delete`...
     pub verb: &'static str,
     /// The kind written to.
@@ -52,7 +57,10 @@ impl std::error::Error for WriteError {
     // The client's error itself, not its box: callers walk the chain and downcast to
     // `kube::Error` (a 403 is reported on the object), which a `Box<kube::Error>` would hide.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(self.source.as_ref())
+        match &self.refused {
+            Some(refused) => Some(refused),
+            None => Some(self.source.as_ref()),
+        }
     }
 }
 
@@ -247,6 +255,12 @@ impl<'a> Writer<'a> {
                 Ok(value)
             }
             Err(source) => Err(WriteError {
+                refused: match (self.identity(), &source) {
+                    (Some(_), kube::Error::Api(status)) if status.code == 403 => Some(
+                        crate::identity::Refused(crate::identity::refused(&status.message)),
+                    ),
+                    _ => None,
+                },
                 identity: self.identity().map(Identity::username),
                 verb,
                 kind: kind.to_owned(),
@@ -612,6 +626,7 @@ mod tests {
         }
         let refused = WriteError {
             identity: None,
+            refused: None,
             verb: "patch status",
             kind: "RunbookRun".into(),
             target: "shop/x".into(),

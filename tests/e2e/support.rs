@@ -90,6 +90,36 @@ pub fn impersonating_kubeconfig(identity: &str, label: &str) -> PathBuf {
     path
 }
 
+/// Writes a copy of the suite's kubeconfig whose users authenticate as ServiceAccount
+/// `account` of `namespace` with a fresh token (no impersonation), and returns its path. An
+/// operator run with it impersonates objects' ServiceAccounts with that account's own
+/// `impersonate` right, which an admin kubeconfig impersonating the account would bypass.
+pub fn token_kubeconfig(namespace: &str, account: &str, label: &str) -> PathBuf {
+    let out = kubectl_in(
+        Some(namespace),
+        &["create", "token", account, "--duration=2h"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "create a token for {namespace}/{account}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let config = kube::config::Kubeconfig::read().expect("read the suite's kubeconfig");
+    let mut config = serde_json::to_value(&config).expect("kubeconfig as JSON");
+    for user in config["users"].as_array_mut().into_iter().flatten() {
+        user["user"] = serde_json::json!({"token": token});
+    }
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "e2e-{label}-{:06x}.kubeconfig",
+        rand::random::<u32>() & 0xff_ffff
+    ));
+    let yaml = serde_norway::to_string(&config).expect("kubeconfig as YAML");
+    std::fs::write(&path, yaml).expect("write the token kubeconfig");
+    path
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
