@@ -95,7 +95,8 @@ run: build ## Start a local cluster (or CLUSTER=current), install CRDs and examp
 	echo "  kubectl describe runbook -n $(DEMO_NAMESPACE) daily-health-check"; \
 	echo; \
 	echo "Running the operator (Ctrl-C stops it; 'make down' stops the cluster)."; \
-	exec target/release/runbook-operator run
+	echo "(--allow-loopback-egress: the demo's http steps may call servers on this machine)"; \
+	exec target/release/runbook-operator run --allow-loopback-egress
 
 .PHONY: down
 down: ## Stop the local demo cluster.
@@ -137,7 +138,9 @@ test: ## Lint, unit tests, then the chart (installed with helm) and integration 
 	echo "[test] helm install $(CHART_RELEASE) $(CHART) into namespace $(CHART_NAMESPACE)"; \
 	helm install $(CHART_RELEASE) $(CHART) -n $(CHART_NAMESPACE) --create-namespace --wait --timeout 2m >/dev/null; \
 	export E2E_OPERATOR_SERVICE_ACCOUNT=system:serviceaccount:$(CHART_NAMESPACE):$(CHART_RELEASE); \
-	echo "[test] every e2e operator acts as $$E2E_OPERATOR_SERVICE_ACCOUNT (the chart's RBAC)"; \
+	export E2E_OPERATOR_KUBECONFIG=$$PWD/.cluster/$(TEST_CLUSTER)/operator.kubeconfig; \
+	hack/operator-kubeconfig.sh $(CHART_NAMESPACE) $(CHART_RELEASE) $$E2E_OPERATOR_KUBECONFIG 4h; \
+	echo "[test] every e2e operator authenticates as $$E2E_OPERATOR_SERVICE_ACCOUNT (a token; the chart's RBAC, its impersonation checked too)"; \
 	$(CARGO) test --locked --test e2e -- --include-ignored --test-threads=4 || { \
 	  echo "[test] integration tests failed; cluster logs:"; \
 	  for f in .cluster/$(TEST_CLUSTER)/logs/*.log; do echo "== $$f"; tail -n 20 "$$f"; done; exit 1; }

@@ -8,6 +8,7 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tracing::warn;
 
+use crate::identity::Identities;
 use crate::metrics::Metrics;
 
 /// Operator settings from the command line.
@@ -17,6 +18,20 @@ pub struct Config {
     pub namespace: Option<String>,
     /// Reconciles each controller runs at once; 0 sets no limit.
     pub concurrency: u16,
+    /// Namespaces never watched nor reconciled (`--exclude-namespaces`).
+    pub exclude_namespaces: Vec<String>,
+    /// What steps may reach and touch (`--deny-egress-cidrs`, `--allow-loopback-egress`,
+    /// `--allow-patch-kinds`).
+    pub fence: Arc<Fence>,
+}
+
+/// The limits on steps beyond RBAC (see [`crate::fence`]).
+#[derive(Clone, Debug, Default)]
+pub struct Fence {
+    /// Where http and notify steps may not connect.
+    pub egress: Arc<crate::fence::EgressPolicy>,
+    /// Guarded kinds patch steps may write anyway, as `Kind` (core) or `Kind.group`.
+    pub allow_patch_kinds: Vec<String>,
 }
 
 /// Default of `--max-concurrent-reconciles`. Reconciles mostly wait on the API server, so a
@@ -43,6 +58,7 @@ impl Config {
                 scopes.push(Config {
                     namespace: Some(namespace.to_owned()),
                     concurrency,
+                    ..Config::default()
                 });
             }
         }
@@ -50,9 +66,52 @@ impl Config {
             scopes.push(Config {
                 namespace: None,
                 concurrency,
+                ..Config::default()
             });
         }
         Ok(scopes)
+    }
+
+    /// `scopes` with the namespaces to leave alone (`--exclude-namespaces`); a namespace both
+    /// watched and excluded is a contradiction, refused rather than guessed.
+    pub fn excluding(
+        mut scopes: Vec<Config>,
+        excluded: &[String],
+    ) -> Result<Vec<Config>, ConfigError> {
+        let mut names: Vec<String> = Vec::new();
+        for name in excluded.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+            if !is_namespace_name(name) {
+                return Err(ConfigError::NotANamespace(name.to_owned()));
+            }
+            if scopes.iter().any(|c| c.namespace.as_deref() == Some(name)) {
+                return Err(ConfigError::WatchedAndExcluded(name.to_owned()));
+            }
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        }
+        for scope in &mut scopes {
+            // A one-namespace scope never sees another namespace: nothing to exclude.
+            if scope.namespace.is_none() {
+                scope.exclude_namespaces = names.clone();
+            }
+        }
+        Ok(scopes)
+    }
+
+    /// The field selector that keeps excluded namespaces out of every list and watch, e.g.
+    /// `metadata.namespace!=kube-system,metadata.namespace!=runbook-system`.
+    pub fn exclusion_selector(&self) -> Option<String> {
+        if self.exclude_namespaces.is_empty() {
+            return None;
+        }
+        Some(
+            self.exclude_namespaces
+                .iter()
+                .map(|ns| format!("metadata.namespace!={ns}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
     }
 }
 
@@ -64,6 +123,11 @@ pub enum ConfigError {
         "--namespace {0:?} is not a namespace name: use lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit"
     )]
     NotANamespace(String),
+    /// A namespace is listed both in `--namespace` and `--exclude-namespaces`.
+    #[error(
+        "namespace {0:?} is both watched (--namespace) and excluded (--exclude-namespaces): remove it from one of the two"
+    )]
+    WatchedAndExcluded(String),
 }
 
 fn is_namespace_name(name: &str) -> bool {
@@ -88,12 +152,20 @@ pub struct Context {
     pub config: Config,
     /// Lists and watches the API server refuses, for `/readyz`.
     pub refused_lists: RefusedLists,
+    /// The base client configuration and the clients acting as objects' identities.
+    pub identities: Identities,
 }
 
 impl Context {
     /// Builds the context; Events are reported as `runbook-operator` (plus the pod name when
     /// running in a cluster, to tell replicas apart).
     pub fn new(client: Client, config: Config) -> Self {
+        Self::with_identities(client, config, Identities::default())
+    }
+
+    /// [`Context::new`] whose writers can act as objects' identities, impersonated from the
+    /// base configuration inside `identities`.
+    pub fn with_identities(client: Client, config: Config, identities: Identities) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -104,6 +176,7 @@ impl Context {
             metrics: Arc::new(Metrics::default()),
             config,
             refused_lists: Default::default(),
+            identities,
         }
     }
 
@@ -203,6 +276,27 @@ mod tests {
         for scopes in [Config::scopes(&listed, 7), Config::scopes(&[], 7)] {
             assert!(scopes.unwrap().iter().all(|c| c.concurrency == 7));
         }
+    }
+
+    #[test]
+    fn exclusions_apply_to_the_all_namespaces_scope_only() {
+        let excluded = ["kube-system".to_owned(), " ops".into(), "ops".into()];
+        let all = Config::excluding(Config::scopes(&[], 4).unwrap(), &excluded).unwrap();
+        assert_eq!(
+            all[0].exclusion_selector().as_deref(),
+            Some("metadata.namespace!=kube-system,metadata.namespace!=ops")
+        );
+        let one = Config::scopes(&["shop".into()], 4).unwrap();
+        let one = Config::excluding(one, &excluded).unwrap();
+        assert_eq!(one[0].exclusion_selector(), None);
+        assert_eq!(Config::default().exclusion_selector(), None);
+    }
+
+    #[test]
+    fn a_namespace_watched_and_excluded_is_refused() {
+        let scopes = Config::scopes(&["ops".into()], 4).unwrap();
+        let err = Config::excluding(scopes, &["ops".into()]).unwrap_err();
+        assert!(err.to_string().contains("--exclude-namespaces"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub mod crds;
 pub mod duration;
 pub mod embedded;
 pub mod errors;
+pub mod fence;
+pub mod identity;
 pub mod kubectl;
 pub mod leader;
 pub mod maintenance_window;

@@ -13,6 +13,7 @@ use kube::Client;
 use tracing::info;
 
 use runbook_operator::context::{Config, Context};
+use runbook_operator::identity::Identities;
 use runbook_operator::runtime::Shutdown;
 use runbook_operator::{
     backup_policy, blue_green, crds, leader, maintenance_window, reference, runbook, runbook_run,
@@ -81,7 +82,141 @@ enum Command {
         /// Seconds before its claim expires that the leader renews it.
         #[arg(long, env = "LEASE_RENEW_BEFORE", default_value_t = 5)]
         lease_renew_before: u64,
+        /// ServiceAccount (of the object's own namespace) whose rights an object without
+        /// `spec.serviceAccountName` acts with: the operator impersonates it for every request
+        /// made on the object's behalf. Give it no rights and nothing acts until a namespace
+        /// admin grants some (lockdown).
+        #[arg(long, env = "DEFAULT_SERVICE_ACCOUNT", default_value = runbook_operator::identity::DEFAULT_SERVICE_ACCOUNT)]
+        default_service_account: String,
+        #[command(flatten)]
+        fence: FenceArgs,
     },
+}
+
+/// Limits on what steps reach and touch, beyond RBAC.
+#[derive(clap::Args)]
+struct FenceArgs {
+    /// Namespaces never watched nor reconciled, comma-separated or repeated (e.g.
+    /// `kube-system`): their objects are left out of every list and watch by a field selector.
+    #[arg(long, env = "EXCLUDE_NAMESPACES", value_delimiter = ',')]
+    exclude_namespaces: Vec<String>,
+    /// Address ranges http and notify steps may not connect to, comma-separated CIDRs (e.g.
+    /// the node and control-plane networks), on top of the ranges always refused (link-local,
+    /// cloud metadata, the API server).
+    #[arg(long, env = "DENY_EGRESS_CIDRS", value_delimiter = ',')]
+    deny_egress_cidrs: Vec<String>,
+    /// Let http and notify steps connect to loopback addresses (127.0.0.0/8, ::1): for a
+    /// local operator process and its tests only; in a pod, loopback is the operator itself.
+    #[arg(long, env = "ALLOW_LOOPBACK_EGRESS")]
+    allow_loopback_egress: bool,
+    /// Guarded kinds patch steps may write anyway (Secret, ServiceAccount, RBAC kinds, the
+    /// operator's own kinds), as `Kind` for the core group or `Kind.group`
+    /// (`Role.rbac.authorization.k8s.io`, `*.ops.runbook.dev`), comma-separated.
+    #[arg(long, env = "ALLOW_PATCH_KINDS", value_delimiter = ',')]
+    allow_patch_kinds: Vec<String>,
+}
+
+impl FenceArgs {
+    /// The fence, with the API server's addresses as they are now.
+    /// `cluster_wide`: every namespace is watched, so the operator may list the API server's
+    /// endpoints (a namespaced install has no right outside its namespaces and does not try).
+    async fn fence(&self, cluster_wide: bool) -> anyhow::Result<runbook_operator::context::Fence> {
+        let deny = self
+            .deny_egress_cidrs
+            .iter()
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| runbook_operator::fence::Cidr::parse(c).context("--deny-egress-cidrs"))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let egress = runbook_operator::fence::EgressPolicy {
+            deny,
+            allow_loopback: self.allow_loopback_egress,
+            api_server: api_server_addresses(cluster_wide).await,
+        };
+        info!(
+            api_server = ?egress.api_server,
+            deny = ?self.deny_egress_cidrs,
+            allow_loopback = egress.allow_loopback,
+            "http and notify steps may not connect to link-local, cloud metadata and API server addresses"
+        );
+        Ok(runbook_operator::context::Fence {
+            egress: Arc::new(egress),
+            allow_patch_kinds: self.allow_patch_kinds.clone(),
+        })
+    }
+}
+
+/// The API server's addresses: its URL's host (from the kubeconfig or the pod), resolved now,
+/// KUBERNETES_SERVICE_HOST (the `kubernetes` Service, inside a cluster), and, when every
+/// namespace is watched, the endpoints of that Service (a pod reaches the API server on those
+/// too).
+async fn api_server_addresses(cluster_wide: bool) -> Vec<SocketAddr> {
+    let mut targets: Vec<(String, u16)> = Vec::new();
+    if let Ok(config) = kube::Config::infer().await {
+        let url = &config.cluster_url;
+        if let Some(host) = url.host() {
+            let port = url.port_u16().unwrap_or(443);
+            targets.push((
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+                port,
+            ));
+        }
+        if let (true, Ok(client)) = (cluster_wide, Client::try_from(config)) {
+            targets.extend(api_server_endpoints(client).await);
+        }
+    }
+    if let Ok(host) = std::env::var("KUBERNETES_SERVICE_HOST") {
+        let port = std::env::var("KUBERNETES_SERVICE_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(443);
+        targets.push((host, port));
+    }
+    let mut addrs = Vec::new();
+    for (host, port) in targets {
+        match tokio::net::lookup_host((host.as_str(), port)).await {
+            Ok(found) => addrs.extend(found),
+            Err(err) => tracing::warn!(%host, %err, "could not resolve the API server's host"),
+        }
+    }
+    addrs.sort();
+    addrs.dedup();
+    addrs
+}
+
+/// The addresses behind the `default/kubernetes` Service, best effort: without the right to
+/// list them (a namespaced install) the Service's address and the URL's host remain.
+async fn api_server_endpoints(client: Client) -> Vec<(String, u16)> {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let api: kube::Api<EndpointSlice> = kube::Api::namespaced(client, "default");
+    let params = kube::api::ListParams::default().labels("kubernetes.io/service-name=kubernetes");
+    let listed = tokio::time::timeout(Duration::from_secs(5), api.list(&params)).await;
+    let slices = match listed {
+        Ok(Ok(list)) => list.items,
+        Ok(Err(err)) => {
+            tracing::warn!(%err, "could not list the API server's endpoints (the Service default/kubernetes); list them in --deny-egress-cidrs");
+            return Vec::new();
+        }
+        Err(_) => return Vec::new(),
+    };
+    let mut found = Vec::new();
+    for slice in slices {
+        let ports: Vec<u16> = slice
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| p.port.and_then(|p| u16::try_from(p).ok()))
+            .collect();
+        for endpoint in slice.endpoints.iter().flatten() {
+            for address in &endpoint.addresses {
+                for port in &ports {
+                    found.push((address.clone(), *port));
+                }
+            }
+        }
+    }
+    found
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -107,6 +242,8 @@ async fn main() -> anyhow::Result<()> {
             leader_election_lease,
             lease_duration,
             lease_renew_before,
+            default_service_account,
+            fence,
         } => {
             init_logging(log_format);
             let election = leader_elect.then(|| leader::Election {
@@ -119,12 +256,23 @@ async fn main() -> anyhow::Result<()> {
             if let Some(election) = &election {
                 election.validate()?;
             }
-            run(
-                Config::scopes(&namespace, max_concurrent_reconciles)?,
-                probe_addr,
-                election,
-            )
-            .await
+            if !is_service_account_name(&default_service_account) {
+                bail!(
+                    "--default-service-account {default_service_account:?} is not a ServiceAccount name: use lowercase letters, digits, '-' and '.', at most 253"
+                );
+            }
+            let scopes = Config::scopes(&namespace, max_concurrent_reconciles)?;
+            let scopes = Config::excluding(scopes, &fence.exclude_namespaces)?;
+            let cluster_wide = scopes.iter().any(|c| c.namespace.is_none());
+            let fence = Arc::new(fence.fence(cluster_wide).await?);
+            let scopes = scopes
+                .into_iter()
+                .map(|config| Config {
+                    fence: fence.clone(),
+                    ..config
+                })
+                .collect();
+            run(scopes, probe_addr, election, default_service_account).await
         }
     }
 }
@@ -193,24 +341,41 @@ async fn run(
     scopes: Vec<Config>,
     probe_addr: SocketAddr,
     election: Option<leader::Election>,
+    default_service_account: String,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     // http and notify steps use rustls with the same crypto provider as the Kubernetes client.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = Client::try_default()
+    let config = kube::Config::infer()
         .await
+        .context("cannot build a Kubernetes client: set KUBECONFIG or run inside a cluster")?;
+    let client = Client::try_from(config.clone())
         .context("cannot build a Kubernetes client: set KUBECONFIG or run inside a cluster")?;
     check_crds_installed(&client).await?;
     let namespaces: Vec<&str> = scopes
         .iter()
         .filter_map(|c| c.namespace.as_deref())
         .collect();
+    let excluded = scopes
+        .first()
+        .map(|c| c.exclude_namespaces.clone())
+        .unwrap_or_default();
     info!(
         ?namespaces,
+        ?excluded,
         "starting runbook-operator (no namespaces: all of them)"
     );
 
-    let ctx = Arc::new(Context::new(client.clone(), Config::default()));
+    info!(
+        default_service_account,
+        "objects without spec.serviceAccountName act as this ServiceAccount of their namespace"
+    );
+    let identities = Identities::new(config, default_service_account);
+    let ctx = Arc::new(Context::with_identities(
+        client.clone(),
+        Config::default(),
+        identities,
+    ));
     let stop: Shutdown = stop_signal().boxed().shared();
     let ready = Arc::new(AtomicBool::new(false));
     let standby = Arc::new(AtomicBool::new(election.is_some()));
@@ -330,6 +495,19 @@ async fn run(
         .with_context(|| format!("probe server on {probe_addr} failed"))?;
     info!("stopped");
     Ok(())
+}
+
+/// A DNS-1123 subdomain, as ServiceAccount names are.
+fn is_service_account_name(name: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part.chars().all(|c| alnum(c) || c == '-')
+                && part.starts_with(alnum)
+                && part.ends_with(alnum)
+        })
 }
 
 /// Fails early, with the fix, when the CRDs are not installed: otherwise every watch would

@@ -4,7 +4,7 @@
 //! an argument.
 //!
 //! The plugin only creates RunbookRuns and sets the operator's request annotations
-//! (`approve`, `cancel`, `promote`, `abort`, `backup-now`), each with a merge patch of that one
+//! (`approve`, `reject`, `cancel`, `promote`, `abort`, `backup-now`), each with a merge patch of that one
 //! key under the field manager [`FIELD_MANAGER`]; it never writes a spec field of an object a
 //! user (or Git) owns.
 
@@ -30,7 +30,7 @@ use crate::runbook_run::{
 /// `ABORT` name the release annotations.
 pub use crate::well_known::{
     ABORT_ANNOTATION as ABORT, APPROVE, BACKUP_NOW, CANCEL, FIELD_MANAGER,
-    PROMOTE_ANNOTATION as PROMOTE,
+    PROMOTE_ANNOTATION as PROMOTE, REJECT,
 };
 
 /// Exit status of `run --wait` when the run failed.
@@ -39,7 +39,7 @@ pub const EXIT_FAILED: u8 = 3;
 pub const EXIT_CANCELLED: u8 = 4;
 
 /// Output outputs the journal keeps for the operator's own bookkeeping; not shown.
-const HIDDEN_OUTPUTS: [&str; 1] = ["attemptStartedAt"];
+const HIDDEN_OUTPUTS: [&str; 2] = ["attemptStartedAt", "approvalRequestedAt"];
 /// Longest output value shown in the tree, in characters.
 const MAX_OUTPUT_CHARS: usize = 120;
 
@@ -214,14 +214,16 @@ fn run_phase(run: &RunbookRun) -> RunPhase {
         .unwrap_or(RunPhase::Pending)
 }
 
-/// Checks an approval of `step` on `run`. `Ok` carries a note for the user when the approval
-/// is valid but will not take effect at once.
-pub fn check_approve(run: &RunbookRun, step: &str) -> Result<Option<String>, String> {
+/// Checks an answer (`verb`: approve or reject) to `step` of `run`: the step must be an
+/// approval step the run waits at now. An answer given earlier would not count (the operator
+/// removes it when the step starts waiting, and the chart's admission policy refuses it), so
+/// it is refused here with the reason rather than sent.
+pub fn check_answer(run: &RunbookRun, step: &str, verb: &str) -> Result<(), String> {
     let name = run.name_any();
     let current = run_phase(run);
     if current.is_finished() {
         return Err(format!(
-            "run {name:?} already finished ({current}); there is nothing to approve"
+            "run {name:?} already finished ({current}); there is nothing to {verb}"
         ));
     }
     let status = run.status.clone().unwrap_or_default();
@@ -231,9 +233,9 @@ pub fn check_approve(run: &RunbookRun, step: &str) -> Result<Option<String>, Str
         .chain(&status.resolved_finally)
         .collect();
     if steps.is_empty() {
-        return Ok(Some(format!(
-            "run {name:?} has not started yet (phase {current}); the approval is recorded and counts when step {step:?} is reached"
-        )));
+        return Err(format!(
+            "run {name:?} has not started yet (phase {current}); an answer counts only while the run waits at the step: {verb} once it shows WaitingForApproval at step {step:?}"
+        ));
     }
     let approvals: Vec<&str> = steps
         .iter()
@@ -261,23 +263,23 @@ pub fn check_approve(run: &RunbookRun, step: &str) -> Result<Option<String>, Str
         )
     {
         return Err(format!(
-            "step {step:?} of run {name:?} is already {:?}; nothing to approve",
+            "step {step:?} of run {name:?} is already {:?}; nothing to {verb}",
             e.phase
         ));
     }
     let waiting_here =
         current == RunPhase::WaitingForApproval && status.current_step.as_deref() == Some(step);
     if waiting_here {
-        Ok(None)
+        Ok(())
     } else {
-        Ok(Some(format!(
-            "run {name:?} is not waiting at step {step:?} now (phase {current}{}); the approval counts when the step is reached",
+        Err(format!(
+            "run {name:?} is not waiting at step {step:?} now (phase {current}{}); an answer counts only while the run waits at the step: {verb} once it shows WaitingForApproval there (kubectl runbook get {name} --watch)",
             status
                 .current_step
                 .as_deref()
                 .map(|s| format!(", at step {s:?}"))
                 .unwrap_or_default()
-        )))
+        ))
     }
 }
 

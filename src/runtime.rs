@@ -71,6 +71,19 @@ where
     }
 }
 
+/// `config` with the field selector that keeps the excluded namespaces out
+/// (`--exclude-namespaces`): every list and watch of the controllers goes through here, so
+/// objects there are never cached, never reconciled.
+pub fn scoped_watcher(ctx: &Context, mut config: watcher::Config) -> watcher::Config {
+    if let Some(exclusion) = ctx.config.exclusion_selector() {
+        config.field_selector = Some(match config.field_selector.take() {
+            Some(fields) if !fields.is_empty() => format!("{fields},{exclusion}"),
+            _ => exclusion,
+        });
+    }
+    config
+}
+
 /// Watches `K`, keeps a store of it and yields changed objects.
 ///
 /// The watch reads raw JSON and decodes each object on its own, so one object that does not
@@ -104,7 +117,7 @@ pub fn watch_decoded_with<K: Kind>(
     let (reader, writer) = reflector::store::<K>();
     let refused = ctx.refused_lists.clone();
     let ctx = ctx.clone();
-    let decoded = watcher(api, config.any_semantic())
+    let decoded = watcher(api, scoped_watcher(&ctx, config).any_semantic())
         .default_backoff()
         .filter_map(move |event| {
             let ctx = ctx.clone();
@@ -342,11 +355,22 @@ pub async fn run<K, R, Fut, E>(
         }
     };
     let error_policy = move |obj: Arc<K>, err: &E, ctx: Arc<Context>| {
+        // Refused to the object's own identity: nothing changes until someone grants a right,
+        // so look again with a backoff (doubling per refusal, up to 5 minutes), not every 10s.
+        if let Some(note) = refused_identity(err) {
+            let repeats = refusals.repeat(obj.as_ref(), &note);
+            let wait = Duration::from_secs(10 << repeats.min(5)).min(MAX_REFUSED_WAIT);
+            warn!(controller = name, object = %obj.name_any(), namespace = ?obj.namespace(), error = %note, "refused to the object's identity; retrying in {}s", wait.as_secs());
+            if repeats == 0 {
+                tokio::spawn(report_forbidden(ctx, name, obj, note));
+            }
+            return Action::requeue(wait);
+        }
         warn!(controller = name, object = %obj.name_any(), namespace = ?obj.namespace(), error = %err, "reconcile failed; retrying in 10s");
         if let Some(message) = forbidden(err)
             && refusals.first_time(obj.as_ref(), &message)
         {
-            tokio::spawn(report_forbidden(ctx, name, obj, message));
+            tokio::spawn(report_forbidden(ctx, name, obj, forbidden_note(&message)));
         }
         Action::requeue(Duration::from_secs(10))
     };
@@ -398,6 +422,27 @@ pub fn forbidden(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     None
 }
 
+/// Longest wait before an object whose identity was refused is looked at again.
+const MAX_REFUSED_WAIT: Duration = Duration::from_secs(300);
+
+/// The sentence about a request refused to an object's identity (not to the operator's own),
+/// if `err` or anything it was caused by is one.
+pub fn refused_identity(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if let Some(write) = err.downcast_ref::<crate::write::WriteError>()
+            && let Some(sentence) = write.refused_identity()
+        {
+            return Some(sentence);
+        }
+        if let Some(refused) = err.downcast_ref::<crate::identity::Refused>() {
+            return Some(refused.0.clone());
+        }
+        cause = err.source();
+    }
+    None
+}
+
 /// The refusals already reported per object, so a reconcile retried every few seconds
 /// reports each one once (the Event and the condition stay until it is fixed).
 #[derive(Clone, Default)]
@@ -414,6 +459,27 @@ impl Refusals {
             return true;
         };
         map.insert(Self::key(obj), message.to_owned()).as_deref() != Some(message)
+    }
+
+    /// Records `message` for `obj` and returns how many times in a row it was refused with
+    /// that message before (0 the first time).
+    fn repeat<K: Resource>(&self, obj: &K, message: &str) -> u32 {
+        let Ok(mut map) = self.0.lock() else {
+            return 0;
+        };
+        let key = Self::key(obj);
+        let (count, repeats) = match map.get(&key) {
+            Some(previous) if previous.ends_with(message) => {
+                let count: u32 = previous
+                    .split_once('\u{0}')
+                    .and_then(|(n, _)| n.parse().ok())
+                    .unwrap_or(0);
+                (count + 1, count + 1)
+            }
+            _ => (0, 0),
+        };
+        map.insert(key, format!("{count}\u{0}{message}"));
+        repeats
     }
 
     /// Forgets `obj` once it reconciles again.
@@ -441,9 +507,8 @@ async fn report_forbidden<K: Reported>(
     ctx: Arc<Context>,
     controller: &'static str,
     obj: Arc<K>,
-    message: String,
+    note: String,
 ) {
-    let note = forbidden_note(&message);
     ctx.publish(
         controller,
         &obj.object_ref(&()),
@@ -549,7 +614,11 @@ where
     let stream = signal
         .wrap(reflector::reflector(
             writer,
-            watcher(api, watcher::Config::default().any_semantic()).default_backoff(),
+            watcher(
+                api,
+                scoped_watcher(ctx, watcher::Config::default()).any_semantic(),
+            )
+            .default_backoff(),
         ))
         .touched_objects();
     (cache, stream)
@@ -583,7 +652,7 @@ where
     let stream = signal
         .wrap(reflector::reflector(
             writer,
-            watcher(api, config.any_semantic())
+            watcher(api, scoped_watcher(ctx, config).any_semantic())
                 .default_backoff()
                 .modify(move |obj| {
                     obj.managed_fields_mut().clear();
@@ -899,5 +968,46 @@ mod tests {
         assert!(refusals.first_time(&rb, "no patch"));
         refusals.forget(&rb);
         assert!(refusals.first_time(&rb, "no patch"));
+    }
+
+    #[test]
+    fn an_identitys_refusal_counts_its_repeats_for_the_backoff() {
+        let refusals = Refusals::default();
+        let rb: crate::runbook::Runbook = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ops.runbook.dev/v1alpha1", "kind": "Runbook",
+            "metadata": {"name": "a", "namespace": "n"}, "spec": {"steps": []}
+        }))
+        .expect("runbook");
+        assert_eq!(refusals.repeat(&rb, "x may not create jobs"), 0);
+        assert_eq!(refusals.repeat(&rb, "x may not create jobs"), 1);
+        assert_eq!(refusals.repeat(&rb, "x may not create jobs"), 2);
+        assert_eq!(refusals.repeat(&rb, "x may not delete jobs"), 0);
+        refusals.forget(&rb);
+        assert_eq!(refusals.repeat(&rb, "x may not delete jobs"), 0);
+    }
+
+    #[test]
+    fn only_a_refusal_to_an_identity_is_the_identitys() {
+        let write = |identity: Option<&str>| crate::write::WriteError {
+            identity: identity.map(str::to_owned),
+            refused: identity.map(|_| crate::identity::Refused("x may not create jobs".into())),
+            verb: "create",
+            kind: "Job".into(),
+            target: "a/j".into(),
+            source: Box::new(kube::Error::Api(status(403))),
+        };
+        let note = refused_identity(&write(Some("system:serviceaccount:a:default")));
+        assert!(note.is_some_and(|n| n.contains("grant")));
+        assert_eq!(refused_identity(&write(None)), None);
+        // Wrapped transparently by a kind's error, it is still the identity's refusal, and
+        // not one of the operator's own.
+        #[derive(Debug, thiserror::Error)]
+        enum KindError {
+            #[error(transparent)]
+            Write(#[from] crate::write::WriteError),
+        }
+        let wrapped = KindError::from(write(Some("system:serviceaccount:a:default")));
+        assert!(refused_identity(&wrapped).is_some());
+        assert_eq!(forbidden(&wrapped), None);
     }
 }

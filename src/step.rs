@@ -323,7 +323,9 @@ pub struct HttpHeader {
     /// Header value, written inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    /// Header value, read from a Secret (e.g. a bearer token).
+    /// Header value, read from a Secret (e.g. a bearer token). Sent to the host written in
+    /// the step's url only: never along a redirect, and the Runbook is refused when the url's
+    /// host comes from a parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_from: Option<ValueFrom>,
 }
@@ -348,7 +350,11 @@ pub struct HttpExpect {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpAction {
-    /// The URL, e.g. `http://app.shop.svc:8080/health`.
+    /// The URL, e.g. `http://app.shop.svc:8080/health`. A host without a dot is a Service in
+    /// the run's namespace (`http://app:8080` means `http://app.<namespace>.svc:8080`).
+    /// Refused destinations (the step fails with reason EgressRefused): link-local and cloud
+    /// metadata addresses, the Kubernetes API server, loopback, and ranges the cluster admin
+    /// denies.
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://') || self.startsWith('{{')").message("url must start with http:// or https://"))]
     pub url: String,
@@ -364,6 +370,11 @@ pub struct HttpAction {
     /// What counts as success (default: status 200).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<HttpExpect>,
+    /// Follow redirects (default false: a 3xx answer is the step's answer). Only redirects to
+    /// the same host and port are followed, at most 5, never from https to http; headers
+    /// read from Secrets are sent with the first request only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_redirects: Option<bool>,
 }
 
 /// An object reference for the generic patch step.
@@ -394,7 +405,9 @@ pub enum PatchType {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PatchAction {
-    /// The object to patch.
+    /// The object to patch, in the run's namespace. Secrets, ServiceAccounts, RBAC kinds and
+    /// the ops.runbook.dev kinds are refused (reason PatchRefused) unless the operator's
+    /// `--allow-patch-kinds` lists them.
     pub target: ObjectTarget,
     /// merge, json or apply.
     #[serde(rename = "type")]
@@ -435,7 +448,8 @@ pub struct DeletePodsAction {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RotateSecretAction {
-    /// Name of the Secret.
+    /// Name of the Secret. It must be labelled `ops.runbook.dev/rotatable=true` (its owner's
+    /// consent); otherwise the step fails with reason NotRotatable.
     pub secret: String,
     /// Key to write.
     pub key: String,
@@ -448,12 +462,37 @@ pub struct RotateSecretAction {
     pub restart: Vec<WorkloadRef>,
 }
 
-/// Wait for a person.
+/// Wait for a person: the step succeeds when someone holding the verb `approve` on
+/// runbookruns sets `ops.runbook.dev/approve: <step name>` on the run while it waits at this
+/// step, and fails with reason `Rejected` on `ops.runbook.dev/reject: <step name>`. An
+/// approval set before the step started waiting does not count.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalAction {
     /// What the approver is asked; shown in status and Events.
     pub message: String,
+    /// Who may answer, narrowing the holders of the verb `approve`: a user listed in `users`
+    /// or a member of a group listed in `groups`. Empty: anyone with the verb. Needs the
+    /// chart's admission policies (they record who answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Approvers>,
+    /// Refuse an answer from the user who created the run (four eyes). Needs the chart's
+    /// admission policies (they record who created the run and who answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distinct_from_requester: Option<bool>,
+}
+
+/// The people allowed to answer an approval step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Approvers {
+    /// Usernames as the API server authenticates them, e.g. `alice@example.com` or
+    /// `system:serviceaccount:ci:deployer`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    /// Group names, e.g. `sre-oncall`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// Wait a fixed time.
@@ -495,6 +534,19 @@ pub struct BackupAction {
     pub policy: String,
 }
 
+/// Whether a URL's scheme, host or port comes from a template (`{{ params.baseUrl }}/x`,
+/// `https://{{ params.host }}/x`) rather than being written out.
+pub fn templated_host(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(
+        url,
+        |(scheme, rest)| {
+            if scheme.contains("{{") { url } else { rest }
+        },
+    );
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority.contains("{{") || rest.starts_with("{{")
+}
+
 /// Checks what CEL leaves to the operator: durations that parse and templates that decode.
 /// `path` is the JSON path of the list, e.g. `spec.steps`.
 pub fn validate_steps(steps: &[Step], path: &str) -> Vec<SpecProblem> {
@@ -523,6 +575,15 @@ pub fn validate_steps(steps: &[Step], path: &str) -> Vec<SpecProblem> {
             if let Some(Err(err)) = value.map(Duration::parse) {
                 problems.push(SpecProblem::new(format!("{at}.{field}"), err.to_string()));
             }
+        }
+        if let Some(http) = &step.http
+            && http.headers.iter().any(|h| h.value_from.is_some())
+            && templated_host(&http.url)
+        {
+            problems.push(SpecProblem::new(
+                format!("{at}.http.url"),
+                "a request carrying a header from a Secret must name its host in the step, not through a parameter (whoever starts the run would choose where the Secret goes): write the scheme and host and template only the path or query",
+            ));
         }
         if let Some(Err(err)) = step
             .job
@@ -612,6 +673,35 @@ mod tests {
             fields,
             ["spec.steps[0].timeout", "spec.steps[0].job.template"]
         );
+    }
+
+    #[test]
+    fn a_secret_header_needs_a_written_host() {
+        for templated in [
+            "{{ params.baseUrl }}/health",
+            "https://{{ params.host }}/x",
+            "http://api.example.com:{{ params.port }}/x",
+        ] {
+            assert!(templated_host(templated), "{templated}");
+        }
+        for written in [
+            "https://api.example.com/{{ params.path }}",
+            "http://app:8080/x?q={{ params.q }}",
+        ] {
+            assert!(!templated_host(written), "{written}");
+        }
+        let header = json!([{"name": "Authorization", "valueFrom": {"secretKeyRef": {"name": "t", "key": "k"}}}]);
+        let s = step(
+            json!({"name": "h", "http": {"url": "{{ params.baseUrl }}/x", "headers": header}}),
+        );
+        let problems = validate_steps(&[s], "spec.steps");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "spec.steps[0].http.url");
+        let inline = json!([{"name": "X-Plain", "value": "v"}]);
+        let s = step(
+            json!({"name": "h", "http": {"url": "{{ params.baseUrl }}/x", "headers": inline}}),
+        );
+        assert!(validate_steps(&[s], "spec.steps").is_empty());
     }
 
     #[test]

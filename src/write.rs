@@ -5,23 +5,34 @@
 //!
 //! Reads stay where they are (caches, `observe`); this module only writes. The `Api` handles a
 //! writer hands out ([`Writer::api`], [`Writer::api_with`]) are the ones its writes use, so the
-//! identity a write is sent as is decided here and nowhere else.
+//! identity a write is sent as is decided here and nowhere else: the operator's own for its
+//! kinds, or, for a writer [`Writer::acting_as`] an object's ServiceAccount, that identity
+//! (whose handles the object's reads of its targets use too).
 
 use std::fmt::Debug;
 
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::NamespaceResourceScope;
-use kube::{Resource, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::debug;
 
 use crate::context::Context;
+use crate::identity::{Identity, IdentityError};
 use crate::well_known::FIELD_MANAGER;
 
 /// A write the API server (or the connection to it) refused, naming the request.
 #[derive(Debug)]
 pub struct WriteError {
+    /// The identity the write was sent as, when the writer acted for an object
+    /// ([`Writer::acting_as`]); `None` for the operator's own identity.
+    pub identity: Option<String>,
+    /// Set when the API server refused (403) the write to that identity: the sentence of
+    /// [`crate::identity::refused`]. It is this error's `source()`, so a kind's error that
+    /// wraps this one (even `#[error(transparent)]`) shows the refusal as the identity's,
+    /// not as a rule missing from the operator's RBAC.
+    pub refused: Option<crate::identity::Refused>,
     /// What was sent: `create`, `apply`, `patch`, `patch status`, `delete`...
     pub verb: &'static str,
     /// The kind written to.
@@ -46,7 +57,10 @@ impl std::error::Error for WriteError {
     // The client's error itself, not its box: callers walk the chain and downcast to
     // `kube::Error` (a 403 is reported on the object), which a `Box<kube::Error>` would hide.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(self.source.as_ref())
+        match &self.refused {
+            Some(refused) => Some(refused),
+            None => Some(self.source.as_ref()),
+        }
     }
 }
 
@@ -74,6 +88,17 @@ impl WriteError {
     /// A short, bounded label for metrics.
     pub fn metric_label(&self) -> &'static str {
         status_label(&self.source)
+    }
+
+    /// The sentence about a 403 refused to an object's identity (see
+    /// [`crate::identity::refused`]); `None` for anything else, or for the operator's own.
+    pub fn refused_identity(&self) -> Option<String> {
+        match (&self.identity, self.source.as_ref()) {
+            (Some(_), kube::Error::Api(status)) if status.code == 403 => {
+                Some(crate::identity::refused(&status.message))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -104,11 +129,13 @@ pub fn status_label(err: &kube::Error) -> &'static str {
 
 /// Sends writes for one controller: the field manager, metrics, dry-run and (for the objects a
 /// controller acts on) the identity are set here once.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Writer<'a> {
     ctx: &'a Context,
     controller: &'static str,
     dry_run: bool,
+    /// Set by [`Writer::acting_as`]: the identity and its impersonating client.
+    acting: Option<(Identity, Client)>,
 }
 
 impl<'a> Writer<'a> {
@@ -118,13 +145,51 @@ impl<'a> Writer<'a> {
             ctx,
             controller,
             dry_run: false,
+            acting: None,
+        }
+    }
+
+    /// The same writer acting as `identity`: every `api`/`api_with` handle (for reads and
+    /// writes alike) and so every write made with it is sent impersonating that ServiceAccount,
+    /// and the API server's RBAC decides as for that ServiceAccount. For an object's targets;
+    /// the operator's own kinds, Events and Leases keep the writer of [`Writer::new`].
+    pub fn acting_as(&self, identity: &Identity) -> Result<Self, IdentityError> {
+        let client = self.ctx.identities.client(identity)?;
+        Ok(Self {
+            acting: Some((identity.clone(), client)),
+            ..self.clone()
+        })
+    }
+
+    /// The same writer with the operator's own identity, for writes to the operator's own
+    /// kinds made while acting for an object (a run's annotations, say).
+    pub fn as_operator(&self) -> Self {
+        Self {
+            acting: None,
+            ..self.clone()
+        }
+    }
+
+    /// The identity this writer acts as; `None` for the operator's own.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.acting.as_ref().map(|(identity, _)| identity)
+    }
+
+    /// The client this writer sends with: the identity's when acting, else the operator's.
+    pub fn client(&self) -> &Client {
+        match &self.acting {
+            Some((_, client)) => client,
+            None => &self.ctx.client,
         }
     }
 
     /// The same writer, sending every write as a server-side dry run when `dry_run` is true
     /// (plan mode): the API server validates and admits it, and stores nothing.
-    pub fn dry_run(self, dry_run: bool) -> Self {
-        Self { dry_run, ..self }
+    pub fn dry_run(&self, dry_run: bool) -> Self {
+        Self {
+            dry_run,
+            ..self.clone()
+        }
     }
 
     /// Whether writes are dry runs.
@@ -142,12 +207,12 @@ impl<'a> Writer<'a> {
     where
         K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
     {
-        Api::namespaced(self.ctx.client.clone(), namespace)
+        Api::namespaced(self.client().clone(), namespace)
     }
 
     /// The API of a kind known at run time, in `namespace`.
     pub fn api_with(&self, namespace: &str, resource: &ApiResource) -> Api<DynamicObject> {
-        Api::namespaced_with(self.ctx.client.clone(), namespace, resource)
+        Api::namespaced_with(self.client().clone(), namespace, resource)
     }
 
     fn post_params(&self) -> PostParams {
@@ -190,6 +255,13 @@ impl<'a> Writer<'a> {
                 Ok(value)
             }
             Err(source) => Err(WriteError {
+                refused: match (self.identity(), &source) {
+                    (Some(_), kube::Error::Api(status)) if status.code == 403 => Some(
+                        crate::identity::Refused(crate::identity::refused(&status.message)),
+                    ),
+                    _ => None,
+                },
+                identity: self.identity().map(Identity::username),
                 verb,
                 kind: kind.to_owned(),
                 target,
@@ -553,6 +625,8 @@ mod tests {
             Write(#[from] WriteError),
         }
         let refused = WriteError {
+            identity: None,
+            refused: None,
             verb: "patch status",
             kind: "RunbookRun".into(),
             target: "shop/x".into(),

@@ -34,8 +34,10 @@ const HEALTH_STATUSES: [&str; 6] = [
 /// like Argo CD's own tests normalise `restartedAt`.
 const RUN_TIME_ANNOTATIONS: [&str; 2] = ["ops.runbook.dev/run-now", "ops.runbook.dev/backup-now"];
 /// The annotations actions may set: the operator's request annotations, nothing in the spec.
-const REQUEST_ANNOTATIONS: [&str; 4] = [
+const REQUEST_ANNOTATIONS: [&str; 6] = [
     "ops.runbook.dev/run-now",
+    "ops.runbook.dev/approve",
+    "ops.runbook.dev/reject",
     "ops.runbook.dev/backup-now",
     "ops.runbook.dev/promote",
     "ops.runbook.dev/abort",

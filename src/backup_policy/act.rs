@@ -17,6 +17,9 @@ pub enum Error {
     /// A write the API server refused or failed, naming the request.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// No client acting as the policy's identity could be built.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     /// The GET of a Job whose create met `AlreadyExists` failed.
     #[error("get Job {namespace}/{name} (it already existed when created): {source}")]
     ReadExisting {
@@ -34,6 +37,7 @@ impl crate::errors::MetricLabel for Error {
     fn metric_label(&self) -> &'static str {
         match self {
             Error::Write(err) => err.metric_label(),
+            Error::Identity(_) => "identity",
             Error::ReadExisting { source, .. } => crate::write::status_label(source),
         }
     }
@@ -47,7 +51,7 @@ pub enum Created {
     Rejected(String),
 }
 
-/// Creates the Job `new` names; an existing Job of that name is the one a previous attempt
+/// Creates the Job `new` names with `writer`, which acts as the policy's identity; an existing Job of that name is the one a previous attempt
 /// made (the names are deterministic), so it is read and counted as created.
 pub async fn create_job(
     writer: &Writer<'_>,
@@ -71,11 +75,14 @@ pub async fn create_job(
                 source,
             }),
         },
-        Err(err) => match *err.source {
-            kube::Error::Api(status) if (400..500).contains(&status.code) => {
+        Err(err) => match (err.refused_identity(), *err.source) {
+            // The policy's identity may not create Jobs: recorded like any refused Job, in
+            // words that say whom to grant what.
+            (Some(refused), _) => Ok(Created::Rejected(refused)),
+            (None, kube::Error::Api(status)) if (400..500).contains(&status.code) => {
                 Ok(Created::Rejected(status.message))
             }
-            source => Err(WriteError {
+            (None, source) => Err(WriteError {
                 source: Box::new(source),
                 ..err
             }

@@ -169,6 +169,12 @@ async fn reconcile(bp: Arc<BackupPolicy>, state: Arc<State>) -> Result<Action, E
         return Ok(Action::await_change());
     };
     let writer = Writer::new(&state.ctx, NAME);
+    // The policy's Jobs are created and deleted with its own rights.
+    let identity = state.ctx.identities.of(
+        &bp.namespace().unwrap_or_default(),
+        bp.spec.service_account_name.as_deref(),
+    );
+    let targets = writer.acting_as(&identity).map_err(act::Error::from)?;
     let now = Timestamp::now();
     let problems = spec::problems(&bp.spec);
     let schedule = spec::schedule(&bp.spec, &problems);
@@ -213,7 +219,7 @@ async fn reconcile(bp: Arc<BackupPolicy>, state: Arc<State>) -> Result<Action, E
             decision = Some(decided);
             break;
         }
-        match act::create_job(&writer, &bp, &new).await? {
+        match act::create_job(&targets, &bp, &new).await? {
             Created::Exists(job) => observed.created(&job),
             Created::Rejected(message) => {
                 // It did not start: the JobRejected Event of the next round says so instead.
@@ -226,7 +232,7 @@ async fn reconcile(bp: Arc<BackupPolicy>, state: Arc<State>) -> Result<Action, E
     let Some(decision) = decision else {
         return Ok(Action::requeue(std::time::Duration::ZERO));
     };
-    act::delete_jobs(&writer, &state.deleted, &bp, &decision.delete).await?;
+    act::delete_jobs(&targets, &state.deleted, &bp, &decision.delete).await?;
 
     let time = runtime::now();
     // Judged for its Ready Event; the conditions are merged once by `status`, against the

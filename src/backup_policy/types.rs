@@ -74,6 +74,20 @@ pub struct BackupPolicySpec {
     /// older than this (e.g. `26h` for a daily backup).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpo: Option<Duration>,
+    /// ServiceAccount of this namespace whose rights the policy uses to create and delete its
+    /// backup, verify and prune Jobs.
+    /// The operator sends those requests impersonating
+    /// `system:serviceaccount:<this namespace>:<serviceAccountName>`, so they succeed exactly
+    /// when that ServiceAccount's RBAC allows them, and a refusal names it. Unset: the
+    /// operator's default ServiceAccount of this namespace (flag `--default-service-account`,
+    /// `default` unless the cluster admin chose another). Naming a ServiceAccount requires the
+    /// right to impersonate it (checked at admission when the chart's policy is installed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub service_account_name: Option<String>,
 }
 
 /// Backup schedule.

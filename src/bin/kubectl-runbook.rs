@@ -74,8 +74,17 @@ enum Command {
         #[arg(long, requires = "wait", value_parser = parse_duration)]
         timeout: Option<Duration>,
     },
-    /// Approve the approval step STEP of a run.
+    /// Approve the approval step STEP of a run, which must be waiting at it (needs the verb
+    /// `approve` on runbookruns with the chart's admission policies).
     Approve {
+        /// The RunbookRun.
+        run: String,
+        /// The approval step's name.
+        step: String,
+    },
+    /// Reject the approval step STEP of a run: the step fails with reason Rejected (needs the
+    /// verb `approve` on runbookruns with the chart's admission policies).
+    Reject {
         /// The RunbookRun.
         run: String,
         /// The approval step's name.
@@ -312,6 +321,27 @@ async fn whoami(client: &Client) -> Option<String> {
     answer.status?.user_info?.username
 }
 
+/// `approve` or `reject` (`how`: the verb, its annotation, its past tense) of `step` on `run`.
+async fn answer(
+    target: &Target,
+    run: &str,
+    step: &str,
+    how: (&str, &str, &str),
+) -> anyhow::Result<u8> {
+    let (verb, key, done) = how;
+    let ns = &target.namespace;
+    let current = fetch_run(target, run).await?;
+    plugin::check_answer(&current, step, verb)
+        .map_err(|e| anyhow!("cannot {verb} in namespace {ns:?}: {e}"))?;
+    annotate::<RunbookRun>(target, "RunbookRun", run, key, step).await?;
+    println!(
+        "{} {done}: step {step:?}",
+        plugin::object_ref::<RunbookRun>(run)
+    );
+    eprintln!("follow it with: kubectl runbook get {run} -n {ns} --watch");
+    Ok(0)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let target = connect(&cli).await?;
     let style = Style { ascii: cli.ascii };
@@ -363,19 +393,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(plugin::exit_status(&finished).unwrap_or(1))
         }
         Command::Approve { run, step } => {
-            let current = fetch_run(&target, &run).await?;
-            if let Some(text) = plugin::check_approve(&current, &step)
-                .map_err(|e| anyhow!("cannot approve in namespace {ns:?}: {e}"))?
-            {
-                note(&text);
-            }
-            annotate::<RunbookRun>(&target, "RunbookRun", &run, plugin::APPROVE, &step).await?;
-            println!(
-                "{} approved: step {step:?}",
-                plugin::object_ref::<RunbookRun>(&run)
-            );
-            eprintln!("follow it with: kubectl runbook get {run} -n {ns} --watch");
-            Ok(0)
+            answer(
+                &target,
+                &run,
+                &step,
+                ("approve", plugin::APPROVE, "approved"),
+            )
+            .await
+        }
+        Command::Reject { run, step } => {
+            answer(&target, &run, &step, ("reject", plugin::REJECT, "rejected")).await
         }
         Command::Cancel { run } => {
             let current = fetch_run(&target, &run).await?;

@@ -36,12 +36,16 @@ pub enum Error {
     /// The API server refused or failed a write; it names the request.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// No client acting as the release's identity could be built.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
 }
 
 impl crate::errors::MetricLabel for Error {
     fn metric_label(&self) -> &'static str {
         match self {
             Error::Write(err) => err.metric_label(),
+            Error::Identity(_) => "identity",
         }
     }
 }
@@ -59,8 +63,11 @@ pub fn switch_result(back: bool) -> &'static str {
 
 /// One reconcile's release, carrying out decisions.
 pub struct Actor<'a> {
-    /// Sends the writes.
+    /// Sends the writes of the operator's own kinds: the status, the validation Runbook and run.
     pub writer: Writer<'a>,
+    /// Sends the writes to the slot Deployments and the Services, acting as the release's
+    /// identity (`spec.serviceAccountName`, or the default ServiceAccount).
+    pub target_writer: Writer<'a>,
     /// Where the resourceVersions of the release and Services written are recorded.
     pub written: &'a Written,
     /// Switches in progress, for their latency.
@@ -342,9 +349,9 @@ impl Actor<'_> {
     /// Sets the slot key of `service`'s selector (one key of an atomic map: a merge patch).
     async fn point(&mut self, service: &str, slot: Slot) -> Result<(), Error> {
         let key = slot_label(&self.bgr.spec).to_owned();
-        let api = self.writer.api::<Service>(&self.namespace);
+        let api = self.target_writer.api::<Service>(&self.namespace);
         let patched = self
-            .writer
+            .target_writer
             .patch(
                 &api,
                 service,
@@ -364,8 +371,8 @@ impl Actor<'_> {
     async fn apply_slot(&mut self, slot: Slot, revision: &str, replicas: i32) -> Result<(), Error> {
         let deployment = slot_deployment(&self.bgr, slot, &self.template, revision, replicas);
         let name = slot_deployment_name(&self.name, slot);
-        let api = self.writer.api::<Deployment>(&self.namespace);
-        self.writer
+        let api = self.target_writer.api::<Deployment>(&self.namespace);
+        self.target_writer
             .patch(&api, &name, &Patch::Apply(&deployment), "deployment")
             .await?;
         let view = self.cluster.slot_mut(slot);
@@ -380,9 +387,9 @@ impl Actor<'_> {
     /// already gone needs no scaling).
     async fn scale_slot(&mut self, slot: Slot, replicas: i32) -> Result<(), Error> {
         let name = slot_deployment_name(&self.name, slot);
-        let api = self.writer.api::<Deployment>(&self.namespace);
+        let api = self.target_writer.api::<Deployment>(&self.namespace);
         match self
-            .writer
+            .target_writer
             .patch_scale(
                 &api,
                 &name,
@@ -431,6 +438,8 @@ impl Actor<'_> {
                 schedule: None,
                 requires_maintenance_window: None,
                 history_limits: None,
+                // The validation runs act as the release does.
+                service_account_name: self.bgr.spec.service_account_name.clone(),
             },
         );
         runbook.metadata.namespace = Some(self.namespace.clone());

@@ -196,8 +196,18 @@ async fn reconcile(bgr: Arc<BlueGreenRelease>, state: Arc<State>) -> Result<Acti
     };
     let cluster = observe::cluster(caches, &bgr, &observed).await?;
     let desired = revision(&template);
+    let writer = Writer::new(&ctx, NAME);
+    // The slot Deployments and Services are changed with the release's rights.
+    let identity = ctx.identities.of(
+        &bgr.namespace().unwrap_or_default(),
+        bgr.spec.service_account_name.as_deref(),
+    );
+    let targets = writer
+        .acting_as(&identity)
+        .map_err(super::act::Error::from)?;
     let mut actor = Actor {
-        writer: Writer::new(&ctx, NAME),
+        writer,
+        target_writer: targets,
         written: &caches.written,
         switches: &state.switches,
         images: images(&template),

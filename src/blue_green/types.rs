@@ -95,6 +95,20 @@ pub struct BlueGreenReleaseSpec {
     /// Promotion waits until a MaintenanceWindow matching this selector is Active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requires_maintenance_window: Option<WindowRequirement>,
+    /// ServiceAccount of this namespace whose rights the release uses on its Deployments and
+    /// Services; the validation Runbook it creates carries the same name.
+    /// The operator sends those requests impersonating
+    /// `system:serviceaccount:<this namespace>:<serviceAccountName>`, so they succeed exactly
+    /// when that ServiceAccount's RBAC allows them, and a refusal names it. Unset: the
+    /// operator's default ServiceAccount of this namespace (flag `--default-service-account`,
+    /// `default` unless the cluster admin chose another). Naming a ServiceAccount requires the
+    /// right to impersonate it (checked at admission when the chart's policy is installed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub service_account_name: Option<String>,
 }
 
 /// Services of a release (same namespace).

@@ -45,6 +45,12 @@ pub enum Error {
     /// A write the API server refused or failed, naming the request.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// No client acting as the window's identity could be built.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    /// The window's identity may not read a target.
+    #[error(transparent)]
+    Refused(#[from] crate::identity::Refused),
 }
 
 impl crate::errors::MetricLabel for Error {
@@ -52,6 +58,8 @@ impl crate::errors::MetricLabel for Error {
         match self {
             Error::Read(err) => err.metric_label(),
             Error::Write(err) => err.metric_label(),
+            Error::Identity(_) => "identity",
+            Error::Refused(_) => "forbidden",
         }
     }
 }
@@ -251,6 +259,16 @@ impl<'a> Reconcile<'a> {
         Writer::new(self.ctx(), NAME)
     }
 
+    /// The writer for the window's targets (reads and writes), acting as the window's identity
+    /// (`spec.serviceAccountName`, or the default ServiceAccount of its namespace).
+    fn targets(&self) -> Result<Writer<'_>, crate::identity::IdentityError> {
+        let identity = self.ctx().identities.of(
+            &self.namespace,
+            self.mw.spec.service_account_name.as_deref(),
+        );
+        self.writer().acting_as(&identity)
+    }
+
     async fn event(&self, type_: EventType, reason: &str, message: String) {
         self.ctx()
             .publish(NAME, &self.mw.object_ref(&()), type_, reason, message)
@@ -377,13 +395,22 @@ impl<'a> Reconcile<'a> {
 
     /// Reads one workload; `None` if it does not exist.
     async fn fetch(&self, kind: TargetKind, name: &str) -> Result<Option<Workload>, Error> {
-        Ok(observe::fetch(self.ctx(), &self.namespace, kind, name).await?)
+        let targets = self.targets()?;
+        match observe::fetch(targets.client(), &self.namespace, kind, name).await {
+            Ok(workload) => Ok(workload),
+            Err(err) => match crate::runtime::forbidden(&err) {
+                Some(message) => {
+                    Err(crate::identity::Refused(crate::identity::refused(&message)).into())
+                }
+                None => Err(err.into()),
+            },
+        }
     }
 
     /// Sends `writes` to `workload`, its requests at once (they touch different fields: the
     /// scale subresource, the pod template's env, a CronJob's suspend flag).
-    async fn send(&self, workload: &Workload, writes: &Writes) -> Result<(), WriteError> {
-        let writer = self.writer();
+    async fn send(&self, workload: &Workload, writes: &Writes) -> Result<(), Error> {
+        let writer = self.targets()?;
         let ns = &self.namespace;
         let name = workload.name();
         let scale = async {
@@ -430,7 +457,7 @@ impl<'a> Reconcile<'a> {
             Ok::<(), WriteError>(())
         };
         let (scale, env, suspend) = futures::join!(scale, env, suspend);
-        scale.and(env).and(suspend)
+        Ok(scale.and(env).and(suspend)?)
     }
 
     /// Marks the current occurrence's result, keeping the worst seen.
@@ -703,8 +730,8 @@ impl<'a> Reconcile<'a> {
             };
             match self.send(&workload, &restoration.writes).await {
                 Ok(()) => {}
-                Err(err) if err.not_found() => {}
-                Err(err) if err.code().is_some_and(permanent) => {
+                Err(Error::Write(err)) if err.not_found() => {}
+                Err(Error::Write(err)) if err.code().is_some_and(permanent) => {
                     self.event(
                         EventType::Warning,
                         "RestoreFailed",
@@ -717,7 +744,7 @@ impl<'a> Reconcile<'a> {
                     self.mark_result(FAILED);
                     failed += 1;
                 }
-                Err(err) => return Err(err.into()),
+                Err(err) => return Err(err),
             }
             for drift in &restoration.drift {
                 if drift.kept {
@@ -825,6 +852,15 @@ enum Failure {
     Unwritable(String),
 }
 
+impl From<Error> for Failure {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Write(err) => err.into(),
+            other => Failure::Refused(other.to_string()),
+        }
+    }
+}
+
 impl From<WriteError> for Failure {
     fn from(err: WriteError) -> Self {
         match err.code() {
@@ -850,6 +886,9 @@ fn permanent(code: u16) -> bool {
 
 /// The API server's message for a refused write (what an Event tells a person).
 fn api_message(err: &WriteError) -> String {
+    if let Some(refused) = err.refused_identity() {
+        return refused;
+    }
     match err.source.as_ref() {
         kube::Error::Api(status) => status.message.clone(),
         other => other.to_string(),

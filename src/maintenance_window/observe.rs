@@ -256,13 +256,14 @@ async fn run_outcomes(
 }
 
 /// Reads one workload; `None` if it does not exist.
+/// Read with `client`: a window reads its targets as its identity.
 pub async fn fetch(
-    ctx: &Context,
+    client: &kube::Client,
     namespace: &str,
     kind: TargetKind,
     name: &str,
 ) -> Result<Option<Workload>, Error> {
-    let client = ctx.client.clone();
+    let client = client.clone();
     let found = match kind {
         TargetKind::Deployment => Api::<Deployment>::namespaced(client, namespace)
             .get_opt(name)

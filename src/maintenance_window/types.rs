@@ -88,6 +88,20 @@ pub struct MaintenanceWindowSpec {
     /// What to do when the operator was down at a start time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missed_start: Option<MissedStart>,
+    /// ServiceAccount of this namespace whose rights the window uses to change and restore
+    /// its targets (scaling, patching and suspending Deployments, StatefulSets and CronJobs).
+    /// The operator sends those requests impersonating
+    /// `system:serviceaccount:<this namespace>:<serviceAccountName>`, so they succeed exactly
+    /// when that ServiceAccount's RBAC allows them, and a refusal names it. Unset: the
+    /// operator's default ServiceAccount of this namespace (flag `--default-service-account`,
+    /// `default` unless the cluster admin chose another). Naming a ServiceAccount requires the
+    /// right to impersonate it (checked at admission when the chart's policy is installed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub service_account_name: Option<String>,
 }
 
 /// When a recurring window opens and how long it stays open.

@@ -159,28 +159,29 @@ fn waiting_at_go() -> RunbookRun {
 }
 
 #[test]
-fn approve_checks_the_step_is_an_approval_the_run_can_still_reach() {
+fn approve_checks_the_step_is_an_approval_the_run_waits_at() {
     let run = waiting_at_go();
-    assert_eq!(check_approve(&run, "go"), Ok(None));
-    let err = check_approve(&run, "nope").unwrap_err();
+    assert_eq!(check_answer(&run, "go", "approve"), Ok(()));
+    assert_eq!(check_answer(&run, "go", "reject"), Ok(()));
+    let err = check_answer(&run, "nope", "approve").unwrap_err();
     assert!(
         err.contains("no step \"nope\"") && err.contains("approval steps: go"),
         "{err}"
     );
-    let err = check_approve(&run, "scale-up").unwrap_err();
+    let err = check_answer(&run, "scale-up", "approve").unwrap_err();
     assert!(err.contains("is a scale step, not an approval"), "{err}");
     let done = run_with(journal("Succeeded", "", json!([])), json!({}));
     assert!(
-        check_approve(&done, "go")
+        check_answer(&done, "go", "reject")
             .unwrap_err()
             .contains("already finished")
     );
+    // An answer given before the step waits would not count: refused, with why.
     let unstarted = run_with(json!({"phase": "WaitingForWindow"}), json!({}));
+    let err = check_answer(&unstarted, "go", "approve").unwrap_err();
     assert!(
-        check_approve(&unstarted, "go")
-            .unwrap()
-            .unwrap()
-            .contains("not started")
+        err.contains("not started") && err.contains("WaitingForApproval"),
+        "{err}"
     );
 }
 

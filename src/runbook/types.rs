@@ -87,6 +87,21 @@ pub struct RunbookSpec {
     /// How many finished RunbookRuns of this runbook to keep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history_limits: Option<HistoryLimits>,
+    /// ServiceAccount of this namespace whose rights every run of this Runbook uses for its
+    /// steps: reading and changing targets, creating Jobs, deleting pods, reading Secrets.
+    /// A run takes it when it starts; editing it later does not change a running run.
+    /// The operator sends those requests impersonating
+    /// `system:serviceaccount:<this namespace>:<serviceAccountName>`, so they succeed exactly
+    /// when that ServiceAccount's RBAC allows them, and a refusal names it. Unset: the
+    /// operator's default ServiceAccount of this namespace (flag `--default-service-account`,
+    /// `default` unless the cluster admin chose another). Naming a ServiceAccount requires the
+    /// right to impersonate it (checked at admission when the chart's policy is installed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub service_account_name: Option<String>,
 }
 
 /// A runbook parameter.

@@ -34,7 +34,7 @@ use crate::context::Context;
 use crate::maintenance_window::MaintenanceWindow;
 use crate::runbook::Runbook;
 use crate::runtime::{self, Cache, Shutdown};
-use crate::well_known::{APPROVE, FINALLY_FINALIZER, RUN_LABEL, RUNBOOK_LABEL};
+use crate::well_known::{FINALLY_FINALIZER, RUN_LABEL, RUNBOOK_LABEL};
 use crate::write::{FinalizerGuard, WriteError, Writer};
 
 /// Controller name in logs and metrics.
@@ -69,6 +69,9 @@ pub enum Error {
     /// A write of the run itself (its journal or metadata) the API server refused or failed.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// No client acting as the run's identity could be built.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     /// A step's side effect failed in a way a retry may fix.
     #[error("step {step:?}: {source}")]
     Step {
@@ -88,6 +91,7 @@ impl crate::errors::MetricLabel for Error {
             }
             Error::Write(err) => err.metric_label(),
             Error::Step { source, .. } => source.metric_label(),
+            Error::Identity(_) => "identity",
         }
     }
 }
@@ -125,7 +129,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
         None => Api::all(ctx.client.clone()),
     };
     let controller = Controller::for_stream(runtime::queued(&ctx, NAME, stream), runs)
-        .owns(jobs, watcher::Config::default().labels(RUN_LABEL))
+        .owns(
+            jobs,
+            runtime::scoped_watcher(&ctx, watcher::Config::default().labels(RUN_LABEL)),
+        )
         .watches_stream(runbook_stream, move |runbook| {
             let name = runbook.name_any();
             runtime::referrers(&by_runbook, runbook.namespace(), |run| {
@@ -143,9 +150,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
             })
         })
         .watches_stream(
-            watcher(deployments, watcher::Config::default())
-                .default_backoff()
-                .touched_objects(),
+            watcher(
+                deployments,
+                runtime::scoped_watcher(&ctx, watcher::Config::default()),
+            )
+            .default_backoff()
+            .touched_objects(),
             move |d| {
                 targets(
                     &on_workload,
@@ -155,9 +165,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
             },
         )
         .watches_stream(
-            watcher(statefulsets, watcher::Config::default())
-                .default_backoff()
-                .touched_objects(),
+            watcher(
+                statefulsets,
+                runtime::scoped_watcher(&ctx, watcher::Config::default()),
+            )
+            .default_backoff()
+            .touched_objects(),
             move |s| {
                 targets(
                     &on_statefulset,
@@ -183,10 +196,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
         ],
         synced,
     );
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("runbook-operator/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default();
+    let http = crate::fence::http_client(ctx.config.fence.egress.clone());
     let state = Arc::new(State {
         ctx: ctx.clone(),
         windows,
@@ -340,15 +350,22 @@ async fn execute(
         .await;
     }
     let cancelled = status.cancel_requested_at.is_some();
-    let approved = run.annotations().get(APPROVE).cloned();
+    // The run's annotations as last read or written (an approval step removes answers).
+    let mut annotations = run.annotations().clone();
     let run_name = run.name_any();
+    // Every step acts with the rights of the identity recorded when the run started (a run
+    // started before identities were recorded acts as the default ServiceAccount).
+    let identity = ctx
+        .identities
+        .of(&namespace, status.service_account_name.as_deref());
     let exec = Exec {
-        writer: writer.dry_run(run.spec.mode == Some(RunMode::Plan)),
+        writer: writer
+            .dry_run(run.spec.mode == Some(RunMode::Plan))
+            .acting_as(&identity)?,
         http: &state.http,
         namespace: &namespace,
         run_name: &run_name,
         run_uid: run.metadata.uid.as_deref().unwrap_or_default(),
-        approved: approved.as_deref(),
         now,
     };
     // Intents recorded by this reconcile: only these may be acted on without doubt.
@@ -389,6 +406,8 @@ async fn execute(
             break;
         };
         let phase_before = entry.phase;
+        // An Event about the step's answer, published once the journal entry is written.
+        let mut notice = None;
         let in_step = |source| Error::Step {
             step: step.name.clone(),
             source,
@@ -407,9 +426,23 @@ async fn execute(
             }
             StepNext::Act { deadline } => {
                 let key = (index, entry.attempts);
-                let result = act::act(&exec, &step, entry, fresh.contains(&key))
-                    .await
-                    .map_err(in_step)?;
+                let result = match &step.approval {
+                    Some(action) if !exec.plan() => {
+                        let mut meta = act::RunMeta {
+                            run,
+                            annotations: &mut annotations,
+                            resource_version: &mut rv,
+                        };
+                        let (result, note) = act::answer(&exec, &mut meta, &step, action, entry)
+                            .await
+                            .map_err(in_step)?;
+                        notice = note;
+                        result
+                    }
+                    _ => act::act(&exec, &step, entry, fresh.contains(&key))
+                        .await
+                        .map_err(in_step)?,
+                };
                 if result == Act::Record {
                     fresh.insert(key);
                 }
@@ -428,6 +461,14 @@ async fn execute(
                 if status != last_written {
                     write_status(writer, run, &status, &mut rv).await?;
                 }
+                if let Some(act::Notice {
+                    type_,
+                    reason,
+                    note,
+                }) = notice
+                {
+                    publish(ctx, run, type_, reason, note).await;
+                }
                 return Ok(match recheck {
                     Some(after) => Action::requeue(after.max(Duration::from_millis(200))),
                     None => Action::await_change(),
@@ -437,6 +478,14 @@ async fn execute(
         status::progressed(&mut status, generation, &now_t);
         write_status(writer, run, &status, &mut rv).await?;
         last_written = status.clone();
+        if let Some(act::Notice {
+            type_,
+            reason,
+            note,
+        }) = notice
+        {
+            publish(ctx, run, type_, reason, note).await;
+        }
         if let Some((result, took)) = status
             .steps
             .get(index)
@@ -563,7 +612,16 @@ async fn start(
             runbook_generation,
         } => {
             set_metadata(writer, run, true, &mut rv).await?;
-            let status = status::started(status, resolved, runbook_generation, generation, &now);
+            // The identity is fixed now: a later edit of the Runbook does not change it.
+            let identity = ctx.identities.of(
+                &namespace,
+                runbook
+                    .as_ref()
+                    .and_then(|rb| rb.spec.service_account_name.as_deref()),
+            );
+            let mut status =
+                status::started(status, resolved, runbook_generation, generation, &now);
+            status.service_account_name = Some(identity.service_account.clone());
             write_status(writer, run, &status, &mut rv).await?;
             let mode = if run.spec.mode == Some(RunMode::Plan) {
                 " in Plan mode"
@@ -576,7 +634,7 @@ async fn start(
                 EventType::Normal,
                 "Started",
                 format!(
-                    "running Runbook {runbook_name:?} (generation {}){mode}",
+                    "running Runbook {runbook_name:?} (generation {}){mode} as {identity}",
                     runbook_generation.unwrap_or_default()
                 ),
             )

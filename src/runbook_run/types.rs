@@ -255,6 +255,11 @@ pub struct RunbookRunStatus {
     /// When the run finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// The ServiceAccount (of the run's namespace) whose rights the run's steps use, taken
+    /// from the Runbook's `serviceAccountName`, or the operator's default ServiceAccount, when
+    /// the run started: editing the Runbook later does not change a running run's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
     /// The Runbook's generation when the run started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runbook_generation: Option<i64>,

@@ -113,6 +113,15 @@ fn documents(yaml: &str) -> Vec<Value> {
         .collect()
 }
 
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 fn kind_of(doc: &Value) -> &str {
     doc["kind"].as_str().unwrap_or_default()
 }
@@ -170,13 +179,53 @@ fn rbac_follows_the_watch_mode_and_ha_gets_a_pdb() {
         documents(&template(Some(&profiles[name]), &[]).unwrap_or_else(|e| panic!("{name}: {e}")))
     };
 
+    // The approver role is for people (the verb `approve` the admission policy asks for),
+    // bound by the admin; it grants the operator nothing.
+    let approver = format!("{RELEASE}-approver");
+    let for_people = |d: &Value| d["metadata"]["name"] == approver.as_str();
+
     // Cluster-wide: one ClusterRole with every rule, bound cluster-wide; no PDB for 1 replica.
     let default = render("default");
+    let approver_role = default
+        .iter()
+        .find(|d| kind_of(d) == "ClusterRole" && for_people(d))
+        .expect("the approver ClusterRole");
+    assert!(
+        approver_role["rules"][0]["verbs"]
+            .as_array()
+            .expect("verbs")
+            .iter()
+            .any(|v| v == "approve"),
+        "{approver_role}"
+    );
+    for kind in [
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ] {
+        assert!(
+            default.iter().any(|d| kind_of(d) == kind),
+            "admission.enabled (default) renders a {kind}"
+        );
+    }
+    let without =
+        documents(&template(None, &["--set", "admission.enabled=false"]).expect("render"));
+    assert!(
+        !without
+            .iter()
+            .any(|d| kind_of(d).ends_with("AdmissionPolicy")),
+        "admission.enabled=false renders no admission policy"
+    );
     let cluster_roles: Vec<&Value> = default
         .iter()
-        .filter(|d| kind_of(d) == "ClusterRole")
+        .filter(|d| kind_of(d) == "ClusterRole" && !for_people(d))
         .collect();
-    assert_eq!(cluster_roles.len(), 1, "default renders one ClusterRole");
+    assert_eq!(
+        cluster_roles.len(),
+        1,
+        "default renders one ClusterRole for the operator"
+    );
     assert_eq!(
         cluster_roles[0]["metadata"]["name"], RELEASE,
         "the ClusterRole is named after the release"
@@ -212,6 +261,70 @@ fn rbac_follows_the_watch_mode_and_ha_gets_a_pdb() {
             );
         }
     }
+    // The operator's own rules: no write to what objects act on, no Secret read, and
+    // impersonation of ServiceAccounts (any, by default) to act as the objects' identities.
+    let rules: Vec<&Value> = cluster_roles[0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .collect();
+    let acted_on = [
+        "deployments",
+        "deployments/scale",
+        "statefulsets",
+        "statefulsets/scale",
+        "jobs",
+        "cronjobs",
+        "services",
+        "pods",
+        "secrets",
+        "configmaps",
+        "replicasets",
+    ];
+    for rule in &rules {
+        let verbs = strings(&rule["verbs"]);
+        for resource in strings(&rule["resources"]) {
+            if resource == "secrets" {
+                panic!("the operator reads or writes no Secret: {rule}");
+            }
+            if acted_on.contains(&resource) {
+                assert!(
+                    verbs.iter().all(|v| matches!(*v, "get" | "list" | "watch")),
+                    "the operator only reads {resource}; its identities change it: {rule}"
+                );
+            }
+        }
+    }
+    let impersonate = rules
+        .iter()
+        .find(|r| strings(&r["verbs"]) == ["impersonate"])
+        .expect("an impersonate rule");
+    assert_eq!(strings(&impersonate["resources"]), ["serviceaccounts"]);
+    assert!(
+        impersonate.get("resourceNames").is_none(),
+        "any ServiceAccount by default: {impersonate}"
+    );
+    for kind in [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ] {
+        assert!(
+            default.iter().any(|d| kind_of(d) == kind),
+            "admission.enabled renders a {kind}"
+        );
+    }
+    let env = &default
+        .iter()
+        .find(|d| kind_of(d) == "Deployment")
+        .expect("a Deployment")["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .expect("env")
+            .iter()
+            .any(|e| e["name"] == "DEFAULT_SERVICE_ACCOUNT" && e["value"] == "default"),
+        "defaultServiceAccount reaches the flag: {env}"
+    );
+
     let lease_role = default
         .iter()
         .find(|d| {
@@ -239,13 +352,28 @@ fn rbac_follows_the_watch_mode_and_ha_gets_a_pdb() {
         .filter_map(|d| d["metadata"]["namespace"].as_str())
         .collect();
     assert_eq!(binding_namespaces, role_namespaces);
-    for doc in &namespaced {
+    for doc in namespaced.iter().filter(|d| !for_people(d)) {
         assert!(
             !matches!(kind_of(doc), "ClusterRole" | "ClusterRoleBinding"),
             "the namespaced profile needs nothing cluster-wide: {}",
             doc["metadata"]["name"]
         );
     }
+    let role = namespaced
+        .iter()
+        .find(|d| kind_of(d) == "Role" && d["metadata"]["name"] == RELEASE)
+        .expect("a Role");
+    let impersonate = role["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .find(|r| strings(&r["verbs"]) == ["impersonate"])
+        .expect("an impersonate rule");
+    assert_eq!(
+        strings(&impersonate["resourceNames"]),
+        ["runbook-runner", "default"],
+        "rbac.impersonate.serviceAccountNames restricts the names"
+    );
     let deployment = namespaced
         .iter()
         .find(|d| kind_of(d) == "Deployment")
@@ -279,6 +407,61 @@ fn rbac_follows_the_watch_mode_and_ha_gets_a_pdb() {
             .any(|a| a == "--leader-elect"),
         "{args}"
     );
+}
+
+/// The value of the operator container's env var `name`, if set.
+fn env_value(docs: &[Value], name: &str) -> Option<String> {
+    let deployment = docs.iter().find(|d| kind_of(d) == "Deployment")?;
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array()?;
+    env.iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str().map(str::to_owned))
+}
+
+#[test]
+#[ignore = "needs the local cluster: make test"]
+fn the_fence_values_reach_the_operator_and_the_network_policy() {
+    let profiles = profiles();
+    let render = |name: &str| {
+        documents(&template(Some(&profiles[name]), &[]).unwrap_or_else(|e| panic!("{name}: {e}")))
+    };
+    // Watching every namespace leaves kube-system and the operator's own namespace alone.
+    let default = render("default");
+    assert_eq!(
+        env_value(&default, "EXCLUDE_NAMESPACES").as_deref(),
+        Some(format!("kube-system,{RELEASE_NAMESPACE}").as_str())
+    );
+    assert!(!default.iter().any(|d| kind_of(d) == "NetworkPolicy"));
+    // Listed namespaces only: nothing to exclude.
+    assert_eq!(env_value(&render("namespaced"), "EXCLUDE_NAMESPACES"), None);
+
+    let locked = render("networkpolicy");
+    assert_eq!(
+        env_value(&locked, "DENY_EGRESS_CIDRS").as_deref(),
+        Some("172.18.0.0/16")
+    );
+    assert_eq!(
+        env_value(&locked, "ALLOW_PATCH_KINDS").as_deref(),
+        Some("Role.rbac.authorization.k8s.io")
+    );
+    let policy = locked
+        .iter()
+        .find(|d| kind_of(d) == "NetworkPolicy")
+        .expect("a NetworkPolicy");
+    let egress = policy["spec"]["egress"].as_array().expect("egress rules");
+    let cidrs: Vec<&str> = egress
+        .iter()
+        .flat_map(|rule| rule["to"].as_array().into_iter().flatten())
+        .filter_map(|peer| peer["ipBlock"]["cidr"].as_str())
+        .collect();
+    assert_eq!(cidrs, ["10.96.0.1/32", "172.18.0.2/32", "10.96.0.0/12"]);
+    assert!(
+        egress.iter().any(|rule| rule["ports"][0]["port"] == 53),
+        "DNS is allowed: {egress:?}"
+    );
+    // Turned on without the API server's addresses, the chart refuses to render.
+    let err = template(None, &["--set", "networkPolicy.enabled=true"]).unwrap_err();
+    assert!(err.contains("networkPolicy.apiServer.cidrs"), "{err}");
 }
 
 #[test]

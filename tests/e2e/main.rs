@@ -1,15 +1,19 @@
 //! Behaviour tests against the local control plane (`make test` starts it). Each test works
 //! in its own namespace with its own operator process.
 
+mod approvals;
 mod backups;
 mod bad_input;
 mod blue_green;
 mod chart;
 mod cluster;
 mod crash;
+mod egress;
+mod escalation;
 mod example_runs;
 mod examples;
 mod ha;
+mod identity;
 mod metrics;
 mod plugin;
 mod rbac;

@@ -465,6 +465,49 @@ async fn approve_lets_a_waiting_run_finish_and_get_watch_follows_it() {
     assert!(seen.iter().any(|l| l.contains("✔ Succeeded")), "{seen:#?}");
 }
 
+/// `reject <run> <step>` fails the waiting step with reason Rejected, so `run --wait` exits 3;
+/// an answer to a step the run does not wait at yet is refused (it would not count).
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn reject_fails_the_waiting_step_and_an_early_answer_is_refused() {
+    let mut ns = TestNamespace::new("plugin-reject").await;
+    ns.apply(&runbook(
+        "gated",
+        "  steps:\n  - {name: first, approval: {message: \"Start?\"}}\n  - {name: ask, approval: {message: \"Ship it?\"}}",
+    ));
+    ns.start_operator();
+    let waiting_run = spawn_plugin(&ns, &["run", "gated", "--wait"]);
+    let run = only_run_in(&ns, "gated", "WaitingForApproval").await;
+    let name = run.name_any();
+
+    let early = plugin(&ns, &["approve", &name, "ask"]);
+    assert_eq!(early.status.code(), Some(1));
+    assert!(
+        text(&early.stderr).contains("is not waiting at step \"ask\" now"),
+        "{}",
+        text(&early.stderr)
+    );
+    ok(&plugin(&ns, &["reject", &name, "first"]), "reject");
+    let waited = finish(waiting_run).await;
+    assert_eq!(waited.status.code(), Some(3), "{}", text(&waited.stdout));
+    let run = ns.api::<RunbookRun>().get(&name).await.expect("the run");
+    assert_eq!(phase(&run), "Failed");
+    assert_eq!(step_phase(&run, "first"), StepPhase::Failed);
+    assert_eq!(step_phase(&run, "ask"), StepPhase::Skipped);
+    let first = &run.status.as_ref().expect("status").steps[0];
+    assert_eq!(
+        first.outputs.get("reason").map(String::as_str),
+        Some("Rejected")
+    );
+    assert!(
+        first
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("rejected by ")),
+        "{first:#?}"
+    );
+}
+
 /// `cancel <run>` stops a running run: `run --wait` exits 4, the run is Cancelled, its finally
 /// step still ran; a second cancel is refused as the run has finished.
 #[tokio::test]

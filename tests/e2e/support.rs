@@ -49,10 +49,21 @@ impl Drop for Operator {
 /// test that needs it. Unset, operators run with the kubeconfig's own (admin) identity.
 pub const OPERATOR_IDENTITY: &str = "E2E_OPERATOR_SERVICE_ACCOUNT";
 
-/// A kubeconfig like the suite's whose user impersonates [`OPERATOR_IDENTITY`], written once.
+/// A kubeconfig that authenticates as the chart's ServiceAccount with a token (written by
+/// `make test`, `hack/operator-kubeconfig.sh`). Operators must use it rather than an admin
+/// kubeconfig impersonating [`OPERATOR_IDENTITY`]: a client carries one impersonation only,
+/// so the operator's own impersonation of an object's ServiceAccount would replace it and the
+/// chart's `impersonate` rule would never be checked.
+pub const OPERATOR_KUBECONFIG: &str = "E2E_OPERATOR_KUBECONFIG";
+
+/// The kubeconfig operators of the suite run with: [`OPERATOR_KUBECONFIG`] when set, else
+/// (an older setup) the suite's kubeconfig impersonating [`OPERATOR_IDENTITY`], written once.
 fn operator_kubeconfig() -> Option<PathBuf> {
     static PATH: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     PATH.get_or_init(|| {
+        if let Some(path) = std::env::var_os(OPERATOR_KUBECONFIG).filter(|p| !p.is_empty()) {
+            return Some(PathBuf::from(path));
+        }
         let identity = std::env::var(OPERATOR_IDENTITY)
             .ok()
             .filter(|s| !s.is_empty())?;
@@ -79,6 +90,36 @@ pub fn impersonating_kubeconfig(identity: &str, label: &str) -> PathBuf {
     path
 }
 
+/// Writes a copy of the suite's kubeconfig whose users authenticate as ServiceAccount
+/// `account` of `namespace` with a fresh token (no impersonation), and returns its path. An
+/// operator run with it impersonates objects' ServiceAccounts with that account's own
+/// `impersonate` right, which an admin kubeconfig impersonating the account would bypass.
+pub fn token_kubeconfig(namespace: &str, account: &str, label: &str) -> PathBuf {
+    let out = kubectl_in(
+        Some(namespace),
+        &["create", "token", account, "--duration=2h"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "create a token for {namespace}/{account}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let config = kube::config::Kubeconfig::read().expect("read the suite's kubeconfig");
+    let mut config = serde_json::to_value(&config).expect("kubeconfig as JSON");
+    for user in config["users"].as_array_mut().into_iter().flatten() {
+        user["user"] = serde_json::json!({"token": token});
+    }
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "e2e-{label}-{:06x}.kubeconfig",
+        rand::random::<u32>() & 0xff_ffff
+    ));
+    let yaml = serde_norway::to_string(&config).expect("kubeconfig as YAML");
+    std::fs::write(&path, yaml).expect("write the token kubeconfig");
+    path
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -86,9 +127,45 @@ fn free_port() -> u16 {
         .expect("a free local port")
 }
 
+/// What the steps, windows, releases and policies of the suite do to their targets: the Role
+/// [`TestNamespace::new`] grants the namespace's `default` ServiceAccount, which objects act as
+/// when they name no other (the operator's `--default-service-account`). Owner references with
+/// blockOwnerDeletion (step and backup Jobs, slot Deployments) need `update` on the owner's
+/// finalizers, as OwnerReferencesPermissionEnforcement checks the creator.
+pub const RUNNER_RULES: &str = r#"
+- {apiGroups: [apps], resources: [deployments, statefulsets], verbs: [get, list, watch, create, patch]}
+- {apiGroups: [apps], resources: [deployments/scale, statefulsets/scale], verbs: [get, patch]}
+- {apiGroups: [apps], resources: [replicasets], verbs: [list]}
+- {apiGroups: [batch], resources: [jobs], verbs: [get, list, watch, create, delete]}
+- {apiGroups: [batch], resources: [cronjobs], verbs: [get, patch]}
+- {apiGroups: [""], resources: [pods], verbs: [list, delete]}
+- {apiGroups: [""], resources: [services, secrets], verbs: [get, patch]}
+- {apiGroups: [""], resources: [configmaps], verbs: [get, create, patch]}
+- {apiGroups: [ops.runbook.dev], resources: [backuppolicies], verbs: [get, patch]}
+- {apiGroups: [ops.runbook.dev], resources: [runbookruns/finalizers, backuppolicies/finalizers, bluegreenreleases/finalizers], verbs: [update]}
+"#;
+
 impl TestNamespace {
-    /// Creates `t-<prefix>-<random>`.
+    /// Creates `t-<prefix>-<random>` and grants its `default` ServiceAccount the runner Role
+    /// ([`RUNNER_RULES`]), so objects that name no ServiceAccount may act.
     pub async fn new(prefix: &str) -> Self {
+        let ns = Self::without_runner(prefix).await;
+        ns.grant_runner("default");
+        ns
+    }
+
+    /// Grants ServiceAccount `account` of this namespace the runner Role ([`RUNNER_RULES`]).
+    pub fn grant_runner(&self, account: &str) {
+        let yaml = format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: runner}}\nrules:{RUNNER_RULES}---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: runner-{account}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: runner}}\nsubjects: [{{kind: ServiceAccount, name: {account}, namespace: {ns}}}]\n",
+            ns = self.name
+        );
+        self.apply(&yaml);
+    }
+
+    /// Creates `t-<prefix>-<random>` with no rights for its ServiceAccounts: objects acting as
+    /// `default` are refused everything (for refusal tests).
+    pub async fn without_runner(prefix: &str) -> Self {
         let client = Client::try_default()
             .await
             .expect("KUBECONFIG must point at the local cluster: run `make test`");
@@ -140,6 +217,23 @@ impl TestNamespace {
         ready: &str,
         kubeconfig: Option<&std::path::Path>,
     ) -> Operator {
+        self.spawn(suffix, extra, ready, kubeconfig, true)
+    }
+
+    /// [`TestNamespace::spawn_operator`] without `--allow-loopback-egress`, as in a cluster:
+    /// http steps to the suite's local servers (on 127.0.0.1) are refused.
+    pub fn spawn_operator_fenced(&self, suffix: &str) -> Operator {
+        self.spawn(suffix, &[], "ok", None, false)
+    }
+
+    fn spawn(
+        &self,
+        suffix: &str,
+        extra: &[&str],
+        ready: &str,
+        kubeconfig: Option<&std::path::Path>,
+        loopback: bool,
+    ) -> Operator {
         let port = free_port();
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join("e2e-logs")
@@ -150,11 +244,19 @@ impl TestNamespace {
             .append(true)
             .open(&log)
             .expect("operator log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_runbook-operator"));
+        // E2E_OPERATOR_BINARY: a copy of this checkout's binary, for checkouts that share a
+        // target directory (another checkout's build would replace the one cargo built).
+        let binary = std::env::var_os("E2E_OPERATOR_BINARY")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_runbook-operator")));
+        let mut command = Command::new(binary);
         command
             .args(["run", "--namespace", &self.name, "--probe-addr"])
             .arg(format!("127.0.0.1:{port}"))
             .args(extra)
+            // The suite's http servers listen on 127.0.0.1, which the fence refuses otherwise.
+            .args(loopback.then_some("--allow-loopback-egress"))
             .stdout(file.try_clone().expect("log handle"))
             .stderr(file)
             .env("NO_COLOR", "1");
@@ -519,4 +621,16 @@ pub fn run_yaml(name: &str, runbook: &str, mode: &str, params: &[(&str, String)]
     format!(
         "apiVersion: ops.runbook.dev/v1alpha1\nkind: RunbookRun\nmetadata: {{name: {name}}}\nspec:\n  runbookRef: {{name: {runbook}}}\n  mode: {mode}\n  params: {{{params}}}\n"
     )
+}
+
+/// A client acting as user `user` in `groups` (the suite's admin identity impersonates them;
+/// the API server adds system:authenticated), for checking what a person's RBAC lets them do.
+pub async fn client_as(user: &str, groups: &[&str]) -> Client {
+    let mut config = kube::Config::infer().await.expect("kubeconfig");
+    config.auth_info.impersonate = Some(user.to_owned());
+    if !groups.is_empty() {
+        config.auth_info.impersonate_groups =
+            Some(groups.iter().map(|g| (*g).to_owned()).collect());
+    }
+    Client::try_from(config).expect("impersonating client")
 }

@@ -44,6 +44,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/*
+Namespaces the operator leaves alone (EXCLUDE_NAMESPACES), comma-separated: excludeNamespaces
+plus the release namespace (excludeReleaseNamespace), only when every namespace is watched;
+with watchNamespaces the operator sees the listed namespaces only, so nothing is excluded.
+*/}}
+{{- define "runbook-operator.excludedNamespaces" -}}
+{{- $excluded := list }}
+{{- if not .Values.watchNamespaces }}
+{{- $excluded = concat $excluded .Values.excludeNamespaces }}
+{{- if .Values.excludeReleaseNamespace }}
+{{- $excluded = append $excluded .Release.Namespace }}
+{{- end }}
+{{- end }}
+{{- join "," (uniq $excluded) }}
+{{- end }}
+
 {{/* Image reference: repository:tag, the tag defaulting to the appVersion. */}}
 {{- define "runbook-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
@@ -71,58 +87,58 @@ ClusterRole (all namespaces) or into one Role per watched namespace.
   verbs: [get, list, watch]
 - apiGroups: [ops.runbook.dev]
   resources: [backuppolicies]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch]
 - apiGroups: [ops.runbook.dev]
   resources: [runbooks/status, runbookruns/status, maintenancewindows/status, bluegreenreleases/status, backuppolicies/status]
   verbs: [patch]
-# Owner references with blockOwnerDeletion (run Jobs, backup Jobs, slot Deployments) need
-# update on the owner's finalizers where OwnerReferencesPermissionEnforcement is on.
-- apiGroups: [ops.runbook.dev]
-  resources: [runbookruns/finalizers, bluegreenreleases/finalizers, backuppolicies/finalizers]
-  verbs: [update]
 # Events through kube's Recorder: a new Event is created, a repeat patches its series.
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
-# Workloads the steps, windows and releases act on. A server-side apply that creates the
-# object (a release's slot Deployment, a release's validation Runbook above) is authorized
-# as a create, hence create on Deployments but not StatefulSets.
+# What the caches and observers read. Reads only: every change to a workload, Job, Service,
+# pod or Secret is sent impersonating the object's ServiceAccount (below), so that
+# ServiceAccount's RBAC decides it, and the operator itself reads no Secret.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, list, watch]
 - apiGroups: [apps]
   resources: [statefulsets]
-  verbs: [get, list, watch, patch]
-- apiGroups: [apps]
-  resources: [deployments/scale, statefulsets/scale]
-  verbs: [get, patch]
-- apiGroups: [apps]
-  resources: [replicasets]
-  verbs: [list]
+  verbs: [list, watch]
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, delete]
+  verbs: [get, list, watch]
 - apiGroups: [batch]
   resources: [cronjobs]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch]
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch]
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [list, watch]
+# Acting as an object's identity: spec.serviceAccountName, or the default ServiceAccount
+# (value defaultServiceAccount), of the object's own namespace.
 - apiGroups: [""]
-  resources: [pods]
-  verbs: [list, delete]
-- apiGroups: [""]
-  resources: [secrets]
-  verbs: [get, patch]
-{{- with .Values.rbac.patchTargets }}
-# Kinds the patch step targets (values rbac.patchTargets).
-{{- range . }}
-- apiGroups: {{ toJson .apiGroups }}
-  resources: {{ toJson .resources }}
-  verbs: [patch]
+  resources: [serviceaccounts]
+  verbs: [impersonate]
+{{- with .Values.rbac.impersonate.serviceAccountNames }}
+  resourceNames: {{ toJson . }}
 {{- end }}
+{{- end }}
+
+{{/*
+CEL variables of the RunbookRun admission policies: each approval-related annotation of the new
+and the old object, "" when absent (oldObject is null on CREATE).
+*/}}
+{{- define "runbook-operator.runAnnotationVariables" -}}
+{{- range $var, $key := dict "Approve" "approve" "Reject" "reject" "RequestedBy" "requested-by" "RequestedByGroups" "requested-by-groups" "ApprovedBy" "approved-by" "ApprovedByGroups" "approved-by-groups" }}
+- name: new{{ $var }}
+  expression: >-
+    has(object.metadata.annotations) && "ops.runbook.dev/{{ $key }}" in object.metadata.annotations
+      ? object.metadata.annotations["ops.runbook.dev/{{ $key }}"] : ""
+- name: old{{ $var }}
+  expression: >-
+    oldObject != null && has(oldObject.metadata.annotations) && "ops.runbook.dev/{{ $key }}" in oldObject.metadata.annotations
+      ? oldObject.metadata.annotations["ops.runbook.dev/{{ $key }}"] : ""
 {{- end }}
 {{- end }}

@@ -56,6 +56,7 @@ fn spec(cron: &str) -> BackupPolicySpec {
         retention: None,
         prune: None,
         rpo: None,
+        service_account_name: None,
     }
 }
 

@@ -46,6 +46,7 @@ fn base() -> MaintenanceWindowSpec {
         after_end: None,
         on_drift: None,
         missed_start: None,
+        service_account_name: None,
     }
 }
 

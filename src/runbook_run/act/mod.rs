@@ -21,9 +21,9 @@ use kube::Client;
 
 use super::types::StepStatus;
 use crate::step::{Step, WorkloadRef};
-use crate::well_known::APPROVE;
 use crate::write::{WriteError, Writer};
 
+mod approval;
 mod backup;
 mod http;
 mod job;
@@ -34,12 +34,14 @@ mod secret;
 mod tests;
 mod workload;
 
+pub use approval::{Notice, RunMeta, answer};
 pub use http::{EXCERPT_LIMIT, excerpt, json_path_value};
 pub use job::{job_name, job_progress, stop};
 
 /// What executing a step needs to know about its run.
 pub struct Exec<'a> {
-    /// Sends the step's writes: as server-side dry runs in Plan mode.
+    /// Sends the step's reads and writes, acting as the run's identity
+    /// (`status.serviceAccountName`): as server-side dry runs in Plan mode.
     pub writer: Writer<'a>,
     /// HTTP client for http and notify steps.
     pub http: &'a reqwest::Client,
@@ -49,16 +51,15 @@ pub struct Exec<'a> {
     pub run_name: &'a str,
     /// The run's uid, for owner references.
     pub run_uid: &'a str,
-    /// The step named by `ops.runbook.dev/approve`, if any.
-    pub approved: Option<&'a str>,
     /// The current time.
     pub now: Timestamp,
 }
 
 impl Exec<'_> {
-    /// The Kubernetes client, for reads.
+    /// The Kubernetes client for reads of targets: the one the writer acts as, so a step reads
+    /// (a Secret for a header, a Deployment's rollout) only what the run's identity may read.
     pub fn client(&self) -> &Client {
-        &self.writer.ctx().client
+        self.writer.client()
     }
 
     /// Plan mode: Kubernetes writes are dry-run; http, notify and job steps are skipped.
@@ -159,9 +160,11 @@ fn refusal(err: &kube::Error, what: &str, namespace: &str) -> Option<Act> {
             "TargetNotFound",
             format!("{what} not found in namespace {namespace:?}"),
         )),
+        // The run's identity lacks the right. The step's own retry policy (bounded, with its
+        // backoff) still applies: a Role granted meanwhile lets a later attempt succeed.
         403 => Some(failed(
             "Forbidden",
-            format!("the operator may not change {what}: {}", status.message),
+            format!("{what}: {}", crate::identity::refused(&status.message)),
         )),
         400 | 422 => Some(failed(
             "Invalid",
@@ -190,8 +193,30 @@ fn write_error(err: WriteError, what: &str, namespace: &str) -> Result<Act, Erro
     }
 }
 
-/// Runs one step of `entry`'s current attempt.
+/// Runs one step of `entry`'s current attempt. Whatever the run's identity was refused (a read
+/// or a write, 403) fails the step with reason `Forbidden` naming identity, verb and resource,
+/// instead of a reconcile error retried in a loop.
 pub async fn act(
+    exec: &Exec<'_>,
+    step: &Step,
+    entry: &mut StepStatus,
+    fresh_intent: bool,
+) -> Result<Act, Error> {
+    match act_step(exec, step, entry, fresh_intent).await {
+        Err(Error::Read {
+            what,
+            namespace,
+            source,
+        }) if crate::write::code(&source) == Some(403) => target_error(source, &what, &namespace),
+        Err(Error::Write(err)) if err.code() == Some(403) => {
+            let what = format!("{} {}", err.kind, err.target);
+            write_error(err, &what, exec.namespace)
+        }
+        other => other,
+    }
+}
+
+async fn act_step(
     exec: &Exec<'_>,
     step: &Step,
     entry: &mut StepStatus,
@@ -234,13 +259,14 @@ pub async fn act(
                 "Plan: approval is not requested in Plan mode".into(),
             ));
         }
-        if exec.approved == Some(step.name.as_str()) {
-            return Ok(Act::Succeeded("approved".into()));
-        }
+        // Answers are judged by [`answer`], which needs the run's metadata; on its own the
+        // step only waits.
         return Ok(Act::Wait {
-            message: format!(
-                "waiting for approval: {} (kubectl annotate runbookrun {} {APPROVE}={})",
-                approval.message, exec.run_name, step.name
+            message: super::decide::approval::waiting_message(
+                exec.run_name,
+                &step.name,
+                approval,
+                entry,
             ),
             recheck: None,
             approval: true,

@@ -17,6 +17,14 @@ pub(super) async fn send(
     let target = &patch.target;
     let what = format!("{}/{}", target.kind, target.name);
     entry.target = Some(what.clone());
+    let allowed = &exec.writer.ctx().config.fence.allow_patch_kinds;
+    if let Some(why) = crate::fence::patch_refusal(&target.api_version, &target.kind, allowed) {
+        return Ok(Act::Failed {
+            reason: "PatchRefused",
+            message: format!("{what}: {why}"),
+            retryable: false,
+        });
+    }
     if !exec.plan() {
         if entry.outputs.get("sent") != Some(&sent_marker(entry)) {
             entry.outputs.insert("sent".into(), sent_marker(entry));

@@ -9,7 +9,7 @@ use super::workload::patch_workload;
 use super::{Act, Error, Exec, failed, target_error, target_label, write_error};
 use crate::kubectl;
 use crate::runbook_run::types::StepStatus;
-use crate::well_known::ROTATED_BY;
+use crate::well_known::{ROTATABLE_LABEL, ROTATED_BY};
 
 /// Writes a new random value (once per run step, marked on the Secret), then restarts the
 /// workloads that read it.
@@ -27,6 +27,13 @@ pub(super) async fn rotate(
             Ok(s) => s,
             Err(err) => return target_error(err, &what, exec.namespace),
         };
+        if let Some(message) = not_rotatable(&secret, exec.namespace) {
+            return Ok(Act::Failed {
+                reason: "NotRotatable",
+                message,
+                retryable: false,
+            });
+        }
         // The marker on the Secret makes the rotation happen once per run step, even if the
         // operator dies between the write and recording it.
         let already = secret.annotations().get(ROTATED_BY) == Some(&marker);
@@ -92,6 +99,18 @@ pub(super) async fn rotate(
                 .join(", ")
         }
     )))
+}
+
+/// Why a Secret may not be rotated: only Secrets their owners labelled rotatable are, so a
+/// step cannot overwrite a ServiceAccount token, a TLS key or a Helm release by name.
+fn not_rotatable(secret: &Secret, namespace: &str) -> Option<String> {
+    if secret.labels().get(ROTATABLE_LABEL).map(String::as_str) == Some("true") {
+        return None;
+    }
+    let name = secret.name_any();
+    Some(format!(
+        "Secret/{name} is not labelled {ROTATABLE_LABEL}=true, so rotateSecret leaves it alone; if it is meant to be rotated: kubectl label secret -n {namespace} {name} {ROTATABLE_LABEL}=true"
+    ))
 }
 
 /// The value of a Secret's key; a missing Secret or key is a step failure.

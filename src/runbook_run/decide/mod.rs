@@ -16,6 +16,7 @@ use super::types::{RunPhase, RunbookRun, RunbookRunStatus, StepPhase, StepStatus
 use crate::runbook::Runbook;
 use crate::step::{OnFailure, Step};
 
+pub mod approval;
 #[cfg(test)]
 mod tests;
 
