@@ -40,7 +40,6 @@ fn runbook(name: &str, steps: &str) -> String {
     )
 }
 
-
 /// The API server's answer as "<code> <message>", or the run.
 fn answer(result: Result<RunbookRun, kube::Error>) -> Result<RunbookRun, String> {
     result.map_err(|e| match e {

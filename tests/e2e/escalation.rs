@@ -20,8 +20,8 @@ use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::rbac::v1::Role;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use runbook_operator::runbook::Runbook;
 use runbook_operator::runbook_run::{RunPhase, RunbookRun};
 use runbook_operator::well_known::APPROVE;
@@ -196,7 +196,8 @@ async fn nobody_gets_through_the_operator_what_their_rbac_refuses() {
     let (reason, message) = step_failure(&ns, "leak-1", "send").await;
     assert_eq!(reason, "Forbidden", "{message}");
     assert!(
-        message.contains(&format!("system:serviceaccount:{a}:default")) && message.contains("secrets"),
+        message.contains(&format!("system:serviceaccount:{a}:default"))
+            && message.contains("secrets"),
         "{message}"
     );
     rows.push(Attempt {
@@ -263,7 +264,10 @@ async fn nobody_gets_through_the_operator_what_their_rbac_refuses() {
 
     // 6. Act in a namespace where one has no rights.
     // An admin sets a Runbook up in namespace B.
-    other.apply(&runbook("there", "  - {name: pause, sleep: {duration: 1s}}"));
+    other.apply(&runbook(
+        "there",
+        "  - {name: pause, sleep: {duration: 1s}}",
+    ));
     let result = create_run(&alice, &other.name, &run("there-1", "there")).await;
     let message = refusal(&result).unwrap_or_default();
     assert!(message.starts_with("403"), "{message}");
@@ -292,7 +296,10 @@ async fn nobody_gets_through_the_operator_what_their_rbac_refuses() {
     let refused_pods = ns
         .wait_for_event(&job, "FailedCreate", "violates PodSecurity")
         .await;
-    assert!(!job.is_empty(), "the step recorded its Job (step: {reason} {message})");
+    assert!(
+        !job.is_empty(),
+        "the step recorded its Job (step: {reason} {message})"
+    );
     let pods = ns
         .api::<Pod>()
         .list(&ListParams::default().labels(&format!("job-name={job}")))
@@ -457,7 +464,9 @@ async fn nobody_gets_through_the_operator_what_their_rbac_refuses() {
     )
     .ok();
 
-    let mut table = String::from("| # | attempt | who | refused by | message | escalated |\n|---|---|---|---|---|---|\n");
+    let mut table = String::from(
+        "| # | attempt | who | refused by | message | escalated |\n|---|---|---|---|---|---|\n",
+    );
     for (i, row) in rows.iter().enumerate() {
         writeln!(
             table,

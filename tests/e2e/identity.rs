@@ -2,12 +2,11 @@
 //! ServiceAccount needs the right to use it. The operator authenticates as the chart's
 //! ServiceAccount (`make test`), so its own `impersonate` rule is exercised too.
 
-use kube::Client;
 use kube::api::{Api, PostParams};
 use runbook_operator::runbook::Runbook;
 use runbook_operator::runbook_run::{RunPhase, RunbookRun};
 
-use crate::support::{TestNamespace, run_yaml};
+use crate::support::{TestNamespace, client_as, run_yaml};
 
 /// A Job step the simulated nodes complete, retried (2s, 4s, 8s, ...) after a failure.
 fn job_runbook(name: &str) -> String {
@@ -63,13 +62,6 @@ async fn a_step_refused_to_its_identity_fails_forbidden_then_succeeds_once_grant
     assert!(run.status.expect("status").steps[0].attempts >= 2);
 }
 
-/// A client acting as user `name` (the suite's admin identity impersonates it).
-async fn client_as_user(name: &str) -> Client {
-    let mut config = kube::Config::infer().await.expect("kubeconfig");
-    config.auth_info.impersonate = Some(name.to_owned());
-    Client::try_from(config).expect("impersonating client")
-}
-
 fn runbook(name: &str, service_account: Option<&str>) -> Runbook {
     let mut spec = serde_json::json!({
         "steps": [{"name": "pause", "sleep": {"duration": "1s"}}],
@@ -112,7 +104,7 @@ async fn naming_a_service_account_needs_the_right_to_impersonate_it() {
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: runbook-author}}\nrules:\n- {{apiGroups: [ops.runbook.dev], resources: [runbooks, runbookruns, maintenancewindows, bluegreenreleases, backuppolicies], verbs: [get, list, watch, create, update, patch, delete]}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: runbook-author}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: runbook-author}}\nsubjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {author}}}, {{apiGroup: rbac.authorization.k8s.io, kind: User, name: {editor}}}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: editor}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}}\nsubjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {editor}}}]\n"
     ));
 
-    let as_author: Api<Runbook> = Api::namespaced(client_as_user(&author).await, &ns.name);
+    let as_author: Api<Runbook> = Api::namespaced(client_as(&author, &[]).await, &ns.name);
     let params = PostParams::default();
     as_author
         .create(&params, &runbook("plain", None))
@@ -137,7 +129,7 @@ async fn naming_a_service_account_needs_the_right_to_impersonate_it() {
         .await
         .expect_err("adding serviceAccountName by an update is refused too");
 
-    let as_editor: Api<Runbook> = Api::namespaced(client_as_user(&editor).await, &ns.name);
+    let as_editor: Api<Runbook> = Api::namespaced(client_as(&editor, &[]).await, &ns.name);
     as_editor
         .create(&params, &runbook("named", Some("default")))
         .await
