@@ -461,14 +461,7 @@ async fn execute(
                 if status != last_written {
                     write_status(writer, run, &status, &mut rv).await?;
                 }
-                if let Some(act::Notice {
-                    type_,
-                    reason,
-                    note,
-                }) = notice
-                {
-                    publish(ctx, run, type_, reason, note).await;
-                }
+                publish_notice(ctx, run, notice).await;
                 return Ok(match recheck {
                     Some(after) => Action::requeue(after.max(Duration::from_millis(200))),
                     None => Action::await_change(),
@@ -478,14 +471,7 @@ async fn execute(
         status::progressed(&mut status, generation, &now_t);
         write_status(writer, run, &status, &mut rv).await?;
         last_written = status.clone();
-        if let Some(act::Notice {
-            type_,
-            reason,
-            note,
-        }) = notice
-        {
-            publish(ctx, run, type_, reason, note).await;
-        }
+        publish_notice(ctx, run, notice).await;
         if let Some((result, took)) = status
             .steps
             .get(index)
@@ -641,6 +627,18 @@ async fn start(
             .await;
             Ok(Action::requeue(Duration::from_millis(1)))
         }
+    }
+}
+
+/// Publishes the Event about a step's answer (an approval's), if the step gave one.
+async fn publish_notice(ctx: &Context, run: &RunbookRun, notice: Option<act::Notice>) {
+    if let Some(act::Notice {
+        type_,
+        reason,
+        note,
+    }) = notice
+    {
+        publish(ctx, run, type_, reason, note).await;
     }
 }
 

@@ -7,11 +7,11 @@
 use kube::Client;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use runbook_operator::runbook_run::{RunbookRun, StepPhase, StepStatus};
+use runbook_operator::runbook_run::{RunbookRun, StepPhase};
 use runbook_operator::well_known::{APPROVE, APPROVED_BY, REJECT, REQUESTED_BY};
 use serde_json::json;
 
-use crate::support::{TestNamespace, client_as};
+use crate::support::{TestNamespace, client_as, entry, output};
 
 /// The approver ClusterRole of the chart release `make test` installs (`<fullname>-approver`).
 const APPROVER_ROLE: &str = "runbook-operator-approver";
@@ -82,21 +82,6 @@ async fn annotate(
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await,
     )
-}
-
-fn entry<'a>(run: &'a RunbookRun, step: &str) -> &'a StepStatus {
-    run.status
-        .as_ref()
-        .and_then(|s| s.steps.iter().find(|e| e.name == step))
-        .unwrap_or_else(|| panic!("no journal entry for step {step:?}: {:#?}", run.status))
-}
-
-fn output<'a>(entry: &'a StepStatus, key: &str) -> &'a str {
-    entry
-        .outputs
-        .get(key)
-        .map(String::as_str)
-        .unwrap_or_else(|| panic!("step {:?} has no output {key:?}: {entry:#?}", entry.name))
 }
 
 /// Whether the run waits for approval at `step`.

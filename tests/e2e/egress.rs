@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Secret;
 use runbook_operator::runbook::Runbook;
-use runbook_operator::runbook_run::{RunbookRun, StepStatus};
+use runbook_operator::runbook_run::RunbookRun;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{TestNamespace, condition, stalled};
+use crate::support::{TestNamespace, condition, entry, stalled};
 
 pub(crate) fn runbook(name: &str, steps: &str) -> String {
     format!(
@@ -33,13 +33,6 @@ pub(crate) async fn finished(ns: &TestNamespace, name: &str) -> RunbookRun {
         )
     })
     .await
-}
-
-pub(crate) fn entry<'a>(run: &'a RunbookRun, step: &str) -> &'a StepStatus {
-    run.status
-        .as_ref()
-        .and_then(|s| s.steps.iter().find(|e| e.name == step))
-        .unwrap_or_else(|| panic!("no journal entry for step {step:?}: {:#?}", run.status))
 }
 
 /// Asserts the step failed with `reason`, and its message holds every one of `words`.

@@ -27,8 +27,8 @@ use runbook_operator::runbook_run::{RunPhase, RunbookRun};
 use runbook_operator::well_known::APPROVE;
 use serde_json::json;
 
-use crate::egress::{Server, api_server_url, entry, finished, run, runbook};
-use crate::support::{RUNNER_RULES, TestNamespace, client_as};
+use crate::egress::{Server, api_server_url, finished, run, runbook};
+use crate::support::{RUNNER_RULES, TestNamespace, client_as, entry};
 
 /// The chart's approver ClusterRole (release `runbook-operator`, as `make test` installs it).
 const APPROVER_ROLE: &str = "runbook-operator-approver";

@@ -15,7 +15,7 @@ use runbook_operator::runbook_run::{RunbookRun, StepPhase, StepStatus};
 use runbook_operator::well_known::ROTATABLE_LABEL;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{PATIENCE, TestNamespace, condition};
+use crate::support::{PATIENCE, TestNamespace, condition, entry, output};
 
 // ---------------------------------------------------------------------------------------------
 // manifests
@@ -103,22 +103,6 @@ fn succeeded(run: &RunbookRun) -> (String, String, String) {
         )
     });
     (c.status.clone(), c.reason.clone(), c.message.clone())
-}
-
-/// The journal entry of `step`.
-fn entry<'a>(run: &'a RunbookRun, step: &str) -> &'a StepStatus {
-    run.status
-        .as_ref()
-        .and_then(|s| s.steps.iter().find(|e| e.name == step))
-        .unwrap_or_else(|| panic!("no journal entry for step {step:?}: {:#?}", run.status))
-}
-
-fn output<'a>(entry: &'a StepStatus, key: &str) -> &'a str {
-    entry
-        .outputs
-        .get(key)
-        .map(String::as_str)
-        .unwrap_or_else(|| panic!("step {:?} has no output {key:?}: {entry:#?}", entry.name))
 }
 
 fn message(entry: &StepStatus) -> &str {

@@ -634,3 +634,23 @@ pub async fn client_as(user: &str, groups: &[&str]) -> Client {
     }
     Client::try_from(config).expect("impersonating client")
 }
+
+/// The journal entry of `step` in `run` (panics, showing the status, when there is none).
+pub fn entry<'a>(
+    run: &'a runbook_operator::runbook_run::RunbookRun,
+    step: &str,
+) -> &'a runbook_operator::runbook_run::StepStatus {
+    run.status
+        .as_ref()
+        .and_then(|s| s.steps.iter().find(|e| e.name == step))
+        .unwrap_or_else(|| panic!("no journal entry for step {step:?}: {:#?}", run.status))
+}
+
+/// The output `key` the journal entry recorded (panics, showing the entry, when missing).
+pub fn output<'a>(entry: &'a runbook_operator::runbook_run::StepStatus, key: &str) -> &'a str {
+    entry
+        .outputs
+        .get(key)
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("step {:?} has no output {key:?}: {entry:#?}", entry.name))
+}
