@@ -1452,7 +1452,12 @@ async fn bench(operator_url: String) -> Result<bool> {
     println!(
         "    http: this process's server answered. Overhead = next step starts (or run finished) - met."
     );
-    println!("  operator requests: the operator impersonates runbook-bench-operator; FlowSchemas");
+    println!(
+        "  operator requests: the operator impersonates runbook-bench-operator, and the steps'"
+    );
+    println!(
+        "    requests are sent as the runs' ServiceAccount (`default` of the namespace); FlowSchemas"
+    );
     println!(
         "    runbook-bench-op-{{get,list,watch,crd-write,write,events,other}} (priority level exempt)"
     );

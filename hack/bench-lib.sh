@@ -258,9 +258,11 @@ start_cluster_with_operator_identity() {
 # Objects act as a ServiceAccount of their namespace (`default` unless they name one), never
 # as the operator. A bench cluster has no tenants: one ClusterRoleBinding grants the built-in
 # `edit` role to every ServiceAccount, so runs, windows, releases and policies act as they
-# would for a team that granted its runner those rights.
+# would for a team that granted its runner those rights; and `update` on the finalizers of the
+# kinds that own what the runners create (step and backup Jobs, slot Deployments carry owner
+# references that block owner deletion, which OwnerReferencesPermissionEnforcement checks).
 grant_runner_rights() {
-	printf -- '---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: runbook-bench-runner\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:serviceaccounts"}\n' >"$OUT/runner-rbac.yaml"
+	printf -- '---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: runbook-bench-runner\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:serviceaccounts"}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: runbook-bench-runner-owners\nrules:\n- {apiGroups: [ops.runbook.dev], resources: [runbookruns/finalizers, backuppolicies/finalizers, bluegreenreleases/finalizers], verbs: [update]}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: runbook-bench-runner-owners\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: runbook-bench-runner-owners}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:serviceaccounts"}\n' >"$OUT/runner-rbac.yaml"
 	kubectl apply -f "$OUT/runner-rbac.yaml" >>"$OUT/crds.log" 2>&1 || { tail -n 20 "$OUT/crds.log" >&2; die "applying $OUT/runner-rbac.yaml failed"; }
 }
 
