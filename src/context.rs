@@ -48,7 +48,7 @@ impl Config {
             if namespace.is_empty() {
                 continue;
             }
-            if !is_namespace_name(namespace) {
+            if !crate::names::is_dns_label(namespace) {
                 return Err(ConfigError::NotANamespace(namespace.to_owned()));
             }
             if !scopes
@@ -80,7 +80,7 @@ impl Config {
     ) -> Result<Vec<Config>, ConfigError> {
         let mut names: Vec<String> = Vec::new();
         for name in excluded.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
-            if !is_namespace_name(name) {
+            if !crate::names::is_dns_label(name) {
                 return Err(ConfigError::NotANamespace(name.to_owned()));
             }
             if scopes.iter().any(|c| c.namespace.as_deref() == Some(name)) {
@@ -128,15 +128,6 @@ pub enum ConfigError {
         "namespace {0:?} is both watched (--namespace) and excluded (--exclude-namespaces): remove it from one of the two"
     )]
     WatchedAndExcluded(String),
-}
-
-fn is_namespace_name(name: &str) -> bool {
-    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    !name.is_empty()
-        && name.len() <= 63
-        && name.chars().all(|c| alnum(c) || c == '-')
-        && name.starts_with(alnum)
-        && name.ends_with(alnum)
 }
 
 /// Shared state of all controllers.

@@ -122,7 +122,12 @@ impl FenceArgs {
     /// The fence, with the API server's addresses as they are now.
     /// `cluster_wide`: every namespace is watched, so the operator may list the API server's
     /// endpoints (a namespaced install has no right outside its namespaces and does not try).
-    async fn fence(&self, cluster_wide: bool) -> anyhow::Result<runbook_operator::context::Fence> {
+    async fn fence(
+        &self,
+        config: &kube::Config,
+        client: &Client,
+        cluster_wide: bool,
+    ) -> anyhow::Result<runbook_operator::context::Fence> {
         let deny = self
             .deny_egress_cidrs
             .iter()
@@ -132,7 +137,7 @@ impl FenceArgs {
         let egress = runbook_operator::fence::EgressPolicy {
             deny,
             allow_loopback: self.allow_loopback_egress,
-            api_server: api_server_addresses(cluster_wide).await,
+            api_server: api_server_addresses(config, client, cluster_wide).await,
         };
         info!(
             api_server = ?egress.api_server,
@@ -151,22 +156,24 @@ impl FenceArgs {
 /// KUBERNETES_SERVICE_HOST (the `kubernetes` Service, inside a cluster), and, when every
 /// namespace is watched, the endpoints of that Service (a pod reaches the API server on those
 /// too).
-async fn api_server_addresses(cluster_wide: bool) -> Vec<SocketAddr> {
+async fn api_server_addresses(
+    config: &kube::Config,
+    client: &Client,
+    cluster_wide: bool,
+) -> Vec<SocketAddr> {
     let mut targets: Vec<(String, u16)> = Vec::new();
-    if let Ok(config) = kube::Config::infer().await {
-        let url = &config.cluster_url;
-        if let Some(host) = url.host() {
-            let port = url.port_u16().unwrap_or(443);
-            targets.push((
-                host.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_owned(),
-                port,
-            ));
-        }
-        if let (true, Ok(client)) = (cluster_wide, Client::try_from(config)) {
-            targets.extend(api_server_endpoints(client).await);
-        }
+    let url = &config.cluster_url;
+    if let Some(host) = url.host() {
+        let port = url.port_u16().unwrap_or(443);
+        targets.push((
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+        ));
+    }
+    if cluster_wide {
+        targets.extend(api_server_endpoints(client.clone()).await);
     }
     if let Ok(host) = std::env::var("KUBERNETES_SERVICE_HOST") {
         let port = std::env::var("KUBERNETES_SERVICE_PORT")
@@ -258,15 +265,26 @@ async fn main() -> anyhow::Result<()> {
             if let Some(election) = &election {
                 election.validate()?;
             }
-            if !is_service_account_name(&default_service_account) {
+            if !runbook_operator::names::is_dns_subdomain(&default_service_account) {
                 bail!(
                     "--default-service-account {default_service_account:?} is not a ServiceAccount name: use lowercase letters, digits, '-' and '.', at most 253"
                 );
             }
             let scopes = Config::scopes(&namespace, max_concurrent_reconciles)?;
             let scopes = Config::excluding(scopes, &fence.exclude_namespaces)?;
+            // http and notify steps use rustls with the same crypto provider as the Kubernetes
+            // client.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            // One client configuration: the operator's own client, the fence's look-up of the
+            // API server, and (impersonating) every object's identity are built from it.
+            let config = kube::Config::infer().await.context(
+                "cannot build a Kubernetes client: set KUBECONFIG or run inside a cluster",
+            )?;
+            let client = Client::try_from(config.clone()).context(
+                "cannot build a Kubernetes client: set KUBECONFIG or run inside a cluster",
+            )?;
             let cluster_wide = scopes.iter().any(|c| c.namespace.is_none());
-            let fence = Arc::new(fence.fence(cluster_wide).await?);
+            let fence = Arc::new(fence.fence(&config, &client, cluster_wide).await?);
             let scopes = scopes
                 .into_iter()
                 .map(|config| Config {
@@ -274,7 +292,14 @@ async fn main() -> anyhow::Result<()> {
                     ..config
                 })
                 .collect();
-            run(scopes, probe_addr, election, default_service_account).await
+            run(
+                scopes,
+                probe_addr,
+                election,
+                Identities::new(config, default_service_account),
+                client,
+            )
+            .await
         }
     }
 }
@@ -343,16 +368,10 @@ async fn run(
     scopes: Vec<Config>,
     probe_addr: SocketAddr,
     election: Option<leader::Election>,
-    default_service_account: String,
+    identities: Identities,
+    client: Client,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    // http and notify steps use rustls with the same crypto provider as the Kubernetes client.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = kube::Config::infer()
-        .await
-        .context("cannot build a Kubernetes client: set KUBECONFIG or run inside a cluster")?;
-    let client = Client::try_from(config.clone())
-        .context("cannot build a Kubernetes client: set KUBECONFIG or run inside a cluster")?;
     check_crds_installed(&client).await?;
     let namespaces: Vec<&str> = scopes
         .iter()
@@ -369,10 +388,9 @@ async fn run(
     );
 
     info!(
-        default_service_account,
+        default_service_account = identities.default_service_account(),
         "objects without spec.serviceAccountName act as this ServiceAccount of their namespace"
     );
-    let identities = Identities::new(config, default_service_account);
     let ctx = Arc::new(Context::with_identities(
         client.clone(),
         Config::default(),
@@ -497,19 +515,6 @@ async fn run(
         .with_context(|| format!("probe server on {probe_addr} failed"))?;
     info!("stopped");
     Ok(())
-}
-
-/// A DNS-1123 subdomain, as ServiceAccount names are.
-fn is_service_account_name(name: &str) -> bool {
-    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|part| {
-            !part.is_empty()
-                && part.chars().all(|c| alnum(c) || c == '-')
-                && part.starts_with(alnum)
-                && part.ends_with(alnum)
-        })
 }
 
 /// Fails early, with the fix, when the CRDs are not installed: otherwise every watch would

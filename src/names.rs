@@ -135,5 +135,22 @@ pub fn prefix(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+/// Whether `name` is a DNS-1123 label (a namespace's name): lowercase letters, digits and
+/// '-', starting and ending with a letter or digit, at most 63.
+pub fn is_dns_label(name: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !name.is_empty()
+        && name.len() <= MAX_LABEL_VALUE
+        && name.chars().all(|c| alnum(c) || c == '-')
+        && name.starts_with(alnum)
+        && name.ends_with(alnum)
+}
+
+/// Whether `name` is a DNS-1123 subdomain (most object names, a ServiceAccount's included):
+/// DNS labels joined by '.', at most 253 in all.
+pub fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= MAX_NAME && name.split('.').all(is_dns_label)
+}
+
 #[cfg(test)]
 mod tests;

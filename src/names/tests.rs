@@ -251,3 +251,23 @@ fn pinned_examples() {
     assert_eq!(bound(&long, release(63)).len(), 63);
     assert_eq!(bound_with_suffix("db", "-29512345", 52), "db-29512345");
 }
+
+#[test]
+fn dns_labels_and_subdomains() {
+    assert!(is_dns_label("shop-1"));
+    for bad in ["", "-a", "a-", "A", "a.b", "a_b", &"a".repeat(64)] {
+        assert!(!is_dns_label(bad), "{bad:?}");
+    }
+    assert!(is_dns_subdomain("runbook-runner"));
+    assert!(is_dns_subdomain("a.b-c.d"));
+    for bad in [
+        "",
+        "a..b",
+        ".a",
+        "a.",
+        "a.-b",
+        &format!("{}.a", "a".repeat(63)).repeat(4),
+    ] {
+        assert!(!is_dns_subdomain(bad), "{bad:?}");
+    }
+}
