@@ -5,7 +5,7 @@
 use runbook_operator::maintenance_window::MaintenanceWindow;
 use runbook_operator::runbook_run::RunbookRun;
 
-use crate::support::{TestNamespace, counter_sum, from_now, http_get, kubectl_in};
+use crate::support::{PATIENCE, TestNamespace, counter_sum, from_now, http_get, kubectl_in};
 
 async fn finish(ns: &TestNamespace, name: &str) -> String {
     let run = ns
@@ -170,6 +170,24 @@ impl Drop for Lock {
     }
 }
 
+/// Scrapes `/metrics` at `probe` until `done` holds, and returns that scrape. The window gauges
+/// are computed from the operator's cache when scraped, and its watch may deliver a status
+/// change a moment after the test's own watch did: the figure converges, it is not instant.
+async fn scrape_until(probe: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = http_get(probe, "/metrics").expect("metrics");
+        if done(&metrics) {
+            return metrics;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "metrics never showed {what}: {metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 fn gauge(metrics: &str, series: &str) -> Option<f64> {
     metrics
         .lines()
@@ -182,7 +200,6 @@ async fn window_activity_and_a_refused_restore_are_exported() {
     let mut ns = TestNamespace::new("metrics-mw").await;
     ns.start_operator();
     let probe = ns.operator().probe.clone();
-    let scrape = || http_get(&probe, "/metrics").expect("metrics");
     ns.apply(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: locked}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: locked}}\n  template:\n    metadata: {labels: {app: locked}}\n    spec: {containers: [{name: app, image: \"registry.example.com/app:1\"}]}\n",
     );
@@ -198,8 +215,10 @@ async fn window_activity_and_a_refused_restore_are_exported() {
     let series = |name: &str| format!("{name}{{namespace=\"{}\",window=\"night\"}}", ns.name);
     let active = series("runbook_operator_maintenance_window_active");
     let failures = series("runbook_operator_window_restore_failures_total");
-    let open = scrape();
-    assert_eq!(gauge(&open, &active), Some(1.0), "{open}");
+    let open = scrape_until(&probe, "the window active", |m| {
+        gauge(m, &active) == Some(1.0)
+    })
+    .await;
     assert_eq!(gauge(&open, &failures), None, "{open}");
 
     // The window cannot put the replicas back once it ends.
@@ -214,8 +233,9 @@ async fn window_activity_and_a_refused_restore_are_exported() {
         .and_then(|s| s.last_window)
         .and_then(|w| w.result);
     assert_eq!(result.as_deref(), Some("Failed"));
-    let after = scrape();
-    assert_eq!(gauge(&after, &active), Some(0.0), "{after}");
-    assert_eq!(gauge(&after, &failures), Some(1.0), "{after}");
+    scrape_until(&probe, "the window inactive with one failed restore", |m| {
+        gauge(m, &active) == Some(0.0) && gauge(m, &failures) == Some(1.0)
+    })
+    .await;
     ns.delete_windows().await;
 }
