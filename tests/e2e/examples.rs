@@ -7,7 +7,9 @@ use runbook_operator::maintenance_window::MaintenanceWindow;
 use runbook_operator::runbook::{Runbook, RunbookPhase};
 use runbook_operator::runbook_run::RunbookRun;
 
-use crate::support::{TestNamespace, counter_sum, example_names, http_get, kubectl_in, ready};
+use crate::support::{
+    TestNamespace, condition, counter_sum, example_names, http_get, kubectl_in, ready,
+};
 
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
@@ -62,10 +64,16 @@ async fn every_example_is_accepted_and_ready() {
         total += 1;
     }
     for name in example_names("BlueGreenRelease") {
-        ns.wait_for::<BlueGreenRelease>(&name, "Ready", |o| {
-            o.status
-                .as_ref()
-                .is_some_and(|s| ready(&s.conditions, s.observed_generation, o.metadata.generation))
+        // Ready only says the release is valid; it is settled once its first release is done
+        // (Reconciling=False, reason Settled). The restart below must find it settled: a
+        // release still rolling out is rightly carried on by a restarted operator (the Service
+        // switch after the status recorded it, the switch Event), which is not a settled write.
+        ns.wait_for::<BlueGreenRelease>(&name, "Ready and settled", |o| {
+            o.status.as_ref().is_some_and(|s| {
+                ready(&s.conditions, s.observed_generation, o.metadata.generation)
+                    && condition(&s.conditions, "Reconciling")
+                        .is_some_and(|c| c.status == "False" && c.reason == "Settled")
+            })
         })
         .await;
         total += 1;
