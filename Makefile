@@ -22,6 +22,8 @@ BINDIR ?= $(PREFIX)/bin
 # Tests run against their own cluster (ports differ from the demo) so a running demo is
 # never touched.
 TEST_CLUSTER := test
+# `make test-stress`: how many runs of `make test` under stress-ng.
+STRESS_RUNS ?= 5
 
 .PHONY: help
 help: ## List the targets.
@@ -144,6 +146,10 @@ test: ## Lint, unit tests, then the chart (installed with helm) and integration 
 	$(CARGO) test --locked --test e2e -- --include-ignored --test-threads=4 || { \
 	  echo "[test] integration tests failed; cluster logs:"; \
 	  for f in .cluster/$(TEST_CLUSTER)/logs/*.log; do echo "== $$f"; tail -n 20 "$$f"; done; exit 1; }
+
+.PHONY: test-stress
+test-stress: ## `make test` STRESS_RUNS times (default 5), each beside stress-ng on every CPU; prints the tally.
+	hack/stress.sh run $(STRESS_RUNS)
 
 .PHONY: bench
 bench: build ## Benchmarks against a local cluster; prints figures.
