@@ -374,8 +374,9 @@ pub struct HttpAction {
     /// HTTP method (default GET).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<HttpMethod>,
-    /// Request headers.
+    /// Request headers (at most 32).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub headers: Vec<HttpHeader>,
     /// Request body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -524,8 +525,9 @@ pub struct RotateSecretAction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 8, max = 4096))]
     pub length: Option<i32>,
-    /// Workloads to rollout-restart after the write.
+    /// Workloads to rollout-restart after the write (at most 16).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
     pub restart: Vec<WorkloadRef>,
 }
 
