@@ -52,18 +52,25 @@ pub struct Desired {
 }
 
 impl Desired {
-    /// Builds a desired condition.
+    /// Builds a desired condition; the message is cut at
+    /// [`crate::names::MAX_STATUS_TEXT`] bytes (with a marker), so a huge parameter or answer
+    /// quoted in it never makes a status too large to store.
     pub fn new(
         type_: &'static str,
         status: Status,
         reason: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
+        let message: String = message.into();
+        let message = match crate::names::truncate(&message, crate::names::MAX_STATUS_TEXT) {
+            std::borrow::Cow::Borrowed(_) => message,
+            std::borrow::Cow::Owned(cut) => cut,
+        };
         Self {
             type_,
             status,
             reason: reason.into(),
-            message: message.into(),
+            message,
             since: None,
         }
     }

@@ -12,6 +12,8 @@ pub mod duration;
 pub mod embedded;
 pub mod errors;
 pub mod fence;
+#[cfg(test)]
+mod fuzz;
 pub mod identity;
 pub mod kubectl;
 pub mod leader;

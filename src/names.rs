@@ -152,5 +152,79 @@ pub fn is_dns_subdomain(name: &str) -> bool {
     name.len() <= MAX_NAME && name.split('.').all(is_dns_label)
 }
 
+/// Whether `text` is a valid label value: at most 63 characters, empty or beginning and
+/// ending with a letter or digit, with only letters, digits, `-`, `_` and `.` between.
+pub fn is_label_value(text: &str) -> bool {
+    let edge = |c: char| c.is_ascii_alphanumeric();
+    text.is_empty()
+        || (text.len() <= MAX_LABEL_VALUE
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && text.starts_with(edge)
+            && text.ends_with(edge))
+}
+
+/// The label value that stands for `name` (an object name, e.g. a Runbook's on its runs):
+/// `name` itself when it is a valid label value, otherwise its first 54 bytes (characters a
+/// label value may not hold replaced by `-`, separators trimmed from both ends), `-` and the
+/// [`hash8`] of the whole name: at most 63, and two long names with the same beginning still
+/// differ. A DNS name gets the same value as [`POLICY_LABEL_VALUE`] gives it, so the labels
+/// already on BackupPolicy Jobs keep matching.
+pub fn label_value(name: &str) -> Cow<'_, str> {
+    if is_label_value(name) {
+        return Cow::Borrowed(name);
+    }
+    let cleaned: String = prefix(name, MAX_LABEL_VALUE - 9)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let separators = ['-', '_', '.'];
+    let kept = cleaned
+        .trim_start_matches(separators)
+        .trim_end_matches(separators);
+    let hash = hash8(name);
+    Cow::Owned(if kept.is_empty() {
+        hash
+    } else {
+        format!("{kept}-{hash}")
+    })
+}
+
+/// Longest message the operator writes into a status field (a step's message or output, a
+/// condition's message), in bytes: a huge parameter or response never makes a status too
+/// large for etcd.
+pub const MAX_STATUS_TEXT: usize = 1024;
+
+/// What ends a text [`truncate`] cut.
+pub const TRUNCATED_MARKER: &str = "… (truncated)";
+
+/// `text` if it is at most `max` bytes, otherwise its longest prefix that leaves room for
+/// [`TRUNCATED_MARKER`] (cut on a character boundary), then the marker: at most `max` bytes,
+/// and cutting a cut text again changes nothing.
+pub fn truncate(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    let kept = prefix(text, max.saturating_sub(TRUNCATED_MARKER.len()));
+    Cow::Owned(format!("{kept}{TRUNCATED_MARKER}"))
+}
+
+/// Whether `key` is a valid label key: an optional DNS-subdomain prefix and `/`, then a name
+/// of at most 63 characters (letters, digits, `-`, `_`, `.`; a letter or digit at both ends).
+pub fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    prefix.is_none_or(is_dns_subdomain) && !name.is_empty() && is_label_value(name)
+}
+
 #[cfg(test)]
 mod tests;

@@ -161,7 +161,7 @@ pub fn new_run(
     run.metadata.namespace = rb.namespace();
     run.metadata.labels = Some(BTreeMap::from([(
         crate::well_known::RUNBOOK_LABEL.to_owned(),
-        name.clone(),
+        crate::names::label_value(&name).into_owned(),
     )]));
     run.metadata.owner_references = rb.metadata.uid.clone().map(|uid| {
         vec![OwnerReference {

@@ -47,6 +47,7 @@ pub struct Step {
     )]
     pub name: String,
     /// Longest time one attempt of the step may take before it fails (e.g. `5m`).
+    /// At most `8760h` (one year).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
     /// How often and how fast to retry a failed attempt.
@@ -144,6 +145,7 @@ pub struct Retries {
     #[schemars(range(min = 0, max = 10))]
     pub limit: i32,
     /// Wait before the first retry; it doubles for each further retry (default `10s`).
+    /// At most `8760h` (one year).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<Duration>,
 }
@@ -176,7 +178,10 @@ pub struct WorkloadRef {
     /// Deployment or StatefulSet.
     pub kind: WorkloadKind,
     /// Name of the workload.
+    /// A DNS subdomain (lowercase letters, digits, `-` and `.`) or a `{{ params.X }}` template
+    /// that resolves to one when the run starts (else the run fails with reason InvalidSpec).
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(r"self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') || self.contains('{{')").message("target.name must be an object name (a DNS subdomain such as web or web-2), not a path"))]
     pub name: String,
 }
 
@@ -269,6 +274,10 @@ pub struct JobAction {
     pub template: Option<Embedded<JobTemplateSpec>>,
     /// Name of a CronJob in the same namespace whose jobTemplate is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A DNS subdomain (lowercase letters, digits, `-` and `.`) or a `{{ params.X }}` template
+    /// that resolves to one when the run starts (else the run fails with reason InvalidSpec).
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(r"self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') || self.contains('{{')").message("fromCronJob must be a CronJob name (a DNS subdomain), not a path"))]
     pub from_cron_job: Option<String>,
     /// Wait for the Job to finish and fail the step if the Job fails (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -300,6 +309,10 @@ pub enum HttpMethod {
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// Secret name.
+    /// A DNS subdomain (lowercase letters, digits, `-` and `.`) or a `{{ params.X }}` template
+    /// that resolves to one when the run starts (else the run fails with reason InvalidSpec).
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(r"self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') || self.contains('{{')").message("secretKeyRef.name must be a Secret name (a DNS subdomain), not a path"))]
     pub name: String,
     /// Key within the Secret's data.
     pub key: String,
@@ -361,8 +374,9 @@ pub struct HttpAction {
     /// HTTP method (default GET).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<HttpMethod>,
-    /// Request headers.
+    /// Request headers (at most 32).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub headers: Vec<HttpHeader>,
     /// Request body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -386,6 +400,10 @@ pub struct ObjectTarget {
     /// Kind, e.g. `ConfigMap`.
     pub kind: String,
     /// Name of the object.
+    /// A DNS subdomain (lowercase letters, digits, `-` and `.`) or a `{{ params.X }}` template
+    /// that resolves to one when the run starts (else the run fails with reason InvalidSpec).
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(r"self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') || self.contains('{{')").message("patch.target.name must be an object name (a DNS subdomain), not a path such as x/status: the patch step never addresses a subresource"))]
     pub name: String,
 }
 
@@ -426,9 +444,55 @@ fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MatchLabels {
-    /// Label key/value pairs that must all match.
+    /// Label key/value pairs that must all match (at most 32): keys are label keys
+    /// (`app`, `app.kubernetes.io/name`), values label values (at most 63 characters) or a
+    /// `{{ params.X }}` template that resolves to one.
     #[serde(default)]
+    #[schemars(schema_with = "match_labels_schema")]
     pub match_labels: BTreeMap<String, String>,
+}
+
+impl MatchLabels {
+    /// The selector as the API takes it (`k=v,k2=v2`), each key and value checked first, so
+    /// a value can never add a term (`a=b,c` or `a in (x)`) to it.
+    pub fn selector(&self) -> Result<String, String> {
+        let mut terms = Vec::with_capacity(self.match_labels.len());
+        for (key, value) in &self.match_labels {
+            if !crate::names::is_label_key(key) {
+                return Err(format!(
+                    "{key:?} is not a label key (an optional DNS-subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.')"
+                ));
+            }
+            if !crate::names::is_label_value(value) {
+                return Err(format!(
+                    "the value of {key:?}, {value:?}, is not a label value (at most 63 letters, digits, '-', '_' or '.', a letter or digit at both ends)"
+                ));
+            }
+            terms.push(format!("{key}={value}"));
+        }
+        Ok(terms.join(","))
+    }
+}
+
+/// Label key (optional DNS-subdomain prefix) as the API server checks it.
+const LABEL_KEY_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+/// Label value as the API server checks it.
+const LABEL_VALUE_PATTERN: &str = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$";
+
+/// Schema of `matchLabels`: bounded, keys and values checked at apply.
+fn match_labels_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 32,
+        "additionalProperties": {"type": "string", "maxLength": 253},
+        "x-kubernetes-validations": [{
+            "rule": format!("self.all(k, k.size() <= 317 && k.matches('{LABEL_KEY_PATTERN}'))"),
+            "message": "matchLabels keys must be label keys such as app or app.kubernetes.io/name"
+        }, {
+            "rule": format!("self.all(k, self[k].matches('{LABEL_VALUE_PATTERN}') || self[k].contains('{{{{'))"),
+            "message": "matchLabels values must be label values (at most 63 letters, digits, '-', '_' or '.', a letter or digit at both ends) or a {{ params.X }} template"
+        }]
+    })
 }
 
 /// Delete matching pods.
@@ -450,6 +514,10 @@ pub struct DeletePodsAction {
 pub struct RotateSecretAction {
     /// Name of the Secret. It must be labelled `ops.runbook.dev/rotatable=true` (its owner's
     /// consent); otherwise the step fails with reason NotRotatable.
+    /// A DNS subdomain (lowercase letters, digits, `-` and `.`) or a `{{ params.X }}` template
+    /// that resolves to one when the run starts (else the run fails with reason InvalidSpec).
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(r"self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') || self.contains('{{')").message("rotateSecret.secret must be a Secret name (a DNS subdomain), not a path"))]
     pub secret: String,
     /// Key to write.
     pub key: String,
@@ -457,8 +525,9 @@ pub struct RotateSecretAction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 8, max = 4096))]
     pub length: Option<i32>,
-    /// Workloads to rollout-restart after the write.
+    /// Workloads to rollout-restart after the write (at most 16).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
     pub restart: Vec<WorkloadRef>,
 }
 
@@ -499,7 +568,7 @@ pub struct Approvers {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SleepAction {
-    /// How long, e.g. `30s`.
+    /// How long, e.g. `30s`. At most `8760h` (one year).
     pub duration: Duration,
 }
 
@@ -531,6 +600,10 @@ pub struct NotifyAction {
 #[serde(rename_all = "camelCase")]
 pub struct BackupAction {
     /// Name of a BackupPolicy in the same namespace.
+    /// A DNS subdomain (lowercase letters, digits, `-` and `.`) or a `{{ params.X }}` template
+    /// that resolves to one when the run starts (else the run fails with reason InvalidSpec).
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(r"self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') || self.contains('{{')").message("backup.policy must be a BackupPolicy name (a DNS subdomain), not a path"))]
     pub policy: String,
 }
 
@@ -596,6 +669,117 @@ pub fn validate_steps(steps: &[Step], path: &str) -> Vec<SpecProblem> {
                 err.to_string(),
             ));
         }
+    }
+    problems
+}
+
+/// Longest URL an http or notify step may send to.
+pub const MAX_URL: usize = 2048;
+
+/// Checks a step as it is after its `{{ params.X }}` templates were substituted, with the
+/// rules the schema applies to written values: URLs are http(s) and at most [`MAX_URL`],
+/// object names are DNS subdomains (so a name never addresses a subresource such as
+/// `x/status`), selectors are label keys and values. `at` is the step's path, e.g.
+/// `spec.steps[2]`; each problem names the field.
+pub fn validate_resolved(step: &Step, at: &str) -> Vec<SpecProblem> {
+    let mut problems = Vec::new();
+    let mut name = |field: &str, value: &str| {
+        if !crate::names::is_dns_subdomain(value) {
+            problems.push(SpecProblem::new(
+                format!("{at}.{field}"),
+                format!(
+                    "{:?} is not an object name (a DNS subdomain: lowercase letters, digits, '-' and '.', at most 253); check the parameter it came from",
+                    crate::names::truncate(value, 256)
+                ),
+            ));
+        }
+    };
+    let targets = [
+        ("scale.target.name", step.scale.as_ref().map(|a| &a.target)),
+        (
+            "restart.target.name",
+            step.restart.as_ref().map(|a| &a.target),
+        ),
+        (
+            "setEnv.target.name",
+            step.set_env.as_ref().map(|a| &a.target),
+        ),
+        (
+            "waitForRollout.target.name",
+            step.wait_for_rollout.as_ref().map(|a| &a.target),
+        ),
+        (
+            "rollback.target.name",
+            step.rollback.as_ref().map(|a| &a.target),
+        ),
+    ];
+    for (field, target) in targets {
+        if let Some(target) = target {
+            name(field, &target.name);
+        }
+    }
+    if let Some(cron) = step.job.as_ref().and_then(|j| j.from_cron_job.as_deref()) {
+        name("job.fromCronJob", cron);
+    }
+    if let Some(patch) = &step.patch {
+        name("patch.target.name", &patch.target.name);
+    }
+    if let Some(rotate) = &step.rotate_secret {
+        name("rotateSecret.secret", &rotate.secret);
+        for (i, target) in rotate.restart.iter().enumerate() {
+            name(&format!("rotateSecret.restart[{i}].name"), &target.name);
+        }
+    }
+    if let Some(backup) = &step.backup {
+        name("backup.policy", &backup.policy);
+    }
+    if let Some(http) = &step.http {
+        for (i, header) in http.headers.iter().enumerate() {
+            if let Some(from) = &header.value_from {
+                name(
+                    &format!("http.headers[{i}].valueFrom.secretKeyRef.name"),
+                    &from.secret_key_ref.name,
+                );
+            }
+        }
+    }
+    if let Some(from) = step.notify.as_ref().and_then(|n| n.url_from.as_ref()) {
+        name(
+            "notify.urlFrom.secretKeyRef.name",
+            &from.secret_key_ref.name,
+        );
+    }
+    let urls = [
+        ("http.url", step.http.as_ref().map(|h| h.url.as_str())),
+        (
+            "notify.url",
+            step.notify.as_ref().and_then(|n| n.url.as_deref()),
+        ),
+    ];
+    for (field, url) in urls {
+        let Some(url) = url else { continue };
+        let problem = if url.len() > MAX_URL {
+            Some(format!(
+                "the URL is {} characters long; at most {MAX_URL} are allowed",
+                url.len()
+            ))
+        } else if !(url.starts_with("http://") || url.starts_with("https://")) {
+            Some(format!(
+                "{:?} must start with http:// or https://",
+                crate::names::truncate(url, 256)
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            problems.push(SpecProblem::new(format!("{at}.{field}"), message));
+        }
+    }
+    if let Some(Err(message)) = step.delete_pods.as_ref().map(|d| d.selector.selector()) {
+        problems.push(SpecProblem::new(
+            format!("{at}.deletePods.selector.matchLabels"),
+            message,
+        ));
     }
     problems
 }
@@ -702,6 +886,72 @@ mod tests {
             json!({"name": "h", "http": {"url": "{{ params.baseUrl }}/x", "headers": inline}}),
         );
         assert!(validate_steps(&[s], "spec.steps").is_empty());
+    }
+
+    #[test]
+    fn durations_over_a_year_are_reported_with_their_field() {
+        let s = step(json!({"name": "n", "timeout": "100000000h",
+            "retries": {"limit": 1, "backoff": "8761h"}, "sleep": {"duration": "8760h"}}));
+        let problems = validate_steps(&[s], "spec.steps");
+        let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["spec.steps[0].timeout", "spec.steps[0].retries.backoff"]
+        );
+        assert!(
+            problems[0].message.contains("8760h"),
+            "{}",
+            problems[0].message
+        );
+    }
+
+    #[test]
+    fn resolved_steps_are_checked_like_written_ones() {
+        let cases = [
+            (
+                json!({"name": "p", "patch": {"target": {"apiVersion": "v1", "kind": "ConfigMap", "name": "x/status"}, "type": "merge", "patch": {}}}),
+                "patch.target.name",
+            ),
+            (
+                json!({"name": "h", "http": {"url": format!("http://a/{}", "x".repeat(2048))}}),
+                "http.url",
+            ),
+            (
+                json!({"name": "h", "http": {"url": "ftp://a/x"}}),
+                "http.url",
+            ),
+            (
+                json!({"name": "d", "deletePods": {"selector": {"matchLabels": {"app": "a,b"}}}}),
+                "deletePods.selector.matchLabels",
+            ),
+            (
+                json!({"name": "r", "rotateSecret": {"secret": "A", "key": "k"}}),
+                "rotateSecret.secret",
+            ),
+            (
+                json!({"name": "b", "backup": {"policy": "../db"}}),
+                "backup.policy",
+            ),
+            (
+                json!({"name": "j", "job": {"fromCronJob": ""}}),
+                "job.fromCronJob",
+            ),
+            (
+                json!({"name": "s", "scale": {"target": {"kind": "Deployment", "name": "web/scale"}, "replicas": 1}}),
+                "scale.target.name",
+            ),
+        ];
+        for (value, field) in cases {
+            let problems = validate_resolved(&step(value), "spec.steps[0]");
+            assert_eq!(problems.len(), 1, "{field}: {problems:?}");
+            assert_eq!(problems[0].field, format!("spec.steps[0].{field}"));
+        }
+        let fine = step(
+            json!({"name": "d", "deletePods": {"selector": {"matchLabels": {"app.kubernetes.io/name": "web"}}}}),
+        );
+        assert!(validate_resolved(&fine, "spec.steps[0]").is_empty());
+        let selector = fine.delete_pods.unwrap().selector.selector();
+        assert_eq!(selector.as_deref(), Ok("app.kubernetes.io/name=web"));
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub struct BackupPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune: Option<JobStage>,
     /// Recovery-point objective: BackupFresh turns False when the newest good backup is
-    /// older than this (e.g. `26h` for a daily backup).
+    /// older than this (e.g. `26h` for a daily backup). At most `8760h` (one year).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpo: Option<Duration>,
     /// ServiceAccount of this namespace whose rights the policy uses to create and delete its
@@ -105,6 +105,7 @@ pub struct BackupSchedule {
     pub suspend: Option<bool>,
     /// A backup that could not start within this long after its time is skipped; after
     /// downtime at most one catch-up backup runs, and only within this deadline.
+    /// At most `8760h` (one year).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starting_deadline: Option<Duration>,
 }

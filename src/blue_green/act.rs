@@ -423,7 +423,10 @@ impl Actor<'_> {
             block_owner_deletion: Some(false),
             ..o
         });
-        let labels = BTreeMap::from([(RELEASE_RUN_LABEL.to_owned(), self.name.clone())]);
+        let labels = BTreeMap::from([(
+            RELEASE_RUN_LABEL.to_owned(),
+            crate::names::label_value(&self.name).into_owned(),
+        )]);
         let mut runbook = Runbook::new(
             &runbook_name,
             RunbookSpec {

@@ -130,9 +130,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
             })
             .watches_stream(run_stream, |run: RunbookRun| {
                 let namespace = run.namespace().unwrap_or_default();
-                run.labels()
-                    .get(RELEASE_RUN_LABEL)
-                    .map(|name| ObjectRef::new(name).within(&namespace))
+                // The label holds a hashed value for a long release name; the controlling
+                // owner reference holds the name itself.
+                run.labels().get(RELEASE_RUN_LABEL)?;
+                owner_of(&run).map(|name| ObjectRef::new(&name).within(&namespace))
             })
             .watches_stream(window_stream, move |mw: MaintenanceWindow| {
                 runtime::referrers(&by_window, mw.namespace(), |bgr| {

@@ -741,8 +741,8 @@ pub fn validation_journals(
     journals
 }
 
-/// The release that controls a slot Deployment.
-pub fn owner_of(d: &Deployment) -> Option<String> {
+/// The release that controls a slot Deployment or a validation run.
+pub fn owner_of(d: &impl ResourceExt) -> Option<String> {
     d.owner_references()
         .iter()
         .find(|o| o.kind == "BlueGreenRelease" && o.controller == Some(true))

@@ -140,12 +140,14 @@ pub struct ReleaseStrategy {
     #[schemars(length(max = MAX_STEPS))]
     pub post_promotion: Vec<Step>,
     /// How long the old slot keeps its replicas after the switch (default `30s`).
+    /// At most `8760h` (one year).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down_delay: Option<Duration>,
-    /// How long an aborted new slot keeps its replicas (default `30s`).
+    /// How long an aborted new slot keeps its replicas (default `30s`). At most `8760h` (one year).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_scale_down_delay: Option<Duration>,
     /// Longest time a new revision may take to become available (default `10m`).
+    /// At most `8760h` (one year).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_deadline: Option<Duration>,
     /// Replicas the old slot keeps after scale-down (default 0).

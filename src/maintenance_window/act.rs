@@ -369,7 +369,7 @@ impl<'a> Reconcile<'a> {
         run.metadata.namespace = Some(self.namespace.clone());
         run.metadata.labels = Some(BTreeMap::from([(
             WINDOW_LABEL.to_owned(),
-            self.name.clone(),
+            crate::names::label_value(&self.name).into_owned(),
         )]));
         run.metadata.owner_references = self.mw.metadata.uid.clone().map(|uid| {
             vec![OwnerReference {

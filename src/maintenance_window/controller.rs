@@ -110,9 +110,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
             })
             .watches_stream(run_stream, |run: RunbookRun| {
                 let namespace = run.namespace().unwrap_or_default();
-                run.labels()
-                    .get(WINDOW_LABEL)
-                    .map(|window| ObjectRef::new(window).within(&namespace))
+                // The label holds a hashed value for a long window name; the controlling
+                // owner reference holds the name itself.
+                run.labels().get(WINDOW_LABEL)?;
+                run.owner_references()
+                    .iter()
+                    .find(|o| {
+                        o.controller == Some(true)
+                            && o.kind == <MaintenanceWindow as kube::Resource>::kind(&())
+                    })
+                    .map(|o| ObjectRef::new(&o.name).within(&namespace))
             })
             .watches_stream(deployment_stream, move |d| {
                 observe::windows_targeting(&by_deployment, TargetKind::Deployment, &d)

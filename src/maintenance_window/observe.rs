@@ -237,7 +237,7 @@ async fn run_outcomes(
         caches.runs.synced().await,
     )?;
     let namespace = mw.namespace();
-    let name = mw.name_any();
+    let name = crate::names::label_value(&mw.name_any()).into_owned();
     Ok(caches
         .runs
         .store

@@ -114,7 +114,7 @@ pub struct WindowSchedule {
     /// IANA time zone of the cron expression (default UTC), e.g. `Australia/Sydney`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
-    /// How long the window lasts, in elapsed time (e.g. `2h`).
+    /// How long the window lasts, in elapsed time (e.g. `2h`). At most `8760h` (one year).
     pub duration: Duration,
 }
 
@@ -127,7 +127,7 @@ pub struct BeforeStart {
     /// Parameter values for the run.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, String>,
-    /// How long before the start the run begins (default `10m`).
+    /// How long before the start the run begins (default `10m`). At most `8760h` (one year).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lead_time: Option<Duration>,
     /// If true (default), a failed run skips this occurrence with reason PreflightFailed.
@@ -220,7 +220,7 @@ pub enum MissedStartPolicy {
 pub struct MissedStart {
     /// Skip or StartIfWithin.
     pub policy: MissedStartPolicy,
-    /// How late a start may still happen, for StartIfWithin.
+    /// How late a start may still happen, for StartIfWithin. At most `8760h` (one year).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within: Option<Duration>,
 }

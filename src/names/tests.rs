@@ -271,3 +271,62 @@ fn dns_labels_and_subdomains() {
         assert!(!is_dns_subdomain(bad), "{bad:?}");
     }
 }
+
+#[test]
+fn label_values_of_long_names_are_bounded_and_distinct() {
+    assert_eq!(label_value("deploy"), "deploy");
+    let name63 = "a".repeat(63);
+    assert_eq!(label_value(&name63), name63);
+    for len in [64, 100, 253] {
+        let name = format!("{}x", "r.b-".repeat(len / 4))
+            .chars()
+            .take(len)
+            .collect::<String>();
+        let value = label_value(&name);
+        assert!(value.len() <= MAX_LABEL_VALUE, "{value}");
+        assert!(is_label_value(&value), "{value:?} from a {len}-char name");
+        // The same rule as the BackupPolicy label, so existing Jobs keep matching.
+        if is_dns_subdomain(&name) {
+            assert_eq!(value, bound(&name, POLICY_LABEL_VALUE));
+        }
+    }
+    let a = format!("{}-a", "x".repeat(70));
+    let b = format!("{}-b", "x".repeat(70));
+    assert_ne!(label_value(&a), label_value(&b));
+    for odd in ["x/status", "ä", "/", "-a-", "a b"] {
+        assert!(is_label_value(&label_value(odd)), "{odd:?}");
+    }
+}
+
+#[test]
+fn label_keys() {
+    for good in ["app", "app.kubernetes.io/name", "a_b.c-d", "x/y"] {
+        assert!(is_label_key(good), "{good:?}");
+    }
+    for bad in [
+        "",
+        "a,b",
+        "a=b",
+        "a/b/c",
+        "/a",
+        "A_/x",
+        "a b",
+        &"k".repeat(64),
+    ] {
+        assert!(!is_label_key(bad), "{bad:?}");
+    }
+    for bad in ["a,b", "a=b", "x)", "-a", &"v".repeat(64)] {
+        assert!(!is_label_value(bad), "{bad:?}");
+    }
+}
+
+#[test]
+fn truncation_is_bounded_idempotent_and_on_a_char_boundary() {
+    assert_eq!(truncate("short", 10), "short");
+    let long = "é".repeat(2000);
+    let cut = truncate(&long, MAX_STATUS_TEXT);
+    assert!(cut.len() <= MAX_STATUS_TEXT);
+    assert!(cut.ends_with(TRUNCATED_MARKER));
+    assert_eq!(truncate(&cut, MAX_STATUS_TEXT), cut);
+    assert!(truncate("abc", 1).len() <= TRUNCATED_MARKER.len());
+}

@@ -68,7 +68,7 @@ pub struct RunbookSpec {
     /// Parameters steps refer to as `{{ params.NAME }}` inside string fields; a RunbookRun may
     /// override their values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = MAX_PARAMS))]
     pub params: Vec<Param>,
     /// The procedure: steps run in order, one at a time (at least one).
     #[schemars(length(min = 1, max = MAX_STEPS))]
@@ -115,7 +115,9 @@ pub struct Param {
     )]
     pub name: String,
     /// Value used when a run does not set one; a run must set parameters without a default.
+    /// At most 4096 bytes (`MAX_PARAM_VALUE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_PARAM_VALUE))]
     pub default: Option<String>,
     /// What the parameter means.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,6 +153,7 @@ pub struct RunbookSchedule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency_policy: Option<ConcurrencyPolicy>,
     /// A run that could not start within this long after its scheduled time is skipped.
+    /// At most `8760h` (one year).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starting_deadline: Option<Duration>,
     /// Pause scheduling without deleting the schedule.
@@ -238,6 +241,13 @@ pub struct LastRun {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
 }
+
+/// Longest parameter value (a Runbook default or a run's value), in bytes: values are
+/// substituted into steps that the run keeps in its status, which etcd bounds.
+pub const MAX_PARAM_VALUE: u32 = 4096;
+
+/// Most parameters a Runbook declares or a run sets.
+pub const MAX_PARAMS: u32 = 32;
 
 /// Parameter values keyed by name, as given on a RunbookRun.
 pub type ParamValues = BTreeMap<String, String>;

@@ -259,7 +259,7 @@ async fn write_status(
         "apiVersion": RunbookRun::api_version(&()),
         "kind": RunbookRun::kind(&()),
         "metadata": {"name": run.name_any(), "resourceVersion": resource_version},
-        "status": status,
+        "status": status.bounded(),
     });
     let written = writer
         .patch_status(&api, &run.name_any(), &Patch::Apply(&patch), "status")
@@ -277,7 +277,9 @@ async fn set_metadata(
     finalizer: bool,
     resource_version: &mut Option<String>,
 ) -> Result<(), Error> {
-    let labels = [(RUNBOOK_LABEL, run.spec.runbook_ref.name.as_str())];
+    // A Runbook name may be 253 characters; a label value only 63.
+    let runbook = crate::names::label_value(&run.spec.runbook_ref.name);
+    let labels = [(RUNBOOK_LABEL, runbook.as_ref())];
     let guard = FinalizerGuard::ResourceVersion(resource_version.as_deref());
     if let Some(written) = writer
         .set_finalizer(run, FINALLY_FINALIZER, finalizer, &labels, guard)

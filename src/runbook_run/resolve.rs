@@ -18,8 +18,16 @@ pub struct Resolved {
     pub finally: Vec<Step>,
 }
 
+/// Most bytes the resolved steps of a run may take (JSON): they are kept in the run's
+/// status, which etcd bounds (1.5 MiB per object).
+pub const MAX_RESOLVED_BYTES: usize = 512 * 1024;
+
 /// Resolves `runbook` with the run's parameter `overrides`. Every problem names the field:
-/// an override the Runbook does not declare, or a parameter without default nor value.
+/// an override the Runbook does not declare, a parameter without default nor value, a value
+/// longer than [`crate::runbook::MAX_PARAM_VALUE`], or a step that is invalid once its
+/// templates are substituted (checked as the schema checks written values:
+/// [`crate::step::validate_steps`] and [`crate::step::validate_resolved`]). A run with a
+/// problem fails with reason InvalidSpec; nothing is retried.
 pub fn resolve(
     runbook_name: &str,
     runbook: &RunbookSpec,
@@ -34,6 +42,41 @@ pub fn resolve(
             ));
         }
     }
+    let max_params = crate::runbook::MAX_PARAMS as usize;
+    if overrides.len() > max_params {
+        problems.push(SpecProblem::new(
+            "spec.params",
+            format!(
+                "sets {} parameters; at most {max_params} are allowed",
+                overrides.len()
+            ),
+        ));
+    }
+    let max_value = crate::runbook::MAX_PARAM_VALUE as usize;
+    let too_long = |field: String, value: &str| {
+        (value.len() > max_value).then(|| {
+            SpecProblem::new(
+                field,
+                format!(
+                    "the value is {} bytes long; at most {max_value} are allowed",
+                    value.len()
+                ),
+            )
+        })
+    };
+    problems.extend(
+        overrides
+            .iter()
+            .filter_map(|(name, value)| too_long(format!("spec.params.{name}"), value)),
+    );
+    problems.extend(runbook.params.iter().enumerate().filter_map(|(i, p)| {
+        p.default.as_deref().and_then(|value| {
+            too_long(
+                format!("Runbook {runbook_name}: spec.params[{i}].default"),
+                value,
+            )
+        })
+    }));
     let mut values = BTreeMap::new();
     for param in &runbook.params {
         match overrides.get(&param.name).or(param.default.as_ref()) {
@@ -71,6 +114,32 @@ pub fn resolve(
     };
     let steps = substitute(&runbook.steps, "spec.steps").map_err(|p| vec![p])?;
     let finally = substitute(&runbook.finally, "spec.finally").map_err(|p| vec![p])?;
+    let mut problems =
+        crate::step::validate_step_lists(&[("spec.steps", &steps), ("spec.finally", &finally)]);
+    for (path, list) in [("spec.steps", &steps), ("spec.finally", &finally)] {
+        for (i, step) in list.iter().enumerate() {
+            let at = format!("{path}[{i}]");
+            problems.extend(
+                crate::step::validate_resolved(step, &at)
+                    .into_iter()
+                    .map(|p| {
+                        SpecProblem::new(p.field, format!("step {:?}: {}", step.name, p.message))
+                    }),
+            );
+        }
+    }
+    let size = serde_json::to_vec(&(&steps, &finally)).map_or(0, |json| json.len());
+    if size > MAX_RESOLVED_BYTES {
+        problems.push(SpecProblem::new(
+            "spec.params",
+            format!(
+                "the steps with parameters substituted take {size} bytes; at most {MAX_RESOLVED_BYTES} fit in the run's status: use shorter values or fewer references"
+            ),
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     Ok(Resolved { steps, finally })
 }
 
@@ -148,6 +217,59 @@ mod tests {
         let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["spec.params.tokn", "spec.params.token"]);
         assert!(problems[1].message.contains("no default"));
+    }
+
+    #[test]
+    fn a_value_that_makes_a_step_invalid_fails_naming_step_and_field() {
+        let rb = spec(json!({
+            "params": [{"name": "cm", "default": "settings"}, {"name": "url", "default": "http://app/x"}],
+            "steps": [
+                {"name": "edit", "patch": {"target": {"apiVersion": "v1", "kind": "ConfigMap", "name": "{{ params.cm }}"}, "type": "merge", "patch": {}}},
+                {"name": "call", "http": {"url": "{{ params.url }}"}}
+            ]
+        }));
+        assert!(resolve("rb", &rb, &BTreeMap::new()).is_ok());
+        let overrides = BTreeMap::from([
+            ("cm".to_owned(), "x/status".to_owned()),
+            ("url".to_owned(), format!("http://app/{}", "a".repeat(3000))),
+        ]);
+        let problems = resolve("rb", &rb, &overrides).unwrap_err();
+        let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["spec.steps[0].patch.target.name", "spec.steps[1].http.url"]
+        );
+        assert!(
+            problems[0].message.starts_with("step \"edit\": "),
+            "{}",
+            problems[0].message
+        );
+        assert!(
+            problems[1].message.contains("2048"),
+            "{}",
+            problems[1].message
+        );
+    }
+
+    #[test]
+    fn parameter_values_and_counts_are_bounded() {
+        let rb = spec(json!({
+            "params": [{"name": "p", "default": "x".repeat(5000)}],
+            "steps": [{"name": "nap", "sleep": {"duration": "1s"}}]
+        }));
+        let problems = resolve("rb", &rb, &BTreeMap::new()).unwrap_err();
+        assert!(
+            problems[0].field.ends_with("spec.params[0].default"),
+            "{problems:?}"
+        );
+        let huge = BTreeMap::from([("p".to_owned(), "y".repeat(1 << 20))]);
+        let problems = resolve("rb", &rb, &huge).unwrap_err();
+        assert_eq!(problems[0].field, "spec.params.p");
+        assert!(
+            problems[0].message.contains("4096"),
+            "{}",
+            problems[0].message
+        );
     }
 
     #[test]

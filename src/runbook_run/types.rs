@@ -68,8 +68,10 @@ use crate::step::Step;
 pub struct RunbookRunSpec {
     /// The Runbook to run (same namespace).
     pub runbook_ref: RunbookRef,
-    /// Parameter values overriding the Runbook's defaults.
+    /// Parameter values overriding the Runbook's defaults: at most 32, each at most 4096
+    /// bytes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "params_schema")]
     pub params: BTreeMap<String, String>,
     /// `Run` executes the steps; `Plan` sends every Kubernetes change as a server-side dry run
     /// and records what would change, skipping http, notify and job steps.
@@ -239,6 +241,57 @@ impl StepStatus {
     }
 }
 
+/// Longest value of one journal output, in bytes (a recorded intent such as the pods to
+/// delete is longer than a message, but still bounded).
+pub const MAX_OUTPUT_TEXT: usize = 32 * 1024;
+
+impl RunbookRunStatus {
+    /// This status with every text cut to its cap (with a marker): step messages and targets
+    /// at [`crate::names::MAX_STATUS_TEXT`], outputs at [`MAX_OUTPUT_TEXT`], condition
+    /// messages at [`crate::names::MAX_STATUS_TEXT`]. Cutting twice changes nothing, so a
+    /// status read back compares equal to the one written.
+    pub fn bounded(&self) -> std::borrow::Cow<'_, Self> {
+        use crate::names::{MAX_STATUS_TEXT, truncate};
+        let long = |text: &str, max: usize| text.len() > max;
+        let needs = self.steps.iter().any(|e| {
+            e.message
+                .as_deref()
+                .is_some_and(|m| long(m, MAX_STATUS_TEXT))
+                || e.target
+                    .as_deref()
+                    .is_some_and(|t| long(t, MAX_STATUS_TEXT))
+                || e.outputs.values().any(|v| long(v, MAX_OUTPUT_TEXT))
+        }) || self
+            .conditions
+            .iter()
+            .any(|c| long(&c.message, MAX_STATUS_TEXT));
+        if !needs {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let cut = |text: &mut String, max: usize| {
+            if let std::borrow::Cow::Owned(short) = truncate(text, max) {
+                *text = short;
+            }
+        };
+        let mut status = self.clone();
+        for entry in &mut status.steps {
+            if let Some(message) = entry.message.as_mut() {
+                cut(message, MAX_STATUS_TEXT);
+            }
+            if let Some(target) = entry.target.as_mut() {
+                cut(target, MAX_STATUS_TEXT);
+            }
+            for value in entry.outputs.values_mut() {
+                cut(value, MAX_OUTPUT_TEXT);
+            }
+        }
+        for condition in &mut status.conditions {
+            cut(&mut condition.message, MAX_STATUS_TEXT);
+        }
+        std::borrow::Cow::Owned(status)
+    }
+}
+
 /// Observed state of a RunbookRun.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -285,4 +338,14 @@ pub struct RunbookRunStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// Schema of `spec.params`: the bounds of [`crate::runbook::MAX_PARAMS`] and
+/// [`crate::runbook::MAX_PARAM_VALUE`].
+fn params_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": crate::runbook::MAX_PARAMS,
+        "additionalProperties": {"type": "string", "maxLength": crate::runbook::MAX_PARAM_VALUE}
+    })
 }

@@ -13,6 +13,7 @@ mod escalation;
 mod example_runs;
 mod examples;
 mod ha;
+mod hostile_inputs;
 mod identity;
 mod metrics;
 mod plugin;

@@ -149,7 +149,7 @@ fn new_run(rb: &Runbook, name: String, trigger: Trigger) -> RunbookRun {
     run.metadata.namespace = rb.namespace();
     run.metadata.labels = Some(BTreeMap::from([(
         crate::well_known::RUNBOOK_LABEL.to_owned(),
-        rb.name_any(),
+        crate::names::label_value(&rb.name_any()).into_owned(),
     )]));
     // History belongs to the Runbook: deleting it deletes the runs it started.
     run.metadata.owner_references = rb.metadata.uid.clone().map(|uid| {

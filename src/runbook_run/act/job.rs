@@ -105,7 +105,10 @@ fn build_job(
     metadata.name = Some(name.to_owned());
     metadata.namespace = Some(exec.namespace.to_owned());
     let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
-    labels.insert(RUN_LABEL.into(), exec.run_name.to_owned());
+    labels.insert(
+        RUN_LABEL.into(),
+        crate::names::label_value(exec.run_name).into_owned(),
+    );
     labels.insert(STEP_LABEL.into(), step.to_owned());
     labels.insert(ATTEMPT_LABEL.into(), attempt.to_string());
     metadata.owner_references = Some(vec![OwnerReference {

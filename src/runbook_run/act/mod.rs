@@ -173,8 +173,22 @@ fn refusal(err: &kube::Error, what: &str, namespace: &str) -> Option<Act> {
                 status.message
             ),
         )),
+        code if permanent(code) => Some(failed(
+            "Refused",
+            format!(
+                "the API server answered {code} for {what}: {}",
+                status.message
+            ),
+        )),
         _ => None,
     }
+}
+
+/// Whether an API answer with this status code cannot change by asking again: every 4xx but
+/// 409 (a conflict, resolved by reading again) and 429 (throttled). Such an answer fails the
+/// attempt (the step's own `retries` still apply); anything else is retried with backoff.
+pub fn permanent(code: u16) -> bool {
+    (400..500).contains(&code) && code != 409 && code != 429
 }
 
 /// Maps a failed read of a target into a step failure ([`refusal`]) or a reconcile error.
@@ -193,9 +207,9 @@ fn write_error(err: WriteError, what: &str, namespace: &str) -> Result<Act, Erro
     }
 }
 
-/// Runs one step of `entry`'s current attempt. Whatever the run's identity was refused (a read
-/// or a write, 403) fails the step with reason `Forbidden` naming identity, verb and resource,
-/// instead of a reconcile error retried in a loop.
+/// Runs one step of `entry`'s current attempt. An API answer that asking again cannot change
+/// ([`permanent`]: a 4xx other than 409 and 429, e.g. 403 for the run's identity, 422, 404)
+/// fails the attempt with a reason naming it, instead of a reconcile error retried in a loop.
 pub async fn act(
     exec: &Exec<'_>,
     step: &Step,
@@ -207,8 +221,10 @@ pub async fn act(
             what,
             namespace,
             source,
-        }) if crate::write::code(&source) == Some(403) => target_error(source, &what, &namespace),
-        Err(Error::Write(err)) if err.code() == Some(403) => {
+        }) if crate::write::code(&source).is_some_and(permanent) => {
+            target_error(source, &what, &namespace)
+        }
+        Err(Error::Write(err)) if err.code().is_some_and(permanent) => {
             let what = format!("{} {}", err.kind, err.target);
             write_error(err, &what, exec.namespace)
         }

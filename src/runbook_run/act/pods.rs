@@ -13,13 +13,18 @@ pub(super) async fn delete(
     delete: &crate::step::DeletePodsAction,
     entry: &mut StepStatus,
 ) -> Result<Act, Error> {
-    let selector = delete
-        .selector
-        .match_labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    // Keys and values are checked, not joined raw: a value such as `a,b` or `x)` would
+    // otherwise change which pods the selector matches.
+    let selector = match delete.selector.selector() {
+        Ok(selector) => selector,
+        Err(message) => {
+            return Ok(Act::Failed {
+                reason: "InvalidSpec",
+                message: format!("deletePods.selector.matchLabels: {message}"),
+                retryable: false,
+            });
+        }
+    };
     entry.target = Some(format!("pods {selector}"));
     let pods = exec.writer.api::<Pod>(exec.namespace);
     let Some(recorded) = entry.outputs.get("pods").cloned() else {

@@ -36,3 +36,23 @@ fn random_tokens_have_the_asked_length() {
     assert_eq!(a.len(), 32);
     assert_ne!(a, random_token(32));
 }
+
+#[test]
+fn only_conflicts_and_throttling_among_4xx_are_worth_asking_again() {
+    for code in [400, 403, 404, 405, 410, 413, 422] {
+        assert!(permanent(code), "{code}");
+    }
+    for code in [409, 429, 500, 503, 200, 302] {
+        assert!(!permanent(code), "{code}");
+    }
+    let status = kube::core::Status {
+        code: 422,
+        message: "spec.replicas: Invalid value".into(),
+        ..Default::default()
+    };
+    let err = kube::Error::Api(Box::new(status));
+    let Some(Act::Failed { reason, .. }) = refusal(&err, "Deployment/web", "shop") else {
+        panic!("422 is a step failure");
+    };
+    assert_eq!(reason, "Invalid");
+}

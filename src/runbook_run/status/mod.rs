@@ -430,7 +430,7 @@ pub fn wait_for_retry(entry: &StepStatus, at: Timestamp, now: Timestamp) -> Step
 /// Records the next attempt of a step whose retry is due.
 pub fn next_attempt(entry: &mut StepStatus, now: Timestamp) -> StepOutcome {
     entry.outputs.remove("retryAt");
-    entry.attempts += 1;
+    entry.attempts = entry.attempts.saturating_add(1);
     entry
         .outputs
         .insert("attemptStartedAt".into(), now.to_string());
@@ -548,7 +548,7 @@ fn retry_or_fail(
             .and_then(|r| r.backoff.as_ref())
             .and_then(|b| b.parse().ok())
             .unwrap_or(Duration::from_secs(10));
-        let factor = 1u32 << (entry.attempts - 1).clamp(0, 16) as u32;
+        let factor = 1u32 << entry.attempts.saturating_sub(1).clamp(0, 16) as u32;
         let wait = base.saturating_mul(factor);
         let at = crate::time::add_std(now, wait);
         entry.outputs.insert("retryAt".into(), at.to_string());

@@ -83,3 +83,30 @@ fn run_phases_serialize_as_their_names() {
         assert_eq!(serde_json::to_value(phase).unwrap(), json!(phase.as_str()));
     }
 }
+
+#[test]
+fn status_text_is_capped_and_capping_is_stable() {
+    use crate::names::{MAX_STATUS_TEXT, TRUNCATED_MARKER};
+    use crate::runbook_run::types::MAX_OUTPUT_TEXT;
+    let mut status = RunbookRunStatus::default();
+    let mut entry = StepStatus {
+        name: "big".into(),
+        phase: StepPhase::Failed,
+        attempts: 1,
+        start_time: None,
+        completion_time: None,
+        message: None,
+        target: None,
+        outputs: std::collections::BTreeMap::new(),
+    };
+    entry.message = Some("é".repeat(1 << 19));
+    entry.outputs.insert("body".into(), "x".repeat(1 << 20));
+    entry.outputs.insert("jobName".into(), "short".into());
+    status.steps.push(entry);
+    let bounded = status.bounded().into_owned();
+    let message = bounded.steps[0].message.as_deref().unwrap();
+    assert!(message.len() <= MAX_STATUS_TEXT && message.ends_with(TRUNCATED_MARKER));
+    assert!(bounded.steps[0].outputs["body"].len() <= MAX_OUTPUT_TEXT);
+    assert_eq!(bounded.steps[0].outputs["jobName"], "short");
+    assert_eq!(bounded.bounded().as_ref(), &bounded);
+}
