@@ -15,6 +15,7 @@ mod examples;
 mod ha;
 mod identity;
 mod metrics;
+mod outbound;
 mod plugin;
 mod rbac;
 mod steps;
