@@ -12,7 +12,9 @@
 //!    Runbook with one http step to a server this binary runs on 127.0.0.1.
 //! 2. **Load**: BENCH_BLACKHOLED (100) runs in `<ns>-stuck`, each with one http step (timeout
 //!    10m) to a listener of this binary that accepts connections and never answers; it waits
-//!    until at least 8 of those connections are open (the per-namespace limit of the pool).
+//!    until at least 8 of those connections are open (the per-namespace limit of the pool)
+//!    and every one of those runs says it waits on its request (or that count has not moved
+//!    for 10 s: an operator that sends inside its reconciles never gets them all that far).
 //! 3. **Loaded**: BENCH_SAMPLES more runs in `<ns>-other`, as in 1, while the load stays.
 //!
 //! # Definitions
@@ -62,6 +64,9 @@ const MANAGER: &str = "bench-outbound";
 /// Connections the blackhole must hold before the loaded phase: the pool's default limit per
 /// namespace (an operator that sends inside its reconciles holds 16).
 const LOADED_CONNECTIONS: usize = 8;
+/// How long the count of blackholed runs waiting on their request must stay put before the
+/// loaded phase starts anyway.
+const SETTLED_AFTER: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() {
@@ -190,6 +195,15 @@ async fn create_run(client: &kube::Client, ns: &str, name: &str, runbook: &str) 
         .await
         .with_context(|| format!("creating RunbookRun {ns}/{name}"))?;
     Ok(())
+}
+
+/// Whether the run's step says it waits for its request (a slot or the answer).
+fn waits_on_request(run: &RunbookRun) -> bool {
+    run.status
+        .as_ref()
+        .and_then(|s| s.steps.first())
+        .and_then(|e| e.message.as_deref())
+        .is_some_and(|m| m.starts_with("waiting for"))
 }
 
 fn succeeded(run: Option<&RunbookRun>) -> bool {
@@ -321,10 +335,40 @@ async fn bench(operator_url: String) -> Result<bool> {
         rig.operator_alive()?;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The load is the waiting, not the start of 100 runs: go on once every blackholed run
+    // waits on its request, or once that count has not moved for SETTLED_AFTER (an operator
+    // whose reconciles are held never gets the others that far).
+    let runs = Api::<RunbookRun>::namespaced(client.clone(), &stuck);
+    let (mut waiting, mut since) = (usize::MAX, now());
+    loop {
+        let now_waiting = runs
+            .list(&Default::default())
+            .await
+            .context("listing the blackholed runs")?
+            .items
+            .iter()
+            .filter(|r| waits_on_request(r))
+            .count();
+        if now_waiting != waiting {
+            (waiting, since) = (now_waiting, now());
+        }
+        if waiting == blackholed || now() - since > SETTLED_AFTER.as_secs_f64() {
+            break;
+        }
+        if now() - started > rig.timeout.as_secs_f64() {
+            bail!(
+                "the blackholed runs did not settle in {}s",
+                rig.timeout.as_secs()
+            );
+        }
+        rig.operator_alive()?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     progress(format!(
-        "  {} blackholed connections open",
+        "  {} blackholed connections open, {waiting} runs waiting on their request",
         hole.connections()
     ));
+    let load_settle = now() - started;
 
     progress(format!(
         "loaded: {samples} runs in {other}, one after the other"
@@ -371,6 +415,15 @@ async fn bench(operator_url: String) -> Result<bool> {
         Some(load_timeouts as f64),
         "runs",
         "the loaded phase stops at the first",
+    );
+    table.value(
+        "  blackholed runs waiting on their request",
+        Some(waiting as f64),
+        "runs",
+        format!(
+            "when the phase began, {} s after the last create",
+            support::num(load_settle)
+        ),
     );
     table.value(
         "  blackholed connections open at the end",
