@@ -187,3 +187,35 @@ async fn blackholed_runs_in_one_namespace_leave_the_others_running() {
         .expect("stuck-0");
     assert!(step_message(&still, "call").contains("waiting for"));
 }
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_request_in_flight_when_the_operator_stops_is_reported_not_resent() {
+    let hole = Blackhole::start().await;
+    let mut ns = TestNamespace::new("outbound-restart").await;
+    ns.apply(&runbook(
+        "stuck",
+        &format!(
+            "  - {{name: call, timeout: 10m, http: {{url: \"{}/never\"}}}}",
+            hole.base
+        ),
+    ));
+    ns.start_operator();
+    ns.apply(&run("stuck-1", "stuck"));
+    ns.wait_for::<RunbookRun>("stuck-1", "the request to be in flight", |r| {
+        step_message(r, "call").contains("waiting for the answer")
+    })
+    .await;
+    // A new process knows nothing of the request: whether it reached the endpoint is
+    // unknown, and it is not sent again.
+    ns.start_operator();
+    let r = finished(&ns, "stuck-1").await;
+    assert_eq!(phase(&r), Some("Failed"), "{:#?}", r.status);
+    let e = entry(&r, "call");
+    assert_eq!(
+        e.outputs.get("reason").map(String::as_str),
+        Some("Unknown"),
+        "{e:#?}"
+    );
+    assert_eq!(hole.connections(), 1, "the request was not sent again");
+}
