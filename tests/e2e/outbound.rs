@@ -5,34 +5,60 @@
 use std::sync::{Arc, Mutex};
 
 use runbook_operator::runbook_run::{RunbookRun, StepPhase};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::egress::{Server, finished, run, runbook};
 use crate::support::{TestNamespace, entry};
 
-/// A listener on 127.0.0.1 that accepts connections and never answers (nor closes them).
+/// A listener on 127.0.0.1 that accepts connections and never answers (nor closes them); it
+/// counts the connections the operator closed.
 struct Blackhole {
     base: String,
-    held: Arc<Mutex<Vec<TcpStream>>>,
+    accepted: Arc<Mutex<usize>>,
+    closed: tokio::sync::watch::Receiver<usize>,
 }
 
 impl Blackhole {
     async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
-        let held = Arc::new(Mutex::new(Vec::new()));
-        let keep = held.clone();
+        let accepted = Arc::new(Mutex::new(0));
+        let (closed_tx, closed) = tokio::sync::watch::channel(0usize);
+        let closed_tx = Arc::new(closed_tx);
+        let count = accepted.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                keep.lock().expect("held connections").push(stream);
+                *count.lock().expect("accepted") += 1;
+                let closed_tx = closed_tx.clone();
+                tokio::spawn(async move {
+                    // Read whatever comes until the operator hangs up; never answer.
+                    let mut stream: TcpStream = stream;
+                    let mut buf = [0u8; 1024];
+                    while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+                    closed_tx.send_modify(|n| *n += 1);
+                });
             }
         });
-        Self { base, held }
+        Self {
+            base,
+            accepted,
+            closed,
+        }
     }
 
-    /// Connections accepted and still open.
+    /// Connections accepted so far.
     fn connections(&self) -> usize {
-        self.held.lock().expect("held connections").len()
+        *self.accepted.lock().expect("accepted")
+    }
+
+    /// Waits until the operator has closed `count` connections.
+    async fn closed(&self, count: usize) {
+        let mut closed = self.closed.clone();
+        tokio::time::timeout(crate::support::PATIENCE, closed.wait_for(|n| *n >= count))
+            .await
+            .expect("the operator closes the connection")
+            .expect("blackhole running");
     }
 }
 
@@ -83,6 +109,8 @@ async fn a_cancel_interrupts_a_request_that_never_answers() {
         Some("Cancelled"),
         "{e:#?}"
     );
+    // The request was dropped, not left to run out its timeout.
+    hole.closed(1).await;
 }
 
 /// Peak resident memory of a process, in bytes (VmHWM).
@@ -218,4 +246,39 @@ async fn a_request_in_flight_when_the_operator_stops_is_reported_not_resent() {
         "{e:#?}"
     );
     assert_eq!(hole.connections(), 1, "the request was not sent again");
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn deleting_a_run_interrupts_its_request_and_lets_it_go() {
+    let hole = Blackhole::start().await;
+    let mut ns = TestNamespace::new("outbound-delete").await;
+    ns.apply(&runbook(
+        "stuck",
+        &format!(
+            "  - {{name: call, timeout: 10m, http: {{url: \"{}/never\"}}}}",
+            hole.base
+        ),
+    ));
+    ns.start_operator();
+    ns.apply(&run("stuck-1", "stuck"));
+    let r = ns
+        .wait_for::<RunbookRun>("stuck-1", "the request to be in flight", |r| {
+            step_message(r, "call").contains("waiting for the answer")
+        })
+        .await;
+    let uid = r.metadata.uid.clone().unwrap_or_default();
+    ns.kubectl_ok(&["delete", "runbookrun", "stuck-1", "--wait=false"]);
+    // The finalizer goes once the request is aborted and the run is ended, long before the
+    // request's 5 minutes.
+    let gone = kube::runtime::wait::await_condition(
+        ns.api::<RunbookRun>(),
+        "stuck-1",
+        kube::runtime::wait::conditions::is_deleted(&uid),
+    );
+    tokio::time::timeout(crate::support::PATIENCE, gone)
+        .await
+        .expect("the deleted run is gone")
+        .expect("watching the run");
+    hole.closed(1).await;
 }
