@@ -1,4 +1,5 @@
-//! The http and notify steps: requests outside the cluster, at most once per attempt.
+//! The http and notify steps: requests outside the cluster, at most once per attempt, sent in
+//! the outbound pool ([`crate::outbound`]) so that no reconcile waits on a remote endpoint.
 
 use std::time::Duration;
 
