@@ -159,12 +159,17 @@ bench: build ## Benchmarks against a local cluster; prints figures.
 	hack/bench-releases.sh
 	hack/bench-backups.sh
 	hack/bench-failover.sh
+	hack/bench-outbound.sh
 	hack/tools.sh build
 	hack/bench-scale.sh
 
 .PHONY: bench-failover
 bench-failover: build ## Leader failover benchmark: SIGKILL the leader -> first write by the new leader.
 	hack/bench-failover.sh
+
+.PHONY: bench-outbound
+bench-outbound: build ## 100 runs on a blackholed URL in one namespace vs an unrelated run's latency in another.
+	hack/bench-outbound.sh
 
 .PHONY: bench-scale
 bench-scale: build ## Operator RSS and CPU with the examples plus 1,000 objects of each kind, under the chart's RBAC.

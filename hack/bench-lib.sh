@@ -147,7 +147,8 @@ install_crds() {
 # ---------------------------------------------------------------------------
 # Builds the operator (unless BENCH_OPERATOR names a binary) and the bench target TARGET;
 # sets OP_BIN (BENCH_OPERATOR, or RELEASE-BIN: what `cargo build --release` makes) and
-# BENCH_BIN. Logs: $OUT/cargo-build.log, $OUT/cargo-bench.json.
+# BENCH_BIN. Logs: $OUT/cargo-build.log, $OUT/cargo-bench.json. BENCH_CARGO_PROFILE=dev builds
+# the bench binary without optimisation (quicker to build; it only waits on the cluster).
 build_binaries() { # target release-bin
 	local target=$1 rc=0
 	if [[ -n ${BENCH_OPERATOR:-} ]]; then
@@ -162,7 +163,7 @@ build_binaries() { # target release-bin
 	(
 		cd "$REPO_ROOT"
 		if [[ -z ${BENCH_OPERATOR:-} ]]; then cargo build --release --locked; fi
-		cargo bench --locked --bench "$target" --no-run --message-format=json >"$OUT/cargo-bench.json"
+		cargo bench --locked --profile "${BENCH_CARGO_PROFILE:-bench}" --bench "$target" --no-run --message-format=json >"$OUT/cargo-bench.json"
 	) >"$OUT/cargo-build.log" 2>&1 || rc=$?
 	hb_stop
 	if ((rc != 0)); then

@@ -145,6 +145,8 @@ pub struct Context {
     pub refused_lists: RefusedLists,
     /// The base client configuration and the clients acting as objects' identities.
     pub identities: Identities,
+    /// The bounded pool that sends http and notify steps' requests, shared by every scope.
+    pub outbound: crate::outbound::Pool,
 }
 
 impl Context {
@@ -168,6 +170,7 @@ impl Context {
             config,
             refused_lists: Default::default(),
             identities,
+            outbound: crate::outbound::Pool::default(),
         }
     }
 

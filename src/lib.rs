@@ -20,6 +20,7 @@ pub mod leader;
 pub mod maintenance_window;
 pub mod metrics;
 pub mod names;
+pub mod outbound;
 pub mod params;
 pub mod plugin;
 pub mod reference;

@@ -56,8 +56,8 @@ enum Command {
         #[arg(long, env = "PROBE_ADDR", default_value = "127.0.0.1:8080")]
         probe_addr: SocketAddr,
         /// Reconciles each controller runs at once (0: no limit). Each holds at most one
-        /// object; an http step holds its run's reconcile until the endpoint answers or its
-        /// timeout passes, so raise this when many runs call slow endpoints at once.
+        /// object; http and notify requests are sent outside the reconciles, in their own
+        /// pool (`--max-outbound-requests`).
         #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = runbook_operator::context::DEFAULT_CONCURRENCY)]
         max_concurrent_reconciles: u16,
         /// Log format.
@@ -90,6 +90,14 @@ enum Command {
         /// admin grants some (lockdown).
         #[arg(long, env = "DEFAULT_SERVICE_ACCOUNT", default_value = runbook_operator::identity::DEFAULT_SERVICE_ACCOUNT)]
         default_service_account: String,
+        /// Requests of http and notify steps sent at once, over all namespaces; more wait
+        /// for a slot (the step says so). The reconciles never wait on them.
+        #[arg(long, env = "MAX_OUTBOUND_REQUESTS", default_value_t = runbook_operator::outbound::DEFAULT_MAX_IN_FLIGHT)]
+        max_outbound_requests: usize,
+        /// Requests of http and notify steps sent at once for the runs of one namespace, so
+        /// one namespace's slow endpoints leave slots to the others.
+        #[arg(long, env = "MAX_OUTBOUND_REQUESTS_PER_NAMESPACE", default_value_t = runbook_operator::outbound::DEFAULT_MAX_IN_FLIGHT_PER_NAMESPACE)]
+        max_outbound_requests_per_namespace: usize,
         #[command(flatten)]
         fence: FenceArgs,
     },
@@ -252,6 +260,8 @@ async fn main() -> anyhow::Result<()> {
             lease_duration,
             lease_renew_before,
             default_service_account,
+            max_outbound_requests,
+            max_outbound_requests_per_namespace,
             fence,
         } => {
             init_logging(log_format);
@@ -292,12 +302,17 @@ async fn main() -> anyhow::Result<()> {
                     ..config
                 })
                 .collect();
+            let outbound = runbook_operator::outbound::Pool::new(
+                max_outbound_requests,
+                max_outbound_requests_per_namespace,
+            );
             run(
                 scopes,
                 probe_addr,
                 election,
                 Identities::new(config, default_service_account),
                 client,
+                outbound,
             )
             .await
         }
@@ -370,6 +385,7 @@ async fn run(
     election: Option<leader::Election>,
     identities: Identities,
     client: Client,
+    outbound: runbook_operator::outbound::Pool,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     check_crds_installed(&client).await?;
@@ -391,11 +407,10 @@ async fn run(
         default_service_account = identities.default_service_account(),
         "objects without spec.serviceAccountName act as this ServiceAccount of their namespace"
     );
-    let ctx = Arc::new(Context::with_identities(
-        client.clone(),
-        Config::default(),
-        identities,
-    ));
+    let ctx = Arc::new(Context {
+        outbound,
+        ..Context::with_identities(client.clone(), Config::default(), identities)
+    });
     let stop: Shutdown = stop_signal().boxed().shared();
     let ready = Arc::new(AtomicBool::new(false));
     let standby = Arc::new(AtomicBool::new(election.is_some()));

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
@@ -186,7 +187,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
                 p.namespace(),
                 &format!("BackupPolicy/{}", p.name_any()),
             )
-        });
+        })
+        // An http or notify step waits on its request in the outbound pool.
+        .reconcile_on(settled_requests(&ctx));
     runtime::report_synced(
         vec![
             runtime::listed(&store),
@@ -228,6 +231,27 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
         shutdown,
     )
     .await;
+}
+
+/// The runs of this scope whose request in the outbound pool got its slot or settled.
+fn settled_requests(ctx: &Context) -> impl futures::Stream<Item = ObjectRef<RunbookRun>> + use<> {
+    let scope = ctx.config.namespace.clone();
+    let excluded = ctx.config.exclude_namespaces.clone();
+    futures::stream::unfold(ctx.outbound.subscribe(), |mut wakes| async move {
+        loop {
+            match wakes.recv().await {
+                Ok(owner) => return Some((owner, wakes)),
+                // Wake-ups missed while far behind: those runs look again on their recheck.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter_map(move |owner| {
+        let ours = scope.as_ref().is_none_or(|ns| *ns == owner.namespace)
+            && !excluded.contains(&owner.namespace);
+        futures::future::ready(ours.then(|| ObjectRef::new(&owner.name).within(&owner.namespace)))
+    })
 }
 
 /// Runs whose step in progress acts on `target` (e.g. `Deployment/app`).
@@ -370,6 +394,11 @@ async fn execute(
         run_uid: run.metadata.uid.as_deref().unwrap_or_default(),
         now,
     };
+    let request_key = |index: usize, attempt: i32| crate::outbound::Key {
+        run: exec.run_uid.to_owned(),
+        step: index,
+        attempt,
+    };
     // Intents recorded by this reconcile: only these may be acted on without doubt.
     let mut fresh: HashSet<(usize, i32)> = HashSet::new();
     let mut last_written = run.status.clone().unwrap_or_default();
@@ -383,6 +412,9 @@ async fn execute(
                 let (phase, _, message) = outcome.clone();
                 status = status::finished(status, outcome, generation, &now_t);
                 write_status(writer, run, &status, &mut rv).await?;
+                // Nothing of the run may still be sending (a cancelled step's request was
+                // aborted already; this also drops replies of skipped moves).
+                ctx.outbound.abort_run(exec.run_uid);
                 // Counted once the terminal phase is written: the write carries the
                 // resourceVersion read, so a stale copy fails before it could count twice.
                 ctx.metrics
@@ -414,15 +446,19 @@ async fn execute(
             step: step.name.clone(),
             source,
         };
+        // The pool's reply this move records, dropped from the pool once written.
+        let mut collected = None;
         let outcome = match next {
             StepNext::Start => status::start_step(entry, now),
             StepNext::Cancel => {
+                ctx.outbound.abort(&request_key(index, entry.attempts));
                 act::stop(&exec, entry).await.map_err(in_step)?;
                 status::cancelled(entry, now)
             }
             StepNext::WaitForRetry { at } => status::wait_for_retry(entry, at, now),
             StepNext::NextAttempt => status::next_attempt(entry, now),
             StepNext::TimeOut => {
+                ctx.outbound.abort(&request_key(index, entry.attempts));
                 act::stop(&exec, entry).await.map_err(in_step)?;
                 status::timed_out(&step, entry, now)
             }
@@ -441,12 +477,18 @@ async fn execute(
                         notice = note;
                         result
                     }
-                    _ => act::act(&exec, &step, entry, fresh.contains(&key))
+                    _ => act::act(&exec, &step, entry, index, fresh.contains(&key))
                         .await
                         .map_err(in_step)?,
                 };
                 if result == Act::Record {
                     fresh.insert(key);
+                }
+                if matches!(
+                    result,
+                    Act::Succeeded(_) | Act::Failed { .. } | Act::Skipped(_)
+                ) {
+                    collected = Some(request_key(index, entry.attempts));
                 }
                 status::acted(&step, entry, result, deadline, now)
             }
@@ -473,6 +515,9 @@ async fn execute(
         status::progressed(&mut status, generation, &now_t);
         write_status(writer, run, &status, &mut rv).await?;
         last_written = status.clone();
+        if let Some(key) = collected {
+            ctx.outbound.forget(&key);
+        }
         publish_notice(ctx, run, notice).await;
         if let Some((result, took)) = status
             .steps

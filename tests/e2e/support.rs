@@ -36,6 +36,13 @@ pub struct Operator {
     pub log: PathBuf,
 }
 
+impl Operator {
+    /// The process id, e.g. to read its memory figures in /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Operator {
     fn drop(&mut self) {
         let _ = self.child.kill();

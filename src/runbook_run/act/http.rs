@@ -1,4 +1,5 @@
-//! The http and notify steps: requests outside the cluster, at most once per attempt.
+//! The http and notify steps: requests outside the cluster, at most once per attempt, sent in
+//! the outbound pool ([`crate::outbound`]) so that no reconcile waits on a remote endpoint.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use serde_json::json;
 use super::secret::secret_value;
 use super::{Act, Error, Exec, failed, sent_marker};
 use crate::fence;
+use crate::outbound::{self, Key, Owner, Progress, Reply, Verdict};
 use crate::runbook_run::types::StepStatus;
 use crate::step::{HttpMethod, Step};
 
@@ -25,13 +27,111 @@ pub fn excerpt(body: &str) -> String {
     format!("{}…", &body[..end])
 }
 
-/// Sends the step's request (once per attempt: the attempt is recorded as sent first).
+/// What an http or notify step does next with its request, from whether the attempt is
+/// recorded as sent (`recorded`), what the pool knows of it (`known`) and whether this
+/// reconcile recorded it (`fresh`). Pure, so the crash rule is tested on its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Move {
+    /// Record the attempt as sent first.
+    Record,
+    /// Start the request in the pool.
+    Send,
+    /// The request is queued or in flight: wait (the pool wakes the run).
+    Wait(Progress),
+    /// The request settled: record its reply.
+    Collect(Reply),
+    /// Recorded as sent by an earlier process (or one that lost the request): whether it
+    /// reached the endpoint is unknown.
+    Interrupted,
+}
+
+/// See [`Move`].
+pub(super) fn next_move(recorded: bool, known: Option<Progress>, fresh: bool) -> Move {
+    if !recorded {
+        return Move::Record;
+    }
+    match known {
+        Some(Progress::Done(reply)) => Move::Collect(reply),
+        Some(progress) => Move::Wait(progress),
+        // Only the reconcile that recorded the attempt may send it: a request recorded
+        // earlier and unknown to the pool was started by a process that is gone.
+        None if fresh => Move::Send,
+        None => Move::Interrupted,
+    }
+}
+
+/// How often a step whose request is pending is looked at even without a wake-up from the
+/// pool (a wake-up can be lost when the controller falls far behind).
+const PENDING_RECHECK: Duration = Duration::from_secs(30);
+
+/// The pool's key of the current attempt of journal entry `index`.
+fn key(exec: &Exec<'_>, index: usize, entry: &StepStatus) -> Key {
+    Key {
+        run: exec.run_uid.to_owned(),
+        step: index,
+        attempt: entry.attempts,
+    }
+}
+
+fn owner(exec: &Exec<'_>) -> Owner {
+    Owner {
+        namespace: exec.namespace.to_owned(),
+        name: exec.run_name.to_owned(),
+    }
+}
+
+/// The step's wait while its request is pending, or its result once settled.
+fn pending(exec: &Exec<'_>, entry: &mut StepStatus, progress: Progress, what: &str) -> Act {
+    if let Progress::Done(reply) = progress {
+        return collect(entry, reply);
+    }
+    Act::Wait {
+        message: progress
+            .waiting_message(exec.namespace, what)
+            .unwrap_or_default(),
+        recheck: Some(PENDING_RECHECK),
+        approval: false,
+    }
+}
+
+/// The step's result from a settled request, its outputs copied to the journal entry.
+fn collect(entry: &mut StepStatus, reply: Reply) -> Act {
+    for (name, value) in reply.outputs {
+        entry.outputs.insert(name, value);
+    }
+    match reply.verdict {
+        Verdict::Succeeded(message) => Act::Succeeded(message),
+        Verdict::Failed {
+            reason,
+            message,
+            retryable,
+        } => Act::Failed {
+            reason,
+            message,
+            retryable,
+        },
+    }
+}
+
+fn fail(reason: &'static str, message: impl Into<String>, retryable: bool) -> Reply {
+    Reply {
+        outputs: Vec::new(),
+        verdict: Verdict::Failed {
+            reason,
+            message: message.into(),
+            retryable,
+        },
+    }
+}
+
+/// Sends the step's request (once per attempt: the attempt is recorded as sent first), in the
+/// outbound pool: the reconcile returns while the request is pending.
 pub(super) async fn send(
     exec: &Exec<'_>,
     step: &Step,
     http: &crate::step::HttpAction,
     entry: &mut StepStatus,
-    fresh_intent: bool,
+    (index, fresh_intent): (usize, bool),
 ) -> Result<Act, Error> {
     let method = http.method.unwrap_or_default();
     entry.target = Some(format!("{method:?} {}", http.url));
@@ -41,17 +141,26 @@ pub(super) async fn send(
             http.url
         )));
     }
-    if entry.outputs.get("sent") != Some(&sent_marker(entry)) {
-        entry.outputs.insert("sent".into(), sent_marker(entry));
-        return Ok(Act::Record);
+    let pool = &exec.writer.ctx().outbound;
+    let key = key(exec, index, entry);
+    let recorded = entry.outputs.get("sent") == Some(&sent_marker(entry));
+    let what = format!("{method:?} {}", http.url);
+    match next_move(recorded, pool.progress(&key), fresh_intent) {
+        Move::Record => {
+            entry.outputs.insert("sent".into(), sent_marker(entry));
+            return Ok(Act::Record);
+        }
+        Move::Interrupted => {
+            return Ok(failed(
+                "Unknown",
+                "the operator restarted after sending the request and before recording the answer",
+            ));
+        }
+        Move::Collect(reply) => return Ok(collect(entry, reply)),
+        Move::Wait(progress) => return Ok(pending(exec, entry, progress, &what)),
+        Move::Send => {}
     }
-    if !fresh_intent {
-        return Ok(failed(
-            "Unknown",
-            "the operator restarted after sending the request and before recording the answer",
-        ));
-    }
-    let policy = &exec.writer.ctx().config.fence.egress;
+    let policy = exec.writer.ctx().config.fence.egress.clone();
     let mut url = match reqwest::Url::parse(&http.url) {
         Ok(url) => url,
         Err(err) => {
@@ -93,98 +202,168 @@ pub(super) async fn send(
             }
         }
     }
-    let timeout = step
-        .timeout
-        .as_ref()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(Duration::from_secs(30));
-    let first = url.clone();
-    let mut method = reqwest_method(method);
-    let mut body = http.body.clone();
-    let mut hop = 0;
-    let response = loop {
-        if let Err(refused) = fence::check_url(&url, policy).await {
-            return Ok(egress_refused(&url, &refused));
-        }
-        let mut request = exec
-            .http
-            .request(method.clone(), url.clone())
-            .headers(plain.clone());
-        if hop == 0 {
-            for (name, value) in &secret {
-                request = request.header(name, value);
-            }
-        }
-        if let Some(body) = &body {
-            request = request.body(body.clone());
-        }
-        let response = match request.timeout(timeout).send().await {
-            Ok(r) => r,
-            Err(err) => {
-                if let Some(refused) = fence::refused_in(&err) {
-                    return Ok(egress_refused(&url, refused));
-                }
-                return Ok(failed(
-                    "RequestFailed",
-                    format!("{method} {}: {}", http.url, describe(err)),
-                ));
-            }
-        };
-        let location = response
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .and_then(|l| url.join(l).ok());
-        let follow = http.follow_redirects == Some(true);
-        let (true, true, Some(next)) = (follow, response.status().is_redirection(), location)
-        else {
-            break response;
-        };
-        if !fence::same_host(&first, &next) {
-            return Ok(Act::Failed {
-                reason: "RedirectRefused",
-                message: format!(
-                    "{} redirected to {}, another host (or from https to http): http steps follow redirects to the same host only; call {} directly",
-                    first.host_str().unwrap_or_default(),
-                    without_query(&next),
-                    without_query(&next),
-                ),
-                retryable: false,
-            });
-        }
-        hop += 1;
-        if hop > fence::MAX_REDIRECTS {
-            return Ok(Act::Failed {
-                reason: "TooManyRedirects",
-                message: format!(
-                    "{} redirected more than {} times",
-                    http.url,
-                    fence::MAX_REDIRECTS
-                ),
-                retryable: false,
-            });
-        }
-        // 303, and 301/302 after a POST, turn into a GET without body (as browsers do).
-        let status = response.status().as_u16();
-        if status == 303 || (matches!(status, 301 | 302) && method == reqwest::Method::POST) {
-            method = reqwest::Method::GET;
-            body = None;
-        }
-        url = next;
+    let timeout = outbound::capped_timeout(
+        step.timeout
+            .as_ref()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(Duration::from_secs(30)),
+    );
+    let request = Request {
+        client: exec.http.clone(),
+        policy,
+        url,
+        method: reqwest_method(method),
+        plain,
+        secret,
+        body: http.body.clone(),
+        http: http.clone(),
     };
-    let status = response.status().as_u16();
-    let redirect = response.status().is_redirection();
-    let (body, truncated) = read_capped(response, fence::BODY_LIMIT).await;
-    entry
-        .outputs
-        .insert("httpStatus".into(), status.to_string());
-    entry.outputs.insert("body".into(), excerpt(&body));
-    if truncated {
-        entry.outputs.insert(
-            "bodyTruncated".into(),
-            format!("read the first {} bytes only", fence::BODY_LIMIT),
-        );
+    let shown = what.clone();
+    let exchange = async move {
+        match tokio::time::timeout(timeout, request.exchange()).await {
+            Ok(reply) => reply,
+            Err(_) => fail(
+                "RequestFailed",
+                format!(
+                    "{shown}: no complete answer within {}s (the step's timeout, at most {}s)",
+                    timeout.as_secs(),
+                    outbound::MAX_TIMEOUT.as_secs()
+                ),
+                true,
+            ),
+        }
+    };
+    let progress = pool.start(key, owner(exec), exchange);
+    Ok(pending(exec, entry, progress, &what))
+}
+
+/// One http step's request, owned by its task in the pool.
+struct Request {
+    client: reqwest::Client,
+    policy: std::sync::Arc<fence::EgressPolicy>,
+    url: reqwest::Url,
+    method: reqwest::Method,
+    plain: reqwest::header::HeaderMap,
+    secret: reqwest::header::HeaderMap,
+    body: Option<String>,
+    http: crate::step::HttpAction,
+}
+
+impl Request {
+    /// Sends the request, follows redirects the step allows (each through the fence), reads
+    /// at most [`fence::BODY_LIMIT`] bytes of the answer and judges it.
+    async fn exchange(self) -> Reply {
+        let Request {
+            client,
+            policy,
+            mut url,
+            mut method,
+            plain,
+            secret,
+            mut body,
+            http,
+        } = self;
+        let first = url.clone();
+        let mut hop = 0;
+        let response = loop {
+            if let Err(refused) = fence::check_url(&url, &policy).await {
+                return egress_refused(&url, &refused);
+            }
+            let mut request = client
+                .request(method.clone(), url.clone())
+                .headers(plain.clone());
+            if hop == 0 {
+                for (name, value) in &secret {
+                    request = request.header(name, value);
+                }
+            }
+            if let Some(body) = &body {
+                request = request.body(body.clone());
+            }
+            let response = match request.send().await {
+                Ok(r) => r,
+                Err(err) => {
+                    if let Some(refused) = fence::refused_in(&err) {
+                        return egress_refused(&url, refused);
+                    }
+                    return fail(
+                        "RequestFailed",
+                        format!("{method} {}: {}", http.url, describe(err)),
+                        true,
+                    );
+                }
+            };
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| url.join(l).ok());
+            let follow = http.follow_redirects == Some(true);
+            let (true, true, Some(next)) = (follow, response.status().is_redirection(), location)
+            else {
+                break response;
+            };
+            if !fence::same_host(&first, &next) {
+                return fail(
+                    "RedirectRefused",
+                    format!(
+                        "{} redirected to {}, another host (or from https to http): http steps follow redirects to the same host only; call {} directly",
+                        first.host_str().unwrap_or_default(),
+                        without_query(&next),
+                        without_query(&next),
+                    ),
+                    false,
+                );
+            }
+            hop += 1;
+            if hop > fence::MAX_REDIRECTS {
+                return fail(
+                    "TooManyRedirects",
+                    format!(
+                        "{} redirected more than {} times",
+                        http.url,
+                        fence::MAX_REDIRECTS
+                    ),
+                    false,
+                );
+            }
+            // 303, and 301/302 after a POST, turn into a GET without body (as browsers do).
+            let status = response.status().as_u16();
+            if status == 303 || (matches!(status, 301 | 302) && method == reqwest::Method::POST) {
+                method = reqwest::Method::GET;
+                body = None;
+            }
+            url = next;
+        };
+        let status = response.status().as_u16();
+        let redirect = response.status().is_redirection();
+        let (body, truncated) = read_capped(response, fence::BODY_LIMIT).await;
+        let mut outputs = vec![
+            ("httpStatus".to_owned(), status.to_string()),
+            ("body".to_owned(), excerpt(&body)),
+        ];
+        let mut cut = "";
+        if truncated {
+            outputs.push((
+                "bodyTruncated".into(),
+                format!("read the first {} bytes only", fence::BODY_LIMIT),
+            ));
+            cut = " (body longer than 64 KiB: read the first 64 KiB only)";
+        }
+        let verdict = judge(&http, &method, status, redirect, &body, cut);
+        Reply { outputs, verdict }
     }
+}
+
+/// Whether the answer is the one the step expects.
+fn judge(
+    http: &crate::step::HttpAction,
+    method: &reqwest::Method,
+    status: u16,
+    redirect: bool,
+    body: &str,
+    cut: &str,
+) -> Verdict {
     let expect = http.expect.clone().unwrap_or_default();
     let accepted = if expect.status.is_empty() {
         vec![200]
@@ -197,37 +376,36 @@ pub(super) async fn send(
         } else {
             ""
         };
-        return Ok(failed(
-            "UnexpectedStatus",
-            format!(
+        return Verdict::Failed {
+            reason: "UnexpectedStatus",
+            message: format!(
                 "{method} {} answered {status}, expected {accepted:?}{hint}",
                 http.url
             ),
-        ));
+            retryable: true,
+        };
     }
     if let (Some(path), Some(expected)) = (&expect.json_path, &expect.equals) {
-        let actual = json_path_value(&body, path);
+        let actual = json_path_value(body, path);
         if actual.as_deref() != Some(expected.as_str()) {
-            return Ok(failed(
-                "UnexpectedBody",
-                format!("{path} is {actual:?}, expected {expected:?}"),
-            ));
+            return Verdict::Failed {
+                reason: "UnexpectedBody",
+                message: format!("{path} is {actual:?}, expected {expected:?}{cut}"),
+                retryable: true,
+            };
         }
     }
-    Ok(Act::Succeeded(format!(
-        "{method} {} answered {status}",
-        http.url
-    )))
+    Verdict::Succeeded(format!("{method} {} answered {status}{cut}", http.url))
 }
 
 /// The step failure for a refused destination: never retried, since another attempt goes to
 /// the same address.
-fn egress_refused(url: &reqwest::Url, refused: &fence::Refused) -> Act {
-    Act::Failed {
-        reason: "EgressRefused",
-        message: format!("refused to connect to {}: {refused}", without_query(url)),
-        retryable: false,
-    }
+fn egress_refused(url: &reqwest::Url, refused: &fence::Refused) -> Reply {
+    fail(
+        "EgressRefused",
+        format!("refused to connect to {}: {refused}", without_query(url)),
+        false,
+    )
 }
 
 /// A URL without its query and fragment (they may carry a token), for messages.
@@ -241,7 +419,7 @@ fn without_query(url: &reqwest::Url) -> String {
 
 /// Reads at most `limit` bytes of the body, chunk by chunk, and drops the rest unread; true
 /// when something was left.
-async fn read_capped(mut response: reqwest::Response, limit: usize) -> (String, bool) {
+pub(super) async fn read_capped(mut response: reqwest::Response, limit: usize) -> (String, bool) {
     let mut bytes: Vec<u8> = Vec::new();
     let mut truncated = false;
     while let Ok(Some(chunk)) = response.chunk().await {
@@ -307,12 +485,16 @@ pub fn json_path_value(body: &str, path: &str) -> Option<String> {
     })
 }
 
-/// Posts the notification (at most once: an unknown delivery is reported, never resent).
+/// Most time a notification may take.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Posts the notification (at most once: an unknown delivery is reported, never resent), in
+/// the outbound pool.
 pub(super) async fn notify(
     exec: &Exec<'_>,
     notify: &crate::step::NotifyAction,
     entry: &mut StepStatus,
-    fresh_intent: bool,
+    (index, fresh_intent): (usize, bool),
 ) -> Result<Act, Error> {
     entry.target = Some(match (&notify.url, &notify.url_from) {
         (_, Some(from)) => format!("webhook from Secret/{}", from.secret_key_ref.name),
@@ -321,19 +503,28 @@ pub(super) async fn notify(
     if exec.plan() {
         return Ok(Act::Skipped("Plan: would send the notification".into()));
     }
-    if entry.outputs.get("sent") != Some(&sent_marker(entry)) {
-        entry.outputs.insert("sent".into(), sent_marker(entry));
-        return Ok(Act::Record);
-    }
-    if !fresh_intent {
+    let pool = &exec.writer.ctx().outbound;
+    let key = key(exec, index, entry);
+    let recorded = entry.outputs.get("sent") == Some(&sent_marker(entry));
+    let what = "the notification";
+    match next_move(recorded, pool.progress(&key), fresh_intent) {
+        Move::Record => {
+            entry.outputs.insert("sent".into(), sent_marker(entry));
+            return Ok(Act::Record);
+        }
         // At most once: a message whose delivery is unknown is not sent again.
-        return Ok(Act::Failed {
-            reason: "DeliveryUnknown",
-            message:
-                "the operator restarted while sending; not resent, to avoid a duplicate message"
-                    .into(),
-            retryable: false,
-        });
+        Move::Interrupted => {
+            return Ok(Act::Failed {
+                reason: "DeliveryUnknown",
+                message:
+                    "the operator restarted while sending; not resent, to avoid a duplicate message"
+                        .into(),
+                retryable: false,
+            });
+        }
+        Move::Collect(reply) => return Ok(collect(entry, reply)),
+        Move::Wait(progress) => return Ok(pending(exec, entry, progress, what)),
+        Move::Send => {}
     }
     let url = match (&notify.url, &notify.url_from) {
         (Some(u), _) => u.clone(),
@@ -349,7 +540,7 @@ pub(super) async fn notify(
             });
         }
     };
-    let policy = &exec.writer.ctx().config.fence.egress;
+    let policy = exec.writer.ctx().config.fence.egress.clone();
     let mut url = match reqwest::Url::parse(&url) {
         Ok(url) => url,
         Err(err) => {
@@ -361,43 +552,67 @@ pub(super) async fn notify(
         }
     };
     fence::qualify(&mut url, exec.namespace);
-    // Named by host only: the rest of a webhook URL is a credential.
-    let refused = |refused: &fence::Refused| Act::Failed {
-        reason: "EgressRefused",
-        message: format!("refused to send the notification: {refused}"),
-        retryable: false,
+    let client = exec.http.clone();
+    let body = json!({ "text": notify.message }).to_string();
+    let post = async move {
+        tokio::time::timeout(NOTIFY_TIMEOUT, post_notification(client, policy, url, body))
+            .await
+            .unwrap_or_else(|_| {
+                fail(
+                    "RequestFailed",
+                    format!(
+                        "the webhook did not answer within {}s",
+                        NOTIFY_TIMEOUT.as_secs()
+                    ),
+                    false,
+                )
+            })
     };
-    if let Err(err) = fence::check_url(&url, policy).await {
-        return Ok(refused(&err));
+    let progress = pool.start(key, owner(exec), post);
+    Ok(pending(exec, entry, progress, what))
+}
+
+/// Posts one notification through the fence. Messages name the webhook only generically:
+/// its URL is a credential.
+async fn post_notification(
+    client: reqwest::Client,
+    policy: std::sync::Arc<fence::EgressPolicy>,
+    url: reqwest::Url,
+    body: String,
+) -> Reply {
+    let refused = |refused: &fence::Refused| {
+        fail(
+            "EgressRefused",
+            format!("refused to send the notification: {refused}"),
+            false,
+        )
+    };
+    if let Err(err) = fence::check_url(&url, &policy).await {
+        return refused(&err);
     }
-    let result = exec
-        .http
+    let result = client
         .post(url)
         .header("content-type", "application/json")
-        .body(json!({ "text": notify.message }).to_string())
-        .timeout(Duration::from_secs(15))
+        .body(body)
         .send()
         .await;
-    // Messages name the webhook only generically: its URL is a credential.
     match result {
-        Ok(r) if r.status().is_success() => {
-            entry
-                .outputs
-                .insert("httpStatus".into(), r.status().as_u16().to_string());
-            Ok(Act::Succeeded("notification sent".into()))
-        }
-        Ok(r) => Ok(Act::Failed {
-            reason: "UnexpectedStatus",
-            message: format!("the webhook answered {}", r.status().as_u16()),
-            retryable: false,
-        }),
-        Err(err) => Ok(match fence::refused_in(&err) {
+        Ok(r) if r.status().is_success() => Reply {
+            outputs: vec![("httpStatus".into(), r.status().as_u16().to_string())],
+            verdict: Verdict::Succeeded("notification sent".into()),
+        },
+        Ok(r) => fail(
+            "UnexpectedStatus",
+            format!("the webhook answered {}", r.status().as_u16()),
+            false,
+        ),
+        Err(err) => match fence::refused_in(&err) {
             Some(r) => refused(r),
-            None => Act::Failed {
-                reason: "RequestFailed",
-                message: format!("could not reach the webhook: {}", describe(err)),
-                retryable: false,
-            },
-        }),
+            None => fail(
+                "RequestFailed",
+                format!("could not reach the webhook: {}", describe(err)),
+                false,
+            ),
+        },
     }
 }

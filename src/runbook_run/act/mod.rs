@@ -210,13 +210,16 @@ fn write_error(err: WriteError, what: &str, namespace: &str) -> Result<Act, Erro
 /// Runs one step of `entry`'s current attempt. An API answer that asking again cannot change
 /// ([`permanent`]: a 4xx other than 409 and 429, e.g. 403 for the run's identity, 422, 404)
 /// fails the attempt with a reason naming it, instead of a reconcile error retried in a loop.
+/// `index` is the entry's place in the journal; `fresh_intent` says whether this reconcile
+/// recorded the attempt's intent (only then may an at-most-once request be sent).
 pub async fn act(
     exec: &Exec<'_>,
     step: &Step,
     entry: &mut StepStatus,
+    index: usize,
     fresh_intent: bool,
 ) -> Result<Act, Error> {
-    match act_step(exec, step, entry, fresh_intent).await {
+    match act_step(exec, step, entry, (index, fresh_intent)).await {
         Err(Error::Read {
             what,
             namespace,
@@ -236,8 +239,9 @@ async fn act_step(
     exec: &Exec<'_>,
     step: &Step,
     entry: &mut StepStatus,
-    fresh_intent: bool,
+    intent: (usize, bool),
 ) -> Result<Act, Error> {
+    let (_, fresh_intent) = intent;
     if let Some(scale) = &step.scale {
         return workload::scale(exec, scale, entry).await;
     }
@@ -258,7 +262,7 @@ async fn act_step(
         return job::run(exec, step, job, entry).await;
     }
     if let Some(http) = &step.http {
-        return http::send(exec, step, http, entry, fresh_intent).await;
+        return http::send(exec, step, http, entry, intent).await;
     }
     if let Some(patch) = &step.patch {
         return patch::send(exec, patch, entry, fresh_intent).await;
@@ -309,7 +313,7 @@ async fn act_step(
         });
     }
     if let Some(notify) = &step.notify {
-        return http::notify(exec, notify, entry, fresh_intent).await;
+        return http::notify(exec, notify, entry, intent).await;
     }
     if let Some(backup) = &step.backup {
         return backup::run(exec, step, backup, entry).await;

@@ -56,3 +56,88 @@ fn only_conflicts_and_throttling_among_4xx_are_worth_asking_again() {
     };
     assert_eq!(reason, "Invalid");
 }
+
+mod requests {
+    use super::super::http::{Move, next_move, read_capped};
+    use crate::outbound::{Progress, Reply, Verdict};
+
+    fn reply() -> Reply {
+        Reply {
+            outputs: vec![],
+            verdict: Verdict::Succeeded("answered 200".into()),
+        }
+    }
+
+    #[test]
+    fn an_attempt_is_recorded_before_it_is_sent() {
+        assert_eq!(next_move(false, None, false), Move::Record);
+        assert_eq!(next_move(false, None, true), Move::Record);
+        assert_eq!(next_move(true, None, true), Move::Send);
+    }
+
+    #[test]
+    fn a_sent_attempt_the_pool_does_not_know_was_interrupted() {
+        // After a restart the journal says sent and the new process has no request: whether
+        // it reached the endpoint is unknown, and it is never sent again.
+        assert_eq!(next_move(true, None, false), Move::Interrupted);
+    }
+
+    #[test]
+    fn a_pending_request_is_waited_for_and_its_reply_collected() {
+        assert_eq!(
+            next_move(true, Some(Progress::InFlight), false),
+            Move::Wait(Progress::InFlight)
+        );
+        let queued = Progress::Queued {
+            namespace: true,
+            in_flight: 8,
+        };
+        assert_eq!(
+            next_move(true, Some(queued.clone()), true),
+            Move::Wait(queued)
+        );
+        assert_eq!(
+            next_move(true, Some(Progress::Done(reply())), false),
+            Move::Collect(reply())
+        );
+    }
+
+    /// Serves one response whose body never ends, in 64 KiB chunks.
+    async fn endless_server() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let head =
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n";
+            if socket.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+            while socket.write_all(chunk.as_bytes()).await.is_ok() {}
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_is_read_up_to_the_cap_only() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let url = endless_server().await;
+        let response = reqwest::Client::new()
+            .get(&url)
+            .send()
+            .await
+            .expect("response");
+        // Returning at all shows the rest of the body is left unread.
+        let (body, truncated) = read_capped(response, 1000).await;
+        assert!(truncated);
+        assert_eq!(body.len(), 1000);
+    }
+}
