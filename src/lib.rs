@@ -21,6 +21,7 @@ pub mod names;
 pub mod params;
 pub mod plugin;
 pub mod reference;
+pub mod retry;
 pub mod runbook;
 pub mod runbook_run;
 pub mod runtime;
