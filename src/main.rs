@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use kube::Client;
 use tracing::info;
 
@@ -512,32 +512,27 @@ async fn run(
             None => name.to_owned(),
         };
         let (c, s, t) = (ctx.clone(), shutdown.clone(), synced_tx.clone());
-        controllers.push(supervised(
-            &liveness,
+        controllers.push(liveness.spawn(
             named(runbook::controller::NAME),
             runbook::controller::run(c, s, t),
         ));
         let (c, s, t) = (ctx.clone(), shutdown.clone(), synced_tx.clone());
-        controllers.push(supervised(
-            &liveness,
+        controllers.push(liveness.spawn(
             named(runbook_run::controller::NAME),
             runbook_run::controller::run(c, s, t),
         ));
         let (c, s, t) = (ctx.clone(), shutdown.clone(), synced_tx.clone());
-        controllers.push(supervised(
-            &liveness,
+        controllers.push(liveness.spawn(
             named(maintenance_window::NAME),
             maintenance_window::controller::run(c, s, t),
         ));
         let (c, s, t) = (ctx.clone(), shutdown.clone(), synced_tx.clone());
-        controllers.push(supervised(
-            &liveness,
+        controllers.push(liveness.spawn(
             named(blue_green::controller::NAME),
             blue_green::controller::run(c, s, t),
         ));
         let (c, s, t) = (ctx.clone(), shutdown.clone(), synced_tx.clone());
-        controllers.push(supervised(
-            &liveness,
+        controllers.push(liveness.spawn(
             named(backup_policy::controller::NAME),
             backup_policy::controller::run(c, s, t),
         ));
@@ -563,25 +558,18 @@ async fn run(
     // Until every controller has stopped: a controller or the probe server that ends before
     // shutdown ends the process (non-zero, so the kubelet restarts it) rather than leave it
     // half alive; a lost Lease stops the controllers.
-    let mut running: futures::stream::FuturesUnordered<_> = controllers
-        .into_iter()
-        .map(|(name, task)| task.map(move |ended| (name, ended)))
-        .collect();
+    let all_ended = server::until_all_end(controllers, shutdown.clone());
+    tokio::pin!(all_ended);
     let mut lost = false;
     let mut served = None;
     loop {
         tokio::select! {
-            ended = running.next() => match ended {
-                None => break,
-                Some((name, ended)) if shutdown.peek().is_none() => {
-                    let how = match ended {
-                        Ok(()) => "it returned".to_owned(),
-                        Err(err) => err.to_string(),
-                    };
-                    tracing::error!(controller = %name, how, "a controller ended before shutdown: exiting so that the operator is restarted");
-                    bail!("the {name} controller ended before shutdown ({how}); exiting so that the operator is restarted");
+            ended = &mut all_ended => match ended {
+                Ok(()) => break,
+                Err(early) => {
+                    tracing::error!(controller = %early.name, how = %early.how, "a controller ended before shutdown: exiting so that the operator is restarted");
+                    return Err(early.into());
                 }
-                Some(_) => {}
             },
             () = async {
                 match leadership.as_mut() {
@@ -620,20 +608,6 @@ async fn run(
         .with_context(|| format!("probe server on {probe_addr} failed"))?;
     info!("stopped");
     Ok(())
-}
-
-/// Spawns controller `name`, marked alive in `liveness` for as long as its task runs.
-fn supervised(
-    liveness: &server::Liveness,
-    name: String,
-    controller: impl std::future::Future<Output = ()> + Send + 'static,
-) -> (String, tokio::task::JoinHandle<()>) {
-    let alive = liveness.alive(name.clone());
-    let task = tokio::spawn(async move {
-        let _alive = alive;
-        controller.await;
-    });
-    (name, task)
 }
 
 /// The error for a probe server that ended before shutdown.

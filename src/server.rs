@@ -67,6 +67,67 @@ impl Liveness {
     }
 }
 
+/// A task spawned by [`Liveness::spawn`].
+#[derive(Debug)]
+pub struct Task {
+    name: String,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Liveness {
+    /// Spawns `task` as `name`, alive for as long as it runs, however it ends.
+    pub fn spawn(
+        &self,
+        name: impl Into<String>,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Task {
+        let name = name.into();
+        let alive = self.alive(name.clone());
+        let handle = tokio::spawn(async move {
+            let _alive = alive;
+            task.await;
+        });
+        Task { name, handle }
+    }
+}
+
+/// A task that ended before the process was asked to stop.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the {name} controller ended before shutdown ({how}); exiting so that the operator is restarted"
+)]
+pub struct EndedEarly {
+    /// The task's name.
+    pub name: String,
+    /// How it ended: returned, or the panic.
+    pub how: String,
+}
+
+/// Waits until every task has ended. The first that ends while `shutdown` has not resolved
+/// (returned or panicked on its own) is the error: the caller exits rather than go on half
+/// alive.
+pub async fn until_all_end(
+    tasks: Vec<Task>,
+    shutdown: crate::runtime::Shutdown,
+) -> Result<(), EndedEarly> {
+    use futures::{FutureExt, StreamExt};
+    let mut running: futures::stream::FuturesUnordered<_> = tasks
+        .into_iter()
+        .map(|task| task.handle.map(move |ended| (task.name, ended)))
+        .collect();
+    while let Some((name, ended)) = running.next().await {
+        // Shared::peek sees the shutdown once any clone (a controller) saw it resolve.
+        if shutdown.peek().is_none() {
+            let how = match ended {
+                Ok(()) => "it returned".to_owned(),
+                Err(err) => err.to_string(),
+            };
+            return Err(EndedEarly { name, how });
+        }
+    }
+    Ok(())
+}
+
 impl Drop for Alive {
     fn drop(&mut self) {
         if let Ok(mut map) = self.liveness.0.lock() {
@@ -178,15 +239,52 @@ mod tests {
         );
     }
 
+    fn shutdown() -> (tokio::sync::oneshot::Sender<()>, crate::runtime::Shutdown) {
+        use futures::FutureExt;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        (tx, rx.map(|_| ()).boxed().shared())
+    }
+
     #[tokio::test]
-    async fn a_task_that_panics_is_reported_dead() {
+    async fn a_task_that_panics_before_shutdown_is_dead_and_ends_the_wait() {
         let liveness = Liveness::default();
-        let alive = liveness.alive("backuppolicy");
-        let task = tokio::spawn(async move {
-            let _alive = alive;
-            panic!("a controller bug");
-        });
-        assert!(task.await.is_err());
-        assert_eq!(liveness.states(), vec![("backuppolicy".to_owned(), false)]);
+        let (_stop, stop_rx) = shutdown();
+        let tasks = vec![
+            liveness.spawn("runbook", stop_rx.clone()),
+            liveness.spawn("backuppolicy", async { panic!("a controller bug") }),
+        ];
+        let err = until_all_end(tasks, stop_rx).await.unwrap_err();
+        assert_eq!(err.name, "backuppolicy");
+        assert!(err.how.contains("panicked"), "{}", err.how);
+        assert_eq!(
+            liveness.states(),
+            vec![
+                ("backuppolicy".to_owned(), false),
+                ("runbook".to_owned(), true)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_that_returns_before_shutdown_ends_the_wait_too() {
+        let liveness = Liveness::default();
+        let (_stop, stop_rx) = shutdown();
+        let tasks = vec![liveness.spawn("runbookrun", async {})];
+        let err = until_all_end(tasks, stop_rx).await.unwrap_err();
+        assert_eq!(
+            (err.name.as_str(), err.how.as_str()),
+            ("runbookrun", "it returned")
+        );
+    }
+
+    #[tokio::test]
+    async fn tasks_that_stop_on_shutdown_end_the_wait_cleanly() {
+        let liveness = Liveness::default();
+        let (stop, stop_rx) = shutdown();
+        let tasks = ["runbook", "runbookrun"]
+            .map(|name| liveness.spawn(name, stop_rx.clone()))
+            .into();
+        let _ = stop.send(());
+        assert!(until_all_end(tasks, stop_rx).await.is_ok());
     }
 }
