@@ -356,6 +356,7 @@ pub async fn run<K, R, Fut, E>(
     let refusals = Refusals::default();
     let failures = crate::retry::Failures::default();
     let cleared = (refusals.clone(), failures.clone());
+    let gone = failures.clone();
     let timed = move |obj: Arc<K>, ctx: Arc<Context>| {
         let reconcile = reconcile.clone();
         let (refusals, failures) = cleared.clone();
@@ -447,13 +448,12 @@ pub async fn run<K, R, Fut, E>(
                         warn!(controller = name, error = %err, "watch failed; retrying");
                     }
                 }
-                // Deleted before its reconcile started: it waits no more.
+                // Deleted before its reconcile started: it waits no more, and its failures
+                // are forgotten.
                 Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
-                    metrics.dequeued(
-                        name,
-                        obj.namespace.as_deref().unwrap_or_default(),
-                        &obj.name,
-                    );
+                    let namespace = obj.namespace.as_deref().unwrap_or_default();
+                    metrics.dequeued(name, namespace, &obj.name);
+                    gone.clear(&format!("{}/{namespace}/{}", K::kind(&()), obj.name));
                 }
                 _ => {}
             }
@@ -486,7 +486,8 @@ impl<E: std::error::Error + crate::errors::MetricLabel + 'static> crate::errors:
     }
 }
 
-/// The key an object's failures in a row are counted under, which also seeds its jitter.
+/// The key an object's failures in a row are counted under, which also seeds its jitter:
+/// `<Kind>/<namespace>/<name>`.
 fn failure_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     format!(
         "{}/{}/{}",
