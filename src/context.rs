@@ -34,6 +34,11 @@ pub struct Fence {
     pub allow_patch_kinds: Vec<String>,
 }
 
+/// Read timeout of the watch client: a watch asks the API server to end it after 290 s
+/// (`timeoutSeconds`, kube's default) and may be silent until then; a minute more is a hung
+/// connection, while kube-runtime's own idle timeout (295 s) restarts a silent watch first.
+pub const WATCH_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(290 + 60);
+
 /// Default of `--max-concurrent-reconciles`. Reconciles mostly wait on the API server, so a
 /// few run at once; a bound keeps thousands of due objects from sending thousands of
 /// requests at the same moment to an API server that is already slow.
@@ -133,8 +138,14 @@ pub enum ConfigError {
 /// Shared state of all controllers.
 #[derive(Clone)]
 pub struct Context {
-    /// Kubernetes client.
+    /// Kubernetes client for ordinary requests, with the connect and read timeouts
+    /// (`--api-connect-timeout`, `--api-read-timeout`): a hung connection fails the request
+    /// instead of wedging a reconcile.
     pub client: Client,
+    /// Kubernetes client for lists and watches: the same configuration with a read timeout
+    /// longer than a watch's `timeoutSeconds` ([`WATCH_READ_TIMEOUT`]), so a quiet watch is
+    /// never cut while it waits for events.
+    pub watch_client: Client,
     /// Publishes Kubernetes Events.
     pub recorder: Recorder,
     /// Prometheus metrics.
@@ -165,6 +176,7 @@ impl Context {
         };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
+            watch_client: client.clone(),
             client,
             metrics: Arc::new(Metrics::default()),
             config,
@@ -172,6 +184,13 @@ impl Context {
             identities,
             outbound: crate::outbound::Pool::default(),
         }
+    }
+
+    /// The same context, listing and watching with `watch_client` (see
+    /// [`Context::watch_client`]).
+    pub fn with_watch_client(mut self, watch_client: Client) -> Self {
+        self.watch_client = watch_client;
+        self
     }
 
     /// Publishes an Event in the background. Events are best-effort: a failure is logged,

@@ -5,6 +5,14 @@
 pub trait MetricLabel {
     /// A short `snake_case` label drawn from a small fixed set.
     fn metric_label(&self) -> &'static str;
+
+    /// Whether only a change to the object (or to what it names) can make this error go
+    /// away, so its retry waits the longest backoff at once ([`crate::retry`]). The API
+    /// server's own refusals are classed by their status code; a kind overrides this for
+    /// errors of its own that no retry can pass.
+    fn permanent(&self) -> bool {
+        false
+    }
 }
 
 /// A read from the API server (or a cache waiting for its first list) that failed, naming what

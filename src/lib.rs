@@ -24,6 +24,7 @@ pub mod outbound;
 pub mod params;
 pub mod plugin;
 pub mod reference;
+pub mod retry;
 pub mod runbook;
 pub mod runbook_run;
 pub mod runtime;

@@ -100,7 +100,46 @@ enum Command {
         max_outbound_requests_per_namespace: usize,
         #[command(flatten)]
         fence: FenceArgs,
+        #[command(flatten)]
+        timeouts: TimeoutArgs,
     },
+}
+
+/// How long a request to the API server may take before it fails.
+#[derive(clap::Args)]
+struct TimeoutArgs {
+    /// Seconds to connect to the API server before a request fails (lists and watches too).
+    #[arg(long, env = "API_CONNECT_TIMEOUT", default_value_t = 10)]
+    api_connect_timeout: u64,
+    /// Seconds a request to the API server may wait for the next bytes of its answer before
+    /// it fails (and is retried): a hung connection then never wedges a reconcile or the
+    /// leader's renewal. Watches use their own client whose read timeout (350 s) outlasts the
+    /// 290 s a watch may stay silent.
+    #[arg(long, env = "API_READ_TIMEOUT", default_value_t = 30)]
+    api_read_timeout: u64,
+}
+
+impl TimeoutArgs {
+    /// `config` with these timeouts for ordinary requests, and the same for watches with a
+    /// read timeout that outlasts a quiet watch.
+    fn apply(&self, mut config: kube::Config) -> anyhow::Result<(kube::Config, kube::Config)> {
+        if self.api_connect_timeout == 0 || self.api_read_timeout == 0 {
+            bail!(
+                "--api-connect-timeout and --api-read-timeout must be at least 1 (seconds): a request without a bound can wedge a reconcile forever"
+            );
+        }
+        config.connect_timeout = Some(Duration::from_secs(self.api_connect_timeout));
+        config.read_timeout = Some(Duration::from_secs(self.api_read_timeout));
+        // The read timeout counts from when a request is sent, not from when its pooled
+        // connection went idle.
+        config.reset_reader_on_write = true;
+        let mut watch = config.clone();
+        watch.read_timeout = Some(
+            runbook_operator::context::WATCH_READ_TIMEOUT
+                .max(Duration::from_secs(self.api_read_timeout)),
+        );
+        Ok((config, watch))
+    }
 }
 
 /// Limits on what steps reach and touch, beyond RBAC.
@@ -263,6 +302,7 @@ async fn main() -> anyhow::Result<()> {
             max_outbound_requests,
             max_outbound_requests_per_namespace,
             fence,
+            timeouts,
         } => {
             init_logging(log_format);
             let election = leader_elect.then(|| leader::Election {
@@ -290,7 +330,11 @@ async fn main() -> anyhow::Result<()> {
             let config = kube::Config::infer().await.context(
                 "cannot build a Kubernetes client: set KUBECONFIG or run inside a cluster",
             )?;
+            let (config, watch_config) = timeouts.apply(config)?;
             let client = Client::try_from(config.clone()).context(
+                "cannot build a Kubernetes client: set KUBECONFIG or run inside a cluster",
+            )?;
+            let watch_client = Client::try_from(watch_config).context(
                 "cannot build a Kubernetes client: set KUBECONFIG or run inside a cluster",
             )?;
             let cluster_wide = scopes.iter().any(|c| c.namespace.is_none());
@@ -310,8 +354,12 @@ async fn main() -> anyhow::Result<()> {
                 scopes,
                 probe_addr,
                 election,
-                Identities::new(config, default_service_account),
-                client,
+                Identities::new(config.clone(), default_service_account),
+                Clients {
+                    config,
+                    client,
+                    watch_client,
+                },
                 outbound,
             )
             .await
@@ -379,14 +427,29 @@ async fn stop_signal() {
     let _ = ctrl_c.await;
 }
 
+/// The operator's client configuration and the clients built from it.
+struct Clients {
+    /// With the timeouts, for the leader's own client.
+    config: kube::Config,
+    /// For ordinary requests.
+    client: Client,
+    /// For lists and watches.
+    watch_client: Client,
+}
+
 async fn run(
     scopes: Vec<Config>,
     probe_addr: SocketAddr,
     election: Option<leader::Election>,
     identities: Identities,
-    client: Client,
+    clients: Clients,
     outbound: runbook_operator::outbound::Pool,
 ) -> anyhow::Result<()> {
+    let Clients {
+        config,
+        client,
+        watch_client,
+    } = clients;
     let started = Instant::now();
     check_crds_installed(&client).await?;
     let namespaces: Vec<&str> = scopes
@@ -410,52 +473,43 @@ async fn run(
     let ctx = Arc::new(Context {
         outbound,
         ..Context::with_identities(client.clone(), Config::default(), identities)
+            .with_watch_client(watch_client)
     });
     let stop: Shutdown = stop_signal().boxed().shared();
     let ready = Arc::new(AtomicBool::new(false));
     let standby = Arc::new(AtomicBool::new(election.is_some()));
+    let liveness = server::Liveness::default();
     let probe = server::Probe {
         ready: ready.clone(),
         standby: standby.clone(),
         metrics: ctx.metrics.clone(),
         refused: ctx.refused_lists.clone(),
+        liveness: liveness.clone(),
     };
-    let http = tokio::spawn(server::serve(probe_addr, probe, stop.clone()));
+    let mut http = tokio::spawn(server::serve(probe_addr, probe, stop.clone()));
     info!(%probe_addr, "serving /healthz, /readyz and /metrics");
 
-    let leadership = match election {
+    let mut leadership = match election {
         None => None,
-        Some(election) => match leader::acquire(client, election, stop.clone()).await? {
-            Some(leadership) => Some(leadership),
-            None => {
-                info!("stopped while on standby");
-                return Ok(());
-            }
+        // The probe server ending while on standby ends the process too: the kubelet would
+        // otherwise find a process that answers no probe.
+        Some(election) => tokio::select! {
+            acquired = leader::acquire(&config, election, stop.clone()) => match acquired? {
+                Some(leadership) => Some(leadership),
+                None => {
+                    info!("stopped while on standby");
+                    return Ok(());
+                }
+            },
+            served = &mut http => return Err(probe_server_ended(served, probe_addr)),
         },
     };
     standby.store(false, Ordering::Relaxed);
     ctx.metrics.leader.set(1);
     // Controllers stop on a stop signal, or as soon as the Lease is lost.
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
-    let holding = leadership.map(|mut leadership| {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = leadership.lost() => {
-                    let _ = lost_tx.send(());
-                    (leadership, true)
-                }
-                () = stop => (leadership, false),
-            }
-        })
-    });
-    // Without leader election nothing can be lost (the sender is dropped at once).
-    let lost = if holding.is_some() {
-        lost_rx.map(|_| ()).boxed()
-    } else {
-        futures::future::pending().boxed()
-    };
-    let shutdown: Shutdown = futures::future::select(stop.clone(), lost)
+    let mut lost_tx = Some(lost_tx);
+    let shutdown: Shutdown = futures::future::select(stop.clone(), lost_rx)
         .map(|_| ())
         .boxed()
         .shared();
@@ -465,35 +519,40 @@ async fn run(
     // One set of controllers per watched namespace, sharing the client, Event recorder and
     // metrics: each set lists and watches only its namespace, which a namespaced Role allows.
     for config in scopes {
+        let scope = config.namespace.clone();
         let ctx = Arc::new(Context {
             config,
             ..(*ctx).clone()
         });
-        controllers.push(tokio::spawn(runbook::controller::run(
-            ctx.clone(),
-            shutdown.clone(),
-            synced_tx.clone(),
-        )));
-        controllers.push(tokio::spawn(runbook_run::controller::run(
-            ctx.clone(),
-            shutdown.clone(),
-            synced_tx.clone(),
-        )));
-        controllers.push(tokio::spawn(maintenance_window::controller::run(
-            ctx.clone(),
-            shutdown.clone(),
-            synced_tx.clone(),
-        )));
-        controllers.push(tokio::spawn(blue_green::controller::run(
-            ctx.clone(),
-            shutdown.clone(),
-            synced_tx.clone(),
-        )));
-        controllers.push(tokio::spawn(backup_policy::controller::run(
-            ctx.clone(),
-            shutdown.clone(),
-            synced_tx.clone(),
-        )));
+        let named = |name: &str| match &scope {
+            Some(ns) => format!("{name}/{ns}"),
+            None => name.to_owned(),
+        };
+        let (c, s, t) = (ctx.clone(), shutdown.clone(), synced_tx.clone());
+        controllers.push(liveness.spawn(
+            named(runbook::controller::NAME),
+            runbook::controller::run(c, s, t),
+        ));
+        let (c, s, t) = (ctx.clone(), shutdown.clone(), synced_tx.clone());
+        controllers.push(liveness.spawn(
+            named(runbook_run::controller::NAME),
+            runbook_run::controller::run(c, s, t),
+        ));
+        let (c, s, t) = (ctx.clone(), shutdown.clone(), synced_tx.clone());
+        controllers.push(liveness.spawn(
+            named(maintenance_window::NAME),
+            maintenance_window::controller::run(c, s, t),
+        ));
+        let (c, s, t) = (ctx.clone(), shutdown.clone(), synced_tx.clone());
+        controllers.push(liveness.spawn(
+            named(blue_green::controller::NAME),
+            blue_green::controller::run(c, s, t),
+        ));
+        let (c, s, t) = (ctx.clone(), shutdown.clone(), synced_tx.clone());
+        controllers.push(liveness.spawn(
+            named(backup_policy::controller::NAME),
+            backup_policy::controller::run(c, s, t),
+        ));
     }
     drop(synced_tx);
     let metrics = ctx.metrics.clone();
@@ -512,24 +571,76 @@ async fn run(
             }
         }
     });
-    for controller in controllers {
-        controller.await.context("a controller task panicked")?;
-    }
-    if let Some(holding) = holding {
-        let (leadership, lost) = holding.await.context("the leader election task panicked")?;
-        if lost {
-            ctx.metrics.leader.set(0);
-            bail!(
-                "lost the leader Lease: stopped the controllers and exit, so only the new leader acts; a restart waits on standby"
-            );
+
+    // Until every controller has stopped: a controller or the probe server that ends before
+    // shutdown ends the process (non-zero, so the kubelet restarts it) rather than leave it
+    // half alive; a lost Lease stops the controllers.
+    let all_ended = server::until_all_end(controllers, shutdown.clone());
+    tokio::pin!(all_ended);
+    let mut lost = false;
+    let mut served = None;
+    loop {
+        tokio::select! {
+            ended = &mut all_ended => match ended {
+                Ok(()) => break,
+                Err(early) => {
+                    tracing::error!(controller = %early.name, how = %early.how, "a controller ended before shutdown: exiting so that the operator is restarted");
+                    return Err(early.into());
+                }
+            },
+            () = async {
+                match leadership.as_mut() {
+                    Some(leadership) => leadership.lost().await,
+                    None => futures::future::pending().await,
+                }
+            }, if !lost => {
+                lost = true;
+                ctx.metrics.leader.set(0);
+                if let Some(tx) = lost_tx.take() {
+                    let _ = tx.send(());
+                }
+            },
+            ended = &mut http, if served.is_none() => {
+                if stop.peek().is_none() {
+                    return Err(probe_server_ended(ended, probe_addr));
+                }
+                served = Some(ended);
+            },
         }
+    }
+    if lost {
+        bail!(
+            "lost the leader Lease (or could not renew it before it expired): stopped the controllers and exit, so only the new leader acts; a restart waits on standby"
+        );
+    }
+    if let Some(leadership) = leadership {
         leadership.release().await;
     }
-    http.await
+    let served = match served {
+        Some(served) => served,
+        None => http.await,
+    };
+    served
         .context("the probe server task panicked")?
         .with_context(|| format!("probe server on {probe_addr} failed"))?;
     info!("stopped");
     Ok(())
+}
+
+/// The error for a probe server that ended before shutdown.
+fn probe_server_ended(
+    ended: Result<std::io::Result<()>, tokio::task::JoinError>,
+    probe_addr: SocketAddr,
+) -> anyhow::Error {
+    let how = match ended {
+        Ok(Ok(())) => "it returned".to_owned(),
+        Ok(Err(err)) => err.to_string(),
+        Err(err) => err.to_string(),
+    };
+    tracing::error!(%probe_addr, how, "the probe server ended before shutdown: exiting so that the operator is restarted");
+    anyhow::anyhow!(
+        "the probe server on {probe_addr} ended before shutdown ({how}); exiting so that the operator is restarted"
+    )
 }
 
 /// Fails early, with the fix, when the CRDs are not installed: otherwise every watch would

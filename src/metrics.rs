@@ -353,6 +353,8 @@ pub struct Metrics {
     pub api_writes: Family<WriteLabels, Counter>,
     /// Watched objects skipped because they could not be decoded, per controller.
     pub decode_errors: Family<ControllerLabels, Counter>,
+    /// Reconciles that panicked (caught: each failed its object only), per controller.
+    pub reconcile_panics: Family<ControllerLabels, Counter>,
     /// 1 once every controller's cache has synced.
     pub ready: Gauge,
     /// 1 while this process holds the leader Lease (or runs without leader election).
@@ -396,7 +398,7 @@ impl Default for Metrics {
         let reconcile_results = registered(
             &mut registry,
             "reconcile",
-            "Reconciles finished, per controller and result: success (waits for the next change), requeue_after (set a timer), error (retried after 10s)",
+            "Reconciles finished, per controller and result: success (waits for the next change), requeue_after (set a timer), error (retried with a backoff from 5s to 5 minutes)",
             Family::<ResultLabels, Counter>::default(),
         );
         let reconcile_errors = registered(
@@ -435,6 +437,12 @@ impl Default for Metrics {
             &mut registry,
             "decode_errors",
             "Watched objects skipped because they could not be decoded",
+            Family::<ControllerLabels, Counter>::default(),
+        );
+        let reconcile_panics = registered(
+            &mut registry,
+            "reconcile_panics",
+            "Reconciles that panicked; each was caught and failed its object only (Stalled, reason InternalError)",
             Family::<ControllerLabels, Counter>::default(),
         );
         let ready = registered(
@@ -507,6 +515,7 @@ impl Default for Metrics {
             workqueue_depth,
             api_writes,
             decode_errors,
+            reconcile_panics,
             ready,
             leader,
             runs,
@@ -551,6 +560,13 @@ impl Metrics {
                 controller: controller.to_owned(),
                 error: error.to_owned(),
             })
+            .inc();
+    }
+
+    /// Counts a reconcile that panicked (it was caught; see [`crate::runtime::run`]).
+    pub fn count_reconcile_panic(&self, controller: &str) {
+        self.reconcile_panics
+            .get_or_create(&controller_labels(controller))
             .inc();
     }
 

@@ -29,7 +29,7 @@ use crate::runbook_run::status::{
     REASON_CANCELLED, REASON_PROGRESSING, REASON_RUNBOOK_NOT_FOUND, REASON_STEP_FAILED,
     REASON_SUCCEEDED, REASON_SUCCEEDED_WITH_FAILURES, REASON_TIMED_OUT, SUCCEEDED,
 };
-use crate::runtime::REASON_FORBIDDEN;
+use crate::runtime::{REASON_FORBIDDEN, REASON_INTERNAL_ERROR};
 
 #[cfg(test)]
 mod tests;
@@ -80,6 +80,7 @@ fn kstatus(ready: &'static str) -> Vec<ConditionDoc> {
                     "the spec cannot be acted on; the message names every problem and its field",
                 ),
                 forbidden(),
+                internal_error("False"),
             ],
         },
         ConditionDoc {
@@ -104,6 +105,7 @@ fn kstatus(ready: &'static str) -> Vec<ConditionDoc> {
                     REASON_INVALID_SPEC,
                     "the spec cannot be acted on (same message as `Ready`)",
                 ),
+                internal_error("True"),
             ],
         },
     ]
@@ -113,7 +115,16 @@ fn forbidden() -> ReasonDoc {
     reason(
         "False",
         REASON_FORBIDDEN,
-        "the API server refused a request of the operator (403): its RBAC lacks a permission; retried every 10s",
+        "the API server refused a request of the operator (403): its RBAC lacks a permission; retried with a backoff from 5s to 5 minutes",
+    )
+}
+
+/// `Ready=False` / `Stalled=True` after a reconcile of the object panicked (an operator bug).
+fn internal_error(status: &'static str) -> ReasonDoc {
+    reason(
+        status,
+        REASON_INTERNAL_ERROR,
+        "a reconcile of this object failed inside the operator (a panic, counted in `reconcile_panics_total`); other objects go on; retried every 5 minutes",
     )
 }
 
@@ -253,6 +264,7 @@ fn runbook_run_conditions() -> Vec<ConditionDoc> {
         });
     }
     ready.push(forbidden());
+    ready.push(internal_error("False"));
     succeeded.extend(outcomes);
     vec![
         ConditionDoc {
@@ -280,6 +292,7 @@ fn runbook_run_conditions() -> Vec<ConditionDoc> {
                     REASON_INVALID_SPEC,
                     "a parameter is unknown or has no value",
                 ),
+                internal_error("True"),
             ],
         },
         ConditionDoc {

@@ -71,6 +71,19 @@ where
     }
 }
 
+/// The API for `K` in the operator's scope, for lists and watches only: it uses the watch
+/// client, whose read timeout outlasts a quiet watch ([`Context::watch_client`]).
+pub fn watch_api<K>(ctx: &Context) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match &ctx.config.namespace {
+        Some(ns) => Api::namespaced(ctx.watch_client.clone(), ns),
+        None => Api::all(ctx.watch_client.clone()),
+    }
+}
+
 /// `config` with the field selector that keeps the excluded namespaces out
 /// (`--exclude-namespaces`): every list and watch of the controllers goes through here, so
 /// objects there are never cached, never reconciled.
@@ -111,8 +124,8 @@ pub fn watch_decoded_with<K: Kind>(
 ) {
     let resource = ApiResource::erase::<K>(&());
     let api: Api<DynamicObject> = match &ctx.config.namespace {
-        Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &resource),
-        None => Api::all_with(ctx.client.clone(), &resource),
+        Some(ns) => Api::namespaced_with(ctx.watch_client.clone(), ns, &resource),
+        None => Api::all_with(ctx.watch_client.clone(), &resource),
     };
     let (reader, writer) = reflector::store::<K>();
     let refused = ctx.refused_lists.clone();
@@ -312,9 +325,18 @@ pub fn queued<K: Kind>(
 }
 
 /// Runs a controller until shutdown, timing every reconcile into the metrics and logging
-/// failures. Failed reconciles are retried after a short delay; one the API server refused
-/// (403) is also reported on the object, as a `Ready=False` condition with reason `Forbidden`
-/// and a Warning Event, so a missing RBAC rule never looks like an object that is merely slow.
+/// failures.
+///
+/// A failed reconcile is retried after [`crate::retry::delay`]: 5 s doubling per failure of
+/// the object in a row up to 5 minutes, or the 5 minutes at once for a permanent error; a
+/// success forgets the count. One the API server refused (403) is also reported on the
+/// object, as a `Ready=False` condition with reason `Forbidden` and a Warning Event, so a
+/// missing RBAC rule never looks like an object that is merely slow.
+///
+/// A reconcile that panics is caught: it is counted (`reconcile_panics_total`), logged, and
+/// fails only its object, which gets `Stalled=True` and `Ready=False` with reason
+/// `InternalError` and a Warning Event, and is retried after the longest wait; the
+/// controller goes on with every other object.
 ///
 /// A reconcile's result for `reconcile_total` is read from the `Action` it returns
 /// ([`ReconcileResult::of`]), so reconcile functions need not report it.
@@ -332,47 +354,81 @@ pub async fn run<K, R, Fut, E>(
 {
     let reconcile = Arc::new(reconcile);
     let refusals = Refusals::default();
-    let cleared = refusals.clone();
+    let failures = crate::retry::Failures::default();
+    let cleared = (refusals.clone(), failures.clone());
+    let gone = failures.clone();
     let timed = move |obj: Arc<K>, ctx: Arc<Context>| {
         let reconcile = reconcile.clone();
-        let cleared = cleared.clone();
+        let (refusals, failures) = cleared.clone();
         // Runs when the reconcile starts, not when it is scheduled.
         async move {
             ctx.metrics
                 .dequeued(name, &obj.namespace().unwrap_or_default(), &obj.name_any());
             let _working = ctx.metrics.working(name);
             let started = Instant::now();
-            let result = reconcile(obj.clone(), ctx.clone()).await;
+            // The call itself is inside the guarded future too: a panic while building the
+            // reconcile's future is caught the same way.
+            let attempt = {
+                let (obj, ctx) = (obj.clone(), ctx.clone());
+                async move { reconcile(obj, ctx).await }
+            };
+            let result = match crate::retry::catch_panic(attempt).await {
+                Ok(result) => result.map_err(Failure::Reconcile),
+                Err(panicked) => {
+                    ctx.metrics.count_reconcile_panic(name);
+                    Err(Failure::Panicked(panicked))
+                }
+            };
             ctx.metrics
                 .observe_reconcile(name, started.elapsed(), ReconcileResult::of(&result));
             if let Err(err) = &result {
-                ctx.metrics.count_reconcile_error(name, err.metric_label());
+                ctx.metrics
+                    .count_reconcile_error(name, crate::errors::MetricLabel::metric_label(err));
             }
             if result.is_ok() {
-                cleared.forget(obj.as_ref());
+                refusals.forget(obj.as_ref());
+                failures.clear(&failure_key(obj.as_ref()));
             }
             result
         }
     };
-    let error_policy = move |obj: Arc<K>, err: &E, ctx: Arc<Context>| {
+    let error_policy = move |obj: Arc<K>, err: &Failure<E>, ctx: Arc<Context>| {
+        let key = failure_key(obj.as_ref());
+        let before = failures.count(&key);
+        let err = match err {
+            Failure::Panicked(panicked) => {
+                let wait = crate::retry::delay(&key, before, crate::retry::Class::Permanent);
+                // The panic's own message, never the object: its spec may hold secrets.
+                tracing::error!(controller = name, object = %obj.name_any(), namespace = ?obj.namespace(), panic = %panicked.0, "a reconcile panicked: the object is marked Stalled (InternalError), the controller goes on; retrying in {}s", wait.as_secs());
+                if refusals.first_time(obj.as_ref(), REASON_INTERNAL_ERROR) {
+                    tokio::spawn(report_internal_error(ctx, name, obj));
+                }
+                return Action::requeue(wait);
+            }
+            Failure::Reconcile(err) => err,
+        };
         // Refused to the object's own identity: nothing changes until someone grants a right,
-        // so look again with a backoff (doubling per refusal, up to 5 minutes), not every 10s.
+        // so it is looked at again with the doubling wait, and reported once.
         if let Some(note) = refused_identity(err) {
-            let repeats = refusals.repeat(obj.as_ref(), &note);
-            let wait = Duration::from_secs(10 << repeats.min(5)).min(MAX_REFUSED_WAIT);
+            let wait = crate::retry::delay(&key, before, crate::retry::Class::Transient);
             warn!(controller = name, object = %obj.name_any(), namespace = ?obj.namespace(), error = %note, "refused to the object's identity; retrying in {}s", wait.as_secs());
-            if repeats == 0 {
+            if refusals.first_time(obj.as_ref(), &note) {
                 tokio::spawn(report_forbidden(ctx, name, obj, note));
             }
             return Action::requeue(wait);
         }
-        warn!(controller = name, object = %obj.name_any(), namespace = ?obj.namespace(), error = %err, "reconcile failed; retrying in 10s");
+        let class = match err.permanent() {
+            true => crate::retry::Class::Permanent,
+            false => crate::retry::api_class(err),
+        };
+        let wait = crate::retry::delay(&key, before, class);
+        warn!(controller = name, object = %obj.name_any(), namespace = ?obj.namespace(), error = %err, ?class, "reconcile failed; retrying in {}s", wait.as_secs());
         if let Some(message) = forbidden(err)
             && refusals.first_time(obj.as_ref(), &message)
         {
             tokio::spawn(report_forbidden(ctx, name, obj, forbidden_note(&message)));
         }
-        Action::requeue(Duration::from_secs(10))
+        Action::requeue(wait)
     };
     let metrics = ctx.metrics.clone();
     info!(controller = name, "controller started");
@@ -392,13 +448,12 @@ pub async fn run<K, R, Fut, E>(
                         warn!(controller = name, error = %err, "watch failed; retrying");
                     }
                 }
-                // Deleted before its reconcile started: it waits no more.
+                // Deleted before its reconcile started: it waits no more, and its failures
+                // are forgotten.
                 Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
-                    metrics.dequeued(
-                        name,
-                        obj.namespace.as_deref().unwrap_or_default(),
-                        &obj.name,
-                    );
+                    let namespace = obj.namespace.as_deref().unwrap_or_default();
+                    metrics.dequeued(name, namespace, &obj.name);
+                    gone.clear(&format!("{}/{namespace}/{}", K::kind(&()), obj.name));
                 }
                 _ => {}
             }
@@ -406,6 +461,40 @@ pub async fn run<K, R, Fut, E>(
         })
         .await;
     info!(controller = name, "controller stopped");
+}
+
+/// A failed reconcile as the error policy sees it: the kind's own error, or a panic caught in
+/// the reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure<E: std::error::Error + 'static> {
+    /// The reconcile returned an error.
+    #[error(transparent)]
+    Reconcile(E),
+    /// The reconcile panicked.
+    #[error(transparent)]
+    Panicked(crate::retry::Panicked),
+}
+
+impl<E: std::error::Error + crate::errors::MetricLabel + 'static> crate::errors::MetricLabel
+    for Failure<E>
+{
+    fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Reconcile(err) => err.metric_label(),
+            Self::Panicked(_) => "panic",
+        }
+    }
+}
+
+/// The key an object's failures in a row are counted under, which also seeds its jitter:
+/// `<Kind>/<namespace>/<name>`.
+fn failure_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
 }
 
 /// The API server's message if `err`, or anything it was caused by, is a 403.
@@ -421,9 +510,6 @@ pub fn forbidden(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     }
     None
 }
-
-/// Longest wait before an object whose identity was refused is looked at again.
-const MAX_REFUSED_WAIT: Duration = Duration::from_secs(300);
 
 /// The sentence about a request refused to an object's identity (not to the operator's own),
 /// if `err` or anything it was caused by is one.
@@ -461,27 +547,6 @@ impl Refusals {
         map.insert(Self::key(obj), message.to_owned()).as_deref() != Some(message)
     }
 
-    /// Records `message` for `obj` and returns how many times in a row it was refused with
-    /// that message before (0 the first time).
-    fn repeat<K: Resource>(&self, obj: &K, message: &str) -> u32 {
-        let Ok(mut map) = self.0.lock() else {
-            return 0;
-        };
-        let key = Self::key(obj);
-        let (count, repeats) = match map.get(&key) {
-            Some(previous) if previous.ends_with(message) => {
-                let count: u32 = previous
-                    .split_once('\u{0}')
-                    .and_then(|(n, _)| n.parse().ok())
-                    .unwrap_or(0);
-                (count + 1, count + 1)
-            }
-            _ => (0, 0),
-        };
-        map.insert(key, format!("{count}\u{0}{message}"));
-        repeats
-    }
-
     /// Forgets `obj` once it reconciles again.
     fn forget<K: Resource>(&self, obj: &K) {
         if let Ok(mut map) = self.0.lock()
@@ -496,35 +561,79 @@ impl Refusals {
 pub fn forbidden_note(message: &str) -> String {
     format!(
         "{message}. The operator's ServiceAccount lacks this permission: add it to the operator's \
-         RBAC (the Helm chart's rules grant it); the operator retries every 10s"
+         RBAC (the Helm chart's rules grant it); the operator retries with a backoff from 5s to 5 minutes"
     )
 }
 
-/// Publishes the Warning Event and sets `Ready=False` (reason `Forbidden`) on `obj`. The
-/// condition goes in by a merge patch of `status.conditions` guarded by the object's
-/// resourceVersion: a server-side apply of part of the status would drop the rest of it.
+/// Publishes the Warning Event and sets `Ready=False` (reason `Forbidden`) on `obj`.
 async fn report_forbidden<K: Reported>(
     ctx: Arc<Context>,
     controller: &'static str,
     obj: Arc<K>,
     note: String,
 ) {
+    let desired = vec![crate::conditions::Desired::new(
+        crate::conditions::READY,
+        crate::conditions::Status::False,
+        REASON_FORBIDDEN,
+        note.clone(),
+    )];
+    report(ctx, controller, obj, REASON_FORBIDDEN, desired, note).await;
+}
+
+/// Publishes the Warning Event and sets `Stalled=True` and `Ready=False` (reason
+/// `InternalError`) on `obj`, whose reconcile panicked. The note says what happened and what
+/// to do, never what the panic said (it may quote the object's spec).
+async fn report_internal_error<K: Reported>(
+    ctx: Arc<Context>,
+    controller: &'static str,
+    obj: Arc<K>,
+) {
+    let note = internal_error_note(controller);
+    let desired = [crate::conditions::READY, crate::conditions::STALLED]
+        .into_iter()
+        .map(|type_| {
+            let status = match type_ == crate::conditions::STALLED {
+                true => crate::conditions::Status::True,
+                false => crate::conditions::Status::False,
+            };
+            crate::conditions::Desired::new(type_, status, REASON_INTERNAL_ERROR, note.clone())
+        })
+        .collect();
+    report(ctx, controller, obj, REASON_INTERNAL_ERROR, desired, note).await;
+}
+
+/// The sentence a person reads in the condition and the Event after a reconcile panicked.
+pub fn internal_error_note(controller: &str) -> String {
+    format!(
+        "the operator failed inside its {controller} controller while reconciling this object (a \
+         panic, counted in runbook_operator_reconcile_panics_total); other objects are not \
+         affected. It is retried every 5 minutes and on every change; if it persists, report it \
+         with the operator's log of this time"
+    )
+}
+
+/// Publishes a Warning Event with `reason` and merges `desired` into `obj`'s conditions. The
+/// conditions go in by a merge patch of `status.conditions` guarded by the object's
+/// resourceVersion: a server-side apply of part of the status would drop the rest of it.
+async fn report<K: Reported>(
+    ctx: Arc<Context>,
+    controller: &'static str,
+    obj: Arc<K>,
+    reason: &'static str,
+    desired: Vec<crate::conditions::Desired>,
+    note: String,
+) {
     ctx.publish(
         controller,
         &obj.object_ref(&()),
         EventType::Warning,
-        REASON_FORBIDDEN,
-        note.clone(),
+        reason,
+        note,
     )
     .await;
     let writer = Writer::new(&ctx, controller);
     let api: Api<K> = writer.api(&obj.namespace().unwrap_or_default());
-    let desired = [crate::conditions::Desired::new(
-        crate::conditions::READY,
-        crate::conditions::Status::False,
-        REASON_FORBIDDEN,
-        note,
-    )];
     // The cached copy may be behind the object (its controller keeps writing status): on a
     // conflict, merge into the current copy instead.
     let mut current = obj;
@@ -557,7 +666,7 @@ async fn report_forbidden<K: Reported>(
         match fresh {
             Ok(Some(fresh)) => current = Arc::new(fresh),
             _ => {
-                warn!(controller, object = %current.name_any(), %err, "cannot record the refusal in status");
+                warn!(controller, object = %current.name_any(), %err, reason, "cannot record the condition in status");
                 return;
             }
         }
@@ -566,6 +675,10 @@ async fn report_forbidden<K: Reported>(
 
 /// Reason of the condition and Event that report a request the API server refused (403).
 pub const REASON_FORBIDDEN: &str = "Forbidden";
+
+/// Reason of the conditions (`Stalled=True`, `Ready=False`) and Event that report a reconcile
+/// that panicked.
+pub const REASON_INTERNAL_ERROR: &str = "InternalError";
 
 /// Longest timer a controller sets: something months away is looked at again daily, at no
 /// cost in writes, and a timer never exceeds what the runtime's delay queue holds.
@@ -606,10 +719,7 @@ where
 {
     let (reader, writer) = reflector::store();
     // An Api over PartialObjectMeta sends metadata-only requests.
-    let api: Api<kube::core::PartialObjectMeta<K>> = match &ctx.config.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
+    let api: Api<kube::core::PartialObjectMeta<K>> = watch_api(ctx);
     let (cache, signal) = Cache::new(reader, ctx.refused_lists.clone());
     let stream = signal
         .wrap(reflector::reflector(
@@ -647,7 +757,7 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let api: Api<K> = scoped_api(ctx);
+    let api: Api<K> = watch_api(ctx);
     let (cache, signal) = Cache::new(reader, ctx.refused_lists.clone());
     let stream = signal
         .wrap(reflector::reflector(
@@ -968,22 +1078,6 @@ mod tests {
         assert!(refusals.first_time(&rb, "no patch"));
         refusals.forget(&rb);
         assert!(refusals.first_time(&rb, "no patch"));
-    }
-
-    #[test]
-    fn an_identitys_refusal_counts_its_repeats_for_the_backoff() {
-        let refusals = Refusals::default();
-        let rb: crate::runbook::Runbook = serde_json::from_value(serde_json::json!({
-            "apiVersion": "ops.runbook.dev/v1alpha1", "kind": "Runbook",
-            "metadata": {"name": "a", "namespace": "n"}, "spec": {"steps": []}
-        }))
-        .expect("runbook");
-        assert_eq!(refusals.repeat(&rb, "x may not create jobs"), 0);
-        assert_eq!(refusals.repeat(&rb, "x may not create jobs"), 1);
-        assert_eq!(refusals.repeat(&rb, "x may not create jobs"), 2);
-        assert_eq!(refusals.repeat(&rb, "x may not delete jobs"), 0);
-        refusals.forget(&rb);
-        assert_eq!(refusals.repeat(&rb, "x may not delete jobs"), 0);
     }
 
     #[test]

@@ -120,15 +120,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
     let on_policy = runs.clone();
     let (policies, policy_stream) =
         runtime::watch_metadata::<crate::backup_policy::BackupPolicy>(&ctx);
-    let jobs: Api<Job> = runtime::scoped_api(&ctx);
-    let deployments: Api<PartialObjectMeta<Deployment>> = match &ctx.config.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    let statefulsets: Api<PartialObjectMeta<StatefulSet>> = match &ctx.config.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
+    // Watched only: the watch client's read timeout outlasts a quiet watch.
+    let jobs: Api<Job> = runtime::watch_api(&ctx);
+    let deployments: Api<PartialObjectMeta<Deployment>> = runtime::watch_api(&ctx);
+    let statefulsets: Api<PartialObjectMeta<StatefulSet>> = runtime::watch_api(&ctx);
     let controller = Controller::for_stream(runtime::queued(&ctx, NAME, stream), runs)
         .owns(
             jobs,

@@ -41,6 +41,22 @@ impl Operator {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Waits until the process exits on its own and returns how it exited.
+    pub fn exited(&mut self) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for operator") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "the operator did not exit; log: {}",
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 impl Drop for Operator {
@@ -65,7 +81,7 @@ pub const OPERATOR_KUBECONFIG: &str = "E2E_OPERATOR_KUBECONFIG";
 
 /// The kubeconfig operators of the suite run with: [`OPERATOR_KUBECONFIG`] when set, else
 /// (an older setup) the suite's kubeconfig impersonating [`OPERATOR_IDENTITY`], written once.
-fn operator_kubeconfig() -> Option<PathBuf> {
+pub fn operator_kubeconfig() -> Option<PathBuf> {
     static PATH: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     PATH.get_or_init(|| {
         if let Some(path) = std::env::var_os(OPERATOR_KUBECONFIG).filter(|p| !p.is_empty()) {
