@@ -21,5 +21,6 @@ mod plugin;
 mod rbac;
 mod steps;
 mod support;
+mod tenancy;
 mod triggers;
 mod windows;

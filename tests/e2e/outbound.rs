@@ -13,14 +13,14 @@ use crate::support::{TestNamespace, entry};
 
 /// A listener on 127.0.0.1 that accepts connections and never answers (nor closes them); it
 /// counts the connections the operator closed.
-struct Blackhole {
-    base: String,
+pub(crate) struct Blackhole {
+    pub(crate) base: String,
     accepted: Arc<Mutex<usize>>,
     closed: tokio::sync::watch::Receiver<usize>,
 }
 
 impl Blackhole {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let accepted = Arc::new(Mutex::new(0));
@@ -62,7 +62,7 @@ impl Blackhole {
     }
 }
 
-fn step_message(run: &RunbookRun, step: &str) -> String {
+pub(crate) fn step_message(run: &RunbookRun, step: &str) -> String {
     run.status
         .as_ref()
         .and_then(|s| s.steps.iter().find(|e| e.name == step))

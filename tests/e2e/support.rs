@@ -412,6 +412,36 @@ impl TestNamespace {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+
+    /// Waits until `name` no longer exists (`why` says what should remove it).
+    pub async fn wait_gone<K>(&self, name: &str, why: &str)
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api = self.api::<K>();
+        let started = Instant::now();
+        while let Some(current) = api.get_opt(name).await.expect("get object") {
+            assert!(
+                started.elapsed() < PATIENCE,
+                "{} {name} is still there ({why}); last seen: {current:#?}",
+                K::kind(&())
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// True while this namespace's operator process has not exited.
+    pub fn operator_running(&mut self) -> bool {
+        let operator = self.operator.as_mut().expect("operator started");
+        operator
+            .child
+            .try_wait()
+            .expect("operator process state")
+            .is_none()
+    }
 }
 
 impl Drop for TestNamespace {
