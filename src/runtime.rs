@@ -158,7 +158,26 @@ pub fn decode_object<K: Kind>(obj: &DynamicObject) -> Result<K, String> {
     })
 }
 
-async fn decode<K: Kind>(obj: DynamicObject, ctx: &Context, controller: &'static str) -> Option<K> {
+/// Drops what the operator never reads from an object before it is cached: the managed
+/// fields and `kubectl apply`'s copy of the last applied object, together often larger than
+/// the rest of the object. The operator's memory then grows with the number of objects it
+/// watches, not with how they were written.
+pub fn strip(meta: &mut kube::core::ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(crate::well_known::LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+async fn decode<K: Kind>(
+    mut obj: DynamicObject,
+    ctx: &Context,
+    controller: &'static str,
+) -> Option<K> {
+    strip(&mut obj.metadata);
     match decode_object::<K>(&obj) {
         Ok(k) => Some(k),
         Err(err) => {
@@ -618,7 +637,8 @@ where
                 api,
                 scoped_watcher(ctx, watcher::Config::default()).any_semantic(),
             )
-            .default_backoff(),
+            .default_backoff()
+            .modify(|obj| strip(&mut obj.metadata)),
         ))
         .touched_objects();
     (cache, stream)
@@ -655,7 +675,7 @@ where
             watcher(api, scoped_watcher(ctx, config).any_semantic())
                 .default_backoff()
                 .modify(move |obj| {
-                    obj.managed_fields_mut().clear();
+                    strip(obj.meta_mut());
                     trim(obj);
                 }),
         ))
