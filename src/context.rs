@@ -6,7 +6,6 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use tracing::warn;
 
 use crate::identity::Identities;
 use crate::metrics::Metrics;
@@ -135,8 +134,8 @@ pub enum ConfigError {
 pub struct Context {
     /// Kubernetes client.
     pub client: Client,
-    /// Publishes Kubernetes Events.
-    pub recorder: Recorder,
+    /// Publishes Kubernetes Events, through one bounded queue.
+    pub events: crate::events::Publisher,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Settings.
@@ -161,10 +160,14 @@ impl Context {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let metrics = Arc::new(Metrics::default());
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: crate::events::Publisher::new(
+                Recorder::new(client.clone(), reporter),
+                metrics.clone(),
+            ),
             client,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             config,
             refused_lists: Default::default(),
             identities,
@@ -173,7 +176,9 @@ impl Context {
 
     /// Publishes an Event in the background. Events are best-effort: a failure is logged,
     /// and the reconcile that reported something never waits for (or fails on) the Event
-    /// write, which under load would add an API round trip to every step transition.
+    /// write, which under load would add an API round trip to every step transition. Every
+    /// Event goes through one bounded queue ([`crate::events`]); its note is cut to the
+    /// Events API's limit.
     pub async fn publish(
         &self,
         controller: &str,
@@ -195,14 +200,7 @@ impl Context {
             secondary: None,
         };
         self.metrics.count_write(controller, "event");
-        let recorder = self.recorder.clone();
-        let regarding = regarding.clone();
-        let reason = reason.to_owned();
-        tokio::spawn(async move {
-            if let Err(err) = recorder.publish(&event, &regarding).await {
-                warn!(%err, reason, "could not publish an Event");
-            }
-        });
+        self.events.send(event, regarding.clone());
     }
 }
 

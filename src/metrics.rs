@@ -353,6 +353,8 @@ pub struct Metrics {
     pub api_writes: Family<WriteLabels, Counter>,
     /// Watched objects skipped because they could not be decoded, per controller.
     pub decode_errors: Family<ControllerLabels, Counter>,
+    /// Events dropped because the publishing queue was full ([`crate::events`]).
+    pub events_dropped: Counter,
     /// 1 once every controller's cache has synced.
     pub ready: Gauge,
     /// 1 while this process holds the leader Lease (or runs without leader election).
@@ -437,6 +439,12 @@ impl Default for Metrics {
             "Watched objects skipped because they could not be decoded",
             Family::<ControllerLabels, Counter>::default(),
         );
+        let events_dropped = registered(
+            &mut registry,
+            "events_dropped",
+            "Events not published because the queue of Events waiting to be published was full (1024); the reconciles that reported them went on",
+            Counter::default(),
+        );
         let ready = registered(
             &mut registry,
             "ready",
@@ -507,6 +515,7 @@ impl Default for Metrics {
             workqueue_depth,
             api_writes,
             decode_errors,
+            events_dropped,
             ready,
             leader,
             runs,
