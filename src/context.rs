@@ -22,6 +22,35 @@ pub struct Config {
     /// What steps may reach and touch (`--deny-egress-cidrs`, `--allow-loopback-egress`,
     /// `--allow-patch-kinds`).
     pub fence: Arc<Fence>,
+    /// How long a deleted run's finally steps may go on (`--deletion-grace`).
+    pub deletion_grace: DeletionGrace,
+}
+
+/// How long after its deletion a run's finally steps may still run; after it, what is
+/// unfinished is skipped and the finalizer removed, so nothing that waits (an approval, a
+/// sleep, a Job, an http call) keeps a run, or its namespace, Terminating forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeletionGrace(pub std::time::Duration);
+
+/// Default of `--deletion-grace`.
+pub const DEFAULT_DELETION_GRACE: &str = "5m";
+
+impl Default for DeletionGrace {
+    fn default() -> Self {
+        Self(std::time::Duration::from_secs(300))
+    }
+}
+
+impl std::fmt::Display for DeletionGrace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.0.as_secs();
+        match secs {
+            s if s % 3600 == 0 && s > 0 => write!(f, "{}h", s / 3600),
+            s if s % 60 == 0 && s > 0 => write!(f, "{}m", s / 60),
+            s if self.0.subsec_millis() == 0 => write!(f, "{s}s"),
+            _ => write!(f, "{}ms", self.0.as_millis()),
+        }
+    }
 }
 
 /// The limits on steps beyond RBAC (see [`crate::fence`]).
@@ -239,6 +268,16 @@ mod tests {
 
     fn names(scopes: &[Config]) -> Vec<Option<&str>> {
         scopes.iter().map(|c| c.namespace.as_deref()).collect()
+    }
+
+    #[test]
+    fn the_deletion_grace_reads_as_written() {
+        assert_eq!(DeletionGrace::default().to_string(), DEFAULT_DELETION_GRACE);
+        let grace = |ms| DeletionGrace(std::time::Duration::from_millis(ms)).to_string();
+        assert_eq!(grace(7_200_000), "2h");
+        assert_eq!(grace(90_000), "90s");
+        assert_eq!(grace(0), "0s");
+        assert_eq!(grace(1_500), "1500ms");
     }
 
     #[test]

@@ -90,6 +90,12 @@ enum Command {
         /// admin grants some (lockdown).
         #[arg(long, env = "DEFAULT_SERVICE_ACCOUNT", default_value = runbook_operator::identity::DEFAULT_SERVICE_ACCOUNT)]
         default_service_account: String,
+        /// How long a deleted RunbookRun's finally steps may still run, from its
+        /// deletionTimestamp (e.g. `5m`, `90s`): after it, steps still unfinished (an approval,
+        /// a sleep, a Job, an http call) are skipped, a Warning Event names them, and the
+        /// finalizer is removed, so a run never stays Terminating forever.
+        #[arg(long, env = "DELETION_GRACE", default_value = runbook_operator::context::DEFAULT_DELETION_GRACE, value_parser = parse_grace)]
+        deletion_grace: std::time::Duration,
         #[command(flatten)]
         fence: FenceArgs,
     },
@@ -228,6 +234,11 @@ async fn api_server_endpoints(client: Client) -> Vec<(String, u16)> {
     found
 }
 
+/// `--deletion-grace`: a duration such as `5m`, `90s` or `1h30m`.
+fn parse_grace(text: &str) -> Result<Duration, String> {
+    runbook_operator::duration::parse_duration(text).map_err(|e| e.to_string())
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     /// Human-readable lines.
@@ -252,6 +263,7 @@ async fn main() -> anyhow::Result<()> {
             lease_duration,
             lease_renew_before,
             default_service_account,
+            deletion_grace,
             fence,
         } => {
             init_logging(log_format);
@@ -289,6 +301,7 @@ async fn main() -> anyhow::Result<()> {
                 .into_iter()
                 .map(|config| Config {
                     fence: fence.clone(),
+                    deletion_grace: runbook_operator::context::DeletionGrace(deletion_grace),
                     ..config
                 })
                 .collect();

@@ -371,6 +371,14 @@ async fn execute(
     // Intents recorded by this reconcile: only these may be acted on without doubt.
     let mut fresh: HashSet<(usize, i32)> = HashSet::new();
     let mut last_written = run.status.clone().unwrap_or_default();
+    let grace = decide::grace(
+        run.metadata.deletion_timestamp.as_ref().map(|t| t.0),
+        ctx.config.deletion_grace.0,
+        now,
+    );
+    if grace == decide::Grace::Over {
+        abandon(&exec, run, &mut status, &now_t).await;
+    }
 
     for _ in 0..STEPS_PER_RECONCILE {
         let decision = decide::decide(&status, now);
@@ -462,7 +470,7 @@ async fn execute(
                     write_status(writer, run, &status, &mut rv).await?;
                 }
                 publish_notice(ctx, run, notice).await;
-                return Ok(match recheck {
+                return Ok(match decide::capped_wait(recheck, grace, now) {
                     Some(after) => Action::requeue(after.max(Duration::from_millis(200))),
                     None => Action::await_change(),
                 });
@@ -499,6 +507,46 @@ async fn execute(
     // Many quick steps: let other runs have a turn, then continue.
     Ok(Action::requeue(Duration::from_millis(10)))
 }
+
+/// The run was deleted longer than `--deletion-grace` ago: stops what its unfinished steps
+/// started (best effort: a stop that fails must not hold the run either), records them as
+/// Skipped, and says so in a Warning Event naming them. The journal then ends and the
+/// finalizer goes.
+async fn abandon(exec: &Exec<'_>, run: &RunbookRun, status: &mut RunbookRunStatus, now: &Time) {
+    let ctx = exec.writer.ctx();
+    let left = decide::unfinished(status);
+    if left.is_empty() {
+        return;
+    }
+    let mut names = Vec::new();
+    for &index in &left {
+        let Some(entry) = status.steps.get(index) else {
+            continue;
+        };
+        names.push(format!("{:?}", entry.name));
+        if entry.phase == StepPhase::Running
+            && let Err(err) = act::stop(exec, entry).await
+        {
+            tracing::warn!(run = %run.name_any(), step = entry.name, %err, "could not stop a step the deletion grace cut short");
+        }
+    }
+    let grace = ctx.config.deletion_grace.to_string();
+    status::abandon(status, &left, &grace, now);
+    publish(
+        ctx,
+        run,
+        EventType::Warning,
+        REASON_DELETION_GRACE,
+        format!(
+            "the run was deleted and its deletion grace ({grace}, --deletion-grace) passed: skipped unfinished steps {}; removing the finalizer",
+            names.join(", ")
+        ),
+    )
+    .await;
+}
+
+/// Reason of the Warning Event about steps skipped because the deletion grace passed.
+pub const REASON_DELETION_GRACE: &str = "DeletionGraceExpired";
 
 /// Ends a run that never started its steps: its Runbook is missing, its parameters are
 /// wrong, or it was cancelled while held. `outcome` is (phase, reason).
