@@ -59,6 +59,15 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
     let (store, stream) = runtime::watch_decoded::<Runbook>(&ctx, NAME);
     let (policies, policy_stream) = runtime::watch_metadata::<BackupPolicy>(&ctx);
     let runbooks = store.store.clone();
+    // The Runbooks that exist, for pruning the runs_total series of deleted ones.
+    let listed = store.store.clone();
+    ctx.metrics.runbooks.install(Box::new(move || {
+        listed
+            .state()
+            .iter()
+            .map(|rb| (rb.namespace().unwrap_or_default(), rb.name_any()))
+            .collect()
+    }));
     let controller =
         Controller::for_stream(runtime::queued(&ctx, NAME, stream), store.store.clone())
             .watches_stream(policy_stream, move |policy| {

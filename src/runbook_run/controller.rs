@@ -392,7 +392,7 @@ async fn execute(
                 // Counted once the terminal phase is written: the write carries the
                 // resourceVersion read, so a stale copy fails before it could count twice.
                 ctx.metrics
-                    .count_run(&namespace, &run.spec.runbook_ref.name, phase.as_str());
+                    .count_run(&namespace, Some(&run.spec.runbook_ref.name), phase.as_str());
                 let kind = if phase == RunPhase::Succeeded {
                     EventType::Normal
                 } else {
@@ -570,9 +570,12 @@ async fn end_before_start(
         now,
     );
     write_status(writer, run, &status, &mut rv).await?;
+    // A run naming a Runbook that does not exist counts without the name it made up.
+    let runbook =
+        (reason != status::REASON_RUNBOOK_NOT_FOUND).then_some(&run.spec.runbook_ref.name);
     ctx.metrics.count_run(
         &run.namespace().unwrap_or_default(),
-        &run.spec.runbook_ref.name,
+        runbook.map(String::as_str),
         phase.as_str(),
     );
     let kind = if phase == RunPhase::Cancelled {
