@@ -467,25 +467,52 @@ async fn run(
             config,
             ..(*ctx).clone()
         });
+        // RunbookRuns are watched and cached once per scope, for both controllers that read
+        // them.
+        let mut runs = runbook_operator::runtime::watch_decoded_shared::<runbook_run::RunbookRun>(
+            &ctx,
+            runbook_run::controller::NAME,
+            2,
+            shutdown.clone(),
+        );
+        let (Some(for_runs), Some(for_runbooks)) = (runs.handles.pop(), runs.handles.pop()) else {
+            bail!("the shared RunbookRun watch gave no subscription");
+        };
+        // MaintenanceWindows likewise, for the three controllers that read them.
+        let mut windows = runbook_operator::runtime::watch_decoded_shared::<
+            maintenance_window::MaintenanceWindow,
+        >(&ctx, maintenance_window::NAME, 3, shutdown.clone());
+        let (Some(windows_for_windows), Some(windows_for_runs), Some(windows_for_releases)) = (
+            windows.handles.pop(),
+            windows.handles.pop(),
+            windows.handles.pop(),
+        ) else {
+            bail!("the shared MaintenanceWindow watch gave no subscription");
+        };
         controllers.push(tokio::spawn(runbook::controller::run(
             ctx.clone(),
             shutdown.clone(),
             synced_tx.clone(),
+            (runs.cache.clone(), for_runbooks),
         )));
         controllers.push(tokio::spawn(runbook_run::controller::run(
             ctx.clone(),
             shutdown.clone(),
             synced_tx.clone(),
+            (runs.cache, for_runs),
+            (windows.cache.clone(), windows_for_runs),
         )));
         controllers.push(tokio::spawn(maintenance_window::controller::run(
             ctx.clone(),
             shutdown.clone(),
             synced_tx.clone(),
+            (windows.cache.clone(), windows_for_windows),
         )));
         controllers.push(tokio::spawn(blue_green::controller::run(
             ctx.clone(),
             shutdown.clone(),
             synced_tx.clone(),
+            (windows.cache, windows_for_releases),
         )));
         controllers.push(tokio::spawn(backup_policy::controller::run(
             ctx.clone(),

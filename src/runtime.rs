@@ -135,6 +135,90 @@ pub fn watch_decoded_with<K: Kind>(
     (cache, stream)
 }
 
+/// One watch of `K` whose store and change notifications several controllers of a scope
+/// share, instead of each keeping its own copy of every object: `handles` holds one
+/// subscription per consumer, taken before the watch starts so none misses the first list.
+pub struct Shared<K: Kind> {
+    /// The objects, stripped like every cached object.
+    pub cache: Cache<K>,
+    /// One stream of changed objects per consumer, in the order asked for.
+    pub handles: Vec<reflector::ReflectHandle<K>>,
+}
+
+/// One consumer's part of a [`Shared`] watch: the shared cache and its own stream.
+pub type SharedPart<K> = (Cache<K>, reflector::ReflectHandle<K>);
+
+/// Events of a shared watch buffered per consumer before the watch waits for the slowest
+/// (objects are looked up in the store when consumed: only references wait here).
+const SHARED_BUFFER: usize = 1024;
+
+/// [`watch_decoded`] once for `consumers` controllers: a background task drives the watch
+/// until `shutdown`, logging watch failures (the consumers' streams carry only objects).
+pub fn watch_decoded_shared<K: Kind>(
+    ctx: &Context,
+    controller: &'static str,
+    consumers: usize,
+    shutdown: Shutdown,
+) -> Shared<K> {
+    let resource = ApiResource::erase::<K>(&());
+    let api: Api<DynamicObject> = match &ctx.config.namespace {
+        Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &resource),
+        None => Api::all_with(ctx.client.clone(), &resource),
+    };
+    let (reader, writer) = reflector::store_shared::<K>(SHARED_BUFFER);
+    let handles = (0..consumers).filter_map(|_| writer.subscribe()).collect();
+    let refused = ctx.refused_lists.clone();
+    let decode_ctx = ctx.clone();
+    let decoded = watcher(
+        api,
+        scoped_watcher(ctx, watcher::Config::default()).any_semantic(),
+    )
+    .default_backoff()
+    .filter_map(move |event| {
+        let ctx = decode_ctx.clone();
+        async move {
+            match event {
+                Err(err) => Some(Err(err)),
+                Ok(event) => decode_event::<K>(event, &ctx, controller).await.map(Ok),
+            }
+        }
+    });
+    let (cache, signal) = Cache::new(reader, refused);
+    let root = signal.wrap(decoded.reflect_shared(writer));
+    tokio::spawn(async move {
+        root.take_until(shutdown)
+            .for_each(|event| {
+                if let Err(err) = event {
+                    match refusal(&err) {
+                        Some(status) => {
+                            warn!(controller, error = %status.message, "the API server refused a list or watch: the operator's RBAC lacks list/watch on this resource; objects that need it report Forbidden, and the watch is retried")
+                        }
+                        None => warn!(controller, error = %err, "watch failed; retrying"),
+                    }
+                }
+                futures::future::ready(())
+            })
+            .await;
+    });
+    Shared { cache, handles }
+}
+
+/// [`queued`] for a shared stream.
+pub fn queued_shared<K: Kind>(
+    ctx: &Context,
+    controller: &'static str,
+    stream: impl Stream<Item = Arc<K>> + Send + 'static,
+) -> impl Stream<Item = Arc<K>> + Send + 'static {
+    let metrics = ctx.metrics.clone();
+    stream.inspect(move |obj| {
+        metrics.enqueued(
+            controller,
+            &obj.namespace().unwrap_or_default(),
+            &obj.name_any(),
+        );
+    })
+}
+
 async fn decode_event<K: Kind>(
     event: Event<DynamicObject>,
     ctx: &Context,

@@ -55,7 +55,13 @@ struct State {
 }
 
 /// Runs the Runbook controller until shutdown; `synced` resolves once its caches are full.
-pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mpsc::Sender<()>) {
+/// `runs` is the scope's shared RunbookRun watch: its cache and this controller's stream.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: Shutdown,
+    synced: tokio::sync::mpsc::Sender<()>,
+    runs: runtime::SharedPart<RunbookRun>,
+) {
     let (store, stream) = runtime::watch_decoded::<Runbook>(&ctx, NAME);
     let (policies, policy_stream) = runtime::watch_metadata::<BackupPolicy>(&ctx);
     let runbooks = store.store.clone();
@@ -76,8 +82,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
                     observe::backup_policies(rb).any(|(_, p)| p == name)
                 })
             });
-    let (runs, run_stream) = runtime::watch_decoded::<RunbookRun>(&ctx, NAME);
-    let controller = controller.watches_stream(run_stream, |run| {
+    let (runs, run_stream) = runs;
+    let controller = controller.watches_shared_stream(run_stream, |run| {
         let namespace = run.namespace().unwrap_or_default();
         Some(
             kube::runtime::reflector::ObjectRef::new(&run.spec.runbook_ref.name).within(&namespace),

@@ -107,10 +107,17 @@ struct State {
 const CONFLICT_FALLBACK: Duration = Duration::from_secs(5);
 
 /// Runs the RunbookRun controller until shutdown; `synced` fires once its caches are full.
-pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mpsc::Sender<()>) {
-    let (store, stream) = runtime::watch_decoded::<RunbookRun>(&ctx, NAME);
+/// `runs` and `windows` are the scope's shared RunbookRun and MaintenanceWindow watches.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: Shutdown,
+    synced: tokio::sync::mpsc::Sender<()>,
+    runs: runtime::SharedPart<RunbookRun>,
+    windows: runtime::SharedPart<MaintenanceWindow>,
+) {
+    let (store, stream) = runs;
     let (runbooks, runbook_stream) = runtime::watch_metadata::<Runbook>(&ctx);
-    let (windows, window_stream) = runtime::watch_decoded::<MaintenanceWindow>(&ctx, NAME);
+    let (windows, window_stream) = windows;
     let runs = store.store.clone();
     let by_runbook = runs.clone();
     let waiting_for_window = runs.clone();
@@ -128,65 +135,66 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
-    let controller = Controller::for_stream(runtime::queued(&ctx, NAME, stream), runs)
-        .owns(
-            jobs,
-            runtime::scoped_watcher(&ctx, watcher::Config::default().labels(RUN_LABEL)),
-        )
-        .watches_stream(runbook_stream, move |runbook| {
-            let name = runbook.name_any();
-            runtime::referrers(&by_runbook, runbook.namespace(), |run| {
-                run.spec.runbook_ref.name == name
-                    && run
-                        .status
-                        .as_ref()
-                        .is_none_or(|s| s.resolved_steps.is_empty())
+    let controller =
+        Controller::for_shared_stream(runtime::queued_shared(&ctx, NAME, stream), runs)
+            .owns(
+                jobs,
+                runtime::scoped_watcher(&ctx, watcher::Config::default().labels(RUN_LABEL)),
+            )
+            .watches_stream(runbook_stream, move |runbook| {
+                let name = runbook.name_any();
+                runtime::referrers(&by_runbook, runbook.namespace(), |run| {
+                    run.spec.runbook_ref.name == name
+                        && run
+                            .status
+                            .as_ref()
+                            .is_none_or(|s| s.resolved_steps.is_empty())
+                })
             })
-        })
-        .watches_stream(window_stream, move |_window: MaintenanceWindow| {
-            let namespace = _window.namespace();
-            runtime::referrers(&waiting_for_window, namespace, |run| {
-                run.status.as_ref().and_then(|s| s.phase) == Some(RunPhase::WaitingForWindow)
+            .watches_shared_stream(window_stream, move |window: Arc<MaintenanceWindow>| {
+                let namespace = window.namespace();
+                runtime::referrers(&waiting_for_window, namespace, |run| {
+                    run.status.as_ref().and_then(|s| s.phase) == Some(RunPhase::WaitingForWindow)
+                })
             })
-        })
-        .watches_stream(
-            watcher(
-                deployments,
-                runtime::scoped_watcher(&ctx, watcher::Config::default()),
-            )
-            .default_backoff()
-            .touched_objects(),
-            move |d| {
-                targets(
-                    &on_workload,
-                    d.namespace(),
-                    &format!("Deployment/{}", d.name_any()),
+            .watches_stream(
+                watcher(
+                    deployments,
+                    runtime::scoped_watcher(&ctx, watcher::Config::default()),
                 )
-            },
-        )
-        .watches_stream(
-            watcher(
-                statefulsets,
-                runtime::scoped_watcher(&ctx, watcher::Config::default()),
+                .default_backoff()
+                .touched_objects(),
+                move |d| {
+                    targets(
+                        &on_workload,
+                        d.namespace(),
+                        &format!("Deployment/{}", d.name_any()),
+                    )
+                },
             )
-            .default_backoff()
-            .touched_objects(),
-            move |s| {
-                targets(
-                    &on_statefulset,
-                    s.namespace(),
-                    &format!("StatefulSet/{}", s.name_any()),
+            .watches_stream(
+                watcher(
+                    statefulsets,
+                    runtime::scoped_watcher(&ctx, watcher::Config::default()),
                 )
-            },
-        )
-        // A backup step waits on its policy's history.
-        .watches_stream(policy_stream, move |p| {
-            targets(
-                &on_policy,
-                p.namespace(),
-                &format!("BackupPolicy/{}", p.name_any()),
+                .default_backoff()
+                .touched_objects(),
+                move |s| {
+                    targets(
+                        &on_statefulset,
+                        s.namespace(),
+                        &format!("StatefulSet/{}", s.name_any()),
+                    )
+                },
             )
-        });
+            // A backup step waits on its policy's history.
+            .watches_stream(policy_stream, move |p| {
+                targets(
+                    &on_policy,
+                    p.namespace(),
+                    &format!("BackupPolicy/{}", p.name_any()),
+                )
+            });
     runtime::report_synced(
         vec![
             runtime::listed(&store),
