@@ -6,7 +6,6 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use tracing::warn;
 
 use crate::identity::Identities;
 use crate::metrics::Metrics;
@@ -23,6 +22,35 @@ pub struct Config {
     /// What steps may reach and touch (`--deny-egress-cidrs`, `--allow-loopback-egress`,
     /// `--allow-patch-kinds`).
     pub fence: Arc<Fence>,
+    /// How long a deleted run's finally steps may go on (`--deletion-grace`).
+    pub deletion_grace: DeletionGrace,
+}
+
+/// How long after its deletion a run's finally steps may still run; after it, what is
+/// unfinished is skipped and the finalizer removed, so nothing that waits (an approval, a
+/// sleep, a Job, an http call) keeps a run, or its namespace, Terminating forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeletionGrace(pub std::time::Duration);
+
+/// Default of `--deletion-grace`.
+pub const DEFAULT_DELETION_GRACE: &str = "5m";
+
+impl Default for DeletionGrace {
+    fn default() -> Self {
+        Self(std::time::Duration::from_secs(300))
+    }
+}
+
+impl std::fmt::Display for DeletionGrace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.0.as_secs();
+        match secs {
+            s if s % 3600 == 0 && s > 0 => write!(f, "{}h", s / 3600),
+            s if s % 60 == 0 && s > 0 => write!(f, "{}m", s / 60),
+            s if self.0.subsec_millis() == 0 => write!(f, "{s}s"),
+            _ => write!(f, "{}ms", self.0.as_millis()),
+        }
+    }
 }
 
 /// The limits on steps beyond RBAC (see [`crate::fence`]).
@@ -146,8 +174,8 @@ pub struct Context {
     /// longer than a watch's `timeoutSeconds` ([`WATCH_READ_TIMEOUT`]), so a quiet watch is
     /// never cut while it waits for events.
     pub watch_client: Client,
-    /// Publishes Kubernetes Events.
-    pub recorder: Recorder,
+    /// Publishes Kubernetes Events, through one bounded queue.
+    pub events: crate::events::Publisher,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Settings.
@@ -174,11 +202,15 @@ impl Context {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let metrics = Arc::new(Metrics::default());
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
             watch_client: client.clone(),
+            events: crate::events::Publisher::new(
+                Recorder::new(client.clone(), reporter),
+                metrics.clone(),
+            ),
             client,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             config,
             refused_lists: Default::default(),
             identities,
@@ -195,7 +227,9 @@ impl Context {
 
     /// Publishes an Event in the background. Events are best-effort: a failure is logged,
     /// and the reconcile that reported something never waits for (or fails on) the Event
-    /// write, which under load would add an API round trip to every step transition.
+    /// write, which under load would add an API round trip to every step transition. Every
+    /// Event goes through one bounded queue ([`crate::events`]); its note is cut to the
+    /// Events API's limit.
     pub async fn publish(
         &self,
         controller: &str,
@@ -217,14 +251,7 @@ impl Context {
             secondary: None,
         };
         self.metrics.count_write(controller, "event");
-        let recorder = self.recorder.clone();
-        let regarding = regarding.clone();
-        let reason = reason.to_owned();
-        tokio::spawn(async move {
-            if let Err(err) = recorder.publish(&event, &regarding).await {
-                warn!(%err, reason, "could not publish an Event");
-            }
-        });
+        self.events.send(event, regarding.clone());
     }
 }
 
@@ -263,6 +290,16 @@ mod tests {
 
     fn names(scopes: &[Config]) -> Vec<Option<&str>> {
         scopes.iter().map(|c| c.namespace.as_deref()).collect()
+    }
+
+    #[test]
+    fn the_deletion_grace_reads_as_written() {
+        assert_eq!(DeletionGrace::default().to_string(), DEFAULT_DELETION_GRACE);
+        let grace = |ms| DeletionGrace(std::time::Duration::from_millis(ms)).to_string();
+        assert_eq!(grace(7_200_000), "2h");
+        assert_eq!(grace(90_000), "90s");
+        assert_eq!(grace(0), "0s");
+        assert_eq!(grace(1_500), "1500ms");
     }
 
     #[test]

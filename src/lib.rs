@@ -11,6 +11,7 @@ pub mod crds;
 pub mod duration;
 pub mod embedded;
 pub mod errors;
+pub mod events;
 pub mod fence;
 #[cfg(test)]
 mod fuzz;

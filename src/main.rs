@@ -98,6 +98,12 @@ enum Command {
         /// one namespace's slow endpoints leave slots to the others.
         #[arg(long, env = "MAX_OUTBOUND_REQUESTS_PER_NAMESPACE", default_value_t = runbook_operator::outbound::DEFAULT_MAX_IN_FLIGHT_PER_NAMESPACE)]
         max_outbound_requests_per_namespace: usize,
+        /// How long a deleted RunbookRun's finally steps may still run, from its
+        /// deletionTimestamp (e.g. `5m`, `90s`): after it, steps still unfinished (an approval,
+        /// a sleep, a Job, an http call) are skipped, a Warning Event names them, and the
+        /// finalizer is removed, so a run never stays Terminating forever.
+        #[arg(long, env = "DELETION_GRACE", default_value = runbook_operator::context::DEFAULT_DELETION_GRACE, value_parser = parse_grace)]
+        deletion_grace: std::time::Duration,
         #[command(flatten)]
         fence: FenceArgs,
         #[command(flatten)]
@@ -275,6 +281,11 @@ async fn api_server_endpoints(client: Client) -> Vec<(String, u16)> {
     found
 }
 
+/// `--deletion-grace`: a duration such as `5m`, `90s` or `1h30m`.
+fn parse_grace(text: &str) -> Result<Duration, String> {
+    runbook_operator::duration::parse_duration(text).map_err(|e| e.to_string())
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     /// Human-readable lines.
@@ -301,6 +312,7 @@ async fn main() -> anyhow::Result<()> {
             default_service_account,
             max_outbound_requests,
             max_outbound_requests_per_namespace,
+            deletion_grace,
             fence,
             timeouts,
         } => {
@@ -343,6 +355,7 @@ async fn main() -> anyhow::Result<()> {
                 .into_iter()
                 .map(|config| Config {
                     fence: fence.clone(),
+                    deletion_grace: runbook_operator::context::DeletionGrace(deletion_grace),
                     ..config
                 })
                 .collect();
@@ -524,6 +537,28 @@ async fn run(
             config,
             ..(*ctx).clone()
         });
+        // RunbookRuns are watched and cached once per scope, for both controllers that read
+        // them.
+        let mut runs = runbook_operator::runtime::watch_decoded_shared::<runbook_run::RunbookRun>(
+            &ctx,
+            runbook_run::controller::NAME,
+            2,
+            shutdown.clone(),
+        );
+        let (Some(for_runs), Some(for_runbooks)) = (runs.handles.pop(), runs.handles.pop()) else {
+            bail!("the shared RunbookRun watch gave no subscription");
+        };
+        // MaintenanceWindows likewise, for the three controllers that read them.
+        let mut windows = runbook_operator::runtime::watch_decoded_shared::<
+            maintenance_window::MaintenanceWindow,
+        >(&ctx, maintenance_window::NAME, 3, shutdown.clone());
+        let (Some(windows_for_windows), Some(windows_for_runs), Some(windows_for_releases)) = (
+            windows.handles.pop(),
+            windows.handles.pop(),
+            windows.handles.pop(),
+        ) else {
+            bail!("the shared MaintenanceWindow watch gave no subscription");
+        };
         let named = |name: &str| match &scope {
             Some(ns) => format!("{name}/{ns}"),
             None => name.to_owned(),
@@ -531,22 +566,33 @@ async fn run(
         let (c, s, t) = (ctx.clone(), shutdown.clone(), synced_tx.clone());
         controllers.push(liveness.spawn(
             named(runbook::controller::NAME),
-            runbook::controller::run(c, s, t),
+            runbook::controller::run(c, s, t, (runs.cache.clone(), for_runbooks)),
         ));
         let (c, s, t) = (ctx.clone(), shutdown.clone(), synced_tx.clone());
         controllers.push(liveness.spawn(
             named(runbook_run::controller::NAME),
-            runbook_run::controller::run(c, s, t),
+            runbook_run::controller::run(
+                c,
+                s,
+                t,
+                (runs.cache, for_runs),
+                (windows.cache.clone(), windows_for_runs),
+            ),
         ));
         let (c, s, t) = (ctx.clone(), shutdown.clone(), synced_tx.clone());
         controllers.push(liveness.spawn(
             named(maintenance_window::NAME),
-            maintenance_window::controller::run(c, s, t),
+            maintenance_window::controller::run(
+                c,
+                s,
+                t,
+                (windows.cache.clone(), windows_for_windows),
+            ),
         ));
         let (c, s, t) = (ctx.clone(), shutdown.clone(), synced_tx.clone());
         controllers.push(liveness.spawn(
             named(blue_green::controller::NAME),
-            blue_green::controller::run(c, s, t),
+            blue_green::controller::run(c, s, t, (windows.cache, windows_for_releases)),
         ));
         let (c, s, t) = (ctx.clone(), shutdown.clone(), synced_tx.clone());
         controllers.push(liveness.spawn(

@@ -355,6 +355,8 @@ pub struct Metrics {
     pub decode_errors: Family<ControllerLabels, Counter>,
     /// Reconciles that panicked (caught: each failed its object only), per controller.
     pub reconcile_panics: Family<ControllerLabels, Counter>,
+    /// Events dropped because the publishing queue was full ([`crate::events`]).
+    pub events_dropped: Counter,
     /// 1 once every controller's cache has synced.
     pub ready: Gauge,
     /// 1 while this process holds the leader Lease (or runs without leader election).
@@ -373,6 +375,11 @@ pub struct Metrics {
     pub backups: BackupGauges,
     /// Window activity and release health, computed at scrape time.
     pub objects: ObjectGauges,
+    /// The Runbooks that exist (namespace, name), read at scrape time: `runs_total` keeps
+    /// series of these only.
+    pub runbooks: Sources<(String, String)>,
+    /// The per-object counter series written so far, so those of deleted objects can go.
+    counted: Mutex<Counted>,
     /// Objects per controller whose watch event arrived and whose reconcile has not started.
     pending: Mutex<HashMap<String, HashSet<(String, String)>>>,
     registry: Registry,
@@ -445,6 +452,12 @@ impl Default for Metrics {
             "Reconciles that panicked; each was caught and failed its object only (Stalled, reason InternalError)",
             Family::<ControllerLabels, Counter>::default(),
         );
+        let events_dropped = registered(
+            &mut registry,
+            "events_dropped",
+            "Events not published because the queue of Events waiting to be published was full (1024); the reconciles that reported them went on",
+            Counter::default(),
+        );
         let ready = registered(
             &mut registry,
             "ready",
@@ -516,6 +529,7 @@ impl Default for Metrics {
             api_writes,
             decode_errors,
             reconcile_panics,
+            events_dropped,
             ready,
             leader,
             runs,
@@ -525,10 +539,20 @@ impl Default for Metrics {
             release_switch_duration,
             backups,
             objects,
+            runbooks: Sources::default(),
+            counted: Mutex::default(),
             pending: Mutex::default(),
             registry,
         }
     }
+}
+
+/// The label sets of the counters keyed by an object, as written.
+#[derive(Default)]
+struct Counted {
+    runs: HashSet<RunLabels>,
+    restores: HashSet<WindowLabels>,
+    switches: HashSet<SwitchLabels>,
 }
 
 fn controller_labels(controller: &str) -> ControllerLabels {
@@ -621,15 +645,19 @@ impl Metrics {
         }
     }
 
-    /// Counts a run that reached the terminal phase `result`.
-    pub fn count_run(&self, namespace: &str, runbook: &str, result: &str) {
-        self.runs
-            .get_or_create(&RunLabels {
-                namespace: namespace.to_owned(),
-                runbook: runbook.to_owned(),
-                result: result.to_owned(),
-            })
-            .inc();
+    /// Counts a run that reached the terminal phase `result`; `runbook` is `None` for a run
+    /// whose Runbook does not exist (counted under `runbook=""`, so names nobody created
+    /// never become series).
+    pub fn count_run(&self, namespace: &str, runbook: Option<&str>, result: &str) {
+        let labels = RunLabels {
+            namespace: namespace.to_owned(),
+            runbook: runbook.unwrap_or_default().to_owned(),
+            result: result.to_owned(),
+        };
+        self.runs.get_or_create(&labels).inc();
+        if let Ok(mut counted) = self.counted.lock() {
+            counted.runs.insert(labels);
+        }
     }
 
     /// Records a step of action `type_` that ended in `result` after `took`.
@@ -647,12 +675,16 @@ impl Metrics {
         if failed == 0 {
             return;
         }
+        let labels = WindowLabels {
+            namespace: namespace.to_owned(),
+            window: window.to_owned(),
+        };
         self.window_restore_failures
-            .get_or_create(&WindowLabels {
-                namespace: namespace.to_owned(),
-                window: window.to_owned(),
-            })
+            .get_or_create(&labels)
             .inc_by(failed);
+        if let Ok(mut counted) = self.counted.lock() {
+            counted.restores.insert(labels);
+        }
     }
 
     /// Counts a completed switch of a release and, when known, how long it took.
@@ -663,13 +695,15 @@ impl Metrics {
         result: &str,
         took: Option<Duration>,
     ) {
-        self.release_switches
-            .get_or_create(&SwitchLabels {
-                namespace: namespace.to_owned(),
-                release: release.to_owned(),
-                result: result.to_owned(),
-            })
-            .inc();
+        let labels = SwitchLabels {
+            namespace: namespace.to_owned(),
+            release: release.to_owned(),
+            result: result.to_owned(),
+        };
+        self.release_switches.get_or_create(&labels).inc();
+        if let Ok(mut counted) = self.counted.lock() {
+            counted.switches.insert(labels);
+        }
         if let Some(took) = took {
             self.release_switch_duration
                 .get_or_create(&SwitchResultLabels {
@@ -679,8 +713,61 @@ impl Metrics {
         }
     }
 
+    /// Removes the counter series of Runbooks, windows and releases that no longer exist, so
+    /// series are bounded by the objects there are, not by every name ever seen. Only once
+    /// every cache has listed (`ready`): before, an empty cache would look like deletions.
+    fn prune(&self) {
+        if self.ready.get() != 1 {
+            return;
+        }
+        let Ok(mut counted) = self.counted.lock() else {
+            return;
+        };
+        let runbooks: HashSet<(String, String)> = self.runbooks.read().into_iter().collect();
+        counted.runs.retain(|l| {
+            let keep = l.runbook.is_empty()
+                || runbooks.contains(&(l.namespace.clone(), l.runbook.clone()));
+            if !keep {
+                self.runs.remove(l);
+            }
+            keep
+        });
+        let windows: HashSet<WindowLabels> = self
+            .objects
+            .windows
+            .read()
+            .into_iter()
+            .map(|(labels, _)| labels)
+            .collect();
+        counted.restores.retain(|l| {
+            let keep = windows.contains(l);
+            if !keep {
+                self.window_restore_failures.remove(l);
+            }
+            keep
+        });
+        let releases: HashSet<ReleaseLabels> = self
+            .objects
+            .releases
+            .read()
+            .into_iter()
+            .map(|(labels, _)| labels)
+            .collect();
+        counted.switches.retain(|l| {
+            let keep = releases.contains(&ReleaseLabels {
+                namespace: l.namespace.clone(),
+                release: l.release.clone(),
+            });
+            if !keep {
+                self.release_switches.remove(l);
+            }
+            keep
+        });
+    }
+
     /// The registry in the Prometheus text format (0.0.4), which `/metrics` declares.
     pub fn render(&self) -> String {
+        self.prune();
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, ApiResource, DynamicObject, Patch};
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -19,6 +19,14 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
+
+mod report;
+
+pub use report::{
+    REASON_FORBIDDEN, REASON_INTERNAL_ERROR, forbidden, forbidden_note, internal_error_note,
+    refused_identity,
+};
+use report::{Refusals, report_forbidden, report_internal_error};
 
 use crate::conditions::HasConditions;
 use crate::context::{Context, RefusedLists};
@@ -58,17 +66,6 @@ impl<K> Reported for K where
         + Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + HasStatus<Status: HasConditions>
 {
-}
-
-/// The API for `K` in the operator's scope: one namespace, or all of them.
-pub fn scoped_api<K>(ctx: &Context) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match &ctx.config.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    }
 }
 
 /// The API for `K` in the operator's scope, for lists and watches only: it uses the watch
@@ -148,6 +145,90 @@ pub fn watch_decoded_with<K: Kind>(
     (cache, stream)
 }
 
+/// One watch of `K` whose store and change notifications several controllers of a scope
+/// share, instead of each keeping its own copy of every object: `handles` holds one
+/// subscription per consumer, taken before the watch starts so none misses the first list.
+pub struct Shared<K: Kind> {
+    /// The objects, stripped like every cached object.
+    pub cache: Cache<K>,
+    /// One stream of changed objects per consumer, in the order asked for.
+    pub handles: Vec<reflector::ReflectHandle<K>>,
+}
+
+/// One consumer's part of a [`Shared`] watch: the shared cache and its own stream.
+pub type SharedPart<K> = (Cache<K>, reflector::ReflectHandle<K>);
+
+/// Events of a shared watch buffered per consumer before the watch waits for the slowest
+/// (objects are looked up in the store when consumed: only references wait here).
+const SHARED_BUFFER: usize = 1024;
+
+/// [`watch_decoded`] once for `consumers` controllers: a background task drives the watch
+/// until `shutdown`, logging watch failures (the consumers' streams carry only objects).
+pub fn watch_decoded_shared<K: Kind>(
+    ctx: &Context,
+    controller: &'static str,
+    consumers: usize,
+    shutdown: Shutdown,
+) -> Shared<K> {
+    let resource = ApiResource::erase::<K>(&());
+    let api: Api<DynamicObject> = match &ctx.config.namespace {
+        Some(ns) => Api::namespaced_with(ctx.watch_client.clone(), ns, &resource),
+        None => Api::all_with(ctx.watch_client.clone(), &resource),
+    };
+    let (reader, writer) = reflector::store_shared::<K>(SHARED_BUFFER);
+    let handles = (0..consumers).filter_map(|_| writer.subscribe()).collect();
+    let refused = ctx.refused_lists.clone();
+    let decode_ctx = ctx.clone();
+    let decoded = watcher(
+        api,
+        scoped_watcher(ctx, watcher::Config::default()).any_semantic(),
+    )
+    .default_backoff()
+    .filter_map(move |event| {
+        let ctx = decode_ctx.clone();
+        async move {
+            match event {
+                Err(err) => Some(Err(err)),
+                Ok(event) => decode_event::<K>(event, &ctx, controller).await.map(Ok),
+            }
+        }
+    });
+    let (cache, signal) = Cache::new(reader, refused);
+    let root = signal.wrap(decoded.reflect_shared(writer));
+    tokio::spawn(async move {
+        root.take_until(shutdown)
+            .for_each(|event| {
+                if let Err(err) = event {
+                    match refusal(&err) {
+                        Some(status) => {
+                            warn!(controller, error = %status.message, "the API server refused a list or watch: the operator's RBAC lacks list/watch on this resource; objects that need it report Forbidden, and the watch is retried")
+                        }
+                        None => warn!(controller, error = %err, "watch failed; retrying"),
+                    }
+                }
+                futures::future::ready(())
+            })
+            .await;
+    });
+    Shared { cache, handles }
+}
+
+/// [`queued`] for a shared stream.
+pub fn queued_shared<K: Kind>(
+    ctx: &Context,
+    controller: &'static str,
+    stream: impl Stream<Item = Arc<K>> + Send + 'static,
+) -> impl Stream<Item = Arc<K>> + Send + 'static {
+    let metrics = ctx.metrics.clone();
+    stream.inspect(move |obj| {
+        metrics.enqueued(
+            controller,
+            &obj.namespace().unwrap_or_default(),
+            &obj.name_any(),
+        );
+    })
+}
+
 async fn decode_event<K: Kind>(
     event: Event<DynamicObject>,
     ctx: &Context,
@@ -171,7 +252,26 @@ pub fn decode_object<K: Kind>(obj: &DynamicObject) -> Result<K, String> {
     })
 }
 
-async fn decode<K: Kind>(obj: DynamicObject, ctx: &Context, controller: &'static str) -> Option<K> {
+/// Drops what the operator never reads from an object before it is cached: the managed
+/// fields and `kubectl apply`'s copy of the last applied object, together often larger than
+/// the rest of the object. The operator's memory then grows with the number of objects it
+/// watches, not with how they were written.
+pub fn strip(meta: &mut kube::core::ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(crate::well_known::LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+async fn decode<K: Kind>(
+    mut obj: DynamicObject,
+    ctx: &Context,
+    controller: &'static str,
+) -> Option<K> {
+    strip(&mut obj.metadata);
     match decode_object::<K>(&obj) {
         Ok(k) => Some(k),
         Err(err) => {
@@ -497,189 +597,6 @@ fn failure_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     )
 }
 
-/// The API server's message if `err`, or anything it was caused by, is a 403.
-pub fn forbidden(err: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut cause = Some(err);
-    while let Some(err) = cause {
-        if let Some(kube::Error::Api(status)) = err.downcast_ref::<kube::Error>()
-            && status.code == 403
-        {
-            return Some(status.message.clone());
-        }
-        cause = err.source();
-    }
-    None
-}
-
-/// The sentence about a request refused to an object's identity (not to the operator's own),
-/// if `err` or anything it was caused by is one.
-pub fn refused_identity(err: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut cause = Some(err);
-    while let Some(err) = cause {
-        if let Some(write) = err.downcast_ref::<crate::write::WriteError>()
-            && let Some(sentence) = write.refused_identity()
-        {
-            return Some(sentence);
-        }
-        if let Some(refused) = err.downcast_ref::<crate::identity::Refused>() {
-            return Some(refused.0.clone());
-        }
-        cause = err.source();
-    }
-    None
-}
-
-/// The refusals already reported per object, so a reconcile retried every few seconds
-/// reports each one once (the Event and the condition stay until it is fixed).
-#[derive(Clone, Default)]
-struct Refusals(Arc<std::sync::Mutex<std::collections::HashMap<(String, String), String>>>);
-
-impl Refusals {
-    fn key<K: Resource>(obj: &K) -> (String, String) {
-        (obj.namespace().unwrap_or_default(), obj.name_any())
-    }
-
-    /// Records `message` for `obj`; false when it was the last one reported for it.
-    fn first_time<K: Resource>(&self, obj: &K, message: &str) -> bool {
-        let Ok(mut map) = self.0.lock() else {
-            return true;
-        };
-        map.insert(Self::key(obj), message.to_owned()).as_deref() != Some(message)
-    }
-
-    /// Forgets `obj` once it reconciles again.
-    fn forget<K: Resource>(&self, obj: &K) {
-        if let Ok(mut map) = self.0.lock()
-            && !map.is_empty()
-        {
-            map.remove(&Self::key(obj));
-        }
-    }
-}
-
-/// The sentence a person reads in the condition and the Event about a refused request.
-pub fn forbidden_note(message: &str) -> String {
-    format!(
-        "{message}. The operator's ServiceAccount lacks this permission: add it to the operator's \
-         RBAC (the Helm chart's rules grant it); the operator retries with a backoff from 5s to 5 minutes"
-    )
-}
-
-/// Publishes the Warning Event and sets `Ready=False` (reason `Forbidden`) on `obj`.
-async fn report_forbidden<K: Reported>(
-    ctx: Arc<Context>,
-    controller: &'static str,
-    obj: Arc<K>,
-    note: String,
-) {
-    let desired = vec![crate::conditions::Desired::new(
-        crate::conditions::READY,
-        crate::conditions::Status::False,
-        REASON_FORBIDDEN,
-        note.clone(),
-    )];
-    report(ctx, controller, obj, REASON_FORBIDDEN, desired, note).await;
-}
-
-/// Publishes the Warning Event and sets `Stalled=True` and `Ready=False` (reason
-/// `InternalError`) on `obj`, whose reconcile panicked. The note says what happened and what
-/// to do, never what the panic said (it may quote the object's spec).
-async fn report_internal_error<K: Reported>(
-    ctx: Arc<Context>,
-    controller: &'static str,
-    obj: Arc<K>,
-) {
-    let note = internal_error_note(controller);
-    let desired = [crate::conditions::READY, crate::conditions::STALLED]
-        .into_iter()
-        .map(|type_| {
-            let status = match type_ == crate::conditions::STALLED {
-                true => crate::conditions::Status::True,
-                false => crate::conditions::Status::False,
-            };
-            crate::conditions::Desired::new(type_, status, REASON_INTERNAL_ERROR, note.clone())
-        })
-        .collect();
-    report(ctx, controller, obj, REASON_INTERNAL_ERROR, desired, note).await;
-}
-
-/// The sentence a person reads in the condition and the Event after a reconcile panicked.
-pub fn internal_error_note(controller: &str) -> String {
-    format!(
-        "the operator failed inside its {controller} controller while reconciling this object (a \
-         panic, counted in runbook_operator_reconcile_panics_total); other objects are not \
-         affected. It is retried every 5 minutes and on every change; if it persists, report it \
-         with the operator's log of this time"
-    )
-}
-
-/// Publishes a Warning Event with `reason` and merges `desired` into `obj`'s conditions. The
-/// conditions go in by a merge patch of `status.conditions` guarded by the object's
-/// resourceVersion: a server-side apply of part of the status would drop the rest of it.
-async fn report<K: Reported>(
-    ctx: Arc<Context>,
-    controller: &'static str,
-    obj: Arc<K>,
-    reason: &'static str,
-    desired: Vec<crate::conditions::Desired>,
-    note: String,
-) {
-    ctx.publish(
-        controller,
-        &obj.object_ref(&()),
-        EventType::Warning,
-        reason,
-        note,
-    )
-    .await;
-    let writer = Writer::new(&ctx, controller);
-    let api: Api<K> = writer.api(&obj.namespace().unwrap_or_default());
-    // The cached copy may be behind the object (its controller keeps writing status): on a
-    // conflict, merge into the current copy instead.
-    let mut current = obj;
-    for _ in 0..3 {
-        let existing = current
-            .status()
-            .map(|s| s.conditions().to_vec())
-            .unwrap_or_default();
-        let merged =
-            crate::conditions::merge(&existing, &desired, current.meta().generation, &now());
-        if merged == existing {
-            return;
-        }
-        let patch = serde_json::json!({
-            "metadata": {"resourceVersion": current.resource_version()},
-            "status": {"conditions": merged},
-        });
-        let err = match writer
-            .patch_status(&api, &current.name_any(), &Patch::Merge(&patch), "status")
-            .await
-        {
-            Ok(_) => return,
-            Err(err) => err,
-        };
-        let conflict = err.conflict();
-        let fresh = match conflict {
-            true => api.get_opt(&current.name_any()).await,
-            false => Ok(None),
-        };
-        match fresh {
-            Ok(Some(fresh)) => current = Arc::new(fresh),
-            _ => {
-                warn!(controller, object = %current.name_any(), %err, reason, "cannot record the condition in status");
-                return;
-            }
-        }
-    }
-}
-
-/// Reason of the condition and Event that report a request the API server refused (403).
-pub const REASON_FORBIDDEN: &str = "Forbidden";
-
-/// Reason of the conditions (`Stalled=True`, `Ready=False`) and Event that report a reconcile
-/// that panicked.
-pub const REASON_INTERNAL_ERROR: &str = "InternalError";
-
 /// Longest timer a controller sets: something months away is looked at again daily, at no
 /// cost in writes, and a timer never exceeds what the runtime's delay queue holds.
 const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
@@ -728,7 +645,8 @@ where
                 api,
                 scoped_watcher(ctx, watcher::Config::default()).any_semantic(),
             )
-            .default_backoff(),
+            .default_backoff()
+            .modify(|obj| strip(&mut obj.metadata)),
         ))
         .touched_objects();
     (cache, stream)
@@ -765,7 +683,7 @@ where
             watcher(api, scoped_watcher(ctx, config).any_semantic())
                 .default_backoff()
                 .modify(move |obj| {
-                    obj.managed_fields_mut().clear();
+                    strip(obj.meta_mut());
                     trim(obj);
                 }),
         ))

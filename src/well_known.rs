@@ -8,6 +8,10 @@ pub const RUN_NOW: &str = "ops.runbook.dev/run-now";
 /// applied once per run step even if the operator dies between the write and recording it.
 pub const ROTATED_BY: &str = "ops.runbook.dev/rotated-by";
 
+/// Annotation where `kubectl apply` keeps the whole object as last applied: never read by the
+/// operator, so dropped from every cached object.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Holds a deleted run until its finally steps have run.
 pub const FINALLY_FINALIZER: &str = "ops.runbook.dev/finally";
 

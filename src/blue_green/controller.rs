@@ -84,7 +84,13 @@ fn health(releases: &Store<BlueGreenRelease>) -> Vec<(crate::metrics::ReleaseLab
 }
 
 /// Runs the BlueGreenRelease controller until shutdown; `synced` fires once its caches are full.
-pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mpsc::Sender<()>) {
+/// `windows` is the scope's shared MaintenanceWindow watch.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: Shutdown,
+    synced: tokio::sync::mpsc::Sender<()>,
+    windows: runtime::SharedPart<MaintenanceWindow>,
+) {
     let (store, stream) = runtime::watch_decoded::<BlueGreenRelease>(&ctx, NAME);
     let (services, service_stream) =
         runtime::watch_decoded_with::<Service>(&ctx, NAME, watcher::Config::default());
@@ -103,7 +109,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
         NAME,
         watcher::Config::default().labels(RELEASE_RUN_LABEL),
     );
-    let (windows, window_stream) = runtime::watch_decoded::<MaintenanceWindow>(&ctx, NAME);
+    let (windows, window_stream) = windows;
     let releases = store.store.clone();
     let gauged = releases.clone();
     ctx.metrics
@@ -135,7 +141,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
                 run.labels().get(RELEASE_RUN_LABEL)?;
                 owner_of(&run).map(|name| ObjectRef::new(&name).within(&namespace))
             })
-            .watches_stream(window_stream, move |mw: MaintenanceWindow| {
+            .watches_shared_stream(window_stream, move |mw: Arc<MaintenanceWindow>| {
                 runtime::referrers(&by_window, mw.namespace(), |bgr| {
                     bgr.spec.requires_maintenance_window.is_some()
                 })

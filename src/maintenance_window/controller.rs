@@ -77,8 +77,16 @@ fn activity(windows: &Store<MaintenanceWindow>) -> Vec<(crate::metrics::WindowLa
 }
 
 /// Runs the MaintenanceWindow controller until shutdown; `synced` fires once its caches are full.
-pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mpsc::Sender<()>) {
-    let (store, stream) = runtime::watch_decoded::<MaintenanceWindow>(&ctx, NAME);
+///
+/// `windows` is the scope's shared MaintenanceWindow watch: its cache and this controller's
+/// stream.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: Shutdown,
+    synced: tokio::sync::mpsc::Sender<()>,
+    windows: runtime::SharedPart<MaintenanceWindow>,
+) {
+    let (store, stream) = windows;
     let (runbooks, runbook_stream) = runtime::watch_metadata::<Runbook>(&ctx);
     let (runs, run_stream) = runtime::watch_decoded_with::<RunbookRun>(
         &ctx,
@@ -100,37 +108,39 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
         windows.clone(),
         windows.clone(),
     );
-    let controller =
-        Controller::for_stream(runtime::queued(&ctx, NAME, stream), store.store.clone())
-            .watches_stream(runbook_stream, move |runbook| {
-                let name = runbook.name_any();
-                runtime::referrers(&by_runbook, runbook.namespace(), |mw| {
-                    observe::runbooks_named(mw).any(|(_, r)| r == name)
-                })
+    let controller = Controller::for_shared_stream(
+        runtime::queued_shared(&ctx, NAME, stream),
+        store.store.clone(),
+    )
+    .watches_stream(runbook_stream, move |runbook| {
+        let name = runbook.name_any();
+        runtime::referrers(&by_runbook, runbook.namespace(), |mw| {
+            observe::runbooks_named(mw).any(|(_, r)| r == name)
+        })
+    })
+    .watches_stream(run_stream, |run: RunbookRun| {
+        let namespace = run.namespace().unwrap_or_default();
+        // The label holds a hashed value for a long window name; the controlling owner
+        // reference holds the name itself.
+        run.labels().get(WINDOW_LABEL)?;
+        run.owner_references()
+            .iter()
+            .find(|o| {
+                o.controller == Some(true)
+                    && o.kind == <MaintenanceWindow as kube::Resource>::kind(&())
             })
-            .watches_stream(run_stream, |run: RunbookRun| {
-                let namespace = run.namespace().unwrap_or_default();
-                // The label holds a hashed value for a long window name; the controlling
-                // owner reference holds the name itself.
-                run.labels().get(WINDOW_LABEL)?;
-                run.owner_references()
-                    .iter()
-                    .find(|o| {
-                        o.controller == Some(true)
-                            && o.kind == <MaintenanceWindow as kube::Resource>::kind(&())
-                    })
-                    .map(|o| ObjectRef::new(&o.name).within(&namespace))
-            })
-            .watches_stream(deployment_stream, move |d| {
-                observe::windows_targeting(&by_deployment, TargetKind::Deployment, &d)
-            })
-            .watches_stream(statefulset_stream, move |s| {
-                observe::windows_targeting(&by_statefulset, TargetKind::StatefulSet, &s)
-            })
-            .watches_stream(cronjob_stream, move |c| {
-                observe::windows_targeting(&by_cronjob, TargetKind::CronJob, &c)
-            })
-            .reconcile_on(woken);
+            .map(|o| ObjectRef::new(&o.name).within(&namespace))
+    })
+    .watches_stream(deployment_stream, move |d| {
+        observe::windows_targeting(&by_deployment, TargetKind::Deployment, &d)
+    })
+    .watches_stream(statefulset_stream, move |s| {
+        observe::windows_targeting(&by_statefulset, TargetKind::StatefulSet, &s)
+    })
+    .watches_stream(cronjob_stream, move |c| {
+        observe::windows_targeting(&by_cronjob, TargetKind::CronJob, &c)
+    })
+    .reconcile_on(woken);
     runtime::report_synced(
         vec![
             runtime::listed(&store),

@@ -274,9 +274,9 @@ fn a_series_two_sources_report_is_written_once() {
 #[test]
 fn renders_domain_counters_and_build_info() {
     let m = Metrics::default();
-    m.count_run("shop", "deploy", "Succeeded");
-    m.count_run("shop", "deploy", "Failed");
-    m.count_run("shop", "deploy", "Failed");
+    m.count_run("shop", Some("deploy"), "Succeeded");
+    m.count_run("shop", Some("deploy"), "Failed");
+    m.count_run("shop", Some("deploy"), "Failed");
     m.observe_step("scale", "Succeeded", Duration::from_millis(1500));
     m.count_restore_failures("shop", "nightly", 0);
     m.count_restore_failures("shop", "weekend", 2);
@@ -339,7 +339,7 @@ fn renders_domain_counters_and_build_info() {
 #[test]
 fn counters_carry_their_metadata_under_the_sample_name() {
     let m = Metrics::default();
-    m.count_run("shop", "deploy", "Failed");
+    m.count_run("shop", Some("deploy"), "Failed");
     m.observe_step("sleep", "Succeeded", Duration::from_secs(1));
     let text = m.render();
     assert!(
@@ -356,4 +356,62 @@ fn counters_carry_their_metadata_under_the_sample_name() {
     );
     assert!(!text.contains("# EOF"), "{text}");
     assert!(text.ends_with('\n'), "{text}");
+}
+
+#[test]
+fn series_of_deleted_objects_go_once_the_caches_have_listed() {
+    let m = Metrics::default();
+    let runbooks = Arc::new(Mutex::new(vec![("shop".to_owned(), "deploy".to_owned())]));
+    let listed = runbooks.clone();
+    m.runbooks
+        .install(Box::new(move || listed.lock().unwrap().clone()));
+    let window = WindowLabels {
+        namespace: "shop".into(),
+        window: "nightly".into(),
+    };
+    let windows = Arc::new(Mutex::new(vec![(window.clone(), false)]));
+    let listed = windows.clone();
+    m.objects
+        .install_windows(Box::new(move || listed.lock().unwrap().clone()));
+    let release = ReleaseLabels {
+        namespace: "shop".into(),
+        release: "web".into(),
+    };
+    let releases = Arc::new(Mutex::new(vec![(release.clone(), false)]));
+    let listed = releases.clone();
+    m.objects
+        .install_releases(Box::new(move || listed.lock().unwrap().clone()));
+    m.count_run("shop", Some("deploy"), "Succeeded");
+    m.count_run("shop", Some("gone"), "Succeeded");
+    // A run naming a Runbook nobody created counts without the made-up name.
+    m.count_run("shop", None, "Failed");
+    m.count_restore_failures("shop", "nightly", 2);
+    m.observe_switch("shop", "web", "Switched", None);
+    let runs =
+        "runbook_operator_runs_total{namespace=\"shop\",runbook=\"gone\",result=\"Succeeded\"} 1";
+    // Not ready: an empty or partial cache is no evidence of a deletion.
+    assert!(m.render().contains(runs));
+    m.ready.set(1);
+    let text = m.render();
+    assert!(!text.contains(runs), "{text}");
+    for kept in [
+        "runbook_operator_runs_total{namespace=\"shop\",runbook=\"deploy\",result=\"Succeeded\"} 1",
+        "runbook_operator_runs_total{namespace=\"shop\",runbook=\"\",result=\"Failed\"} 1",
+        "runbook_operator_window_restore_failures_total{namespace=\"shop\",window=\"nightly\"} 2",
+        "runbook_operator_release_switches_total{namespace=\"shop\",release=\"web\",result=\"Switched\"} 1",
+    ] {
+        assert!(text.contains(kept), "{kept} missing:\n{text}");
+    }
+    runbooks.lock().unwrap().clear();
+    windows.lock().unwrap().clear();
+    releases.lock().unwrap().clear();
+    let text = m.render();
+    for gone in [
+        "runbook=\"deploy\"",
+        "window=\"nightly\"",
+        "release=\"web\"",
+    ] {
+        assert!(!text.contains(gone), "{gone} still there:\n{text}");
+    }
+    assert!(text.contains("runbook=\"\""), "{text}");
 }

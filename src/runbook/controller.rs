@@ -55,10 +55,25 @@ struct State {
 }
 
 /// Runs the Runbook controller until shutdown; `synced` resolves once its caches are full.
-pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mpsc::Sender<()>) {
+/// `runs` is the scope's shared RunbookRun watch: its cache and this controller's stream.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: Shutdown,
+    synced: tokio::sync::mpsc::Sender<()>,
+    runs: runtime::SharedPart<RunbookRun>,
+) {
     let (store, stream) = runtime::watch_decoded::<Runbook>(&ctx, NAME);
     let (policies, policy_stream) = runtime::watch_metadata::<BackupPolicy>(&ctx);
     let runbooks = store.store.clone();
+    // The Runbooks that exist, for pruning the runs_total series of deleted ones.
+    let listed = store.store.clone();
+    ctx.metrics.runbooks.install(Box::new(move || {
+        listed
+            .state()
+            .iter()
+            .map(|rb| (rb.namespace().unwrap_or_default(), rb.name_any()))
+            .collect()
+    }));
     let controller =
         Controller::for_stream(runtime::queued(&ctx, NAME, stream), store.store.clone())
             .watches_stream(policy_stream, move |policy| {
@@ -67,8 +82,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
                     observe::backup_policies(rb).any(|(_, p)| p == name)
                 })
             });
-    let (runs, run_stream) = runtime::watch_decoded::<RunbookRun>(&ctx, NAME);
-    let controller = controller.watches_stream(run_stream, |run| {
+    let (runs, run_stream) = runs;
+    let controller = controller.watches_shared_stream(run_stream, |run| {
         let namespace = run.namespace().unwrap_or_default();
         Some(
             kube::runtime::reflector::ObjectRef::new(&run.spec.runbook_ref.name).within(&namespace),

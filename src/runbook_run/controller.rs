@@ -108,10 +108,17 @@ struct State {
 const CONFLICT_FALLBACK: Duration = Duration::from_secs(5);
 
 /// Runs the RunbookRun controller until shutdown; `synced` fires once its caches are full.
-pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mpsc::Sender<()>) {
-    let (store, stream) = runtime::watch_decoded::<RunbookRun>(&ctx, NAME);
+/// `runs` and `windows` are the scope's shared RunbookRun and MaintenanceWindow watches.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: Shutdown,
+    synced: tokio::sync::mpsc::Sender<()>,
+    runs: runtime::SharedPart<RunbookRun>,
+    windows: runtime::SharedPart<MaintenanceWindow>,
+) {
+    let (store, stream) = runs;
     let (runbooks, runbook_stream) = runtime::watch_metadata::<Runbook>(&ctx);
-    let (windows, window_stream) = runtime::watch_decoded::<MaintenanceWindow>(&ctx, NAME);
+    let (windows, window_stream) = windows;
     let runs = store.store.clone();
     let by_runbook = runs.clone();
     let waiting_for_window = runs.clone();
@@ -124,67 +131,68 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
     let jobs: Api<Job> = runtime::watch_api(&ctx);
     let deployments: Api<PartialObjectMeta<Deployment>> = runtime::watch_api(&ctx);
     let statefulsets: Api<PartialObjectMeta<StatefulSet>> = runtime::watch_api(&ctx);
-    let controller = Controller::for_stream(runtime::queued(&ctx, NAME, stream), runs)
-        .owns(
-            jobs,
-            runtime::scoped_watcher(&ctx, watcher::Config::default().labels(RUN_LABEL)),
-        )
-        .watches_stream(runbook_stream, move |runbook| {
-            let name = runbook.name_any();
-            runtime::referrers(&by_runbook, runbook.namespace(), |run| {
-                run.spec.runbook_ref.name == name
-                    && run
-                        .status
-                        .as_ref()
-                        .is_none_or(|s| s.resolved_steps.is_empty())
+    let controller =
+        Controller::for_shared_stream(runtime::queued_shared(&ctx, NAME, stream), runs)
+            .owns(
+                jobs,
+                runtime::scoped_watcher(&ctx, watcher::Config::default().labels(RUN_LABEL)),
+            )
+            .watches_stream(runbook_stream, move |runbook| {
+                let name = runbook.name_any();
+                runtime::referrers(&by_runbook, runbook.namespace(), |run| {
+                    run.spec.runbook_ref.name == name
+                        && run
+                            .status
+                            .as_ref()
+                            .is_none_or(|s| s.resolved_steps.is_empty())
+                })
             })
-        })
-        .watches_stream(window_stream, move |_window: MaintenanceWindow| {
-            let namespace = _window.namespace();
-            runtime::referrers(&waiting_for_window, namespace, |run| {
-                run.status.as_ref().and_then(|s| s.phase) == Some(RunPhase::WaitingForWindow)
+            .watches_shared_stream(window_stream, move |window: Arc<MaintenanceWindow>| {
+                let namespace = window.namespace();
+                runtime::referrers(&waiting_for_window, namespace, |run| {
+                    run.status.as_ref().and_then(|s| s.phase) == Some(RunPhase::WaitingForWindow)
+                })
             })
-        })
-        .watches_stream(
-            watcher(
-                deployments,
-                runtime::scoped_watcher(&ctx, watcher::Config::default()),
-            )
-            .default_backoff()
-            .touched_objects(),
-            move |d| {
-                targets(
-                    &on_workload,
-                    d.namespace(),
-                    &format!("Deployment/{}", d.name_any()),
+            .watches_stream(
+                watcher(
+                    deployments,
+                    runtime::scoped_watcher(&ctx, watcher::Config::default()),
                 )
-            },
-        )
-        .watches_stream(
-            watcher(
-                statefulsets,
-                runtime::scoped_watcher(&ctx, watcher::Config::default()),
+                .default_backoff()
+                .touched_objects(),
+                move |d| {
+                    targets(
+                        &on_workload,
+                        d.namespace(),
+                        &format!("Deployment/{}", d.name_any()),
+                    )
+                },
             )
-            .default_backoff()
-            .touched_objects(),
-            move |s| {
-                targets(
-                    &on_statefulset,
-                    s.namespace(),
-                    &format!("StatefulSet/{}", s.name_any()),
+            .watches_stream(
+                watcher(
+                    statefulsets,
+                    runtime::scoped_watcher(&ctx, watcher::Config::default()),
                 )
-            },
-        )
-        // A backup step waits on its policy's history.
-        .watches_stream(policy_stream, move |p| {
-            targets(
-                &on_policy,
-                p.namespace(),
-                &format!("BackupPolicy/{}", p.name_any()),
+                .default_backoff()
+                .touched_objects(),
+                move |s| {
+                    targets(
+                        &on_statefulset,
+                        s.namespace(),
+                        &format!("StatefulSet/{}", s.name_any()),
+                    )
+                },
             )
-        })
-        // An http or notify step waits on its request in the outbound pool.
-        .reconcile_on(settled_requests(&ctx));
+            // A backup step waits on its policy's history.
+            .watches_stream(policy_stream, move |p| {
+                targets(
+                    &on_policy,
+                    p.namespace(),
+                    &format!("BackupPolicy/{}", p.name_any()),
+                )
+            })
+            // An http or notify step waits on its request in the outbound pool.
+            .reconcile_on(settled_requests(&ctx));
     runtime::report_synced(
         vec![
             runtime::listed(&store),
@@ -397,6 +405,14 @@ async fn execute(
     // Intents recorded by this reconcile: only these may be acted on without doubt.
     let mut fresh: HashSet<(usize, i32)> = HashSet::new();
     let mut last_written = run.status.clone().unwrap_or_default();
+    let grace = decide::grace(
+        run.metadata.deletion_timestamp.as_ref().map(|t| t.0),
+        ctx.config.deletion_grace.0,
+        now,
+    );
+    if grace == decide::Grace::Over {
+        abandon(&exec, run, &mut status, &now_t).await;
+    }
 
     for _ in 0..STEPS_PER_RECONCILE {
         let decision = decide::decide(&status, now);
@@ -413,7 +429,7 @@ async fn execute(
                 // Counted once the terminal phase is written: the write carries the
                 // resourceVersion read, so a stale copy fails before it could count twice.
                 ctx.metrics
-                    .count_run(&namespace, &run.spec.runbook_ref.name, phase.as_str());
+                    .count_run(&namespace, Some(&run.spec.runbook_ref.name), phase.as_str());
                 let kind = if phase == RunPhase::Succeeded {
                     EventType::Normal
                 } else {
@@ -501,7 +517,7 @@ async fn execute(
                     write_status(writer, run, &status, &mut rv).await?;
                 }
                 publish_notice(ctx, run, notice).await;
-                return Ok(match recheck {
+                return Ok(match decide::capped_wait(recheck, grace, now) {
                     Some(after) => Action::requeue(after.max(Duration::from_millis(200))),
                     None => Action::await_change(),
                 });
@@ -542,6 +558,46 @@ async fn execute(
     Ok(Action::requeue(Duration::from_millis(10)))
 }
 
+/// The run was deleted longer than `--deletion-grace` ago: stops what its unfinished steps
+/// started (best effort: a stop that fails must not hold the run either), records them as
+/// Skipped, and says so in a Warning Event naming them. The journal then ends and the
+/// finalizer goes.
+async fn abandon(exec: &Exec<'_>, run: &RunbookRun, status: &mut RunbookRunStatus, now: &Time) {
+    let ctx = exec.writer.ctx();
+    let left = decide::unfinished(status);
+    if left.is_empty() {
+        return;
+    }
+    let mut names = Vec::new();
+    for &index in &left {
+        let Some(entry) = status.steps.get(index) else {
+            continue;
+        };
+        names.push(format!("{:?}", entry.name));
+        if entry.phase == StepPhase::Running
+            && let Err(err) = act::stop(exec, entry).await
+        {
+            tracing::warn!(run = %run.name_any(), step = entry.name, %err, "could not stop a step the deletion grace cut short");
+        }
+    }
+    let grace = ctx.config.deletion_grace.to_string();
+    status::abandon(status, &left, &grace, now);
+    publish(
+        ctx,
+        run,
+        EventType::Warning,
+        REASON_DELETION_GRACE,
+        format!(
+            "the run was deleted and its deletion grace ({grace}, --deletion-grace) passed: skipped unfinished steps {}; removing the finalizer",
+            names.join(", ")
+        ),
+    )
+    .await;
+}
+
+/// Reason of the Warning Event about steps skipped because the deletion grace passed.
+pub const REASON_DELETION_GRACE: &str = "DeletionGraceExpired";
+
 /// Ends a run that never started its steps: its Runbook is missing, its parameters are
 /// wrong, or it was cancelled while held. `outcome` is (phase, reason).
 async fn end_before_start(
@@ -564,9 +620,12 @@ async fn end_before_start(
         now,
     );
     write_status(writer, run, &status, &mut rv).await?;
+    // A run naming a Runbook that does not exist counts without the name it made up.
+    let runbook =
+        (reason != status::REASON_RUNBOOK_NOT_FOUND).then_some(&run.spec.runbook_ref.name);
     ctx.metrics.count_run(
         &run.namespace().unwrap_or_default(),
-        &run.spec.runbook_ref.name,
+        runbook.map(String::as_str),
         phase.as_str(),
     );
     let kind = if phase == RunPhase::Cancelled {

@@ -133,6 +133,17 @@ async fn runs_steps_and_reconciles_are_counted_by_result() {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
+
+    // A deleted Runbook's series go; the other Runbook's stay.
+    ns.kubectl_ok(&["delete", "runbook", "nap"]);
+    let nap = format!("{{namespace=\"{n}\",runbook=\"nap\"");
+    let ping = format!("{{namespace=\"{n}\",runbook=\"ping\",result=\"Failed\"}} 1");
+    scrape_until(
+        &probe,
+        "the deleted Runbook's runs_total series removed",
+        |m| !m.contains(&nap) && m.contains(&ping),
+    )
+    .await;
 }
 
 /// Removes the admission policy that refuses writes to a test's Deployment.

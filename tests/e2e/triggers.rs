@@ -695,6 +695,62 @@ async fn cancel_and_delete_run_finally() {
     finish_all_runs(&ns).await;
 }
 
+/// A deleted run whose finally step waits forever (an approval without timeout) is held
+/// only for the operator's `--deletion-grace`: then the step is skipped, a Warning Event
+/// names it, the finalizer goes and so does the run.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_finally_step_that_waits_forever_is_cut_short_by_the_deletion_grace() {
+    let mut ns = TestNamespace::new("grace").await;
+    ns.apply(&runbook(
+        "waits",
+        "  steps:\n  - {name: work, sleep: {duration: 10m}}\n  finally:\n  - {name: ask, approval: {message: \"Tidy up?\"}}",
+    ));
+    let operator = ns.spawn_operator("", &["--deletion-grace", "10s"], "ok");
+    ns.adopt_operator(operator);
+    wait_ready_runbook(&ns, "waits").await;
+    ns.apply(&run("doomed", "waits", ""));
+    ns.wait_for::<RunbookRun>("doomed", "working", |r| {
+        r.status.as_ref().is_some_and(|s| {
+            s.steps
+                .first()
+                .is_some_and(|e| e.phase == StepPhase::Running)
+        })
+    })
+    .await;
+    ns.kubectl_ok(&["delete", "runbookrun", "doomed", "--wait=false"]);
+    // Deleted: the main step is cancelled and the finally approval waits, holding the run.
+    ns.wait_for::<RunbookRun>("doomed", "waiting in finally", |r| {
+        r.metadata.deletion_timestamp.is_some()
+            && r.status.as_ref().is_some_and(|s| {
+                s.steps
+                    .iter()
+                    .any(|e| e.name == "ask" && e.phase == StepPhase::Running)
+            })
+    })
+    .await;
+    eventually("the deleted run to go away", PATIENCE, async || {
+        match ns
+            .api::<RunbookRun>()
+            .get_opt("doomed")
+            .await
+            .expect("get run")
+        {
+            None => Ok(()),
+            Some(r) => Err(format!(
+                "phase {:?}, finalizers {:?}",
+                phase(&r),
+                r.finalizers()
+            )),
+        }
+    })
+    .await;
+    let messages = ns
+        .wait_for_event("doomed", "DeletionGraceExpired", "\"ask\"")
+        .await;
+    assert!(messages.contains("10s"), "{messages}");
+}
+
 /// A one-off MaintenanceWindow labelled `window: <label>`, open from `start` to `end`, that
 /// scales Deployment `target` to 0.
 fn window(name: &str, label: &str, start: Timestamp, end: Timestamp, target: &str) -> String {

@@ -142,6 +142,61 @@ pub fn lifecycle(observed: &Observed) -> Lifecycle {
     }
 }
 
+/// Where a run stands with the cap on its finally steps once it is deleted
+/// (`--deletion-grace`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grace {
+    /// Not deleted: no cap.
+    Alive,
+    /// Deleted: its steps may go on until this instant.
+    Until(Timestamp),
+    /// Deleted longer than the grace ago: whatever is unfinished is skipped, so the finalizer
+    /// can go.
+    Over,
+}
+
+/// The grace of a run deleted at `deleted_at` (its `metadata.deletionTimestamp`) at `now`,
+/// measured from the deletion so a restarted operator keeps the same deadline.
+pub fn grace(deleted_at: Option<Timestamp>, grace: std::time::Duration, now: Timestamp) -> Grace {
+    let Some(deleted_at) = deleted_at else {
+        return Grace::Alive;
+    };
+    let until = crate::time::add_std(deleted_at, grace);
+    if now >= until {
+        Grace::Over
+    } else {
+        Grace::Until(until)
+    }
+}
+
+/// The journal entries not yet settled (Pending or Running): what a run whose deletion grace
+/// is over skips.
+pub fn unfinished(status: &RunbookRunStatus) -> Vec<usize> {
+    status
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e.phase, StepPhase::Pending | StepPhase::Running))
+        .map(|(index, _)| index)
+        .collect()
+}
+
+/// How long a run that waits for `recheck` (`None`: until something changes) may sleep under
+/// `grace`: never past the end of the grace, so the run is looked at again when it ends.
+pub fn capped_wait(
+    recheck: Option<std::time::Duration>,
+    grace: Grace,
+    now: Timestamp,
+) -> Option<std::time::Duration> {
+    match grace {
+        Grace::Until(until) => {
+            let left = crate::time::until(now, until);
+            Some(recheck.map_or(left, |r| r.min(left)))
+        }
+        Grace::Alive | Grace::Over => recheck,
+    }
+}
+
 /// Where the run stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cursor {

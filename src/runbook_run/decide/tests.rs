@@ -545,3 +545,79 @@ fn a_run_without_a_window_requirement_begins_with_its_params_substituted() {
     let step = serde_json::to_value(&resolved.steps[0]).unwrap();
     assert_eq!(step["sleep"]["duration"], "3s");
 }
+
+fn at(text: &str) -> jiff::Timestamp {
+    text.parse().unwrap()
+}
+
+#[test]
+fn the_deletion_grace_runs_from_the_deletion_timestamp() {
+    let five = std::time::Duration::from_secs(300);
+    let deleted = at("2026-11-25T00:00:00Z");
+    assert_eq!(grace(None, five, deleted), Grace::Alive);
+    assert_eq!(
+        grace(Some(deleted), five, at("2026-11-25T00:04:59Z")),
+        Grace::Until(at("2026-11-25T00:05:00Z"))
+    );
+    assert_eq!(
+        grace(Some(deleted), five, at("2026-11-25T00:05:00Z")),
+        Grace::Over
+    );
+    // A clock behind the deletion (another node's) still waits the whole grace.
+    assert_eq!(
+        grace(Some(deleted), five, at("2026-11-24T23:59:00Z")),
+        Grace::Until(at("2026-11-25T00:05:00Z"))
+    );
+    // A grace too large for the calendar saturates instead of panicking.
+    assert_eq!(
+        grace(Some(deleted), std::time::Duration::MAX, deleted),
+        Grace::Until(jiff::Timestamp::MAX)
+    );
+    assert_eq!(
+        grace(Some(deleted), std::time::Duration::ZERO, deleted),
+        Grace::Over
+    );
+}
+
+#[test]
+fn a_wait_never_outlasts_the_deletion_grace() {
+    let now = at("2026-11-25T00:04:00Z");
+    let until = Grace::Until(at("2026-11-25T00:05:00Z"));
+    let minute = std::time::Duration::from_secs(60);
+    // An approval without timeout waits for a change: under a grace, for its end.
+    assert_eq!(capped_wait(None, until, now), Some(minute));
+    assert_eq!(
+        capped_wait(Some(std::time::Duration::from_secs(3600)), until, now),
+        Some(minute)
+    );
+    assert_eq!(
+        capped_wait(Some(std::time::Duration::from_secs(5)), until, now),
+        Some(std::time::Duration::from_secs(5))
+    );
+    assert_eq!(capped_wait(None, Grace::Alive, now), None);
+}
+
+#[test]
+fn once_the_grace_is_over_every_unfinished_step_is_skipped_and_the_run_can_finish() {
+    let mut s = status(
+        json!([{"name": "main", "sleep": {"duration": "1s"}}]),
+        json!([
+            {"name": "ask", "approval": {"message": "ok?"}},
+            {"name": "after", "sleep": {"duration": "1h"}}
+        ]),
+    );
+    s.steps[0].phase = StepPhase::Skipped;
+    s.steps[1].phase = StepPhase::Running;
+    s.cancel_requested_at = Some(now());
+    let left = unfinished(&s);
+    assert_eq!(left, vec![1, 2]);
+    status::abandon(&mut s, &left, "5m", &now());
+    assert!(s.steps[1..].iter().all(|e| {
+        e.phase == StepPhase::Skipped
+            && e.message
+                .as_deref()
+                .is_some_and(|m| m.contains("deletion grace (5m)"))
+    }));
+    assert_eq!(unfinished(&s), Vec::<usize>::new());
+    assert_eq!(decide(&s, now().0).next, Next::Finish);
+}

@@ -71,6 +71,21 @@ pub fn skip(status: &mut RunbookRunStatus, indices: &[usize], cancelled: bool, n
     }
 }
 
+/// Records the entries at `indices` as Skipped because the run's deletion grace
+/// (`--deletion-grace`, `grace` as written) passed before they finished.
+pub fn abandon(status: &mut RunbookRunStatus, indices: &[usize], grace: &str, now: &Time) {
+    for &index in indices {
+        let Some(entry) = status.steps.get_mut(index) else {
+            continue;
+        };
+        entry.phase = StepPhase::Skipped;
+        entry.completion_time = Some(now.clone());
+        entry.message = Some(format!(
+            "skipped: the run was deleted and the operator's deletion grace ({grace}) passed before this step finished"
+        ));
+    }
+}
+
 /// How a finished run ended: phase, reason and message for the Succeeded condition.
 pub fn outcome(status: &RunbookRunStatus, cancelled: bool) -> (RunPhase, &'static str, String) {
     if cancelled {
