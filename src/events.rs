@@ -24,38 +24,13 @@ pub const WORKERS: usize = 4;
 /// one is refused as a whole, so it is cut to fit ([`truncate_note`]).
 pub const NOTE_LIMIT: usize = 1024;
 
-/// What ends a note cut to [`NOTE_LIMIT`].
-pub const TRUNCATED: &str = "… (truncated)";
-
 /// `note` cut to at most [`NOTE_LIMIT`] bytes on a character boundary, ending in
-/// [`TRUNCATED`] when it was cut.
+/// [`crate::names::TRUNCATED_MARKER`] when it was cut (the same cut as status text).
 pub fn truncate_note(note: String) -> String {
-    truncate(note, NOTE_LIMIT)
-}
-
-/// `text` cut to at most `limit` bytes on a character boundary, ending in [`TRUNCATED`]
-/// when it was cut (just the start of the marker when `limit` is shorter than it).
-pub fn truncate(mut text: String, limit: usize) -> String {
-    if text.len() <= limit {
-        return text;
+    match crate::names::truncate(&note, NOTE_LIMIT) {
+        std::borrow::Cow::Borrowed(_) => note,
+        std::borrow::Cow::Owned(cut) => cut,
     }
-    let keep = floor_char_boundary(&text, limit.saturating_sub(TRUNCATED.len()));
-    text.truncate(keep);
-    text.push_str(TRUNCATED);
-    if text.len() > limit {
-        let keep = floor_char_boundary(&text, limit);
-        text.truncate(keep);
-    }
-    text
-}
-
-/// The largest index ≤ `at` that is a character boundary of `text`.
-fn floor_char_boundary(text: &str, at: usize) -> usize {
-    let mut at = at.min(text.len());
-    while !text.is_char_boundary(at) {
-        at -= 1;
-    }
-    at
 }
 
 type Queued = (Event, ObjectReference);
@@ -133,7 +108,7 @@ mod tests {
     fn a_long_note_is_cut_to_the_limit_with_a_marker() {
         let cut = truncate_note("x".repeat(NOTE_LIMIT + 1));
         assert!(cut.len() <= NOTE_LIMIT, "{}", cut.len());
-        assert!(cut.ends_with(TRUNCATED));
+        assert!(cut.ends_with(crate::names::TRUNCATED_MARKER));
         assert!(cut.starts_with("xxx"));
     }
 
@@ -144,18 +119,8 @@ mod tests {
             let note = format!("{}{}", "a".repeat(pad), "é✓😀".repeat(400));
             let cut = truncate_note(note);
             assert!(cut.len() <= NOTE_LIMIT);
-            assert!(cut.ends_with(TRUNCATED), "{cut}");
+            assert!(cut.ends_with(crate::names::TRUNCATED_MARKER), "{cut}");
         }
-    }
-
-    #[test]
-    fn a_limit_below_the_marker_still_holds() {
-        let cut = truncate("abcdefghijklmnopqrstuvwxyz".into(), 5);
-        assert!(cut.len() <= 5, "{cut}");
-        assert_eq!(
-            truncate("abc".into(), 0),
-            "abc".get(..0).unwrap_or_default()
-        );
     }
 
     fn event(reason: &str) -> Event {
