@@ -47,6 +47,17 @@ impl Blackhole {
         }
     }
 
+    /// A Runbook `name` whose one step, `call`, sends a request here (timeout 10m).
+    pub(crate) fn runbook(&self, name: &str) -> String {
+        runbook(
+            name,
+            &format!(
+                "  - {{name: call, timeout: 10m, http: {{url: \"{}/never\"}}}}",
+                self.base
+            ),
+        )
+    }
+
     /// Connections accepted so far.
     fn connections(&self) -> usize {
         *self.accepted.lock().expect("accepted")
@@ -81,13 +92,7 @@ fn phase(run: &RunbookRun) -> Option<&'static str> {
 async fn a_cancel_interrupts_a_request_that_never_answers() {
     let hole = Blackhole::start().await;
     let mut ns = TestNamespace::new("outbound-cancel").await;
-    ns.apply(&runbook(
-        "stuck",
-        &format!(
-            "  - {{name: call, timeout: 10m, http: {{url: \"{}/never\"}}}}",
-            hole.base
-        ),
-    ));
+    ns.apply(&hole.runbook("stuck"));
     ns.start_operator();
     ns.apply(&run("stuck-1", "stuck"));
     ns.wait_for::<RunbookRun>("stuck-1", "the request to be in flight", |r| {
@@ -162,13 +167,7 @@ async fn blackholed_runs_in_one_namespace_leave_the_others_running() {
     let server = Server::start("").await;
     let mut stuck = TestNamespace::new("outbound-stuck").await;
     let other = TestNamespace::new("outbound-other").await;
-    stuck.apply(&runbook(
-        "stuck",
-        &format!(
-            "  - {{name: call, timeout: 10m, http: {{url: \"{}/never\"}}}}",
-            hole.base
-        ),
-    ));
+    stuck.apply(&hole.runbook("stuck"));
     other.apply(&runbook(
         "ordinary",
         &format!(
@@ -221,13 +220,7 @@ async fn blackholed_runs_in_one_namespace_leave_the_others_running() {
 async fn a_request_in_flight_when_the_operator_stops_is_reported_not_resent() {
     let hole = Blackhole::start().await;
     let mut ns = TestNamespace::new("outbound-restart").await;
-    ns.apply(&runbook(
-        "stuck",
-        &format!(
-            "  - {{name: call, timeout: 10m, http: {{url: \"{}/never\"}}}}",
-            hole.base
-        ),
-    ));
+    ns.apply(&hole.runbook("stuck"));
     ns.start_operator();
     ns.apply(&run("stuck-1", "stuck"));
     ns.wait_for::<RunbookRun>("stuck-1", "the request to be in flight", |r| {
@@ -253,13 +246,7 @@ async fn a_request_in_flight_when_the_operator_stops_is_reported_not_resent() {
 async fn deleting_a_run_interrupts_its_request_and_lets_it_go() {
     let hole = Blackhole::start().await;
     let mut ns = TestNamespace::new("outbound-delete").await;
-    ns.apply(&runbook(
-        "stuck",
-        &format!(
-            "  - {{name: call, timeout: 10m, http: {{url: \"{}/never\"}}}}",
-            hole.base
-        ),
-    ));
+    ns.apply(&hole.runbook("stuck"));
     ns.start_operator();
     ns.apply(&run("stuck-1", "stuck"));
     let r = ns

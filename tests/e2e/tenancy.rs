@@ -118,13 +118,7 @@ async fn a_hostile_tenant_never_stops_the_operator_for_another() {
         ),
     ));
     hostile.apply(&run("huge-answer", "huge-answer"));
-    hostile.apply(&runbook(
-        "blackholed",
-        &format!(
-            "  - {{name: call, timeout: 10m, http: {{url: \"{}/never\"}}}}",
-            hole.base
-        ),
-    ));
+    hostile.apply(&hole.runbook("blackholed"));
     for i in 0..BLACKHOLED {
         hostile.apply(&run(&format!("blackholed-{i}"), "blackholed"));
     }

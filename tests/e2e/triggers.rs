@@ -651,22 +651,8 @@ async fn cancel_and_delete_run_finally() {
     ns.apply(&run("delete-me", "long", "  params: {marker: mark-delete}"));
     let job = job_running(&ns, "delete-me").await;
     ns.kubectl_ok(&["delete", "runbookrun", "delete-me", "--wait=false"]);
-    eventually("the deleted run to go away", PATIENCE, async || {
-        match ns
-            .api::<RunbookRun>()
-            .get_opt("delete-me")
-            .await
-            .expect("get run")
-        {
-            None => Ok(()),
-            Some(r) => Err(format!(
-                "phase {:?}, finalizers {:?}",
-                phase(&r),
-                r.finalizers()
-            )),
-        }
-    })
-    .await;
+    ns.wait_gone::<RunbookRun>("delete-me", "its finalizer removed once finally is done")
+        .await;
     assert_eq!(
         replicas(&ns, "mark-delete").await,
         2,
@@ -729,22 +715,8 @@ async fn a_finally_step_that_waits_forever_is_cut_short_by_the_deletion_grace() 
             })
     })
     .await;
-    eventually("the deleted run to go away", PATIENCE, async || {
-        match ns
-            .api::<RunbookRun>()
-            .get_opt("doomed")
-            .await
-            .expect("get run")
-        {
-            None => Ok(()),
-            Some(r) => Err(format!(
-                "phase {:?}, finalizers {:?}",
-                phase(&r),
-                r.finalizers()
-            )),
-        }
-    })
-    .await;
+    ns.wait_gone::<RunbookRun>("doomed", "the deletion grace cut its finally step short")
+        .await;
     let messages = ns
         .wait_for_event("doomed", "DeletionGraceExpired", "\"ask\"")
         .await;
