@@ -46,16 +46,18 @@ stress_bin() {
 	fi
 }
 
-# Runs the cached stress-ng with the libraries unpacked beside it.
+# Runs the cached stress-ng with the libraries unpacked beside it. It replaces the (sub)shell
+# it runs in, so `stress ... &` gives the PID of stress-ng itself and `kill` stops it (a
+# function run with & is a subshell whose child would outlive a kill of the subshell).
 stress() {
 	local bin
 	bin=$(stress_bin) || die "stress-ng is not available: run hack/stress.sh build"
 	LD_LIBRARY_PATH=$STRESS_DIR/root/usr/lib/x86_64-linux-gnu:$STRESS_DIR/root/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
-		"$bin" "$@"
+		exec "$bin" "$@"
 }
 
 build() {
-	if stress_bin >/dev/null && stress --version >/dev/null 2>&1; then return 0; fi
+	if stress_bin >/dev/null && (stress --version >/dev/null 2>&1); then return 0; fi
 	command -v apt-get >/dev/null || die "no stress-ng on PATH and no apt-get to fetch it: install the stress-ng package"
 	say "fetching stress-ng and the libraries this machine lacks from the OS packages into $STRESS_DIR"
 	rm -rf "$STRESS_DIR"
@@ -69,7 +71,7 @@ build() {
 		die "apt-get download ${packages[*]} failed; see $STRESS_DIR/download.log"
 	local deb
 	for deb in "$STRESS_DIR"/debs/*.deb; do dpkg-deb -x "$deb" "$STRESS_DIR/root"; done
-	stress --version >/dev/null || die "the unpacked stress-ng does not start; see $STRESS_DIR"
+	(stress --version >/dev/null) || die "the unpacked stress-ng does not start; see $STRESS_DIR"
 	say "stress-ng ready: $(stress --version)"
 }
 
@@ -84,6 +86,7 @@ run() {
 		t0=$SECONDS
 		rc=0
 		make --no-print-directory test >"$LOGS/run-$i.log" 2>&1 || rc=$?
+		# stress-ng stops its workers on SIGTERM; the run after this one starts from no load.
 		kill "$load" 2>/dev/null || true
 		wait "$load" 2>/dev/null || true
 		if ((rc == 0)); then
