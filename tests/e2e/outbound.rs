@@ -87,18 +87,26 @@ fn phase(run: &RunbookRun) -> Option<&'static str> {
         .and_then(|s| s.phase.map(|p| p.as_str()))
 }
 
-#[tokio::test]
-#[ignore = "needs the local cluster: make test"]
-async fn a_cancel_interrupts_a_request_that_never_answers() {
+/// A namespace `prefix-…` with its operator, whose run `stuck-1` has its one request in
+/// flight to a fresh [`Blackhole`] (one connection open); returns the run as it then was.
+async fn one_request_in_flight(prefix: &str) -> (Blackhole, TestNamespace, RunbookRun) {
     let hole = Blackhole::start().await;
-    let mut ns = TestNamespace::new("outbound-cancel").await;
+    let mut ns = TestNamespace::new(prefix).await;
     ns.apply(&hole.runbook("stuck"));
     ns.start_operator();
     ns.apply(&run("stuck-1", "stuck"));
-    ns.wait_for::<RunbookRun>("stuck-1", "the request to be in flight", |r| {
-        step_message(r, "call").contains("waiting for the answer")
-    })
-    .await;
+    let r = ns
+        .wait_for::<RunbookRun>("stuck-1", "the request to be in flight", |r| {
+            step_message(r, "call").contains("waiting for the answer")
+        })
+        .await;
+    (hole, ns, r)
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_cancel_interrupts_a_request_that_never_answers() {
+    let (hole, ns, _) = one_request_in_flight("outbound-cancel").await;
     assert_eq!(hole.connections(), 1);
     ns.kubectl_ok(&[
         "annotate",
@@ -218,15 +226,7 @@ async fn blackholed_runs_in_one_namespace_leave_the_others_running() {
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
 async fn a_request_in_flight_when_the_operator_stops_is_reported_not_resent() {
-    let hole = Blackhole::start().await;
-    let mut ns = TestNamespace::new("outbound-restart").await;
-    ns.apply(&hole.runbook("stuck"));
-    ns.start_operator();
-    ns.apply(&run("stuck-1", "stuck"));
-    ns.wait_for::<RunbookRun>("stuck-1", "the request to be in flight", |r| {
-        step_message(r, "call").contains("waiting for the answer")
-    })
-    .await;
+    let (hole, mut ns, _) = one_request_in_flight("outbound-restart").await;
     // A new process knows nothing of the request: whether it reached the endpoint is
     // unknown, and it is not sent again.
     ns.start_operator();
@@ -244,16 +244,7 @@ async fn a_request_in_flight_when_the_operator_stops_is_reported_not_resent() {
 #[tokio::test]
 #[ignore = "needs the local cluster: make test"]
 async fn deleting_a_run_interrupts_its_request_and_lets_it_go() {
-    let hole = Blackhole::start().await;
-    let mut ns = TestNamespace::new("outbound-delete").await;
-    ns.apply(&hole.runbook("stuck"));
-    ns.start_operator();
-    ns.apply(&run("stuck-1", "stuck"));
-    let r = ns
-        .wait_for::<RunbookRun>("stuck-1", "the request to be in flight", |r| {
-            step_message(r, "call").contains("waiting for the answer")
-        })
-        .await;
+    let (hole, ns, r) = one_request_in_flight("outbound-delete").await;
     let uid = r.metadata.uid.clone().unwrap_or_default();
     ns.kubectl_ok(&["delete", "runbookrun", "stuck-1", "--wait=false"]);
     // The finalizer goes once the request is aborted and the run is ended, long before the
