@@ -466,6 +466,83 @@ fn the_fence_values_reach_the_operator_and_the_network_policy() {
 
 #[test]
 #[ignore = "needs the local cluster: make test"]
+fn the_alert_receiver_gets_a_service_a_token_and_its_flags() {
+    let default = documents(&template(None, &[]).expect("renders"));
+    let deployment = default
+        .iter()
+        .find(|d| kind_of(d) == "Deployment")
+        .expect("a Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let args: Vec<&str> = strings(&pod["containers"][0]["args"]);
+    let after = |flag: &str| {
+        args.iter()
+            .position(|a| *a == flag)
+            .and_then(|i| args.get(i + 1).copied())
+    };
+    assert_eq!(after("--alerts-addr"), Some("0.0.0.0:9443"), "{args:?}");
+    assert_eq!(
+        after("--alerts-token-file"),
+        Some("/etc/runbook-operator/alerts/token")
+    );
+    assert!(
+        !args.contains(&"--alerts-tls-cert-file"),
+        "plain HTTP by default"
+    );
+    let secret = default
+        .iter()
+        .find(|d| kind_of(d) == "Secret" && d["metadata"]["name"] == "runbook-operator-alerts")
+        .expect("the token Secret");
+    assert!(
+        secret["data"]["token"]
+            .as_str()
+            .is_some_and(|t| t.len() >= 40)
+    );
+    assert_eq!(
+        pod["volumes"][0]["secret"]["secretName"],
+        "runbook-operator-alerts"
+    );
+    let service = default
+        .iter()
+        .find(|d| kind_of(d) == "Service" && d["metadata"]["name"] == "runbook-operator-alerts")
+        .expect("the receiver's Service");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "alerts");
+
+    // An existing Secret and TLS: no generated Secret, the TLS flags and volume.
+    let tls = documents(
+        &template(
+            None,
+            &[
+                "--set",
+                "alerts.existingSecret=am-token",
+                "--set",
+                "alerts.tls.secretName=am-tls",
+            ],
+        )
+        .expect("renders"),
+    );
+    assert!(
+        !tls.iter()
+            .any(|d| kind_of(d) == "Secret" && d["metadata"]["name"] == "runbook-operator-alerts")
+    );
+    let pod = &tls
+        .iter()
+        .find(|d| kind_of(d) == "Deployment")
+        .expect("a Deployment")["spec"]["template"]["spec"];
+    let args = strings(&pod["containers"][0]["args"]);
+    assert!(args.contains(&"--alerts-tls-cert-file"), "{args:?}");
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], "am-token");
+    assert_eq!(pod["volumes"][1]["secret"]["secretName"], "am-tls");
+
+    // Off: no receiver, Service or Secret.
+    let off = documents(&template(None, &["--set", "alerts.enabled=false"]).expect("renders"));
+    assert!(
+        !off.iter()
+            .any(|d| d["metadata"]["name"] == "runbook-operator-alerts")
+    );
+}
+
+#[test]
+#[ignore = "needs the local cluster: make test"]
 fn the_prometheus_rule_passes_promtool() {
     let promtool = tool("PROMTOOL");
     let profiles = profiles();

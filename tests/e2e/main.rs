@@ -1,6 +1,7 @@
 //! Behaviour tests against the local control plane (`make test` starts it). Each test works
 //! in its own namespace with its own operator process.
 
+mod alerts;
 mod approvals;
 mod backups;
 mod bad_input;

@@ -143,7 +143,8 @@ pub fn token_kubeconfig(namespace: &str, account: &str, label: &str) -> PathBuf 
     path
 }
 
-fn free_port() -> u16 {
+/// A port on 127.0.0.1 nothing listens on now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -78,7 +78,7 @@ ClusterRole (all namespaces) or into one Role per watched namespace.
   verbs: [get, list, watch, create, patch]
 - apiGroups: [ops.runbook.dev]
   resources: [runbookruns]
-  verbs: [list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [ops.runbook.dev]
   resources: [maintenancewindows]
   verbs: [get, list, watch, patch]
@@ -141,4 +141,11 @@ and the old object, "" when absent (oldObject is null on CREATE).
     oldObject != null && has(oldObject.metadata.annotations) && "ops.runbook.dev/{{ $key }}" in oldObject.metadata.annotations
       ? oldObject.metadata.annotations["ops.runbook.dev/{{ $key }}"] : ""
 {{- end }}
+{{- end }}
+
+{{/*
+The Secret holding the alert receiver's bearer token.
+*/}}
+{{- define "runbook-operator.alertsSecret" -}}
+{{- default (printf "%s-alerts" (include "runbook-operator.fullname" .)) .Values.alerts.existingSecret -}}
 {{- end }}

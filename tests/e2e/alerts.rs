@@ -1,0 +1,465 @@
+//! The Alertmanager webhook receiver against the local cluster: a firing alert starts its
+//! Runbook's run exactly once (repeats, concurrent deliveries, a restart, a second replica),
+//! the cooldown holds across a restart, alerts of one namespace never start another's
+//! Runbook, bad requests get 401/400/413, and a resolved alert cancels a waiting run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::api::ListParams;
+use runbook_operator::runbook::Runbook;
+use runbook_operator::runbook_run::{RunPhase, RunbookRun, TriggerType};
+use serde_json::{Value, json};
+
+use crate::support::{Operator, TestNamespace, counter_sum, free_port, http_get};
+
+const TOKEN: &str = "e2e-alerts-token";
+
+/// A receiver's address and the token file it reads.
+pub(crate) struct Receiver {
+    pub url: String,
+    pub token_file: PathBuf,
+    port: u16,
+}
+
+impl Receiver {
+    /// A free port and a token file for one operator's receiver.
+    pub fn new(ns: &TestNamespace) -> Self {
+        let port = free_port();
+        let token_file =
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-alerts-token", ns.name));
+        std::fs::write(&token_file, TOKEN).expect("write the token file");
+        Self {
+            url: format!("http://127.0.0.1:{port}/v1/alerts/alertmanager"),
+            token_file,
+            port,
+        }
+    }
+
+    /// The operator arguments that start this receiver.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--alerts-addr".into(),
+            format!("127.0.0.1:{}", self.port),
+            "--alerts-token-file".into(),
+            self.token_file.display().to_string(),
+        ]
+    }
+
+    /// POSTs `body` with `token`; the status code and the reply.
+    pub async fn post(&self, token: Option<&str>, body: &str) -> (u16, Value) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::new();
+        let mut request = client.post(&self.url).body(body.to_owned());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("the receiver answers");
+        let code = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// POSTs `notification` with the right token until the receiver is ready (not 503).
+    pub async fn send(&self, notification: &Value) -> Value {
+        let body = notification.to_string();
+        let started = std::time::Instant::now();
+        loop {
+            let (code, reply) = self.post(Some(TOKEN), &body).await;
+            if code != 503 {
+                assert_eq!(code, 200, "{reply}");
+                return reply;
+            }
+            assert!(
+                started.elapsed() < crate::support::PATIENCE,
+                "the receiver never became ready: {reply}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// An Alertmanager webhook v4 notification of `alerts`.
+pub(crate) fn notification(alerts: Vec<Value>) -> Value {
+    json!({
+        "version": "4", "groupKey": "{}:{alertname=\"HighErrorRate\"}", "status": "firing",
+        "receiver": "runbook-operator", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example", "truncatedAlerts": 0, "alerts": alerts,
+    })
+}
+
+/// One alert of `namespace`.
+pub(crate) fn alert(
+    status: &str,
+    namespace: &str,
+    fingerprint: &str,
+    starts_at: &str,
+    extra: &[(&str, &str)],
+) -> Value {
+    let mut labels =
+        json!({"alertname": "HighErrorRate", "service": "api", "namespace": namespace});
+    for (k, v) in extra {
+        labels[*k] = json!(v);
+    }
+    json!({
+        "status": status, "labels": labels,
+        "annotations": {"summary": "5xx above 5% for 5 minutes"},
+        "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus.example/graph", "fingerprint": fingerprint,
+    })
+}
+
+fn outcomes(reply: &Value) -> Vec<String> {
+    reply["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a["runbooks"].as_array().cloned().unwrap_or_default())
+        .map(|r| r["outcome"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn alert_runs(ns: &TestNamespace) -> Vec<RunbookRun> {
+    ns.api::<RunbookRun>()
+        .list(&ListParams::default())
+        .await
+        .expect("list runs")
+        .items
+        .into_iter()
+        .filter(|r| {
+            r.spec
+                .trigger
+                .as_ref()
+                .is_some_and(|t| t.type_ == TriggerType::Alert)
+        })
+        .collect()
+}
+
+fn spawn_with_receiver(
+    ns: &TestNamespace,
+    receiver: &Receiver,
+    suffix: &str,
+    more: &[&str],
+    ready: &str,
+) -> Operator {
+    let mut args = receiver.args();
+    args.extend(more.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ns.spawn_operator(suffix, &args, ready)
+}
+
+async fn ready_runbook(ns: &TestNamespace, name: &str) {
+    ns.wait_for::<Runbook>(name, "Ready", |rb| {
+        rb.status.as_ref().is_some_and(|s| {
+            crate::support::ready(&s.conditions, s.observed_generation, rb.metadata.generation)
+        })
+    })
+    .await;
+}
+
+const RUNBOOK: &str = r#"apiVersion: ops.runbook.dev/v1alpha1
+kind: Runbook
+metadata: {name: high-error-rate}
+spec:
+  params: [{name: replicas, default: "2"}, {name: statute, default: none}]
+  triggers:
+    alerts:
+    - match: {alertname: HighErrorRate, service: api}
+      params: {replicas: "4", statute: "{{ alert.labels.statute }}"}
+      cooldown: 1h
+  steps:
+  - {name: note, sleep: {duration: 1s}}
+"#;
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn an_alert_starts_its_runbook_once_per_firing_and_the_cooldown_survives_a_restart() {
+    let mut ns = TestNamespace::new("alerts").await;
+    let other = TestNamespace::new("alerts-other").await;
+    let receiver = Receiver::new(&ns);
+    // One operator for both namespaces, as one shared install sees many tenants.
+    let operator = spawn_with_receiver(
+        &ns,
+        &receiver,
+        "",
+        &[
+            "--namespace",
+            &other.name,
+            "--alerts-max-body-bytes",
+            "65536",
+        ],
+        "ok",
+    );
+    ns.adopt_operator(operator);
+    ns.apply(RUNBOOK);
+    other.apply(RUNBOOK);
+    ready_runbook(&ns, "high-error-rate").await;
+    ready_runbook(&other, "high-error-rate").await;
+
+    // Requests without the token, with a wrong one, malformed, and too large.
+    let first = notification(vec![alert(
+        "firing",
+        &ns.name,
+        "fp-1",
+        "2026-12-07T10:00:00Z",
+        &[("statute", "17 USC 107")],
+    )]);
+    let body = first.to_string();
+    let (code, _) = receiver.post(None, &body).await;
+    assert_eq!(code, 401);
+    let (code, _) = receiver.post(Some("wrong"), &body).await;
+    assert_eq!(code, 401);
+    let (code, reply) = receiver.post(Some(TOKEN), "{\"version\":\"4\"").await;
+    assert_eq!(code, 400, "{reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not an Alertmanager webhook notification")),
+        "{reply}"
+    );
+    let (code, _) = receiver.post(Some(TOKEN), &"x".repeat(100_000)).await;
+    assert_eq!(code, 413);
+    assert!(
+        alert_runs(&ns).await.is_empty(),
+        "nothing was started by a refused request"
+    );
+
+    // The same firing delivered five times at once: one run, in this namespace only.
+    let replies = futures::future::join_all((0..5).map(|_| receiver.send(&first))).await;
+    let mut seen: Vec<String> = replies.iter().flat_map(outcomes).collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "deduplicated",
+            "deduplicated",
+            "deduplicated",
+            "deduplicated",
+            "started"
+        ],
+        "{replies:?}"
+    );
+    let runs = alert_runs(&ns).await;
+    assert_eq!(runs.len(), 1, "one run for one firing");
+    let run = &runs[0];
+    assert_eq!(run.spec.params["replicas"], "4");
+    assert_eq!(run.spec.params["statute"], "17 USC 107");
+    let trigger = run.spec.trigger.as_ref().expect("the trigger");
+    assert_eq!(trigger.source.as_deref(), Some("HighErrorRate"));
+    assert_eq!(
+        trigger.alert.as_ref().map(|a| a.fingerprint.as_str()),
+        Some("fp-1")
+    );
+    assert!(
+        alert_runs(&other).await.is_empty(),
+        "another tenant's Runbook is not started by this namespace's alert"
+    );
+    ns.wait_for::<RunbookRun>(
+        &run.metadata.name.clone().unwrap_or_default(),
+        "Succeeded",
+        |r| r.status.as_ref().and_then(|s| s.phase) == Some(RunPhase::Succeeded),
+    )
+    .await;
+
+    // Another firing of the group within the cooldown: suppressed, counted once, on record.
+    let second = notification(vec![alert(
+        "firing",
+        &ns.name,
+        "fp-2",
+        "2026-12-07T10:05:00Z",
+        &[],
+    )]);
+    assert_eq!(outcomes(&receiver.send(&second).await), ["cooled_down"]);
+    assert_eq!(outcomes(&receiver.send(&second).await), ["cooled_down"]);
+    let rb = ns
+        .api::<Runbook>()
+        .get("high-error-rate")
+        .await
+        .expect("the Runbook");
+    let group = &rb
+        .status
+        .as_ref()
+        .and_then(|s| s.alerts.clone())
+        .expect("status.alerts")
+        .groups[0];
+    assert_eq!(group.key, "alertname=HighErrorRate,service=api");
+    assert_eq!(group.suppressed, Some(1), "{group:?}");
+    assert!(
+        group
+            .last_suppression
+            .as_ref()
+            .is_some_and(|s| s.reason.contains("cooldown 1h")),
+        "{group:?}"
+    );
+    ns.wait_for_event("high-error-rate", "AlertCooledDown", "cooldown 1h")
+        .await;
+    let metrics = http_get(&ns.operator().probe, "/metrics").expect("metrics");
+    assert_eq!(
+        counter_sum(
+            &metrics,
+            "runbook_operator_alerts_total",
+            "outcome=\"started\""
+        ),
+        1.0
+    );
+    assert_eq!(
+        counter_sum(
+            &metrics,
+            "runbook_operator_alert_requests_total",
+            "outcome=\"401\""
+        ),
+        2.0
+    );
+
+    // A restarted operator (nothing in memory) deduplicates the first firing and still
+    // holds the cooldown for a third.
+    ns.stop_operator();
+    let operator = spawn_with_receiver(
+        &ns,
+        &receiver,
+        "-restarted",
+        &["--namespace", &other.name],
+        "ok",
+    );
+    ns.adopt_operator(operator);
+    assert_eq!(outcomes(&receiver.send(&first).await), ["deduplicated"]);
+    let third = notification(vec![alert(
+        "firing",
+        &ns.name,
+        "fp-3",
+        "2026-12-07T10:10:00Z",
+        &[],
+    )]);
+    assert_eq!(outcomes(&receiver.send(&third).await), ["cooled_down"]);
+    assert_eq!(alert_runs(&ns).await.len(), 1);
+
+    // The other tenant's alert starts the other tenant's Runbook.
+    let theirs = notification(vec![alert(
+        "firing",
+        &other.name,
+        "fp-1",
+        "2026-12-07T10:00:00Z",
+        &[],
+    )]);
+    assert_eq!(outcomes(&receiver.send(&theirs).await), ["started"]);
+    assert_eq!(alert_runs(&other).await.len(), 1);
+    assert_eq!(alert_runs(&ns).await.len(), 1);
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn two_replicas_receiving_the_same_firing_start_one_run() {
+    let ns = TestNamespace::new("alerts-ha").await;
+    ns.grant_leader_election();
+    let receiver_a = Receiver::new(&ns);
+    let receiver_b = Receiver {
+        port: free_port(),
+        url: String::new(),
+        token_file: receiver_a.token_file.clone(),
+    };
+    let receiver_b = Receiver {
+        url: format!(
+            "http://127.0.0.1:{}/v1/alerts/alertmanager",
+            receiver_b.port
+        ),
+        ..receiver_b
+    };
+    let election = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        ns.name.as_str(),
+        "--leader-election-lease",
+        "runbook-operator-alerts-ha",
+    ];
+    let _leader = spawn_with_receiver(&ns, &receiver_a, "-a", &election, "ok");
+    let _standby = spawn_with_receiver(&ns, &receiver_b, "-b", &election, "standby");
+    ns.apply(RUNBOOK);
+    ready_runbook(&ns, "high-error-rate").await;
+    // Different firings in one group at once on both replicas: the cooldown lets one start.
+    let a = notification(vec![alert(
+        "firing",
+        &ns.name,
+        "fp-a",
+        "2026-12-07T10:00:00Z",
+        &[],
+    )]);
+    let b = notification(vec![alert(
+        "firing",
+        &ns.name,
+        "fp-b",
+        "2026-12-07T10:00:01Z",
+        &[],
+    )]);
+    let (ra, rb, ra2, rb2) = tokio::join!(
+        receiver_a.send(&a),
+        receiver_b.send(&b),
+        receiver_b.send(&a),
+        receiver_a.send(&b)
+    );
+    let mut seen: Vec<String> = [&ra, &rb, &ra2, &rb2]
+        .into_iter()
+        .flat_map(outcomes)
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen.iter().filter(|o| *o == "started").count(),
+        1,
+        "{seen:?}"
+    );
+    assert_eq!(
+        alert_runs(&ns).await.len(),
+        1,
+        "one run between two replicas: {seen:?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_resolved_alert_cancels_its_run_while_it_waits_for_approval() {
+    let mut ns = TestNamespace::new("alerts-resolve").await;
+    let receiver = Receiver::new(&ns);
+    let operator = spawn_with_receiver(&ns, &receiver, "", &[], "ok");
+    ns.adopt_operator(operator);
+    ns.apply(
+        "apiVersion: ops.runbook.dev/v1alpha1\nkind: Runbook\nmetadata: {name: needs-approval}\nspec:\n  triggers:\n    alerts:\n    - match: {alertname: HighErrorRate}\n      onResolved: CancelWaiting\n  steps:\n  - {name: ask, approval: {message: \"scale up\"}}\n  - {name: after, sleep: {duration: 1s}}\n",
+    );
+    ready_runbook(&ns, "needs-approval").await;
+    let firing = notification(vec![alert(
+        "firing",
+        &ns.name,
+        "fp-r",
+        "2026-12-07T10:00:00Z",
+        &[],
+    )]);
+    assert_eq!(outcomes(&receiver.send(&firing).await), ["started"]);
+    let run = alert_runs(&ns).await.pop().expect("the run");
+    let name = run.metadata.name.clone().unwrap_or_default();
+    ns.wait_for::<RunbookRun>(&name, "WaitingForApproval", |r| {
+        r.status.as_ref().and_then(|s| s.phase) == Some(RunPhase::WaitingForApproval)
+    })
+    .await;
+    let resolved = notification(vec![alert(
+        "resolved",
+        &ns.name,
+        "fp-r",
+        "2026-12-07T10:00:00Z",
+        &[],
+    )]);
+    assert_eq!(
+        outcomes(&receiver.send(&resolved).await),
+        ["cancel_waiting"]
+    );
+    ns.wait_for::<RunbookRun>(&name, "Cancelled", |r| {
+        r.status.as_ref().and_then(|s| s.phase) == Some(RunPhase::Cancelled)
+    })
+    .await;
+    ns.wait_for_event(
+        "needs-approval",
+        "AlertResolvedCancelled",
+        "cancelled waiting run",
+    )
+    .await;
+}
