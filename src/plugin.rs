@@ -153,6 +153,7 @@ pub fn new_run(
                 type_: TriggerType::Manual,
                 scheduled_time: None,
                 source: Some(requested_by.to_owned()),
+                alert: None,
             }),
         },
     );

@@ -439,6 +439,7 @@ impl Actor<'_> {
                 steps: steps.clone(),
                 finally: Vec::new(),
                 schedule: None,
+                triggers: None,
                 requires_maintenance_window: None,
                 history_limits: None,
                 // The validation runs act as the release does.
@@ -468,6 +469,7 @@ impl Actor<'_> {
                     type_: TriggerType::BlueGreenRelease,
                     scheduled_time: None,
                     source: Some(format!("BlueGreenRelease/{}", self.name)),
+                    alert: None,
                 }),
             },
         );

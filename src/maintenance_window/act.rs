@@ -363,6 +363,7 @@ impl<'a> Reconcile<'a> {
                     type_: TriggerType::MaintenanceWindow,
                     scheduled_time: Some(Time(occurrence.start)),
                     source: Some(format!("MaintenanceWindow/{}", self.name)),
+                    alert: None,
                 }),
             },
         );

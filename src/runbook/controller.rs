@@ -120,8 +120,9 @@ async fn reconcile(rb: Arc<Runbook>, state: Arc<State>) -> Result<Action, Error>
     let namespace = rb.namespace().unwrap_or_default();
     let started = act::start_runs(&writer, &namespace, &decision).await?;
     let status = status::status(&rb, &decision, now);
+    let current = rb.status.as_ref().map(|s| status::without_alerts(Some(s)));
     writer
-        .apply_status(rb.as_ref(), rb.status.as_ref(), &status)
+        .apply_status(rb.as_ref(), current.as_ref(), &status)
         .await
         .map_err(Error::Status)?;
     act::prune(&writer, &namespace, &decision).await?;

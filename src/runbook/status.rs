@@ -16,7 +16,7 @@ pub const READY_MESSAGE: &str = "the runbook is valid and can run";
 /// The whole status `rb` should have after `decision`, decided at `now`.
 pub fn status(rb: &Runbook, decision: &Decision, now: Timestamp) -> RunbookStatus {
     let verdict = verdict(rb, decision, now);
-    let mut status = rb.status.clone().unwrap_or_default();
+    let mut status = without_alerts(rb.status.as_ref());
     status.phase = Some(if verdict.valid {
         RunbookPhase::Ready
     } else {
@@ -27,6 +27,15 @@ pub fn status(rb: &Runbook, decision: &Decision, now: Timestamp) -> RunbookStatu
     if let Some(record) = &decision.record {
         record.store(&mut status);
     }
+    status
+}
+
+/// `status` without `alerts`: that part belongs to the alert receiver, which writes it with
+/// a resourceVersion precondition. The controller neither applies it (a copy read from a
+/// cache could undo a newer record) nor compares it.
+pub fn without_alerts(status: Option<&RunbookStatus>) -> RunbookStatus {
+    let mut status = status.cloned().unwrap_or_default();
+    status.alerts = None;
     status
 }
 

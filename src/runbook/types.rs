@@ -80,6 +80,9 @@ pub struct RunbookSpec {
     /// Run the runbook on a cron schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<RunbookSchedule>,
+    /// What else starts runs: alerts from Alertmanager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggers: Option<RunbookTriggers>,
     /// Hold runs in phase WaitingForWindow until a MaintenanceWindow matching this selector is
     /// Active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,6 +164,80 @@ pub struct RunbookSchedule {
     pub suspend: Option<bool>,
 }
 
+/// Triggers besides run-now and the schedule.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunbookTriggers {
+    /// Alerts that start a run. The operator's alert receiver takes Alertmanager's webhook
+    /// (`POST /v1/alerts/alertmanager`); every firing alert is checked against every entry, and
+    /// the first entry that matches starts (at most) one run for that firing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_ALERT_TRIGGERS))]
+    pub alerts: Vec<AlertTrigger>,
+}
+
+/// Starts a run when a matching alert fires.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.match) ? size(self.match) : 0) + (has(self.matchRegex) ? size(self.matchRegex) : 0) > 0").message("an alert trigger needs at least one label in match or matchRegex"))]
+pub struct AlertTrigger {
+    /// Labels the alert must carry, with exactly these values, e.g.
+    /// `{alertname: HighErrorRate, service: api}`.
+    #[serde(default, rename = "match")]
+    #[schemars(length(max = 16))]
+    pub match_labels: BTreeMap<String, String>,
+    /// Labels whose values must match these regular expressions, matched against the whole
+    /// value (as Alertmanager's `=~` does), e.g. `{instance: "db-.*"}`.
+    #[serde(default)]
+    #[schemars(length(max = 16))]
+    pub match_regex: BTreeMap<String, String>,
+    /// Namespaces besides this Runbook's own whose alerts may start it. An alert belongs to the
+    /// namespace in its `namespace` label; an alert without one starts no run (add the label in
+    /// the alerting rule). Empty (default): only alerts of this namespace. Listing a namespace
+    /// lets this Runbook see that namespace's alert labels and annotations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub namespaces: Vec<String>,
+    /// Parameter values for the run. Values may use `{{ alert.labels.NAME }}`,
+    /// `{{ alert.annotations.NAME }}`, `{{ alert.status }}`, `{{ alert.fingerprint }}` and
+    /// `{{ alert.startsAt }}`; a label or annotation the alert lacks renders empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(length(max = MAX_PARAMS))]
+    pub params: BTreeMap<String, String>,
+    /// At most one run per group (see `groupBy`) within this long; firings of the same group
+    /// inside it are suppressed and counted in `status.alerts`. Unset: every firing starts a
+    /// run. At most `8760h` (one year).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<Duration>,
+    /// Alert labels whose values make up a cooldown group, e.g. `[service]`. Unset: the labels
+    /// named in `match` and `matchRegex`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub group_by: Vec<String>,
+    /// What a resolved notification does: `Ignore` (default), `CancelWaiting` (cancel the
+    /// firing's run if it has not started a step yet or waits for an approval or a window), or
+    /// `Run` (start one more run for the resolution, with `{{ alert.status }}` = `resolved`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_resolved: Option<OnResolved>,
+}
+
+/// What a resolved alert does to the Runbook it matches.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum OnResolved {
+    /// Nothing (default).
+    #[default]
+    Ignore,
+    /// Cancel the firing's run if it is still Pending, WaitingForWindow or WaitingForApproval.
+    CancelWaiting,
+    /// Start a run for the resolution.
+    Run,
+}
+
+/// Most alert triggers a Runbook declares.
+pub const MAX_ALERT_TRIGGERS: u32 = 16;
+
 /// Selects the MaintenanceWindows a run must wait for.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -213,6 +290,57 @@ pub struct RunbookStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// What alerts did, per cooldown group: the run each group last started and the firings
+    /// suppressed since. Written by the alert receiver before it starts a run, so a restart, a
+    /// second replica or a repeated notification never starts a second run inside a cooldown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertsStatus>,
+}
+
+/// The alert record of a Runbook.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertsStatus {
+    /// One entry per group, most recently used last; at most 64 (the least recently used
+    /// group is forgotten first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<AlertGroupStatus>,
+}
+
+/// What the alerts of one group did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertGroupStatus {
+    /// The group: `groupBy` labels and their values, e.g. `alertname=HighErrorRate,service=api`.
+    pub key: String,
+    /// The run the group last started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<String>,
+    /// When it was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_time: Option<Time>,
+    /// The firings (`fingerprint@startsAt`) that started runs, newest last, at most 10: a
+    /// firing sent again after its run was removed by `historyLimits` starts nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub firings: Vec<String>,
+    /// How many firings the cooldown suppressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<i64>,
+    /// The most recent suppression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_suppression: Option<AlertSuppression>,
+}
+
+/// A firing the cooldown suppressed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertSuppression {
+    /// When.
+    pub time: Time,
+    /// The firing, `fingerprint@startsAt`.
+    pub firing: String,
+    /// Why, e.g. `cooldown 15m: run high-error-rate-alert-1a2b3c4d started 3m ago`.
+    pub reason: String,
 }
 
 /// `Ready` when the runbook can run, `Invalid` when its spec must be fixed first.

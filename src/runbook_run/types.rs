@@ -45,6 +45,12 @@ use crate::step::Step;
         description = "What started the run"
     ),
     printcolumn(
+        name = "Source",
+        type_ = "string",
+        json_path = ".spec.trigger.source",
+        description = "Who or what asked: the alert name, the window or release, the run-now token"
+    ),
+    printcolumn(
         name = "Started",
         type_ = "date",
         json_path = ".status.startTime",
@@ -134,6 +140,33 @@ pub struct Trigger {
     /// Who or what asked, e.g. `MaintenanceWindow/db-maintenance` or an alert name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// For runs an alert started, the alert as Alertmanager sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<AlertRecord>,
+}
+
+/// The alert that started a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertRecord {
+    /// The `alertname` label.
+    pub name: String,
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// Alertmanager's fingerprint of the alert's labels.
+    pub fingerprint: String,
+    /// When the alert started firing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<Time>,
+    /// The alert's labels (values cut at 1024 bytes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The alert's annotations (values cut at 1024 bytes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Alertmanager's link to the alert's source (the rule's graph), if it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_url: Option<String>,
 }
 
 /// Pending, WaitingForWindow, Running, WaitingForApproval, Succeeded, Failed or Cancelled.

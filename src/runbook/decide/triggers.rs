@@ -192,6 +192,7 @@ pub fn decide_triggers(
                     type_: TriggerType::Manual,
                     scheduled_time: None,
                     source: Some(format!("{RUN_NOW}={token}")),
+                    alert: None,
                 },
             ),
             note: note(
@@ -269,6 +270,7 @@ pub fn decide_triggers(
                                     type_: TriggerType::Schedule,
                                     scheduled_time: Some(time(at)),
                                     source: Some(format!("schedule {:?}", schedule.cron)),
+                                    alert: None,
                                 },
                             ),
                             note: note(
