@@ -10,6 +10,7 @@ mod cluster;
 mod crash;
 mod egress;
 mod escalation;
+mod example_rules;
 mod example_runs;
 mod examples;
 mod ha;
