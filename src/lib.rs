@@ -21,6 +21,7 @@ pub mod leader;
 pub mod maintenance_window;
 pub mod metrics;
 pub mod names;
+pub mod notify;
 pub mod outbound;
 pub mod params;
 pub mod plugin;
@@ -30,6 +31,7 @@ pub mod runbook;
 pub mod runbook_run;
 pub mod runtime;
 pub mod schedule;
+pub mod secret_ref;
 pub mod server;
 pub mod step;
 #[cfg(test)]
