@@ -125,7 +125,7 @@ fn notifications(requests: &[Recorded], status: &str) -> Vec<Recorded> {
 async fn high_error_rate_alert_runs_the_runbook_once_and_pages_then_resolves() {
     let mut ns = TestNamespace::new("incident").await;
     let circuit = Recorder::ok().await;
-    let pagerduty = Recorder::pagerduty().await;
+    let pagerduty = crate::sinks_support::Receiver::start().await;
     let copy = Recorder::ok().await;
     let exporter = Exporter::start().await;
     ns.apply(&manifests(&pagerduty.base, &circuit.base));
@@ -217,11 +217,7 @@ async fn high_error_rate_alert_runs_the_runbook_once_and_pages_then_resolves() {
     assert_eq!(api.spec.and_then(|s| s.replicas), Some(4));
 
     // PagerDuty got a trigger, then a resolve of the same incident.
-    let events: Vec<Value> = pagerduty
-        .requests_to("/v2/enqueue")
-        .iter()
-        .map(Recorded::json)
-        .collect();
+    let events = pagerduty.pagerduty_events();
     let actions: Vec<&str> = events
         .iter()
         .map(|e| e["event_action"].as_str().unwrap_or_default())
@@ -267,11 +263,7 @@ async fn high_error_rate_alert_runs_the_runbook_once_and_pages_then_resolves() {
     assert!((200..300).contains(&code), "resolved alert: {code} {body}");
     let all = runs(&ns).await;
     assert_eq!(all.len(), 1, "a resolved alert starts nothing: {all:#?}");
-    assert_eq!(
-        pagerduty.requests_to("/v2/enqueue").len(),
-        2,
-        "nothing else paged"
-    );
+    assert_eq!(pagerduty.pagerduty_events().len(), 2, "nothing else paged");
     assert!(exporter.scrapes() > 0);
 }
 

@@ -1,7 +1,7 @@
 //! Real Prometheus and Alertmanager for the incident tests: each started as a child process on
 //! free ports with a generated config in a directory of its own, killed when dropped; an
 //! exporter whose `http_requests_total` the test drives; a server that records what it is sent
-//! (the test's circuit breaker, PagerDuty, a copy of Alertmanager's notifications); and waits on
+//! (the test's circuit breaker, a copy of Alertmanager's notifications); and waits on
 //! what their HTTP APIs report. The binaries come from `PROMETHEUS` and `ALERTMANAGER`, which
 //! `make test` (and `eval "$(hack/tools.sh env)"`) export after building them.
 
@@ -398,35 +398,6 @@ impl Recorder {
     /// copy of Alertmanager's notifications).
     pub async fn ok() -> Self {
         Self::start(|_| (200, "application/json", r#"{"status":"ok"}"#.to_owned())).await
-    }
-
-    /// A PagerDuty Events API v2 stand-in: `POST /v2/enqueue` answers 202 with the event's
-    /// `dedup_key` (or a new one for a trigger without it), as PagerDuty does; a body without
-    /// `routing_key` or `event_action` answers 400.
-    pub async fn pagerduty() -> Self {
-        Self::start(|request| {
-            let event = request.json();
-            if request.method != "POST" || request.path != "/v2/enqueue" {
-                return (
-                    404,
-                    "application/json",
-                    r#"{"status":"not found"}"#.to_owned(),
-                );
-            }
-            if !event["routing_key"].is_string() || !event["event_action"].is_string() {
-                let body = r#"{"status":"invalid event","message":"Event object is invalid"}"#;
-                return (400, "application/json", body.to_owned());
-            }
-            let key = event["dedup_key"]
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
-            let body = serde_json::json!({
-                "status": "success", "message": "Event processed", "dedup_key": key,
-            });
-            (202, "application/json", body.to_string())
-        })
-        .await
     }
 
     /// Every request received so far.
