@@ -3,6 +3,7 @@
 
 // kube-derive expands each `printcolumn(..)` into attributes clippy reads as duplicates.
 #![allow(clippy::duplicated_attributes)]
+pub mod alerts;
 pub mod backup_policy;
 pub mod blue_green;
 pub mod conditions;

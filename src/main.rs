@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use kube::Client;
 use tracing::info;
 
@@ -108,7 +108,53 @@ enum Command {
         fence: FenceArgs,
         #[command(flatten)]
         timeouts: TimeoutArgs,
+        #[command(flatten)]
+        alerts: AlertArgs,
     },
+}
+
+/// The Alertmanager webhook receiver (off unless `--alerts-addr` is set).
+#[derive(clap::Args)]
+struct AlertArgs {
+    /// Address of the alert receiver, e.g. `0.0.0.0:9443`: Alertmanager's webhook receiver
+    /// posts to `/v1/alerts/alertmanager` there. Unset: no receiver.
+    #[arg(long, env = "ALERTS_ADDR")]
+    alerts_addr: Option<SocketAddr>,
+    /// File holding the bearer token every request must carry (`Authorization: Bearer`);
+    /// required with `--alerts-addr`. Re-read on every request, so a rotated Secret applies.
+    #[arg(long, env = "ALERTS_TOKEN_FILE")]
+    alerts_token_file: Option<PathBuf>,
+    /// PEM certificate chain for TLS on the receiver (with `--alerts-tls-key-file`).
+    #[arg(long, env = "ALERTS_TLS_CERT_FILE", requires = "alerts_tls_key_file")]
+    alerts_tls_cert_file: Option<PathBuf>,
+    /// PEM private key for TLS on the receiver.
+    #[arg(long, env = "ALERTS_TLS_KEY_FILE", requires = "alerts_tls_cert_file")]
+    alerts_tls_key_file: Option<PathBuf>,
+    /// Largest request body the receiver reads; larger ones get 413.
+    #[arg(long, env = "ALERTS_MAX_BODY_BYTES", default_value_t = runbook_operator::alerts::receiver::DEFAULT_MAX_BODY_BYTES)]
+    alerts_max_body_bytes: usize,
+}
+
+impl AlertArgs {
+    /// The receiver's settings, checked; `None` when it is off.
+    fn settings(self) -> anyhow::Result<Option<runbook_operator::alerts::receiver::Settings>> {
+        let Some(addr) = self.alerts_addr else {
+            return Ok(None);
+        };
+        let Some(token_file) = self.alerts_token_file else {
+            bail!(
+                "--alerts-addr needs --alerts-token-file: the receiver accepts only requests carrying that bearer token"
+            );
+        };
+        let settings = runbook_operator::alerts::receiver::Settings {
+            addr,
+            token_file,
+            tls: self.alerts_tls_cert_file.zip(self.alerts_tls_key_file),
+            max_body_bytes: self.alerts_max_body_bytes,
+        };
+        runbook_operator::alerts::receiver::check(&settings)?;
+        Ok(Some(settings))
+    }
 }
 
 /// How long a request to the API server may take before it fails.
@@ -315,8 +361,10 @@ async fn main() -> anyhow::Result<()> {
             deletion_grace,
             fence,
             timeouts,
+            alerts,
         } => {
             init_logging(log_format);
+            let alerts = alerts.settings()?;
             let election = leader_elect.then(|| leader::Election {
                 namespace: leader_election_namespace.unwrap_or_else(leader::default_namespace),
                 lease: leader_election_lease,
@@ -374,6 +422,7 @@ async fn main() -> anyhow::Result<()> {
                     watch_client,
                 },
                 outbound,
+                alerts,
             )
             .await
         }
@@ -457,6 +506,7 @@ async fn run(
     identities: Identities,
     clients: Clients,
     outbound: runbook_operator::outbound::Pool,
+    alerts: Option<runbook_operator::alerts::receiver::Settings>,
 ) -> anyhow::Result<()> {
     let Clients {
         config,
@@ -501,6 +551,10 @@ async fn run(
     };
     let mut http = tokio::spawn(server::serve(probe_addr, probe, stop.clone()));
     info!(%probe_addr, "serving /healthz, /readyz and /metrics");
+    // The alert receiver answers on every replica, leader or not: it keeps its own Runbook
+    // caches, and run names derived from the firing make two replicas' runs one.
+    let receiver =
+        alerts.map(|settings| start_receiver(settings, &ctx, &scopes, &liveness, stop.clone()));
 
     let mut leadership = match election {
         None => None,
@@ -603,6 +657,7 @@ async fn run(
     drop(synced_tx);
     let metrics = ctx.metrics.clone();
     let total = controllers.len();
+    controllers.extend(receiver.into_iter().flatten());
     tokio::spawn(async move {
         let mut count = 0;
         while synced_rx.recv().await.is_some() {
@@ -671,6 +726,60 @@ async fn run(
         .with_context(|| format!("probe server on {probe_addr} failed"))?;
     info!("stopped");
     Ok(())
+}
+
+/// Starts the alert receiver and the Runbook watches it matches against (one per scope);
+/// returns their tasks, which must run until shutdown like the controllers.
+fn start_receiver(
+    settings: runbook_operator::alerts::receiver::Settings,
+    ctx: &Arc<Context>,
+    scopes: &[Config],
+    liveness: &server::Liveness,
+    stop: Shutdown,
+) -> Vec<server::Task> {
+    use runbook_operator::alerts::{act, receiver};
+    let mut tasks = Vec::new();
+    let mut stores = Vec::new();
+    let mut listed = Vec::new();
+    for config in scopes {
+        let scoped = Context {
+            config: config.clone(),
+            ..(**ctx).clone()
+        };
+        let (cache, stream) =
+            runbook_operator::runtime::watch_decoded::<runbook::Runbook>(&scoped, act::NAME);
+        stores.push(cache.store.clone());
+        listed.push(runbook_operator::runtime::listed(&cache));
+        let name = match &config.namespace {
+            Some(ns) => format!("{}-runbooks/{ns}", act::NAME),
+            None => format!("{}-runbooks", act::NAME),
+        };
+        let stop = stop.clone();
+        tasks.push(liveness.spawn(name, async move {
+            stream
+                .take_until(stop)
+                .for_each(|_| futures::future::ready(()))
+                .await;
+        }));
+    }
+    let ready = Arc::new(AtomicBool::new(false));
+    let flag = ready.clone();
+    tokio::spawn(async move {
+        futures::future::join_all(listed).await;
+        flag.store(true, Ordering::Relaxed);
+        info!("alert receiver ready: Runbook caches synced");
+    });
+    let addr = settings.addr;
+    let tls = settings.tls.is_some();
+    let alerts = Arc::new(act::Alerts::new(ctx.clone(), stores));
+    let metrics = ctx.metrics.clone();
+    tasks.push(liveness.spawn(act::NAME, async move {
+        if let Err(err) = receiver::serve(settings, alerts, ready, metrics, stop).await {
+            tracing::error!(%addr, %err, "the alert receiver failed");
+        }
+    }));
+    info!(%addr, tls, path = receiver::PATH, "serving the Alertmanager webhook receiver");
+    tasks
 }
 
 /// The error for a probe server that ended before shutdown.

@@ -32,6 +32,14 @@ pub struct WriteLabels {
     pub write: String,
 }
 
+/// Labels naming what one alert did to one Runbook, or how a receiver request ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    /// `started`, `deduplicated`, `cooled_down`, `ignored`, `cancel_waiting`, `invalid`,
+    /// `no_match`, `failed`; for requests, the HTTP status code.
+    pub outcome: String,
+}
+
 /// Labels naming one BackupPolicy.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub struct PolicyLabels {
@@ -357,6 +365,13 @@ pub struct Metrics {
     pub reconcile_panics: Family<ControllerLabels, Counter>,
     /// Events dropped because the publishing queue was full ([`crate::events`]).
     pub events_dropped: Counter,
+    /// What alerts did, per outcome: one count per alert and matching Runbook (`no_match`:
+    /// per alert that matched none).
+    pub alerts: Family<AlertLabels, Counter>,
+    /// Requests to the alert receiver, per HTTP status code answered.
+    pub alert_requests: Family<AlertLabels, Counter>,
+    /// Time to handle one receiver request (every alert recorded and its run created).
+    pub alert_request_duration: Histogram,
     /// 1 once every controller's cache has synced.
     pub ready: Gauge,
     /// 1 while this process holds the leader Lease (or runs without leader election).
@@ -458,6 +473,24 @@ impl Default for Metrics {
             "Events not published because the queue of Events waiting to be published was full (1024); the reconciles that reported them went on",
             Counter::default(),
         );
+        let alerts = registered(
+            &mut registry,
+            "alerts",
+            "What alerts received from Alertmanager did, per outcome: started, deduplicated (the firing already started its run), cooled_down, ignored (resolved, onResolved Ignore), cancel_waiting, invalid (the Runbook's spec is invalid), failed (a write failed; Alertmanager retries), one per alert and matching Runbook; no_match, one per alert that matched no Runbook",
+            Family::<AlertLabels, Counter>::default(),
+        );
+        let alert_requests = registered(
+            &mut registry,
+            "alert_requests",
+            "Requests to the alert receiver, per HTTP status code answered (the outcome label): 200 done, 400 malformed, 401 no or wrong token, 413 too large, 500 a write failed, 503 not ready",
+            Family::<AlertLabels, Counter>::default(),
+        );
+        let alert_request_duration = registered(
+            &mut registry,
+            "alert_request_duration_seconds",
+            "Time from a receiver request's arrival to its reply: every alert recorded and its run created",
+            Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+        );
         let ready = registered(
             &mut registry,
             "ready",
@@ -530,6 +563,9 @@ impl Default for Metrics {
             decode_errors,
             reconcile_panics,
             events_dropped,
+            alerts,
+            alert_requests,
+            alert_request_duration,
             ready,
             leader,
             runs,
@@ -591,6 +627,24 @@ impl Metrics {
     pub fn count_reconcile_panic(&self, controller: &str) {
         self.reconcile_panics
             .get_or_create(&controller_labels(controller))
+            .inc();
+    }
+
+    /// Counts one alert outcome (see [`Metrics::alerts`]).
+    pub fn count_alert(&self, outcome: &str) {
+        self.alerts
+            .get_or_create(&AlertLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one receiver request answered with `code`.
+    pub fn count_alert_request(&self, code: u16) {
+        self.alert_requests
+            .get_or_create(&AlertLabels {
+                outcome: code.to_string(),
+            })
             .inc();
     }
 

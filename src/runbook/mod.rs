@@ -7,5 +7,5 @@ pub mod decide;
 pub mod observe;
 pub mod status;
 pub mod types;
-pub use decide::{run_now_name, scheduled_name};
+pub use decide::{compile_alert_regex, new_run_of, run_now_name, scheduled_name};
 pub use types::*;

@@ -1,6 +1,7 @@
 //! What the Runbook controller should do now: a pure function of the Runbook (its spec and the
 //! status it stored), what the controller observed, and the clock.
 
+mod alert_triggers;
 mod triggers;
 
 #[cfg(test)]
@@ -15,9 +16,10 @@ use crate::conditions::SpecProblem;
 use crate::runbook_run::RunbookRun;
 use crate::validation::Note;
 
+pub use alert_triggers::compile_alert_regex;
 pub use triggers::{
     NewRun, REASON_MISSED_SCHEDULE, REASON_RUN_REQUESTED, REASON_SCHEDULE_SKIPPED,
-    REASON_SCHEDULED, TriggerRecord, run_now_name, scheduled_name,
+    REASON_SCHEDULED, TriggerRecord, new_run_of, run_now_name, scheduled_name,
 };
 
 /// Everything the Runbook controller should do now.
@@ -86,6 +88,7 @@ pub fn problems(rb: &Runbook, observed: &Observed) -> Vec<SpecProblem> {
         ));
     }
     problems.extend(crate::params::undeclared_references(spec));
+    problems.extend(alert_triggers::problems(rb));
     for (path, policy) in &observed.missing_policies {
         problems.push(SpecProblem::new(
             path,

@@ -135,13 +135,24 @@ fn warning(reason: &'static str, message: String) -> Note {
 }
 
 fn new_run(rb: &Runbook, name: String, trigger: Trigger) -> RunbookRun {
+    new_run_of(rb, name, trigger, BTreeMap::new())
+}
+
+/// A run of `rb` named `name`, labelled with the Runbook and owned by it (deleting the
+/// Runbook deletes its history), with `params` set.
+pub fn new_run_of(
+    rb: &Runbook,
+    name: String,
+    trigger: Trigger,
+    params: BTreeMap<String, String>,
+) -> RunbookRun {
     let mut run = RunbookRun::new(
         &name,
         RunbookRunSpec {
             runbook_ref: RunbookRef {
                 name: rb.name_any(),
             },
-            params: BTreeMap::new(),
+            params,
             mode: None,
             trigger: Some(trigger),
         },
@@ -151,7 +162,6 @@ fn new_run(rb: &Runbook, name: String, trigger: Trigger) -> RunbookRun {
         crate::well_known::RUNBOOK_LABEL.to_owned(),
         crate::names::label_value(&rb.name_any()).into_owned(),
     )]));
-    // History belongs to the Runbook: deleting it deletes the runs it started.
     run.metadata.owner_references = rb.metadata.uid.clone().map(|uid| {
         vec![OwnerReference {
             api_version: Runbook::api_version(&()).into_owned(),
