@@ -48,7 +48,7 @@ chart-crds:
 	cp crds/*.yaml $(CHART)/crds/
 
 .PHONY: tools
-tools: ## Build helm, kubeconform and promtool from Go modules (first time only) into the cache.
+tools: ## Build helm, kubeconform, promtool, Prometheus and Alertmanager from Go modules (first time only) into the cache.
 	$(TOOLS_SH) build
 
 .PHONY: chart
@@ -71,7 +71,8 @@ cluster: ## Build (first time only) and start the local demo cluster.
 	$(CLUSTER_SH) up $(CLUSTER_NAME) > .cluster-env
 
 .PHONY: run
-run: build ## Start a local cluster (or CLUSTER=current), install CRDs and examples, run the operator.
+run: build ## Start a local cluster (or CLUSTER=current), install CRDs and examples, Prometheus and Alertmanager, run the operator.
+	$(TOOLS_SH) build
 	@if [ "$(CLUSTER)" = current ]; then \
 	  echo "[run] using the cluster of the current kubeconfig"; \
 	  kubectl version >/dev/null || { echo "[run] ERROR: no cluster reachable with the current kubeconfig"; exit 1; }; \
@@ -96,12 +97,24 @@ run: build ## Start a local cluster (or CLUSTER=current), install CRDs and examp
 	echo "  kubectl annotate bp -n $(DEMO_NAMESPACE) postgres-daily ops.runbook.dev/backup-now=\$$(date +%s) --overwrite"; \
 	echo "  kubectl describe runbook -n $(DEMO_NAMESPACE) daily-health-check"; \
 	echo; \
-	echo "Running the operator (Ctrl-C stops it; 'make down' stops the cluster)."; \
+	echo "[run] starting Prometheus and Alertmanager (hack/monitoring.sh)"; \
+	hack/monitoring.sh up $(CLUSTER_NAME) > .monitoring-env; \
+	source .monitoring-env; \
+	echo "  Prometheus:   $$PROMETHEUS_URL/alerts (scrapes the operator; the example incident rules)"; \
+	echo "  Alertmanager: $$ALERTMANAGER_URL/api/v2/alerts (routes every alert to the operator)"; \
+	echo "  fire the seed 000 alert by hand (Alertmanager sends it to the operator, which starts"; \
+	echo "  incident-high-error-rate in $(DEMO_NAMESPACE)):"; \
+	echo "  curl -XPOST -H 'Content-Type: application/json' $$ALERTMANAGER_URL/api/v2/alerts -d '[{\"labels\":{\"alertname\":\"HighErrorRate\",\"service\":\"app\",\"namespace\":\"$(DEMO_NAMESPACE)\",\"severity\":\"critical\"}}]'"; \
+	echo "  kubectl get rbr -n $(DEMO_NAMESPACE)"; \
+	echo; \
+	echo "Running the operator (Ctrl-C stops it; 'make down' stops the cluster, Prometheus and Alertmanager)."; \
 	echo "(--allow-loopback-egress: the demo's http steps may call servers on this machine)"; \
-	exec target/release/runbook-operator run --allow-loopback-egress
+	exec target/release/runbook-operator run --allow-loopback-egress \
+	  --alerts-addr "$$ALERTS_ADDR" --alerts-token-file "$$ALERTS_TOKEN_FILE"
 
 .PHONY: down
-down: ## Stop the local demo cluster.
+down: ## Stop the local demo cluster and its Prometheus and Alertmanager.
+	hack/monitoring.sh down $(CLUSTER_NAME)
 	$(CLUSTER_SH) down $(CLUSTER_NAME)
 
 .PHONY: install
@@ -143,6 +156,7 @@ test: ## Lint, unit tests, then the chart (installed with helm) and integration 
 	export E2E_OPERATOR_KUBECONFIG=$$PWD/.cluster/$(TEST_CLUSTER)/operator.kubeconfig; \
 	hack/operator-kubeconfig.sh $(CHART_NAMESPACE) $(CHART_RELEASE) $$E2E_OPERATOR_KUBECONFIG 4h; \
 	echo "[test] every e2e operator authenticates as $$E2E_OPERATOR_SERVICE_ACCOUNT (a token; the chart's RBAC, its impersonation checked too)"; \
+	echo "[test] the incident tests start their own Prometheus ($$PROMETHEUS) and Alertmanager ($$ALERTMANAGER)"; \
 	$(CARGO) test --locked --test e2e -- --include-ignored --test-threads=4 || { \
 	  echo "[test] integration tests failed; cluster logs:"; \
 	  for f in .cluster/$(TEST_CLUSTER)/logs/*.log; do echo "== $$f"; tail -n 20 "$$f"; done; exit 1; }

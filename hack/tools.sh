@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Chart tooling for runbook-operator: helm, kubeconform and promtool, built once per
-# machine from pinned Go modules into the same version-keyed cache as hack/cluster.sh
-# (no prebuilt binary is downloaded: only the Go module proxy is reachable here), plus the
+# Chart and monitoring tooling for runbook-operator: helm, kubeconform, promtool, and the
+# Prometheus and Alertmanager the e2e suite and `make run` start, built once per machine from
+# pinned Go modules into the same version-keyed cache as hack/cluster.sh (no prebuilt binary
+# is downloaded: only the Go module proxy is reachable here), plus the
 # prometheus-operator CRDs (ServiceMonitor, PrometheusRule) taken from their Go module so the
 # chart's monitoring objects can be schema-checked. Run `hack/tools.sh help`.
 set -euo pipefail
@@ -10,10 +11,11 @@ usage() {
 	cat <<'EOF'
 usage: hack/tools.sh COMMAND
 
-  build   build missing tools into the cache (helm, kubeconform, promtool) and fetch the
-          prometheus-operator CRDs; a no-op when all are cached
+  build   build missing tools into the cache (helm, kubeconform, promtool, prometheus,
+          alertmanager) and fetch the prometheus-operator CRDs; a no-op when all are cached
   env     print eval-able export lines: PATH with the tools' dirs, and HELM, KUBECONFORM,
-          PROMTOOL, MONITORING_CRDS (the dir holding the prometheus-operator CRDs)
+          PROMTOOL, MONITORING_CRDS (the dir holding the prometheus-operator CRDs),
+          PROMETHEUS and ALERTMANAGER (the binaries the e2e suite and `make run` start)
   paths   print one "name path" line per tool (fails when one is not built)
   help    this text
 
@@ -29,6 +31,10 @@ CACHE_ROOT=${RUNBOOK_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/runbook-ope
 HELM_VERSION=v3.21.4
 KUBECONFORM_VERSION=v0.7.0
 PROMTOOL_VERSION=v0.316.0 # the Go module version of Prometheus v3.16
+# Prometheus itself (same module version as promtool) and Alertmanager: the e2e incident test
+# and `make run` start them as local processes.
+PROMETHEUS_VERSION=$PROMTOOL_VERSION
+ALERTMANAGER_VERSION=v0.35.0
 # prometheus-operator, for the monitoring.coreos.com CRDs. The module proxy answers
 # "not available" for v0.95.2 of the root module and lists v0.85.0 as its newest; the
 # ServiceMonitor and PrometheusRule kinds are monitoring.coreos.com/v1 in both.
@@ -38,6 +44,8 @@ HELM_DIR=$CACHE_ROOT/helm-$HELM_VERSION
 KUBECONFORM_DIR=$CACHE_ROOT/kubeconform-$KUBECONFORM_VERSION
 PROMTOOL_DIR=$CACHE_ROOT/promtool-$PROMTOOL_VERSION
 PROMOP_DIR=$CACHE_ROOT/prometheus-operator-crds-$PROMOP_VERSION
+PROMETHEUS_DIR=$CACHE_ROOT/prometheus-$PROMETHEUS_VERSION
+ALERTMANAGER_DIR=$CACHE_ROOT/alertmanager-$ALERTMANAGER_VERSION
 PROMOP_CRDS="monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_prometheusrules.yaml"
 
 # Progress goes to stderr; stdout is kept for eval-able output.
@@ -53,7 +61,7 @@ die() { printf '[tools] ERROR: %s\n' "$*" >&2; exit 1; }
 build_go_tool() { # name dir package version [function printing extra ldflags]
 	local name=$1 dir=$2 pkg=$3 version=$4 ldflags="-s -w" t0=$SECONDS
 	if [[ -f $dir/.stamp && -x $dir/bin/$name ]]; then return 0; fi
-	check_go "helm and promtool"
+	check_go "$name"
 	if [[ -n ${5:-} ]]; then ldflags="$ldflags $("$5")"; fi
 	mkdir -p "$dir/bin"
 	rm -f "$dir/.stamp"
@@ -83,6 +91,48 @@ helm_ldflags() {
 	printf '%s' "-X $v/internal/version.version=$HELM_VERSION -X $v/internal/version.gitTreeState=clean"
 	printf ' %s' "-X $v/pkg/lint/rules.k8sVersionMajor=1 -X $v/pkg/lint/rules.k8sVersionMinor=$minor"
 	printf ' %s' "-X $v/pkg/chartutil.k8sVersionMajor=1 -X $v/pkg/chartutil.k8sVersionMinor=$minor"
+}
+
+# The version both binaries report (`--version`, the build_info metric), as their release builds
+# stamp it: v0.316.0 of the Go module is Prometheus 3.16.0.
+prometheus_ldflags() {
+	local rest=${PROMETHEUS_VERSION#v0.} minor
+	minor=${rest%%.*}
+	printf '%s' "-X github.com/prometheus/common/version.Version=$((minor / 100)).$((minor % 100)).${rest#*.}"
+}
+alertmanager_ldflags() { printf '%s' "-X github.com/prometheus/common/version.Version=${ALERTMANAGER_VERSION#v}"; }
+
+# Alertmanager embeds its built web UI (ui/app/dist), which its module source does not carry,
+# so `go install` fails. Build it from a copy of the module source with a one-page stand-in
+# for the UI; the HTTP API (what the tests and the demo use) is unaffected.
+build_alertmanager() {
+	local dir=$ALERTMANAGER_DIR t0=$SECONDS moddir page
+	if [[ -f $dir/.stamp && -x $dir/bin/alertmanager ]]; then return 0; fi
+	check_go "alertmanager"
+	mkdir -p "$dir/bin"
+	rm -f "$dir/.stamp"
+	say "building alertmanager $ALERTMANAGER_VERSION from Go modules (github.com/prometheus/alertmanager, without its web UI)"
+	moddir=$(cd "$dir" && go_env GO111MODULE=on go mod download -json \
+		"github.com/prometheus/alertmanager@$ALERTMANAGER_VERSION" 2>"$dir/build.log" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p') || true
+	[[ -n $moddir && -d $moddir ]] ||
+		die "cannot download github.com/prometheus/alertmanager@$ALERTMANAGER_VERSION; log: $dir/build.log"
+	rm -rf "$dir/src"
+	cp -r "$moddir" "$dir/src"
+	chmod -R u+w "$dir/src"
+	page='<!doctype html><title>Alertmanager</title><p>This Alertmanager was built without its web UI; its HTTP API is under /api/v2/.</p>'
+	for ui in elm mantine; do
+		mkdir -p "$dir/src/ui/app/dist/$ui"
+		printf '%s\n' "$page" >"$dir/src/ui/app/dist/$ui/index.html"
+	done
+	(
+		cd "$dir/src"
+		run_logged "alertmanager $ALERTMANAGER_VERSION" "$dir/build.log" \
+			go_env go build -o "$dir/bin/alertmanager" -ldflags "-s -w $(alertmanager_ldflags)" ./cmd/alertmanager
+	)
+	rm -rf "$dir/src"
+	[[ -x $dir/bin/alertmanager ]] || die "go build succeeded but $dir/bin/alertmanager is missing"
+	printf '%s build_seconds=%d\n' "$(date -u +%FT%TZ)" "$((SECONDS - t0))" >"$dir/.stamp"
 }
 
 # The ServiceMonitor and PrometheusRule CRDs, copied out of the prometheus-operator Go module
@@ -125,13 +175,18 @@ cmd_build() {
 	[[ -f $PROMTOOL_DIR/.stamp ]] ||
 		say "(promtool pulls in every Prometheus service discovery: its first build takes ~6 min on 2 cores)"
 	build_go_tool promtool "$PROMTOOL_DIR" github.com/prometheus/prometheus/cmd/promtool "$PROMTOOL_VERSION"
+	# Without the builtinassets tag the web UI is served from disk (absent here): the HTTP API
+	# the tests use works, only the UI pages answer 404.
+	build_go_tool prometheus "$PROMETHEUS_DIR" github.com/prometheus/prometheus/cmd/prometheus "$PROMETHEUS_VERSION" prometheus_ldflags
+	build_alertmanager
 	exec 8>&-
-	say "helm, kubeconform, promtool ready; use: eval \"\$(hack/tools.sh env)\""
+	say "helm, kubeconform, promtool, prometheus, alertmanager ready; use: eval \"\$(hack/tools.sh env)\""
 }
 
 check_built() {
 	local bin
-	for bin in "$HELM_DIR/bin/helm" "$KUBECONFORM_DIR/bin/kubeconform" "$PROMTOOL_DIR/bin/promtool"; do
+	for bin in "$HELM_DIR/bin/helm" "$KUBECONFORM_DIR/bin/kubeconform" "$PROMTOOL_DIR/bin/promtool" \
+		"$PROMETHEUS_DIR/bin/prometheus" "$ALERTMANAGER_DIR/bin/alertmanager"; do
 		[[ -x $bin ]] || die "${bin##*/} is not built ($bin missing): run \`make tools\` (hack/tools.sh build)"
 	done
 	[[ -f $PROMOP_DIR/.stamp ]] || die "prometheus-operator CRDs not fetched: run \`make tools\` (hack/tools.sh build)"
@@ -145,12 +200,15 @@ cmd_env() {
 	printf 'export KUBECONFORM=%q\n' "$KUBECONFORM_DIR/bin/kubeconform"
 	printf 'export PROMTOOL=%q\n' "$PROMTOOL_DIR/bin/promtool"
 	printf 'export MONITORING_CRDS=%q\n' "$PROMOP_DIR"
+	printf 'export PROMETHEUS=%q\n' "$PROMETHEUS_DIR/bin/prometheus"
+	printf 'export ALERTMANAGER=%q\n' "$ALERTMANAGER_DIR/bin/alertmanager"
 }
 
 cmd_paths() {
 	check_built
-	printf 'helm %s\nkubeconform %s\npromtool %s\nmonitoring-crds %s\n' \
-		"$HELM_DIR/bin/helm" "$KUBECONFORM_DIR/bin/kubeconform" "$PROMTOOL_DIR/bin/promtool" "$PROMOP_DIR"
+	printf 'helm %s\nkubeconform %s\npromtool %s\nmonitoring-crds %s\nprometheus %s\nalertmanager %s\n' \
+		"$HELM_DIR/bin/helm" "$KUBECONFORM_DIR/bin/kubeconform" "$PROMTOOL_DIR/bin/promtool" "$PROMOP_DIR" \
+		"$PROMETHEUS_DIR/bin/prometheus" "$ALERTMANAGER_DIR/bin/alertmanager"
 }
 
 main() {

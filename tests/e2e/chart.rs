@@ -24,7 +24,7 @@ fn chart_dir() -> PathBuf {
 }
 
 /// A tool path from the environment `make test` sets, or a failure that says how to get it.
-fn tool(var: &str) -> PathBuf {
+pub(crate) fn tool(var: &str) -> PathBuf {
     let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
         panic!(
             "{var} is not set: run `make tools` and then `eval \"$(hack/tools.sh env)\"` (make test does both)"
@@ -38,14 +38,14 @@ fn tool(var: &str) -> PathBuf {
     path
 }
 
-fn run(program: &Path, args: &[&str]) -> Output {
+pub(crate) fn run(program: &Path, args: &[&str]) -> Output {
     Command::new(program)
         .args(args)
         .output()
         .unwrap_or_else(|err| panic!("cannot run {}: {err}", program.display()))
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -704,7 +704,7 @@ fn scratch(what: &str) -> PathBuf {
 
 /// Applies the ServiceMonitor and PrometheusRule CRDs `make tools` fetched, so the cluster's
 /// OpenAPI describes them, and waits until they are served.
-fn apply_monitoring_crds() {
+pub(crate) fn apply_monitoring_crds() {
     let dir = tool("MONITORING_CRDS");
     let out = kubectl_in(
         None,
@@ -755,7 +755,7 @@ async fn get_json(client: &kube::Client, path: &str) -> Result<Value, String> {
 /// Writes one JSON Schema per kind of the listed group-versions into `out`, from the cluster's
 /// OpenAPI v3 documents (found through the `/openapi/v3` index); returns how many kinds. A new
 /// CRD appears in the index a moment after it is Established, so a missing one is polled for.
-async fn generate_schemas(
+pub(crate) async fn generate_schemas(
     client: &kube::Client,
     group_versions: &BTreeSet<String>,
     out: &Path,
