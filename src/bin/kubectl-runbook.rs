@@ -122,6 +122,15 @@ enum Command {
         #[arg(short = 'A', long)]
         all_namespaces: bool,
     },
+    /// What recent alerts did to the Runbooks of the namespace (started a run, deduplicated,
+    /// cooled down, cancelled), and each cooldown group's last run and suppressions.
+    Alerts {
+        /// Only this Runbook.
+        runbook: Option<String>,
+        /// Show at most this many recent alerts.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Show a run's step journal as a tree.
     Get {
         /// The RunbookRun.
@@ -441,6 +450,31 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 "follow it with: kubectl get jobs -n {ns} -l {}={} -w",
                 runbook_operator::well_known::POLICY_LABEL,
                 runbook_operator::backup_policy::label_value(&policy)
+            );
+            Ok(0)
+        }
+        Command::Alerts { runbook, limit } => {
+            let runbooks = target
+                .api::<Runbook>()
+                .list(&ListParams::default())
+                .await
+                .map_err(|err| explain(err, "listing Runbooks", &ns))?
+                .items;
+            let events = target
+                .api::<k8s_openapi::api::events::v1::Event>()
+                .list(&ListParams::default())
+                .await
+                .map_err(|err| explain(err, "listing Events", &ns))?
+                .items;
+            print!(
+                "{}",
+                plugin::alerts::render_alerts(
+                    &runbooks,
+                    &events,
+                    runbook.as_deref(),
+                    limit,
+                    jiff::Timestamp::now()
+                )
             );
             Ok(0)
         }

@@ -469,3 +469,74 @@ fn object_refs_read_like_kubectl() {
         "bluegreenrelease.ops.runbook.dev/shop"
     );
 }
+
+#[test]
+fn the_alerts_table_shows_what_each_alert_did_and_the_cooldown_groups() {
+    use crate::runbook::{AlertGroupStatus, AlertsStatus, Runbook, RunbookStatus};
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::api::events::v1::Event;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    let now: Timestamp = "2026-12-07T10:10:00Z".parse().expect("time");
+    let event = |reason: &str, note: &str, minutes: i64, kind: &str| Event {
+        reason: Some(reason.into()),
+        note: Some(note.into()),
+        event_time: Some(MicroTime(now - SignedDuration::from_mins(minutes))),
+        regarding: Some(ObjectReference {
+            kind: Some(kind.into()),
+            name: Some("high-error-rate".into()),
+            ..ObjectReference::default()
+        }),
+        ..Event::default()
+    };
+    let events = [
+        event(
+            "AlertCooledDown",
+            "alert X started no run: cooldown 15m",
+            2,
+            "Runbook",
+        ),
+        event("AlertStartedRun", "alert X started run r-1", 5, "Runbook"),
+        event("StepStarted", "step started", 4, "RunbookRun"),
+        event("Ready", "valid", 6, "Runbook"),
+    ];
+    let mut rb: Runbook = serde_json::from_value(json!({
+        "apiVersion": "ops.runbook.dev/v1alpha1", "kind": "Runbook",
+        "metadata": {"name": "high-error-rate", "namespace": "shop"},
+        "spec": {"steps": [{"name": "s", "sleep": {"duration": "1s"}}]}
+    }))
+    .expect("a Runbook");
+    rb.status = Some(RunbookStatus {
+        alerts: Some(AlertsStatus {
+            groups: vec![AlertGroupStatus {
+                key: "alertname=X".into(),
+                last_run: Some("r-1".into()),
+                suppressed: Some(1),
+                ..AlertGroupStatus::default()
+            }],
+        }),
+        ..RunbookStatus::default()
+    });
+    let out = super::alerts::render_alerts(&[rb], &events, None, 50, now);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("LAST SEEN"), "{out}");
+    assert!(
+        lines[1].contains("started") && lines[1].contains("r-1"),
+        "oldest first: {out}"
+    );
+    assert!(lines[2].contains("cooled down"), "{out}");
+    assert!(
+        !out.contains("step started") && !out.contains("valid"),
+        "other Events left out: {out}"
+    );
+    assert!(
+        out.contains("alertname=X") && out.contains("SUPPRESSED"),
+        "{out}"
+    );
+    let only_last = super::alerts::render_alerts(&[], &events, None, 1, now);
+    assert!(
+        !only_last.contains("r-1") && only_last.contains("cooled down"),
+        "{only_last}"
+    );
+    let none = super::alerts::render_alerts(&[], &events, Some("other"), 50, now);
+    assert!(none.starts_with("No alert has reached"), "{none}");
+}

@@ -3,7 +3,6 @@
 //! the cooldown holds across a restart, alerts of one namespace never start another's
 //! Runbook, bad requests get 401/400/413, and a resolved alert cancels a waiting run.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use kube::api::ListParams;
@@ -11,75 +10,37 @@ use runbook_operator::runbook::Runbook;
 use runbook_operator::runbook_run::{RunPhase, RunbookRun, TriggerType};
 use serde_json::{Value, json};
 
-use crate::support::{Operator, TestNamespace, counter_sum, free_port, http_get};
+use crate::monitoring::Receiver;
+use crate::support::{Operator, TestNamespace, counter_sum, http_get};
 
-const TOKEN: &str = "e2e-alerts-token";
-
-/// A receiver's address and the token file it reads.
-pub(crate) struct Receiver {
-    pub url: String,
-    pub token_file: PathBuf,
-    port: u16,
+/// POSTs `notification` with the receiver's token until it is ready (not 503); the reply.
+async fn send(receiver: &Receiver, notification: &Value) -> Value {
+    let body = notification.to_string();
+    let started = std::time::Instant::now();
+    loop {
+        let answer = receiver.post(&body).await;
+        if let Some((code, reply)) = answer.filter(|(code, _)| *code != 503) {
+            assert_eq!(code, 200, "{reply}");
+            return serde_json::from_str(&reply).expect("a JSON reply");
+        }
+        assert!(
+            started.elapsed() < crate::support::PATIENCE,
+            "the receiver never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
-impl Receiver {
-    /// A free port and a token file for one operator's receiver.
-    pub fn new(ns: &TestNamespace) -> Self {
-        let port = free_port();
-        let token_file =
-            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-alerts-token", ns.name));
-        std::fs::write(&token_file, TOKEN).expect("write the token file");
-        Self {
-            url: format!("http://127.0.0.1:{port}/v1/alerts/alertmanager"),
-            token_file,
-            port,
-        }
-    }
-
-    /// The operator arguments that start this receiver.
-    pub fn args(&self) -> Vec<String> {
-        vec![
-            "--alerts-addr".into(),
-            format!("127.0.0.1:{}", self.port),
-            "--alerts-token-file".into(),
-            self.token_file.display().to_string(),
-        ]
-    }
-
-    /// POSTs `body` with `token`; the status code and the reply.
-    pub async fn post(&self, token: Option<&str>, body: &str) -> (u16, Value) {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::new();
-        let mut request = client.post(&self.url).body(body.to_owned());
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.expect("the receiver answers");
-        let code = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        (
-            code,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    /// POSTs `notification` with the right token until the receiver is ready (not 503).
-    pub async fn send(&self, notification: &Value) -> Value {
-        let body = notification.to_string();
-        let started = std::time::Instant::now();
-        loop {
-            let (code, reply) = self.post(Some(TOKEN), &body).await;
-            if code != 503 {
-                assert_eq!(code, 200, "{reply}");
-                return reply;
-            }
-            assert!(
-                started.elapsed() < crate::support::PATIENCE,
-                "the receiver never became ready: {reply}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+/// The status code and JSON reply of one POST with `token`.
+async fn post(receiver: &Receiver, token: Option<&str>, body: &str) -> (u16, Value) {
+    let (code, text) = receiver
+        .post_with(token, body)
+        .await
+        .expect("the receiver answers");
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// An Alertmanager webhook v4 notification of `alerts`.
@@ -179,7 +140,7 @@ spec:
 async fn an_alert_starts_its_runbook_once_per_firing_and_the_cooldown_survives_a_restart() {
     let mut ns = TestNamespace::new("alerts").await;
     let other = TestNamespace::new("alerts-other").await;
-    let receiver = Receiver::new(&ns);
+    let receiver = Receiver::fresh();
     // One operator for both namespaces, as one shared install sees many tenants.
     let operator = spawn_with_receiver(
         &ns,
@@ -208,11 +169,11 @@ async fn an_alert_starts_its_runbook_once_per_firing_and_the_cooldown_survives_a
         &[("statute", "17 USC 107")],
     )]);
     let body = first.to_string();
-    let (code, _) = receiver.post(None, &body).await;
+    let (code, _) = post(&receiver, None, &body).await;
     assert_eq!(code, 401);
-    let (code, _) = receiver.post(Some("wrong"), &body).await;
+    let (code, _) = post(&receiver, Some("wrong"), &body).await;
     assert_eq!(code, 401);
-    let (code, reply) = receiver.post(Some(TOKEN), "{\"version\":\"4\"").await;
+    let (code, reply) = post(&receiver, Some(&receiver.token), "{\"version\":\"4\"").await;
     assert_eq!(code, 400, "{reply}");
     assert!(
         reply["error"]
@@ -220,7 +181,7 @@ async fn an_alert_starts_its_runbook_once_per_firing_and_the_cooldown_survives_a
             .is_some_and(|e| e.contains("not an Alertmanager webhook notification")),
         "{reply}"
     );
-    let (code, _) = receiver.post(Some(TOKEN), &"x".repeat(100_000)).await;
+    let (code, _) = post(&receiver, Some(&receiver.token), &"x".repeat(100_000)).await;
     assert_eq!(code, 413);
     assert!(
         alert_runs(&ns).await.is_empty(),
@@ -228,7 +189,7 @@ async fn an_alert_starts_its_runbook_once_per_firing_and_the_cooldown_survives_a
     );
 
     // The same firing delivered five times at once: one run, in this namespace only.
-    let replies = futures::future::join_all((0..5).map(|_| receiver.send(&first))).await;
+    let replies = futures::future::join_all((0..5).map(|_| send(&receiver, &first))).await;
     let mut seen: Vec<String> = replies.iter().flat_map(outcomes).collect();
     seen.sort();
     assert_eq!(
@@ -272,8 +233,8 @@ async fn an_alert_starts_its_runbook_once_per_firing_and_the_cooldown_survives_a
         "2026-12-07T10:05:00Z",
         &[],
     )]);
-    assert_eq!(outcomes(&receiver.send(&second).await), ["cooled_down"]);
-    assert_eq!(outcomes(&receiver.send(&second).await), ["cooled_down"]);
+    assert_eq!(outcomes(&send(&receiver, &second).await), ["cooled_down"]);
+    assert_eq!(outcomes(&send(&receiver, &second).await), ["cooled_down"]);
     let rb = ns
         .api::<Runbook>()
         .get("high-error-rate")
@@ -325,7 +286,7 @@ async fn an_alert_starts_its_runbook_once_per_firing_and_the_cooldown_survives_a
         "ok",
     );
     ns.adopt_operator(operator);
-    assert_eq!(outcomes(&receiver.send(&first).await), ["deduplicated"]);
+    assert_eq!(outcomes(&send(&receiver, &first).await), ["deduplicated"]);
     let third = notification(vec![alert(
         "firing",
         &ns.name,
@@ -333,7 +294,7 @@ async fn an_alert_starts_its_runbook_once_per_firing_and_the_cooldown_survives_a
         "2026-12-07T10:10:00Z",
         &[],
     )]);
-    assert_eq!(outcomes(&receiver.send(&third).await), ["cooled_down"]);
+    assert_eq!(outcomes(&send(&receiver, &third).await), ["cooled_down"]);
     assert_eq!(alert_runs(&ns).await.len(), 1);
 
     // The other tenant's alert starts the other tenant's Runbook.
@@ -344,7 +305,7 @@ async fn an_alert_starts_its_runbook_once_per_firing_and_the_cooldown_survives_a
         "2026-12-07T10:00:00Z",
         &[],
     )]);
-    assert_eq!(outcomes(&receiver.send(&theirs).await), ["started"]);
+    assert_eq!(outcomes(&send(&receiver, &theirs).await), ["started"]);
     assert_eq!(alert_runs(&other).await.len(), 1);
     assert_eq!(alert_runs(&ns).await.len(), 1);
 }
@@ -354,19 +315,8 @@ async fn an_alert_starts_its_runbook_once_per_firing_and_the_cooldown_survives_a
 async fn two_replicas_receiving_the_same_firing_start_one_run() {
     let ns = TestNamespace::new("alerts-ha").await;
     ns.grant_leader_election();
-    let receiver_a = Receiver::new(&ns);
-    let receiver_b = Receiver {
-        port: free_port(),
-        url: String::new(),
-        token_file: receiver_a.token_file.clone(),
-    };
-    let receiver_b = Receiver {
-        url: format!(
-            "http://127.0.0.1:{}/v1/alerts/alertmanager",
-            receiver_b.port
-        ),
-        ..receiver_b
-    };
+    let receiver_a = Receiver::fresh();
+    let receiver_b = receiver_a.replica();
     let election = [
         "--leader-elect",
         "--leader-election-namespace",
@@ -394,10 +344,10 @@ async fn two_replicas_receiving_the_same_firing_start_one_run() {
         &[],
     )]);
     let (ra, rb, ra2, rb2) = tokio::join!(
-        receiver_a.send(&a),
-        receiver_b.send(&b),
-        receiver_b.send(&a),
-        receiver_a.send(&b)
+        send(&receiver_a, &a),
+        send(&receiver_b, &b),
+        send(&receiver_b, &a),
+        send(&receiver_a, &b)
     );
     let mut seen: Vec<String> = [&ra, &rb, &ra2, &rb2]
         .into_iter()
@@ -420,7 +370,7 @@ async fn two_replicas_receiving_the_same_firing_start_one_run() {
 #[ignore = "needs the local cluster: make test"]
 async fn a_resolved_alert_cancels_its_run_while_it_waits_for_approval() {
     let mut ns = TestNamespace::new("alerts-resolve").await;
-    let receiver = Receiver::new(&ns);
+    let receiver = Receiver::fresh();
     let operator = spawn_with_receiver(&ns, &receiver, "", &[], "ok");
     ns.adopt_operator(operator);
     ns.apply(
@@ -434,7 +384,7 @@ async fn a_resolved_alert_cancels_its_run_while_it_waits_for_approval() {
         "2026-12-07T10:00:00Z",
         &[],
     )]);
-    assert_eq!(outcomes(&receiver.send(&firing).await), ["started"]);
+    assert_eq!(outcomes(&send(&receiver, &firing).await), ["started"]);
     let run = alert_runs(&ns).await.pop().expect("the run");
     let name = run.metadata.name.clone().unwrap_or_default();
     ns.wait_for::<RunbookRun>(&name, "WaitingForApproval", |r| {
@@ -449,7 +399,7 @@ async fn a_resolved_alert_cancels_its_run_while_it_waits_for_approval() {
         &[],
     )]);
     assert_eq!(
-        outcomes(&receiver.send(&resolved).await),
+        outcomes(&send(&receiver, &resolved).await),
         ["cancel_waiting"]
     );
     ns.wait_for::<RunbookRun>(&name, "Cancelled", |r| {

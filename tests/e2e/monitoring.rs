@@ -648,18 +648,33 @@ impl Receiver {
     /// POSTs an Alertmanager webhook payload as Alertmanager does (bearer token); the status
     /// and body, or None when the receiver does not answer.
     pub async fn post(&self, payload: &str) -> Option<(u16, String)> {
-        let auth = format!("Bearer {}", self.token);
+        self.post_with(Some(&self.token), payload).await
+    }
+
+    /// POSTs `payload` with `token` (`None`: no Authorization header).
+    pub async fn post_with(&self, token: Option<&str>, payload: &str) -> Option<(u16, String)> {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(auth) = &auth {
+            headers.push(("Authorization", auth));
+        }
         http(
             &format!("http://{}", self.addr),
             "POST",
             "/v1/alerts/alertmanager",
-            &[
-                ("Authorization", &auth),
-                ("Content-Type", "application/json"),
-            ],
+            &headers,
             Some(payload),
         )
         .await
+    }
+
+    /// The same token on another free port: a second operator replica's receiver.
+    pub fn replica(&self) -> Self {
+        Self {
+            addr: format!("127.0.0.1:{}", free_port()),
+            token: self.token.clone(),
+            token_file: self.token_file.clone(),
+        }
     }
 
     /// Waits until the receiver accepts connections (the operator serves it once started).
