@@ -4,74 +4,39 @@
 //! 202 `{"status":"success","dedup_key":...}`), and a plain SMTP server (AUTH PLAIN) that
 //! records each message.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-/// One request the HTTP receiver got.
-#[derive(Clone, Debug)]
-pub(crate) struct Received {
-    /// Method, e.g. `POST`.
-    pub(crate) method: String,
-    /// Path and query.
-    pub(crate) path: String,
-    /// Header names lower-cased.
-    pub(crate) headers: BTreeMap<String, String>,
-    /// The body.
-    pub(crate) body: String,
-}
+pub(crate) use crate::monitoring::Recorded as Received;
+use crate::monitoring::Recorder;
 
-impl Received {
-    /// The body as JSON.
-    pub(crate) fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "{} got a body that is not JSON ({e}): {}",
-                self.path, self.body
-            )
-        })
-    }
-}
-
-/// An HTTP/1.1 receiver on a free port of 127.0.0.1; lives as long as the test's runtime.
+/// An HTTP/1.1 receiver on a free port of 127.0.0.1 answering as the services above; lives
+/// as long as the test's runtime.
 pub(crate) struct Receiver {
     /// `http://127.0.0.1:PORT`.
     pub(crate) base: String,
-    seen: Arc<Mutex<Vec<Received>>>,
+    server: Recorder,
 }
 
 impl Receiver {
     /// Starts the receiver.
     pub(crate) async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let _ = serve_http(stream, log).await;
-                });
-            }
-        });
-        Self { base, seen }
+        let server = Recorder::start(|request| {
+            let (code, body) = answer(request);
+            (code, "application/json", body)
+        })
+        .await;
+        Self {
+            base: server.base.clone(),
+            server,
+        }
     }
 
     /// Requests received for `path`, in order.
     pub(crate) fn requests(&self, path: &str) -> Vec<Received> {
-        self.seen
-            .lock()
-            .expect("request log")
-            .iter()
-            .filter(|r| r.path == path)
-            .cloned()
-            .collect()
+        self.server.requests_to(path)
     }
 
     /// The PagerDuty events received (bodies of `POST /v2/enqueue`), in order.
@@ -94,49 +59,6 @@ fn answer(request: &Received) -> (u16, String) {
         return (202, body.to_string());
     }
     (200, "ok".into())
-}
-
-async fn serve_http(stream: TcpStream, log: Arc<Mutex<Vec<Received>>>) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream);
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).await? == 0 {
-            return Ok(());
-        }
-        if line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
-    let mut lines = head.lines();
-    let mut request_line = lines.next().unwrap_or_default().split(' ');
-    let method = request_line.next().unwrap_or_default().to_owned();
-    let path = request_line.next().unwrap_or_default().to_owned();
-    let headers: BTreeMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body).await?;
-    let request = Received {
-        method,
-        path,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    };
-    let (code, body) = answer(&request);
-    log.lock().expect("request log").push(request);
-    let response = format!(
-        "HTTP/1.1 {code} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        if code < 400 { "OK" } else { "Error" },
-        body.len()
-    );
-    reader.get_mut().write_all(response.as_bytes()).await
 }
 
 /// One message the SMTP server accepted.
