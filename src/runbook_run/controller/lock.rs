@@ -95,8 +95,12 @@ pub(super) async fn take(
             }
             taken
         }
-        Lock::Wait { message } => {
-            return queue(run, ctx, writer, status, record, message, rv, now).await;
+        Lock::Wait {
+            message,
+            behind_queued,
+        } => {
+            let wake = behind_queued.then_some(decide::lock::QUEUE_RECHECK);
+            return queue(run, ctx, writer, status, record, message, wake, rv, now).await;
         }
         Lock::Skip { message } => {
             let mut status = status.clone();
@@ -120,13 +124,15 @@ pub(super) async fn take(
                 "waiting for the lock on {:?}: another run took it first",
                 lock.key
             );
-            queue(run, ctx, writer, status, record, message, rv, now).await
+            queue(run, ctx, writer, status, record, message, None, rv, now).await
         }
     }
 }
 
 /// Records `run` as queued for its lock (once: a settled queue writes nothing) and waits for
-/// the lock's Lease to change.
+/// the lock's Lease to change, or `wake` at the latest. A first wait writes the run's status,
+/// and that write reconciles the run again: a release that happened between the cache read and
+/// the write is seen then.
 #[allow(clippy::too_many_arguments)]
 async fn queue(
     run: &RunbookRun,
@@ -135,6 +141,7 @@ async fn queue(
     status: &RunbookRunStatus,
     record: RunLock,
     message: String,
+    wake: Option<std::time::Duration>,
     rv: &mut Option<String>,
     now: &Time,
 ) -> Result<Taken, Error> {
@@ -160,7 +167,9 @@ async fn queue(
         )
         .await;
     }
-    Ok(Taken::Not(Action::await_change()))
+    Ok(Taken::Not(
+        wake.map_or_else(Action::await_change, Action::requeue),
+    ))
 }
 
 /// Releases the lock a finished run recorded as held (the version it wrote).

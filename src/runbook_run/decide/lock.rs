@@ -13,6 +13,10 @@ use jiff::Timestamp;
 
 use crate::runbook::LockPolicy;
 
+/// How long a run queued behind another queued run (not behind a holder) waits before it
+/// looks again, in case that run went away without taking the lock.
+pub const QUEUE_RECHECK: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The lock's Lease as cached.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaseView {
@@ -71,6 +75,10 @@ pub enum Lock {
     Wait {
         /// Whom the run waits for, and why.
         message: String,
+        /// The lock is free but a run queued earlier goes first. Its taking the lock wakes
+        /// this one (the Lease is created), but if it goes away without taking it (cancelled,
+        /// deleted) no Lease changes: the waiter looks again after [`QUEUE_RECHECK`].
+        behind_queued: bool,
     },
     /// Skip: end without running a step.
     Skip {
@@ -97,13 +105,18 @@ pub fn lock(
     let holder = holder_uid.and_then(|uid| runs.iter().find(|r| r.uid == uid));
     let live = holder.filter(|h| !h.finished);
     let blocker = match live {
-        Some(h) => Some(format!("held by run {:?}", h.name)),
-        None => first_ahead(me, key, runs).map(|r| format!("run {:?} is queued ahead", r.name)),
+        Some(h) => Some((format!("held by run {:?}", h.name), false)),
+        None => {
+            first_ahead(me, key, runs).map(|r| (format!("run {:?} is queued ahead", r.name), true))
+        }
     };
-    if let Some(why) = blocker {
+    if let Some((why, behind_queued)) = blocker {
         let message = format!("waiting for the lock on {key:?}: {why}");
         return match policy {
-            LockPolicy::Queue => Lock::Wait { message },
+            LockPolicy::Queue => Lock::Wait {
+                message,
+                behind_queued,
+            },
             LockPolicy::Skip => Lock::Skip {
                 message: format!(
                     "skipped by spec.concurrency policy Skip: the lock on {key:?} is taken ({why}); no step ran"

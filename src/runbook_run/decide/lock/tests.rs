@@ -56,8 +56,12 @@ fn a_free_lock_is_created_and_a_live_holder_makes_the_run_wait_or_skip() {
         Some(&lease),
         std::slice::from_ref(&holder),
     ) {
-        Lock::Wait { message } => {
-            assert!(message.contains("held by run \"run-a\""), "{message}")
+        Lock::Wait {
+            message,
+            behind_queued,
+        } => {
+            assert!(message.contains("held by run \"run-a\""), "{message}");
+            assert!(!behind_queued, "a holder's release changes its Lease");
         }
         other => panic!("{other:?}"),
     }
@@ -118,8 +122,15 @@ fn a_free_lock_goes_to_the_oldest_queued_run_first() {
     };
     let runs = [queued("b", 3), queued("a", 2), queued("c", 9)];
     match lock(&me(5), "k", LockPolicy::Queue, None, &runs) {
-        Lock::Wait { message } => {
-            assert!(message.contains("\"run-a\" is queued ahead"), "{message}")
+        Lock::Wait {
+            message,
+            behind_queued,
+        } => {
+            assert!(message.contains("\"run-a\" is queued ahead"), "{message}");
+            assert!(
+                behind_queued,
+                "a queued run may go away without a Lease change"
+            );
         }
         other => panic!("{other:?}"),
     }
