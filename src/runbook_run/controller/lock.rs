@@ -72,8 +72,17 @@ pub(super) async fn take(
     };
     // The Lease is the operator's own object, whatever identity the run's steps use.
     let writer = writer.as_operator();
+    let skip = |message: String| {
+        let mut status = status.clone();
+        status.concurrency = Some(record.clone());
+        (status, message)
+    };
     let held = match decide::lock::lock(&me, &lock.key, lock.policy, lease.as_ref(), &runs) {
-        Lock::Held { resource_version } => resource_version,
+        // Taken before a restart (or a failed write) and not yet recorded: not counted again.
+        Lock::Held { resource_version } => {
+            record.held_version = resource_version;
+            return Ok(Taken::Held(record));
+        }
         Lock::Create => act::lock::create(&writer, run, &lease_name, &lock.key, now.0)
             .await
             .map_err(Error::Write)?,
@@ -103,13 +112,8 @@ pub(super) async fn take(
             return queue(run, ctx, writer, status, record, message, wake, rv, now).await;
         }
         Lock::Skip { message } => {
-            let mut status = status.clone();
-            status.concurrency = Some(record);
-            ctx.metrics.count_lock("skipped");
-            let outcome = (RunPhase::Cancelled, status::REASON_CONCURRENCY_SKIPPED);
-            let action =
-                end_before_start(&writer, run, status, rv.clone(), now, outcome, message).await?;
-            return Ok(Taken::Not(action));
+            let (status, message) = skip(message);
+            return skipped(&writer, run, status, message, rv, now).await;
         }
     };
     match held {
@@ -118,7 +122,15 @@ pub(super) async fn take(
             record.held_version = Some(version);
             Ok(Taken::Held(record))
         }
-        // Another run was first: queued; the Lease's watch event (or its release) wakes it.
+        // Another run was first (the Lease was created or changed since the cache read).
+        None if lock.policy == crate::runbook::LockPolicy::Skip => {
+            let (status, message) = skip(format!(
+                "skipped by spec.concurrency policy Skip: the lock on {:?} is taken (another run took it first); no step ran",
+                lock.key
+            ));
+            skipped(&writer, run, status, message, rv, now).await
+        }
+        // Queued: the Lease's watch event, or this status write, wakes it again.
         None => {
             let message = format!(
                 "waiting for the lock on {:?}: another run took it first",
@@ -127,6 +139,22 @@ pub(super) async fn take(
             queue(run, ctx, writer, status, record, message, None, rv, now).await
         }
     }
+}
+
+/// Ends a run whose lock is taken under policy Skip: Cancelled, reason
+/// [`status::REASON_CONCURRENCY_SKIPPED`], no step run; counted once the phase is written.
+async fn skipped(
+    writer: &Writer<'_>,
+    run: &RunbookRun,
+    status: RunbookRunStatus,
+    message: String,
+    rv: &Option<String>,
+    now: &Time,
+) -> Result<Taken, Error> {
+    let outcome = (RunPhase::Cancelled, status::REASON_CONCURRENCY_SKIPPED);
+    let action = end_before_start(writer, run, status, rv.clone(), now, outcome, message).await?;
+    writer.ctx().metrics.count_lock("skipped");
+    Ok(Taken::Not(action))
 }
 
 /// Records `run` as queued for its lock (once: a settled queue writes nothing) and waits for
