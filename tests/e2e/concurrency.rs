@@ -212,3 +212,28 @@ async fn runs_of_different_keys_run_side_by_side() {
     assert!(ns.event_messages("for-api", "WaitingForLock").is_empty());
     released(&ns).await;
 }
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn a_lock_whose_holder_vanished_is_taken_over() {
+    let mut ns = TestNamespace::new("lock-vanished").await;
+    ns.apply(&deployment("api"));
+    ns.apply(&runbook("scale", 3, "1s", "Queue"));
+    // A lock left behind by a run that no longer exists (as after an operator crash between
+    // a holder's deletion and its release): no run has this uid.
+    let lease = runbook_operator::names::lock_lease("deployment/api");
+    ns.apply(&format!(
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: {lease}\n  labels: {{{LOCK_LABEL}: \"true\"}}\nspec: {{holderIdentity: 00000000-0000-0000-0000-000000000000}}\n"
+    ));
+    ns.start_operator();
+    ns.apply(&run("after", "scale", "api"));
+    let after = finished(&ns, "after").await;
+    assert_eq!(phase(&after), Some(RunPhase::Succeeded), "{after:#?}");
+    released(&ns).await;
+    let metrics = http_get(&ns.operator().probe, "/metrics").expect("metrics");
+    assert_eq!(
+        counter_sum(&metrics, "runbook_operator_run_locks_total", "taken_over"),
+        1.0,
+        "{metrics}"
+    );
+}
