@@ -324,6 +324,13 @@ pub struct StepLabels {
     pub result: String,
 }
 
+/// Labels of a run's concurrency lock outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LockLabels {
+    /// `acquired`, `waited`, `skipped` or `taken_over`.
+    pub outcome: String,
+}
+
 /// Labels of a traffic switch's latency.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SwitchResultLabels {
@@ -378,6 +385,8 @@ pub struct Metrics {
     pub leader: Gauge,
     /// RunbookRuns that reached a terminal phase.
     pub runs: Family<RunLabels, Counter>,
+    /// Concurrency lock outcomes of runs (`spec.concurrency`).
+    pub run_locks: Family<LockLabels, Counter>,
     /// Duration of finished steps.
     pub step_duration: Family<StepLabels, Histogram>,
     /// Targets a MaintenanceWindow failed to restore.
@@ -520,6 +529,12 @@ impl Default for Metrics {
             "RunbookRuns that reached a terminal phase (result: Succeeded, Failed, Cancelled), counted when the operator writes that phase",
             Family::<RunLabels, Counter>::default(),
         );
+        let run_locks = registered(
+            &mut registry,
+            "run_locks",
+            "Concurrency locks of RunbookRuns (spec.concurrency of their Runbook), by outcome: acquired (the run took the lock and starts), waited (the run was queued, counted once per run), skipped (policy Skip: the run ended Cancelled, reason ConcurrencySkipped), taken_over (the lock was taken from a holder that finished or was deleted without releasing it)",
+            Family::<LockLabels, Counter>::default(),
+        );
         let step_duration = registered(
             &mut registry,
             "step_duration_seconds",
@@ -569,6 +584,7 @@ impl Default for Metrics {
             ready,
             leader,
             runs,
+            run_locks,
             step_duration,
             window_restore_failures,
             release_switches,
@@ -712,6 +728,16 @@ impl Metrics {
         if let Ok(mut counted) = self.counted.lock() {
             counted.runs.insert(labels);
         }
+    }
+
+    /// Counts a concurrency lock `outcome` of a run: `acquired`, `waited`, `skipped` or
+    /// `taken_over`.
+    pub fn count_lock(&self, outcome: &str) {
+        self.run_locks
+            .get_or_create(&LockLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     /// Records a step of action `type_` that ended in `result` after `took`.

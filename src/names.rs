@@ -15,6 +15,13 @@ pub const MAX_NAME: usize = 253;
 /// Longest label value (and DNS label) Kubernetes accepts.
 pub const MAX_LABEL_VALUE: usize = 63;
 
+/// The name of the Lease that is the lock of a resolved concurrency `key` (in the run's
+/// namespace): `runbook-lock-` and the sixteen hex digits of [`fnv64`] of the key. Every run
+/// asking for the same key, from any Runbook and any replica, computes the same name.
+pub fn lock_lease(key: &str) -> String {
+    format!("runbook-lock-{:016x}", fnv64(key.as_bytes()))
+}
+
 /// 32-bit FNV-1a: tiny, well known and stable across Rust releases and processes (unlike
 /// `std`'s hasher, which is seeded per process).
 pub fn fnv32(text: &str) -> u32 {

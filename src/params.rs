@@ -41,6 +41,16 @@ pub fn undeclared_references(spec: &RunbookSpec) -> Vec<SpecProblem> {
             });
         }
     }
+    if let Some(concurrency) = &spec.concurrency {
+        for name in references(&concurrency.key) {
+            if !declared.contains(&name) {
+                problems.push(SpecProblem::new(
+                    "spec.concurrency.key",
+                    format!("refers to {{{{ params.{name} }}}} but spec.params declares no parameter {name:?}"),
+                ));
+            }
+        }
+    }
     problems
 }
 

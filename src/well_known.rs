@@ -96,3 +96,10 @@ pub const APPROVED_BY_GROUPS: &str = "ops.runbook.dev/approved-by-groups";
 
 /// Label a Secret needs before a `rotateSecret` step may change it (value `"true"`).
 pub const ROTATABLE_LABEL: &str = "ops.runbook.dev/rotatable";
+
+/// Label on the Leases that are runs' concurrency locks (value `"true"`): the operator watches
+/// only these.
+pub const LOCK_LABEL: &str = "ops.runbook.dev/lock";
+
+/// Annotation on a lock Lease: the resolved concurrency key it stands for.
+pub const LOCK_KEY_ANNOTATION: &str = "ops.runbook.dev/lock-key";

@@ -444,6 +444,7 @@ impl Actor<'_> {
                 history_limits: None,
                 // The validation runs act as the release does.
                 service_account_name: self.bgr.spec.service_account_name.clone(),
+                concurrency: None,
             },
         );
         runbook.metadata.namespace = Some(self.namespace.clone());

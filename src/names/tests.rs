@@ -330,3 +330,17 @@ fn truncation_is_bounded_idempotent_and_on_a_char_boundary() {
     assert_eq!(truncate(&cut, MAX_STATUS_TEXT), cut);
     assert!(truncate("abc", 1).len() <= TRUNCATED_MARKER.len());
 }
+
+#[test]
+fn lock_lease_names_are_pinned() {
+    assert_eq!(
+        lock_lease("deployment/api"),
+        format!("runbook-lock-{:016x}", fnv64(b"deployment/api"))
+    );
+    assert_eq!(
+        lock_lease("deployment/api"),
+        "runbook-lock-cf64df44d3ba9971"
+    );
+    assert!(is_dns_label(&lock_lease(&"k".repeat(1024))));
+    assert_ne!(lock_lease("deployment/api"), lock_lease("deployment/web"));
+}

@@ -105,6 +105,55 @@ pub struct RunbookSpec {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
     )]
     pub service_account_name: Option<String>,
+    /// Serializes the runs that act on the same target: runs of any Runbook in this namespace
+    /// (whatever started them: a person, the schedule, an alert, a window or a release) whose
+    /// key resolves to the same text never run their steps at the same time. Unlike
+    /// `schedule.concurrencyPolicy`, which only governs the schedule, this holds for every run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+}
+
+/// Per-target serialization of runs: a lock per resolved key, held in the cluster (a
+/// `coordination.k8s.io` Lease in the run's namespace, named `runbook-lock-<hash of the key>`,
+/// whose holder is the run's uid), so it survives restarts, failover and several replicas.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Concurrency {
+    /// The lock's key, resolved with the run's parameters when the run starts, e.g.
+    /// `deployment/{{ params.deployment }}`. Runs whose keys resolve to the same text (in the
+    /// same namespace, from any Runbook) hold the same lock. The resolved key is recorded in
+    /// the run's `status.concurrency`.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+    /// What a run does when another run holds the lock (or is queued ahead of it): `Queue`
+    /// (default) waits in phase Pending (condition `Succeeded` Unknown, reason
+    /// `WaitingForLock`, naming the run it waits for) and starts in creation order once the lock
+    /// is released; `Skip` ends the run Cancelled (reason `ConcurrencySkipped`) without running
+    /// a step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<LockPolicy>,
+}
+
+/// What a run does when its lock is taken.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum LockPolicy {
+    /// Wait (phase Pending) and start in creation order once the lock is free (default).
+    #[default]
+    Queue,
+    /// End Cancelled (reason `ConcurrencySkipped`) without running a step.
+    Skip,
+}
+
+impl LockPolicy {
+    /// The policy as written in the spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockPolicy::Queue => "Queue",
+            LockPolicy::Skip => "Skip",
+        }
+    }
 }
 
 /// A runbook parameter.

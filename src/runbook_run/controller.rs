@@ -15,6 +15,7 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch};
 use kube::core::PartialObjectMeta;
@@ -35,8 +36,10 @@ use crate::context::Context;
 use crate::maintenance_window::MaintenanceWindow;
 use crate::runbook::Runbook;
 use crate::runtime::{self, Cache, Shutdown};
-use crate::well_known::{FINALLY_FINALIZER, RUN_LABEL, RUNBOOK_LABEL};
+use crate::well_known::{FINALLY_FINALIZER, LOCK_LABEL, RUN_LABEL, RUNBOOK_LABEL};
 use crate::write::{FinalizerGuard, WriteError, Writer};
+
+mod lock;
 
 /// Controller name in logs and metrics.
 pub const NAME: &str = "runbookrun";
@@ -67,6 +70,19 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The caches a concurrency lock is judged from (lock Leases, runs) could not list.
+    #[error(
+        "listing the {what} in namespace {namespace:?} to judge the run's concurrency lock: {source}"
+    )]
+    ListLocks {
+        /// What was listed.
+        what: &'static str,
+        /// The run's namespace.
+        namespace: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
     /// A write of the run itself (its journal or metadata) the API server refused or failed.
     #[error(transparent)]
     Write(#[from] WriteError),
@@ -87,9 +103,9 @@ pub enum Error {
 impl crate::errors::MetricLabel for Error {
     fn metric_label(&self) -> &'static str {
         match self {
-            Error::ReadRunbook { source, .. } | Error::ListWindows { source, .. } => {
-                crate::write::status_label(source)
-            }
+            Error::ReadRunbook { source, .. }
+            | Error::ListWindows { source, .. }
+            | Error::ListLocks { source, .. } => crate::write::status_label(source),
             Error::Write(err) => err.metric_label(),
             Error::Step { source, .. } => source.metric_label(),
             Error::Identity(_) => "identity",
@@ -100,6 +116,10 @@ impl crate::errors::MetricLabel for Error {
 struct State {
     ctx: Arc<Context>,
     windows: Cache<MaintenanceWindow>,
+    /// Every run of the scope: the holders and queues of concurrency locks.
+    runs: Cache<RunbookRun>,
+    /// The lock Leases (labelled [`LOCK_LABEL`]).
+    leases: Cache<Lease>,
     http: reqwest::Client,
 }
 
@@ -125,6 +145,11 @@ pub async fn run(
     let on_workload = runs.clone();
     let on_statefulset = runs.clone();
     let on_policy = runs.clone();
+    let on_lease = runs.clone();
+    // Only the Leases that are locks; a change (a release deletes the Lease) wakes the runs
+    // queued for it, so a queue never polls.
+    let (leases, lease_stream) =
+        runtime::watch_typed::<Lease>(&ctx, watcher::Config::default().labels(LOCK_LABEL), |_| {});
     let (policies, policy_stream) =
         runtime::watch_metadata::<crate::backup_policy::BackupPolicy>(&ctx);
     // Watched only: the watch client's read timeout outlasts a quiet watch.
@@ -191,6 +216,16 @@ pub async fn run(
                     &format!("BackupPolicy/{}", p.name_any()),
                 )
             })
+            .watches_stream(lease_stream, move |lease| {
+                let name = lease.name_any();
+                runtime::referrers(&on_lease, lease.namespace(), |run| {
+                    run.status.as_ref().is_some_and(|s| {
+                        s.resolved_steps.is_empty()
+                            && !s.phase.is_some_and(RunPhase::is_finished)
+                            && s.concurrency.as_ref().is_some_and(|c| c.lease == name)
+                    })
+                })
+            })
             // An http or notify step waits on its request in the outbound pool.
             .reconcile_on(settled_requests(&ctx));
     runtime::report_synced(
@@ -199,6 +234,7 @@ pub async fn run(
             runtime::listed(&runbooks),
             runtime::listed(&windows),
             runtime::listed(&policies),
+            runtime::listed(&leases),
         ],
         synced,
     );
@@ -206,6 +242,8 @@ pub async fn run(
     let state = Arc::new(State {
         ctx: ctx.clone(),
         windows,
+        runs: store.clone(),
+        leases,
         http,
     });
     runtime::run(
@@ -323,6 +361,7 @@ async fn reconcile(run: Arc<RunbookRun>, state: Arc<State>) -> Result<Action, Er
     let mut rv = run.resource_version();
     match decide::lifecycle(&observed) {
         Lifecycle::Settled { release_finalizer } => {
+            lock::release_left(&writer, &run, &state, &observed.status).await?;
             if release_finalizer {
                 set_metadata(&writer, &run, false, &mut rv).await?;
             }
@@ -423,6 +462,7 @@ async fn execute(
                 let (phase, _, message) = outcome.clone();
                 status = status::finished(status, outcome, generation, &now_t);
                 write_status(writer, run, &status, &mut rv).await?;
+                lock::release_held(writer, run, &status).await?;
                 // Nothing of the run may still be sending (a cancelled step's request was
                 // aborted already; this also drops replies of skipped moves).
                 ctx.outbound.abort_run(exec.run_uid);
@@ -698,6 +738,16 @@ async fn start(
             resolved,
             runbook_generation,
         } => {
+            // The lock of spec.concurrency is taken before anything of the start is written.
+            let held = match &resolved.concurrency {
+                None => None,
+                Some(wanted) => {
+                    match lock::take(run, state, writer, &status, wanted, &mut rv, &now).await? {
+                        lock::Taken::Held(record) => Some(record),
+                        lock::Taken::Not(action) => return Ok(action),
+                    }
+                }
+            };
             set_metadata(writer, run, true, &mut rv).await?;
             // The identity is fixed now: a later edit of the Runbook does not change it.
             let identity = ctx.identities.of(
@@ -709,6 +759,7 @@ async fn start(
             let mut status =
                 status::started(status, resolved, runbook_generation, generation, &now);
             status.service_account_name = Some(identity.service_account.clone());
+            status.concurrency = held;
             write_status(writer, run, &status, &mut rv).await?;
             let mode = if run.spec.mode == Some(RunMode::Plan) {
                 " in Plan mode"

@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use kube::ResourceExt;
 use kube::api::Api;
 
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use super::decide::lock::{Contender, LeaseView};
 use super::types::RunbookRun;
 use crate::maintenance_window::MaintenanceWindow;
 use crate::runbook::Runbook;
@@ -61,4 +65,58 @@ pub async fn window_open(
         namespace,
         selector,
     ))
+}
+
+/// The lock Lease `name` in `namespace` as cached (`None`: it does not exist), once the Lease
+/// cache has listed.
+pub async fn lease(
+    leases: &Cache<Lease>,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<LeaseView>, kube::Error> {
+    leases.synced().await?;
+    Ok(leases
+        .store
+        .get(&ObjectRef::new(name).within(namespace))
+        .map(|lease| LeaseView {
+            holder: lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.clone())
+                .filter(|h| !h.is_empty()),
+            resource_version: lease.resource_version(),
+        }))
+}
+
+/// Every run of `namespace` as a contender for a lock, once the run cache has listed (a holder
+/// missing from a cache that has not listed yet is not gone).
+pub async fn contenders(
+    runs: &Cache<RunbookRun>,
+    namespace: &str,
+) -> Result<Vec<Contender>, kube::Error> {
+    runs.synced().await?;
+    Ok(in_namespace(&runs.store, namespace))
+}
+
+fn in_namespace(store: &Store<RunbookRun>, namespace: &str) -> Vec<Contender> {
+    store
+        .state()
+        .iter()
+        .filter(|run| run.metadata.namespace.as_deref() == Some(namespace))
+        .map(|run| {
+            let status = run.status.as_ref();
+            Contender {
+                uid: run.metadata.uid.clone().unwrap_or_default(),
+                name: run.name_any(),
+                created: run.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                finished: status
+                    .and_then(|s| s.phase)
+                    .is_some_and(super::types::RunPhase::is_finished),
+                started: status.is_some_and(|s| !s.resolved_steps.is_empty()),
+                key: status
+                    .and_then(|s| s.concurrency.as_ref())
+                    .map(|c| c.key.clone()),
+            }
+        })
+        .collect()
 }

@@ -16,6 +16,61 @@ pub struct Resolved {
     pub steps: Vec<Step>,
     /// The finally steps, parameters substituted.
     pub finally: Vec<Step>,
+    /// The lock the run must hold before its first step (`spec.concurrency`), key resolved.
+    pub concurrency: Option<ResolvedLock>,
+}
+
+/// A Runbook's `spec.concurrency` for one run: the key with the run's parameters substituted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedLock {
+    /// The resolved key.
+    pub key: String,
+    /// Queue or Skip.
+    pub policy: crate::runbook::LockPolicy,
+}
+
+/// Longest resolved concurrency key, in bytes: it is kept in the run's status and on the Lease.
+pub const MAX_LOCK_KEY: usize = 1024;
+
+/// The Runbook's concurrency key with `values` substituted; a problem names
+/// `spec.concurrency.key` when it resolves to nothing, too long, or keeps a reference.
+fn resolve_lock(
+    runbook_name: &str,
+    runbook: &RunbookSpec,
+    values: &BTreeMap<String, String>,
+) -> Result<Option<ResolvedLock>, SpecProblem> {
+    let Some(concurrency) = &runbook.concurrency else {
+        return Ok(None);
+    };
+    let key = substitute_text(&concurrency.key, values);
+    let field = format!("Runbook {runbook_name}: spec.concurrency.key");
+    if key.trim().is_empty() {
+        return Err(SpecProblem::new(
+            field,
+            "resolves to an empty key with this run's parameters; give the parameters it refers to a value",
+        ));
+    }
+    if key.len() > MAX_LOCK_KEY {
+        return Err(SpecProblem::new(
+            field,
+            format!(
+                "resolves to {} bytes with this run's parameters; at most {MAX_LOCK_KEY} are allowed",
+                key.len()
+            ),
+        ));
+    }
+    if key.contains("{{") {
+        return Err(SpecProblem::new(
+            field,
+            format!(
+                "{key:?} still holds a template after substituting parameters: only {{{{ params.NAME }}}} of declared parameters are substituted"
+            ),
+        ));
+    }
+    Ok(Some(ResolvedLock {
+        key,
+        policy: concurrency.policy.unwrap_or_default(),
+    }))
 }
 
 /// Most bytes the resolved steps of a run may take (JSON): they are kept in the run's
@@ -114,6 +169,7 @@ pub fn resolve(
     };
     let steps = substitute(&runbook.steps, "spec.steps").map_err(|p| vec![p])?;
     let finally = substitute(&runbook.finally, "spec.finally").map_err(|p| vec![p])?;
+    let concurrency = resolve_lock(runbook_name, runbook, &values).map_err(|p| vec![p])?;
     let mut problems =
         crate::step::validate_step_lists(&[("spec.steps", &steps), ("spec.finally", &finally)]);
     for (path, list) in [("spec.steps", &steps), ("spec.finally", &finally)] {
@@ -140,7 +196,11 @@ pub fn resolve(
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok(Resolved { steps, finally })
+    Ok(Resolved {
+        steps,
+        finally,
+        concurrency,
+    })
 }
 
 /// Replaces `{{ params.NAME }}` (spaces optional) in every string of `value`.
@@ -269,6 +329,43 @@ mod tests {
             problems[0].message.contains("4096"),
             "{}",
             problems[0].message
+        );
+    }
+
+    #[test]
+    fn the_concurrency_key_is_resolved_with_the_run_parameters() {
+        let rb = spec(json!({
+            "params": [{"name": "deployment", "default": "api"}],
+            "concurrency": {"key": "deployment/{{ params.deployment }}", "policy": "Skip"},
+            "steps": [{"name": "nap", "sleep": {"duration": "1s"}}]
+        }));
+        let r = resolve("rb", &rb, &BTreeMap::new()).unwrap();
+        assert_eq!(
+            r.concurrency,
+            Some(ResolvedLock {
+                key: "deployment/api".into(),
+                policy: crate::runbook::LockPolicy::Skip
+            })
+        );
+        let overrides = BTreeMap::from([("deployment".to_owned(), "worker".to_owned())]);
+        let r = resolve("rb", &rb, &overrides).unwrap();
+        assert_eq!(r.concurrency.unwrap().key, "deployment/worker");
+        let empty = BTreeMap::from([("deployment".to_owned(), " ".to_owned())]);
+        let key = spec(json!({
+            "params": [{"name": "deployment", "default": "api"}],
+            "concurrency": {"key": "{{ params.deployment }}"},
+            "steps": [{"name": "nap", "sleep": {"duration": "1s"}}]
+        }));
+        let problems = resolve("rb", &key, &empty).unwrap_err();
+        assert_eq!(problems[0].field, "Runbook rb: spec.concurrency.key");
+        let unknown = spec(json!({
+            "concurrency": {"key": "{{ alert.labels.x }}"},
+            "steps": [{"name": "nap", "sleep": {"duration": "1s"}}]
+        }));
+        let problems = resolve("rb", &unknown, &BTreeMap::new()).unwrap_err();
+        assert!(
+            problems[0].message.contains("still holds a template"),
+            "{problems:?}"
         );
     }
 

@@ -361,6 +361,10 @@ pub struct RunbookRunStatus {
     /// The step in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_step: Option<String>,
+    /// The lock of the Runbook's `spec.concurrency`, recorded when the run first asks for it:
+    /// the key it waits for, holds, or held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<RunLock>,
     /// When a cancel (the `ops.runbook.dev/cancel` annotation, or deletion) was first seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_requested_at: Option<Time>,
@@ -371,6 +375,24 @@ pub struct RunbookRunStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// The lock a run asks for (`status.concurrency`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunLock {
+    /// The Runbook's `spec.concurrency.key` with the run's parameters substituted.
+    pub key: String,
+    /// Queue or Skip, from the Runbook when the run asked.
+    pub policy: crate::runbook::LockPolicy,
+    /// The `coordination.k8s.io` Lease (this namespace) that is the lock: its
+    /// `spec.holderIdentity` is the uid of the run holding it.
+    pub lease: String,
+    /// Set once the run holds the lock: the Lease's resourceVersion written when it took it.
+    /// Releasing deletes the Lease only if it is still that version, so a run never releases
+    /// a lock another run has taken over since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_version: Option<String>,
 }
 
 /// Schema of `spec.params`: the bounds of [`crate::runbook::MAX_PARAMS`] and

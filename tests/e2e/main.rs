@@ -8,6 +8,7 @@ mod bad_input;
 mod blue_green;
 mod chart;
 mod cluster;
+mod concurrency;
 mod crash;
 mod egress;
 mod escalation;

@@ -95,6 +95,12 @@ ClusterRole (all namespaces) or into one Role per watched namespace.
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+# Runs' concurrency locks (spec.concurrency): Leases labelled ops.runbook.dev/lock in the runs'
+# namespaces, watched (list, watch), taken (create, or a patch taking over a finished
+# holder's) and released (delete). Never get or update.
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [list, watch, create, patch, delete]
 # What the caches and observers read. Reads only: every change to a workload, Job, Service,
 # pod or Secret is sent impersonating the object's ServiceAccount (below), so that
 # ServiceAccount's RBAC decides it, and the operator itself reads no Secret.

@@ -27,6 +27,7 @@ mod approval;
 mod backup;
 mod http;
 mod job;
+pub mod lock;
 mod patch;
 mod pods;
 mod secret;

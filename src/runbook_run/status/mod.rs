@@ -245,6 +245,12 @@ fn desired_succeeded(status: &RunbookRunStatus) -> (Status, String, String) {
                 .map(|c| c.message.clone())
                 .unwrap_or_else(|| format!("phase {phase}")),
         ),
+        // The message naming the run it waits for was set when the run was queued.
+        RunPhase::Pending if is_waiting_for_lock(status) => (
+            Status::Unknown,
+            REASON_WAITING_FOR_LOCK.to_owned(),
+            previous.map(|c| c.message.clone()).unwrap_or_default(),
+        ),
         RunPhase::Pending | RunPhase::Running | RunPhase::WaitingForApproval => {
             let current = status.current_step.clone().unwrap_or_default();
             let message = status
@@ -314,6 +320,49 @@ pub fn ended_before_start(
     status.observed_generation = generation;
     status.conditions = run_conditions(&status, generation, now);
     status
+}
+
+/// Reason of the `Succeeded` condition (Unknown) of a run queued for its concurrency lock.
+pub const REASON_WAITING_FOR_LOCK: &str = "WaitingForLock";
+/// Reason of the `Succeeded` condition (False) of a run ended Cancelled because its
+/// concurrency lock was taken and its policy is Skip.
+pub const REASON_CONCURRENCY_SKIPPED: &str = "ConcurrencySkipped";
+
+/// The status of a run queued for its concurrency lock (`lock` records the key): phase
+/// Pending, `Succeeded` Unknown with reason [`REASON_WAITING_FOR_LOCK`] and `message` naming
+/// the run it waits for.
+pub fn waiting_for_lock(
+    mut status: RunbookRunStatus,
+    lock: super::types::RunLock,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) -> RunbookRunStatus {
+    status.phase = Some(RunPhase::Pending);
+    status.concurrency = Some(lock);
+    status.observed_generation = generation;
+    status.conditions = conditions::merge(
+        &status.conditions,
+        &[Desired::new(
+            SUCCEEDED,
+            Status::Unknown,
+            REASON_WAITING_FOR_LOCK,
+            message,
+        )],
+        generation,
+        now,
+    );
+    status.conditions = run_conditions(&status, generation, now);
+    status
+}
+
+/// Whether the run is queued for its concurrency lock.
+pub fn is_waiting_for_lock(status: &RunbookRunStatus) -> bool {
+    status.steps.is_empty()
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == SUCCEEDED && c.reason == REASON_WAITING_FOR_LOCK)
 }
 
 /// The status of a run held until a MaintenanceWindow is Active; `message` names the window.
