@@ -413,3 +413,72 @@ async fn a_resolved_alert_cancels_its_run_while_it_waits_for_approval() {
     )
     .await;
 }
+
+/// A Runbook started by alert `alertname` that scales the alert's `deployment` label to
+/// `replicas` and holds it `nap`, one run at a time per Deployment.
+fn locked_runbook(name: &str, alertname: &str, replicas: i32, nap: &str) -> String {
+    format!(
+        "apiVersion: ops.runbook.dev/v1alpha1\nkind: Runbook\nmetadata: {{name: {name}}}\nspec:\n  params: [{{name: deployment}}]\n  triggers:\n    alerts:\n    - match: {{alertname: {alertname}}}\n      params: {{deployment: \"{{{{ alert.labels.deployment }}}}\"}}\n  concurrency: {{key: \"deployment/{{{{ params.deployment }}}}\", policy: Queue}}\n  steps:\n  - {{name: scale, scale: {{target: {{kind: Deployment, name: \"{{{{ params.deployment }}}}\"}}, replicas: {replicas}}}}}\n  - {{name: hold, sleep: {{duration: {nap}}}}}\n"
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn two_alerts_for_the_same_deployment_arriving_together_take_turns() {
+    use crate::concurrency::{deployment, finished, phase, span};
+    let mut ns = TestNamespace::new("alerts-lock").await;
+    let receiver = Receiver::fresh();
+    let operator = spawn_with_receiver(&ns, &receiver, "", &[], "ok");
+    ns.adopt_operator(operator);
+    ns.apply(&deployment("api"));
+    ns.apply(&locked_runbook("errors-scale-up", "HighErrorRate", 4, "3s"));
+    ns.apply(&locked_runbook("latency-scale-up", "HighLatency", 6, "1s"));
+    ready_runbook(&ns, "errors-scale-up").await;
+    ready_runbook(&ns, "latency-scale-up").await;
+    let mut latency = alert(
+        "firing",
+        &ns.name,
+        "fp-latency",
+        "2026-12-07T10:00:00Z",
+        &[("deployment", "api")],
+    );
+    latency["labels"]["alertname"] = json!("HighLatency");
+    let errors = notification(vec![alert(
+        "firing",
+        &ns.name,
+        "fp-errors",
+        "2026-12-07T10:00:00Z",
+        &[("deployment", "api")],
+    )]);
+    let latency = notification(vec![latency]);
+    let (a, b) = tokio::join!(send(&receiver, &errors), send(&receiver, &latency));
+    assert_eq!(outcomes(&a), ["started"]);
+    assert_eq!(outcomes(&b), ["started"]);
+    let names: Vec<String> = [&a, &b]
+        .iter()
+        .map(|r| {
+            r["alerts"][0]["runbooks"][0]["run"]
+                .as_str()
+                .expect("a run")
+                .to_owned()
+        })
+        .collect();
+    let first = finished(&ns, &names[0]).await;
+    let second = finished(&ns, &names[1]).await;
+    for run in [&first, &second] {
+        assert_eq!(phase(run), Some(RunPhase::Succeeded), "{run:#?}");
+    }
+    let (mut spans, mut labels) = (vec![span(&first), span(&second)], names.clone());
+    if spans[1].0 < spans[0].0 {
+        spans.swap(0, 1);
+        labels.swap(0, 1);
+    }
+    assert!(
+        spans[1].0 >= spans[0].1,
+        "run {} started its first step at {} before run {} finished at {}",
+        labels[1],
+        spans[1].0,
+        labels[0],
+        spans[0].1
+    );
+}

@@ -25,17 +25,17 @@ fn run(name: &str, runbook: &str, deployment: &str) -> String {
     )
 }
 
-fn deployment(name: &str) -> String {
+pub(crate) fn deployment(name: &str) -> String {
     format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers: [{{name: {name}, image: \"registry.example.com/{name}:1\"}}]\n"
     )
 }
 
-fn phase(run: &RunbookRun) -> Option<RunPhase> {
+pub(crate) fn phase(run: &RunbookRun) -> Option<RunPhase> {
     run.status.as_ref().and_then(|s| s.phase)
 }
 
-async fn finished(ns: &TestNamespace, name: &str) -> RunbookRun {
+pub(crate) async fn finished(ns: &TestNamespace, name: &str) -> RunbookRun {
     ns.wait_for::<RunbookRun>(name, "finished", |r| {
         phase(r).is_some_and(RunPhase::is_finished)
     })
@@ -43,7 +43,7 @@ async fn finished(ns: &TestNamespace, name: &str) -> RunbookRun {
 }
 
 /// When the run's first step started, and when the run finished (journal times).
-fn span(run: &RunbookRun) -> (jiff::Timestamp, jiff::Timestamp) {
+pub(crate) fn span(run: &RunbookRun) -> (jiff::Timestamp, jiff::Timestamp) {
     let status = run.status.as_ref().expect("status");
     let started = status.steps[0]
         .start_time
