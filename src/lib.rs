@@ -21,6 +21,7 @@ pub mod leader;
 pub mod maintenance_window;
 pub mod metrics;
 pub mod names;
+pub mod notifications;
 pub mod outbound;
 pub mod params;
 pub mod plugin;

@@ -96,3 +96,8 @@ pub const APPROVED_BY_GROUPS: &str = "ops.runbook.dev/approved-by-groups";
 
 /// Label a Secret needs before a `rotateSecret` step may change it (value `"true"`).
 pub const ROTATABLE_LABEL: &str = "ops.runbook.dev/rotatable";
+
+/// Annotation that acknowledges a lifecycle event, stopping its escalations: on a RunbookRun
+/// any value acknowledges the run's failure or pending approval; on a MaintenanceWindow,
+/// BlueGreenRelease or BackupPolicy the value is the event id (`status.sentNotifications[].eventId`).
+pub const ACKNOWLEDGED: &str = "ops.runbook.dev/acknowledged";

@@ -443,6 +443,7 @@ impl Actor<'_> {
                 history_limits: None,
                 // The validation runs act as the release does.
                 service_account_name: self.bgr.spec.service_account_name.clone(),
+                notifications: Vec::new(),
             },
         );
         runbook.metadata.namespace = Some(self.namespace.clone());
