@@ -442,12 +442,14 @@ impl<'a> Writer<'a> {
         Ok(Some(written.resource_version().unwrap_or_default()))
     }
 
-    /// [`Writer::apply_status`] that fails with a conflict (409) when `obj` changed since it was
-    /// read: the status records something done once (a message sent), and an operator that
-    /// decided from an older read must not record, and do, it again.
+    /// [`Writer::apply_status`] that fails with a conflict (409) when `obj` is no longer at
+    /// `resource_version` (the version the decision read): the status records something done
+    /// once (a message sent), and an operator that decided from an older read must not
+    /// record, and do, it again.
     pub async fn apply_status_guarded<K, S>(
         &self,
         obj: &K,
+        resource_version: Option<&str>,
         current: Option<&S>,
         status: &S,
     ) -> Result<Option<String>, WriteError>
@@ -465,7 +467,7 @@ impl<'a> Writer<'a> {
         let patch = serde_json::json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
-            "metadata": {"resourceVersion": obj.resource_version()},
+            "metadata": {"resourceVersion": resource_version},
             "status": status,
         });
         let written = self

@@ -76,7 +76,7 @@ pub fn plan(
     let mut fresh = Vec::new();
     for occurrence in occurrences {
         for (rule_index, rule) in rules.iter().enumerate() {
-            if !rule.on.contains(&occurrence.event) {
+            if !rule.events.contains(&occurrence.event) {
                 continue;
             }
             let rule_i = i32::try_from(rule_index).unwrap_or(i32::MAX);
@@ -176,11 +176,11 @@ pub fn problems(
 ) -> Vec<SpecProblem> {
     let mut problems = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
-        for event in &rule.on {
+        for event in &rule.events {
             if !allowed.contains(event) {
                 let names: Vec<&str> = allowed.iter().map(|e| e.as_str()).collect();
                 problems.push(SpecProblem::new(
-                    format!("{path}[{i}].on"),
+                    format!("{path}[{i}].events"),
                     format!(
                         "event {event} does not happen to this kind; use one of {}",
                         names.join(", ")
@@ -198,4 +198,41 @@ pub fn problems(
         }
     }
     problems
+}
+
+/// The occurrence a condition records: `event` while condition `type_` has status `False` with
+/// one of `reasons`, identified by its `lastTransitionTime` (which moves only when the
+/// condition flips, so a streak of failures is one occurrence). Open until `acknowledged`
+/// (the object's `ops.runbook.dev/acknowledged` value) names its id. `ack` builds the command
+/// that acknowledges it from the id.
+pub fn from_condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    (type_, reasons): (&str, &[&str]),
+    event: LifecycleEvent,
+    acknowledged: Option<&str>,
+    ack: impl Fn(&str) -> String,
+) -> Option<Occurrence> {
+    let c = conditions.iter().find(|c| c.type_ == type_)?;
+    if c.status != "False" || !reasons.contains(&c.reason.as_str()) {
+        return None;
+    }
+    let at = c.last_transition_time.0;
+    let id = format!("{event}/{}", crate::time::to_time(at).0);
+    Some(Occurrence {
+        open: acknowledged != Some(id.as_str()),
+        command: Some(ack(&id)),
+        id,
+        event,
+        at,
+        message: c.message.clone(),
+    })
+}
+
+/// `kubectl annotate <resource> <name> -n <namespace> ops.runbook.dev/acknowledged=<id>
+/// --overwrite`: the command that acknowledges `id` on an object.
+pub fn ack_command(resource: &str, name: &str, namespace: &str, id: &str) -> String {
+    format!(
+        "kubectl annotate {resource} {name} -n {namespace} {}={id} --overwrite",
+        crate::well_known::ACKNOWLEDGED
+    )
 }

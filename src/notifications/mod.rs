@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::duration::Duration;
 use crate::step::UrlFrom;
 
-pub use decide::{Occurrence, Outgoing, Plan, STALE_AFTER, plan, problems};
+pub use decide::{
+    Occurrence, Outgoing, Plan, STALE_AFTER, ack_command, from_condition, plan, problems,
+};
 pub use template::render;
 
 /// Most notification rules an object declares.
@@ -137,9 +139,10 @@ impl Sink {
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
     /// The lifecycle events this rule sends on (at least one). Events that do not apply to
-    /// the object's kind are reported in the `Stalled` condition.
+    /// the object's kind are reported in the `Stalled` condition. (Not `on`: YAML 1.1, which
+    /// kubectl reads, takes a bare `on` key for the boolean `true`.)
     #[schemars(length(min = 1, max = 11))]
-    pub on: Vec<LifecycleEvent>,
+    pub events: Vec<LifecycleEvent>,
     /// Where the first message goes.
     pub notify: Sink,
     /// The message, a template: `{{ event.name }}`, `{{ event.id }}`, `{{ event.message }}`,

@@ -20,15 +20,15 @@ use crate::write::Writer;
 const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The object the messages are about.
-pub struct About<'a> {
+pub struct About {
     /// Its kind, for logs.
     pub kind: &'static str,
     /// Its namespace.
-    pub namespace: &'a str,
+    pub namespace: String,
     /// Its name.
-    pub name: &'a str,
+    pub name: String,
     /// Its uid (keys the pool's requests).
-    pub uid: &'a str,
+    pub uid: String,
     /// The object as JSON, for `{{ object.X }}`.
     pub object: Value,
     /// Whose rights read a sink's `urlFrom` Secret.
@@ -36,7 +36,7 @@ pub struct About<'a> {
 }
 
 /// Starts every message of `send` in the outbound pool; returns at once.
-pub async fn deliver(writer: &Writer<'_>, about: &About<'_>, send: &[Outgoing]) {
+pub async fn deliver(writer: &Writer<'_>, about: &About, send: &[Outgoing]) {
     if send.is_empty() || writer.is_dry_run() {
         return;
     }
@@ -48,7 +48,7 @@ pub async fn deliver(writer: &Writer<'_>, about: &About<'_>, send: &[Outgoing]) 
         let url = match resolve(writer, about, out).await {
             Ok(url) => url,
             Err(why) => {
-                warn!(kind = about.kind, namespace = about.namespace, name = about.name,
+                warn!(kind = about.kind, namespace = %about.namespace, name = %about.name,
                     event = %out.occurrence.id, level = out.level, %sink,
                     "lifecycle notification not sent: {why}");
                 continue;
@@ -70,8 +70,8 @@ pub async fn deliver(writer: &Writer<'_>, about: &About<'_>, send: &[Outgoing]) 
             attempt: i32::try_from(out.level).unwrap_or(i32::MAX),
         };
         let owner = Owner {
-            namespace: about.namespace.to_owned(),
-            name: about.name.to_owned(),
+            namespace: about.namespace.clone(),
+            name: about.name.clone(),
         };
         let labels = (
             about.kind,
@@ -89,7 +89,7 @@ pub async fn deliver(writer: &Writer<'_>, about: &About<'_>, send: &[Outgoing]) 
 /// The sink's URL, qualified for the namespace; an error says why not (never the URL).
 async fn resolve(
     writer: &Writer<'_>,
-    about: &About<'_>,
+    about: &About,
     out: &Outgoing,
 ) -> Result<reqwest::Url, String> {
     let raw = match (&out.sink.url, &out.sink.url_from) {
@@ -100,7 +100,7 @@ async fn resolve(
                 .acting_as(&about.identity)
                 .map_err(|err| err.to_string())?;
             let secret = reader
-                .api::<Secret>(about.namespace)
+                .api::<Secret>(&about.namespace)
                 .get(&reference.name)
                 .await
                 .map_err(|err| {
@@ -124,7 +124,7 @@ async fn resolve(
     };
     let mut url =
         reqwest::Url::parse(&raw).map_err(|err| format!("the webhook URL is not a URL: {err}"))?;
-    fence::qualify(&mut url, about.namespace);
+    fence::qualify(&mut url, &about.namespace);
     Ok(url)
 }
 
@@ -181,4 +181,33 @@ async fn post(
             }
         }
     }
+}
+
+/// Writes `status` (which holds `plan.sent`) on `obj`, then starts `plan.send`: the record
+/// first, so a message is never sent without it. With messages to send the write is guarded
+/// by `resource_version` (see [`Writer::apply_status_guarded`]). Returns the resourceVersion
+/// written, as [`Writer::apply_status`] does.
+pub async fn record_then_send<K, S>(
+    writer: &Writer<'_>,
+    (obj, resource_version): (&K, Option<&str>),
+    current: Option<&S>,
+    status: &S,
+    send: &[Outgoing],
+    about: impl FnOnce() -> About,
+) -> Result<Option<String>, crate::write::WriteError>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    S: serde::Serialize + PartialEq,
+{
+    if send.is_empty() {
+        return writer.apply_status(obj, current, status).await;
+    }
+    let written = writer
+        .apply_status_guarded(obj, resource_version, current, status)
+        .await?;
+    deliver(writer, &about(), send).await;
+    Ok(written)
 }

@@ -18,7 +18,7 @@ fn sink(url: &str) -> Sink {
 
 fn rule(on: &[LifecycleEvent], escalate: &[&str]) -> Notification {
     Notification {
-        on: on.to_vec(),
+        events: on.to_vec(),
         notify: sink("http://first"),
         message: None,
         escalate: escalate
@@ -174,7 +174,7 @@ fn problems_name_events_of_another_kind_and_bad_durations() {
     assert_eq!(
         fields,
         [
-            "spec.notifications[0].on",
+            "spec.notifications[0].events",
             "spec.notifications[0].escalate[0].after"
         ]
     );

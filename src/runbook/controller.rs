@@ -121,31 +121,28 @@ async fn reconcile(rb: Arc<Runbook>, state: Arc<State>) -> Result<Action, Error>
     let namespace = rb.namespace().unwrap_or_default();
     let started = act::start_runs(&writer, &namespace, &decision).await?;
     let status = status::status(&rb, &decision, now);
-    let send = &decision.notifications.send;
-    if send.is_empty() {
-        writer
-            .apply_status(rb.as_ref(), rb.status.as_ref(), &status)
-            .await
-            .map_err(Error::Status)?;
-    } else {
-        // Record, then send: the write is guarded by the resourceVersion this decision read,
-        // so of two operators deciding the same message only the one whose record lands sends.
-        writer
-            .apply_status_guarded(rb.as_ref(), rb.status.as_ref(), &status)
-            .await
-            .map_err(Error::Status)?;
-        let about = notifications::send::About {
+    // Record, then send: with messages to send the write is guarded by the resourceVersion
+    // this decision read, so of two operators deciding the same message only the one whose
+    // record lands sends it.
+    notifications::send::record_then_send(
+        &writer,
+        (rb.as_ref(), rb.resource_version().as_deref()),
+        rb.status.as_ref(),
+        &status,
+        &decision.notifications.send,
+        || notifications::send::About {
             kind: "Runbook",
-            namespace: &namespace,
-            name: &rb.name_any(),
-            uid: &rb.uid().unwrap_or_default(),
+            namespace: namespace.clone(),
+            name: rb.name_any(),
+            uid: rb.uid().unwrap_or_default(),
             object: serde_json::to_value(rb.as_ref()).unwrap_or_default(),
             identity: ctx
                 .identities
                 .of(&namespace, rb.spec.service_account_name.as_deref()),
-        };
-        notifications::send::deliver(&writer, &about, send).await;
-    }
+        },
+    )
+    .await
+    .map_err(Error::Status)?;
     act::prune(&writer, &namespace, &decision).await?;
     let readiness = status::readiness_event(&rb, &decision, now);
     for note in readiness.iter().chain(started).chain(&decision.events) {

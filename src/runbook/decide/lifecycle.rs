@@ -155,7 +155,7 @@ mod tests {
     #[test]
     fn an_approval_notifies_once_with_the_command_then_escalates_until_answered() {
         let mut rb = runbook(
-            json!([{"on": ["ApprovalNeeded"], "notify": {"url": "http://chat"},
+            json!([{"events": ["ApprovalNeeded"], "notify": {"url": "http://chat"},
             "escalate": [{"after": "2m", "notify": {"url": "http://pager"}}]}]),
         );
         let observed = Observed {
@@ -226,8 +226,8 @@ mod tests {
 
     #[test]
     fn events_of_other_kinds_make_the_spec_invalid() {
-        let rb = runbook(json!([{"on": ["WindowOpened"], "notify": {"url": "http://chat"}}]));
+        let rb = runbook(json!([{"events": ["WindowOpened"], "notify": {"url": "http://chat"}}]));
         let d = decide(&rb, &Observed::default(), ts("2026-11-25T10:00:00Z"));
-        assert_eq!(d.problems[0].field, "spec.notifications[0].on");
+        assert_eq!(d.problems[0].field, "spec.notifications[0].events");
     }
 }
