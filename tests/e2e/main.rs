@@ -16,6 +16,7 @@ mod ha;
 mod hostile_inputs;
 mod identity;
 mod metrics;
+mod notifications;
 mod outbound;
 mod plugin;
 mod rbac;
