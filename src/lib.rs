@@ -22,6 +22,7 @@ pub mod maintenance_window;
 pub mod metrics;
 pub mod names;
 pub mod notifications;
+pub mod notify;
 pub mod outbound;
 pub mod params;
 pub mod plugin;
@@ -31,6 +32,7 @@ pub mod runbook;
 pub mod runbook_run;
 pub mod runtime;
 pub mod schedule;
+pub mod secret_ref;
 pub mod server;
 pub mod step;
 #[cfg(test)]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::conditions::SpecProblem;
 use crate::duration::Duration;
 use crate::embedded::Embedded;
+pub use crate::secret_ref::{HttpHeader, SecretKeyRef, ValueFrom, templated_host};
 
 /// Every action field a Step may carry; CEL requires exactly one of them.
 pub const ACTIONS: [&str; 14] = [
@@ -94,7 +95,8 @@ pub struct Step {
     /// Wait for a fixed time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sleep: Option<SleepAction>,
-    /// POST a Slack-compatible message (`{"text": ...}`) to a webhook.
+    /// Send a message to one sink: a chat webhook (`url`/`urlFrom`, posting `{"text": ...}`),
+    /// `slack`, `msteams`, `pagerduty`, `webhook` (JSON template) or `email` (SMTP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<NotifyAction>,
     /// Start a backup of a BackupPolicy now and wait for it (and its verification).
@@ -302,45 +304,6 @@ pub enum HttpMethod {
     PATCH,
     /// DELETE.
     DELETE,
-}
-
-/// A key of a Secret in the same namespace.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretKeyRef {
-    /// Secret name.
-    /// A DNS subdomain (lowercase letters, digits, `-` and `.`) or a `{{ params.X }}` template
-    /// that resolves to one when the run starts (else the run fails with reason InvalidSpec).
-    #[schemars(length(min = 1, max = 253))]
-    #[x_kube(validation = Rule::new(r"self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') || self.contains('{{')").message("secretKeyRef.name must be a Secret name (a DNS subdomain), not a path"))]
-    pub name: String,
-    /// Key within the Secret's data.
-    pub key: String,
-}
-
-/// Where a value comes from when it is not written inline.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ValueFrom {
-    /// Read the value from a Secret key.
-    pub secret_key_ref: SecretKeyRef,
-}
-
-/// One HTTP header.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.value) != has(self.valueFrom)").message("set exactly one of value or valueFrom"))]
-pub struct HttpHeader {
-    /// Header name.
-    pub name: String,
-    /// Header value, written inline.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-    /// Header value, read from a Secret (e.g. a bearer token). Sent to the host written in
-    /// the step's url only: never along a redirect, and the Runbook is refused when the url's
-    /// host comes from a parameter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value_from: Option<ValueFrom>,
 }
 
 /// What a successful answer looks like.
@@ -572,28 +535,8 @@ pub struct SleepAction {
     pub duration: Duration,
 }
 
-/// Where a webhook URL comes from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UrlFrom {
-    /// Read the URL from a Secret key.
-    pub secret_key_ref: SecretKeyRef,
-}
-
-/// Send a chat message.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.url) != has(self.urlFrom)").message("set exactly one of url or urlFrom"))]
-pub struct NotifyAction {
-    /// Webhook URL, written inline.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// Webhook URL, read from a Secret (recommended: webhook URLs are credentials).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url_from: Option<UrlFrom>,
-    /// The message text.
-    pub message: String,
-}
+/// Send a notification: see [`crate::notify`].
+pub use crate::notify::NotifyAction;
 
 /// Run a backup now.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -605,19 +548,6 @@ pub struct BackupAction {
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new(r"self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') || self.contains('{{')").message("backup.policy must be a BackupPolicy name (a DNS subdomain), not a path"))]
     pub policy: String,
-}
-
-/// Whether a URL's scheme, host or port comes from a template (`{{ params.baseUrl }}/x`,
-/// `https://{{ params.host }}/x`) rather than being written out.
-pub fn templated_host(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(
-        url,
-        |(scheme, rest)| {
-            if scheme.contains("{{") { url } else { rest }
-        },
-    );
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    authority.contains("{{") || rest.starts_with("{{")
 }
 
 /// Checks what CEL leaves to the operator: durations that parse and templates that decode.
@@ -674,7 +604,7 @@ pub fn validate_steps(steps: &[Step], path: &str) -> Vec<SpecProblem> {
 }
 
 /// Longest URL an http or notify step may send to.
-pub const MAX_URL: usize = 2048;
+pub const MAX_URL: usize = crate::notify::MAX_URL;
 
 /// Checks a step as it is after its `{{ params.X }}` templates were substituted, with the
 /// rules the schema applies to written values: URLs are http(s) and at most [`MAX_URL`],
@@ -743,19 +673,7 @@ pub fn validate_resolved(step: &Step, at: &str) -> Vec<SpecProblem> {
             }
         }
     }
-    if let Some(from) = step.notify.as_ref().and_then(|n| n.url_from.as_ref()) {
-        name(
-            "notify.urlFrom.secretKeyRef.name",
-            &from.secret_key_ref.name,
-        );
-    }
-    let urls = [
-        ("http.url", step.http.as_ref().map(|h| h.url.as_str())),
-        (
-            "notify.url",
-            step.notify.as_ref().and_then(|n| n.url.as_deref()),
-        ),
-    ];
+    let urls = [("http.url", step.http.as_ref().map(|h| h.url.as_str()))];
     for (field, url) in urls {
         let Some(url) = url else { continue };
         let problem = if url.len() > MAX_URL {
@@ -774,6 +692,9 @@ pub fn validate_resolved(step: &Step, at: &str) -> Vec<SpecProblem> {
         if let Some(message) = problem {
             problems.push(SpecProblem::new(format!("{at}.{field}"), message));
         }
+    }
+    if let Some(notify) = &step.notify {
+        problems.extend(crate::notify::validate_resolved(notify, at));
     }
     if let Some(Err(message)) = step.delete_pods.as_ref().map(|d| d.selector.selector()) {
         problems.push(SpecProblem::new(

@@ -201,18 +201,25 @@ pub fn qualify(url: &mut reqwest::Url, namespace: &str) {
     let Some(host) = url.host_str() else {
         return;
     };
-    let host = host.trim_end_matches('.');
-    if host.contains('.')
-        || host.contains(':')
-        || host.eq_ignore_ascii_case("localhost")
-        || host.is_empty()
-        || literal_ip(host).is_some()
-    {
-        return;
+    let qualified = qualified_host(host, namespace);
+    if qualified != host {
+        // set_host fails only for URLs that cannot have a host, which a Domain host rules out.
+        let _ = url.set_host(Some(&qualified));
     }
-    let qualified = format!("{host}.{namespace}.svc");
-    // set_host fails only for URLs that cannot have a host, which a Domain host rules out.
-    let _ = url.set_host(Some(&qualified));
+}
+
+/// [`qualify`] for a bare host name (an SMTP server): `mail` → `mail.<ns>.svc`.
+pub fn qualified_host(host: &str, namespace: &str) -> String {
+    let trimmed = host.trim_end_matches('.');
+    if trimmed.contains('.')
+        || trimmed.contains(':')
+        || trimmed.eq_ignore_ascii_case("localhost")
+        || trimmed.is_empty()
+        || literal_ip(trimmed).is_some()
+    {
+        return host.to_owned();
+    }
+    format!("{trimmed}.{namespace}.svc")
 }
 
 /// Whether a redirect from `from` to `to` stays on the same host and port, and does not

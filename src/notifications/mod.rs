@@ -20,8 +20,8 @@ use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
-use crate::step::UrlFrom;
 
+pub use crate::notify::Sink;
 pub use decide::{
     Occurrence, Outgoing, Plan, STALE_AFTER, ack_command, from_condition, plan, problems,
 };
@@ -105,34 +105,6 @@ impl std::fmt::Display for LifecycleEvent {
     }
 }
 
-/// Who a notification goes to: a webhook that receives a JSON POST
-/// `{"text", "event", "eventId", "object", "namespace", "level"}` (Slack incoming webhooks
-/// read `text`). Sent through the outbound pool and the egress fence, like notify steps.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.url) != has(self.urlFrom)").message("set exactly one of url or urlFrom"))]
-pub struct Sink {
-    /// Webhook URL, written inline.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048))]
-    pub url: Option<String>,
-    /// Webhook URL read from a Secret of the object's namespace (recommended: webhook URLs
-    /// are credentials). Read with the rights of the namespace's default ServiceAccount for
-    /// the operator (a Runbook's `serviceAccountName` when set).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url_from: Option<UrlFrom>,
-}
-
-impl Sink {
-    /// How the sink is named in status, Events and logs: never its URL (a credential).
-    pub fn describe(&self) -> String {
-        match &self.url_from {
-            Some(from) => format!("webhook from Secret/{}", from.secret_key_ref.name),
-            None => "webhook".into(),
-        }
-    }
-}
-
 /// One notification rule: on these events, send this message to this sink, and escalate
 /// while the event stays unanswered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -143,7 +115,11 @@ pub struct Notification {
     /// kubectl reads, takes a bare `on` key for the boolean `true`.)
     #[schemars(length(min = 1, max = 11))]
     pub events: Vec<LifecycleEvent>,
-    /// Where the first message goes.
+    /// Where the first message goes: any sink of the notify step (`url`/`urlFrom`, `slack`,
+    /// `msteams`, `pagerduty`, `webhook`, `email`), its Secrets read with the object's
+    /// identity, sent through the outbound pool and the egress fence. The dedup key
+    /// (PagerDuty's `dedup_key`, `{{ dedupKey }}` of a webhook body) is
+    /// `<object uid>/<event id>`, the same for every level of one event.
     pub notify: Sink,
     /// The message, a template: `{{ event.name }}`, `{{ event.id }}`, `{{ event.message }}`,
     /// `{{ event.command }}` (the command that answers it, e.g. `kubectl runbook approve

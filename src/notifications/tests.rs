@@ -12,7 +12,7 @@ fn t(s: &str) -> Timestamp {
 fn sink(url: &str) -> Sink {
     Sink {
         url: Some(url.into()),
-        url_from: None,
+        ..Sink::default()
     }
 }
 

@@ -194,7 +194,7 @@ async fn an_approval_escalates_while_unanswered_and_not_after_it_is_answered() {
     wait_for_hit(&received, "/ignored/first").await;
     let escalated = wait_for_hit(&received, "/ignored/escalate").await;
     assert_eq!(escalated.len(), 1, "{escalated:?}");
-    assert!(escalated[0].contains("\"level\":1"), "{escalated:?}");
+    assert!(escalated[0].contains("[escalation 1]"), "{escalated:?}");
     assert!(bodies(&received, "/answered/escalate").is_empty());
     assert_eq!(bodies(&received, "/answered/first").len(), 1);
 }
@@ -205,7 +205,7 @@ async fn a_failed_backup_notifies_once() {
     let mut ns = TestNamespace::new("notify-backup").await;
     let (port, received) = webhook().await;
     ns.apply(&format!(
-        "apiVersion: ops.runbook.dev/v1alpha1\nkind: BackupPolicy\nmetadata: {{name: db, annotations: {{{BACKUP_NOW}: \"t1\"}}}}\nspec:\n  schedule: {{cron: \"0 0 1 1 *\"}}\n  jobTemplate: {FAILING_JOB}\n  notifications:\n  - events: [BackupFailed]\n    notify: {{url: \"http://127.0.0.1:{port}/backup\"}}\n"
+        "apiVersion: ops.runbook.dev/v1alpha1\nkind: BackupPolicy\nmetadata: {{name: db, annotations: {{{BACKUP_NOW}: \"t1\"}}}}\nspec:\n  schedule: {{cron: \"0 0 1 1 *\"}}\n  jobTemplate: {FAILING_JOB}\n  notifications:\n  - events: [BackupFailed]\n    notify: {{url: \"http://127.0.0.1:{port}/backup\"}}\n    message: \"{{{{ event.id }}}} {{{{ event.message }}}}\"\n"
     ));
     ns.start_operator();
     let bp = ns

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use super::secret::secret_value;
 use super::{Act, Error, Exec, failed, sent_marker};
 use crate::fence;
@@ -485,23 +483,21 @@ pub fn json_path_value(body: &str, path: &str) -> Option<String> {
     })
 }
 
-/// Most time a notification may take.
-const NOTIFY_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Posts the notification (at most once: an unknown delivery is reported, never resent), in
-/// the outbound pool.
+/// Sends the notification (at most once: an unknown delivery is reported, never resent), in
+/// the outbound pool, through [`crate::notify`]. The run's key `<namespace>/<run name>` is the
+/// notification's dedup key, so a PagerDuty trigger and a resolve in `finally` match.
 pub(super) async fn notify(
     exec: &Exec<'_>,
-    notify: &crate::step::NotifyAction,
+    notify: &crate::notify::NotifyAction,
     entry: &mut StepStatus,
     (index, fresh_intent): (usize, bool),
 ) -> Result<Act, Error> {
-    entry.target = Some(match (&notify.url, &notify.url_from) {
-        (_, Some(from)) => format!("webhook from Secret/{}", from.secret_key_ref.name),
-        _ => "webhook".into(),
-    });
+    entry.target = Some(crate::notify::target(&notify.sink));
     if exec.plan() {
-        return Ok(Act::Skipped("Plan: would send the notification".into()));
+        return Ok(Act::Skipped(format!(
+            "Plan: would notify {}",
+            crate::notify::target(&notify.sink)
+        )));
     }
     let pool = &exec.writer.ctx().outbound;
     let key = key(exec, index, entry);
@@ -526,93 +522,13 @@ pub(super) async fn notify(
         Move::Wait(progress) => return Ok(pending(exec, entry, progress, what)),
         Move::Send => {}
     }
-    let url = match (&notify.url, &notify.url_from) {
-        (Some(u), _) => u.clone(),
-        (None, Some(from)) => match secret_value(exec, &from.secret_key_ref).await? {
-            Ok(v) => v.trim().to_owned(),
-            Err(act) => return Ok(act),
-        },
-        (None, None) => {
-            return Ok(Act::Failed {
-                reason: "InvalidSpec",
-                message: "notify needs url or urlFrom".into(),
-                retryable: false,
-            });
-        }
-    };
-    let policy = exec.writer.ctx().config.fence.egress.clone();
-    let mut url = match reqwest::Url::parse(&url) {
-        Ok(url) => url,
-        Err(err) => {
-            return Ok(Act::Failed {
-                reason: "InvalidSpec",
-                message: format!("the webhook URL is not a URL: {err}"),
-                retryable: false,
-            });
-        }
-    };
-    fence::qualify(&mut url, exec.namespace);
-    let client = exec.http.clone();
-    let body = json!({ "text": notify.message }).to_string();
-    let post = async move {
-        tokio::time::timeout(NOTIFY_TIMEOUT, post_notification(client, policy, url, body))
-            .await
-            .unwrap_or_else(|_| {
-                fail(
-                    "RequestFailed",
-                    format!(
-                        "the webhook did not answer within {}s",
-                        NOTIFY_TIMEOUT.as_secs()
-                    ),
-                    false,
-                )
-            })
-    };
-    let progress = pool.start(key, owner(exec), post);
+    let courier = crate::notify::Courier::with_http(&exec.writer, exec.http);
+    let send = courier.send(
+        exec.namespace.to_owned(),
+        notify.sink.clone(),
+        notify.message.clone(),
+        format!("{}/{}", exec.namespace, exec.run_name),
+    );
+    let progress = pool.start(key, owner(exec), send);
     Ok(pending(exec, entry, progress, what))
-}
-
-/// Posts one notification through the fence. Messages name the webhook only generically:
-/// its URL is a credential.
-async fn post_notification(
-    client: reqwest::Client,
-    policy: std::sync::Arc<fence::EgressPolicy>,
-    url: reqwest::Url,
-    body: String,
-) -> Reply {
-    let refused = |refused: &fence::Refused| {
-        fail(
-            "EgressRefused",
-            format!("refused to send the notification: {refused}"),
-            false,
-        )
-    };
-    if let Err(err) = fence::check_url(&url, &policy).await {
-        return refused(&err);
-    }
-    let result = client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await;
-    match result {
-        Ok(r) if r.status().is_success() => Reply {
-            outputs: vec![("httpStatus".into(), r.status().as_u16().to_string())],
-            verdict: Verdict::Succeeded("notification sent".into()),
-        },
-        Ok(r) => fail(
-            "UnexpectedStatus",
-            format!("the webhook answered {}", r.status().as_u16()),
-            false,
-        ),
-        Err(err) => match fence::refused_in(&err) {
-            Some(r) => refused(r),
-            None => fail(
-                "RequestFailed",
-                format!("could not reach the webhook: {}", describe(err)),
-                false,
-            ),
-        },
-    }
 }
