@@ -22,6 +22,7 @@ pub mod leader;
 pub mod maintenance_window;
 pub mod metrics;
 pub mod names;
+pub mod notifications;
 pub mod notify;
 pub mod outbound;
 pub mod params;

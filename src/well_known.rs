@@ -103,3 +103,8 @@ pub const LOCK_LABEL: &str = "ops.runbook.dev/lock";
 
 /// Annotation on a lock Lease: the resolved concurrency key it stands for.
 pub const LOCK_KEY_ANNOTATION: &str = "ops.runbook.dev/lock-key";
+
+/// Annotation that acknowledges a lifecycle event, stopping its escalations: on a RunbookRun
+/// any value acknowledges the run's failure or pending approval; on a MaintenanceWindow,
+/// BlueGreenRelease or BackupPolicy the value is the event id (`status.sentNotifications[].eventId`).
+pub const ACKNOWLEDGED: &str = "ops.runbook.dev/acknowledged";

@@ -442,6 +442,40 @@ impl<'a> Writer<'a> {
         Ok(Some(written.resource_version().unwrap_or_default()))
     }
 
+    /// [`Writer::apply_status`] that fails with a conflict (409) when `obj` is no longer at
+    /// `resource_version` (the version the decision read): the status records something done
+    /// once (a message sent), and an operator that decided from an older read must not
+    /// record, and do, it again.
+    pub async fn apply_status_guarded<K, S>(
+        &self,
+        obj: &K,
+        resource_version: Option<&str>,
+        current: Option<&S>,
+        status: &S,
+    ) -> Result<Option<String>, WriteError>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+        S: Serialize + PartialEq,
+    {
+        if current == Some(status) {
+            return Ok(None);
+        }
+        let api: Api<K> = self.api(&obj.namespace().unwrap_or_default());
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "metadata": {"resourceVersion": resource_version},
+            "status": status,
+        });
+        let written = self
+            .patch_status(&api, &obj.name_any(), &Patch::Apply(&patch), "status")
+            .await?;
+        Ok(Some(written.resource_version().unwrap_or_default()))
+    }
+
     /// Adds (`present`) or removes the finalizer `key` on `obj`, the one way the operator
     /// changes finalizers. `guard` says what must not have changed since `obj` was read (see
     /// [`FinalizerGuard`]). Adding also sets `labels` in the same write. Returns the written

@@ -23,14 +23,16 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use super::act::{self, Created};
-use super::decide::{self, Inputs, spec};
+use super::decide::{self, Inputs, lifecycle, spec};
 use super::observe::{self, Deleted};
 use super::status::{self, READY_MESSAGE, StatusInputs};
 use super::types::BackupPolicy;
 use crate::context::Context;
 use crate::metrics::{BackupFreshness, PolicyLabels};
+use crate::notifications;
 use crate::runtime::{self, Cache, Shutdown};
 use crate::validation;
+use crate::well_known::ACKNOWLEDGED;
 use crate::write::Writer;
 
 /// Controller name in logs and metrics.
@@ -176,7 +178,12 @@ async fn reconcile(bp: Arc<BackupPolicy>, state: Arc<State>) -> Result<Action, E
     );
     let targets = writer.acting_as(&identity).map_err(act::Error::from)?;
     let now = Timestamp::now();
-    let problems = spec::problems(&bp.spec);
+    let mut problems = spec::problems(&bp.spec);
+    problems.extend(notifications::problems(
+        &bp.spec.notifications,
+        &lifecycle::EVENTS,
+        "spec.notifications",
+    ));
     let schedule = spec::schedule(&bp.spec, &problems);
     let stored = bp.status.clone().unwrap_or_default();
     let mut observed = observe::observe(
@@ -244,7 +251,7 @@ async fn reconcile(bp: Arc<BackupPolicy>, state: Arc<State>) -> Result<Action, E
         &time,
         READY_MESSAGE,
     );
-    let status = status::status(StatusInputs {
+    let mut status = status::status(StatusInputs {
         stored: &stored,
         decided: decision.status,
         reported: &decision.conditions,
@@ -253,9 +260,32 @@ async fn reconcile(bp: Arc<BackupPolicy>, state: Arc<State>) -> Result<Action, E
         generation: bp.meta().generation,
         now: &time,
     });
-    if let Some(rv) = writer
-        .apply_status(bp.as_ref(), bp.status.as_ref(), &status)
-        .await?
+    // Lifecycle messages from the conditions this status records, recorded in the same write
+    // before they are sent.
+    let acknowledged = bp.annotations().get(ACKNOWLEDGED).map(String::as_str);
+    let plan = notifications::plan(
+        &bp.spec.notifications,
+        &lifecycle::occurrences(&bp.name_any(), &namespace, acknowledged, &status),
+        &stored.sent_notifications,
+        now,
+    );
+    status.sent_notifications = plan.sent;
+    if let Some(rv) = notifications::send::record_then_send(
+        &writer,
+        (bp.as_ref(), bp.resource_version().as_deref()),
+        bp.status.as_ref(),
+        &status,
+        &plan.send,
+        || notifications::send::About {
+            kind: "BackupPolicy",
+            namespace: namespace.clone(),
+            name: bp.name_any(),
+            uid: bp.uid().unwrap_or_default(),
+            object: serde_json::to_value(bp.as_ref()).unwrap_or_default(),
+            identity: identity.clone(),
+        },
+    )
+    .await?
     {
         state
             .written
@@ -267,5 +297,9 @@ async fn reconcile(bp: Arc<BackupPolicy>, state: Arc<State>) -> Result<Action, E
     if more_to_do {
         return Ok(Action::requeue(std::time::Duration::ZERO));
     }
-    Ok(runtime::wake_at(decision.wake_at, now))
+    let wake_at = match (decision.wake_at, plan.wake_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(runtime::wake_at(wake_at, now))
 }

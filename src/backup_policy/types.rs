@@ -88,6 +88,14 @@ pub struct BackupPolicySpec {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
     )]
     pub service_account_name: Option<String>,
+    /// Messages when a backup fails (BackupFailed: `LastBackupSucceeded` turns False) or the
+    /// newest backup ages past the RPO (RpoViolated: `BackupFresh` turns False with reason
+    /// RPOViolated), with escalation until the policy's `ops.runbook.dev/acknowledged`
+    /// annotation holds the event id (`status.sentNotifications[].eventId`). Each message is
+    /// sent once per event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::notifications::MAX_RULES))]
+    pub notifications: Vec<crate::notifications::Notification>,
 }
 
 /// Backup schedule.
@@ -250,6 +258,10 @@ pub struct BackupPolicyStatus {
     /// Recent backups, newest first: the last ten, plus any still pending or running.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<BackupRecord>,
+    /// The lifecycle messages sent (at most 64, the oldest dropped first): what keeps each
+    /// message to one per event across restarts and replicas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sent_notifications: Vec<crate::notifications::SentNotification>,
     /// Ready, Reconciling, Stalled, BackupFresh, LastBackupSucceeded and ScheduleMeetsRPO.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

@@ -19,15 +19,16 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::decide::{Decision, ScaleReason, slot_deployment};
+use super::decide::{Decision, ScaleReason, lifecycle, slot_deployment};
 use super::observe::{Cluster, Slot, Stage, run_name, slot_deployment_name, slot_label};
 use super::status;
 use super::types::{BlueGreenRelease, BlueGreenReleaseStatus};
+use crate::notifications;
 use crate::runbook::{Runbook, RunbookSpec};
 use crate::runbook_run::{RunbookRef, RunbookRun, RunbookRunSpec, Trigger, TriggerType};
 use crate::runtime::Written;
 use crate::validation::Note;
-use crate::well_known::RELEASE_RUN_LABEL;
+use crate::well_known::{ACKNOWLEDGED, RELEASE_RUN_LABEL};
 use crate::write::{WriteError, Writer};
 
 /// A write of a decision that failed.
@@ -92,6 +93,11 @@ pub struct Actor<'a> {
     pub now: Timestamp,
     /// Ready Events to publish once the reconcile is done.
     pub notes: Vec<Note>,
+    /// The release's resourceVersion after our own status writes (guards a write that
+    /// records lifecycle messages).
+    pub resource_version: Option<String>,
+    /// When the next lifecycle escalation falls due, as of the last status written.
+    pub notify_wake: Option<Timestamp>,
 }
 
 impl Actor<'_> {
@@ -135,11 +141,50 @@ impl Actor<'_> {
             &self.desired,
             &stamp,
         );
-        if let Some(rv) = self
-            .writer
-            .apply_status(&self.bgr, self.written_status.as_ref(), &status)
-            .await?
+        let mut status = status;
+        // Lifecycle messages from the history this status records, recorded in the same
+        // write before they are sent.
+        let acknowledged = self.bgr.annotations().get(ACKNOWLEDGED).cloned();
+        let stored = self
+            .written_status
+            .as_ref()
+            .map(|s| s.sent_notifications.clone())
+            .unwrap_or_default();
+        let plan = notifications::plan(
+            &self.bgr.spec.notifications,
+            &lifecycle::occurrences(
+                &self.name,
+                &self.namespace,
+                acknowledged.as_deref(),
+                &status,
+            ),
+            &stored,
+            self.now,
+        );
+        status.sent_notifications = plan.sent;
+        self.notify_wake = plan.wake_at;
+        let identity = self.writer.ctx().identities.of(
+            &self.namespace,
+            self.bgr.spec.service_account_name.as_deref(),
+        );
+        if let Some(rv) = notifications::send::record_then_send(
+            &self.writer,
+            (&self.bgr, self.resource_version.as_deref()),
+            self.written_status.as_ref(),
+            &status,
+            &plan.send,
+            || notifications::send::About {
+                kind: "BlueGreenRelease",
+                namespace: self.namespace.clone(),
+                name: self.name.clone(),
+                uid: self.bgr.uid().unwrap_or_default(),
+                object: serde_json::to_value(&self.bgr).unwrap_or_default(),
+                identity,
+            },
+        )
+        .await?
         {
+            self.resource_version = Some(rv.clone());
             self.written
                 .record::<BlueGreenRelease>(&self.namespace, &self.name, rv);
         }
@@ -445,6 +490,7 @@ impl Actor<'_> {
                 // The validation runs act as the release does.
                 service_account_name: self.bgr.spec.service_account_name.clone(),
                 concurrency: None,
+                notifications: Vec::new(),
             },
         );
         runbook.metadata.namespace = Some(self.namespace.clone());

@@ -227,6 +227,8 @@ async fn reconcile(bgr: Arc<BlueGreenRelease>, state: Arc<State>) -> Result<Acti
         written_status: bgr.status.clone(),
         now: Timestamp::now(),
         notes: Vec::new(),
+        resource_version: bgr.resource_version(),
+        notify_wake: None,
     };
     let action = drive(&mut actor, caches).await;
     for note in &actor.notes {
@@ -255,7 +257,11 @@ async fn drive(actor: &mut Actor<'_>, caches: &Caches) -> Result<Action, Error> 
         );
         if !decision.is_action() {
             actor.save(recorded, &decision).await?;
-            return Ok(runtime::wake_at(decision.requeue_at(), actor.now));
+            let wake_at = match (decision.requeue_at(), actor.notify_wake) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            return Ok(runtime::wake_at(wake_at, actor.now));
         }
         actor.carry_out(&decision, recorded).await?;
     }

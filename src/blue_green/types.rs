@@ -109,6 +109,14 @@ pub struct BlueGreenReleaseSpec {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
     )]
     pub service_account_name: Option<String>,
+    /// Messages when a revision is promoted (Promoted) or aborted (Aborted: aborted, or
+    /// rolled back after a failed postPromotion), as `status.history` records them, with
+    /// escalation for Aborted until the release's `ops.runbook.dev/acknowledged` annotation
+    /// holds the event id (`status.sentNotifications[].eventId`). Each message is sent once
+    /// per revision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::notifications::MAX_RULES))]
+    pub notifications: Vec<crate::notifications::Notification>,
 }
 
 /// Services of a release (same namespace).
@@ -271,6 +279,10 @@ pub struct BlueGreenReleaseStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 5))]
     pub history: Vec<ReleaseRecord>,
+    /// The lifecycle messages sent (at most 64, the oldest dropped first): what keeps each
+    /// message to one per event across restarts and replicas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sent_notifications: Vec<crate::notifications::SentNotification>,
     /// Replicas of the active slot (scale subresource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,

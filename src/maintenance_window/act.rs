@@ -22,7 +22,7 @@ use tracing::info;
 
 use super::NAME;
 use super::decide::changes::{self, Toward, Workload, Writes};
-use super::decide::{self, Decision, Occurrence, RunOutcome, WindowState};
+use super::decide::{self, Decision, Occurrence, RunOutcome, WindowState, lifecycle};
 use super::observe::{self, Caches, Observed};
 use super::status::{self, DRIFT_RESPECTED, FAILED, REASON_TARGET_NOT_FOUND, SUCCEEDED, interval};
 use super::types::{
@@ -30,10 +30,11 @@ use super::types::{
 };
 use crate::conditions::SpecProblem;
 use crate::context::Context;
+use crate::notifications;
 use crate::runbook_run::{RunbookRef, RunbookRun, RunbookRunSpec, Trigger, TriggerType};
 use crate::runtime;
 use crate::validation;
-use crate::well_known::{RESTORE_FINALIZER, WINDOW_LABEL};
+use crate::well_known::{ACKNOWLEDGED, RESTORE_FINALIZER, WINDOW_LABEL};
 use crate::write::{FinalizerGuard, WriteError, Writer};
 
 /// What can go wrong while carrying out a decision.
@@ -94,9 +95,19 @@ pub struct Reconcile<'a> {
     runs: BTreeMap<String, RunOutcome>,
     ready_note: Option<validation::Note>,
     has_finalizer: bool,
+    /// The window's resourceVersion after our own writes (guards a write that records
+    /// lifecycle messages).
+    resource_version: Option<String>,
+    /// When the next lifecycle escalation falls due.
+    notify_wake: Option<Timestamp>,
 }
 
 impl<'a> Reconcile<'a> {
+    /// When the next lifecycle escalation falls due, as of the last status written.
+    pub fn notify_wake(&self) -> Option<Timestamp> {
+        self.notify_wake
+    }
+
     /// Starts carrying out decisions about `mw`, as observed, with the spec's `problems`.
     pub fn new(
         shared: &'a Shared,
@@ -117,6 +128,8 @@ impl<'a> Reconcile<'a> {
             runs: observed.runs,
             ready_note: None,
             has_finalizer: mw.finalizers().iter().any(|f| f == RESTORE_FINALIZER),
+            resource_version: mw.resource_version(),
+            notify_wake: None,
         }
     }
 
@@ -289,11 +302,40 @@ impl<'a> Reconcile<'a> {
         if verdict.note.is_some() {
             self.ready_note = verdict.note;
         }
-        if let Some(rv) = self
-            .writer()
-            .apply_status(self.mw, self.written.as_ref(), &status)
-            .await?
+        let mut status = status;
+        // Lifecycle messages from the status about to be written, recorded in that write
+        // before they are sent.
+        let acknowledged = self.mw.annotations().get(ACKNOWLEDGED).map(String::as_str);
+        let plan = notifications::plan(
+            &self.mw.spec.notifications,
+            &lifecycle::occurrences(&self.name, &self.namespace, acknowledged, &status),
+            &self.status.sent_notifications,
+            self.now,
+        );
+        status.sent_notifications = plan.sent;
+        self.notify_wake = plan.wake_at;
+        let identity = self.ctx().identities.of(
+            &self.namespace,
+            self.mw.spec.service_account_name.as_deref(),
+        );
+        if let Some(rv) = notifications::send::record_then_send(
+            &self.writer(),
+            (self.mw, self.resource_version.as_deref()),
+            self.written.as_ref(),
+            &status,
+            &plan.send,
+            || notifications::send::About {
+                kind: "MaintenanceWindow",
+                namespace: self.namespace.clone(),
+                name: self.name.clone(),
+                uid: self.mw.uid().unwrap_or_default(),
+                object: serde_json::to_value(self.mw).unwrap_or_default(),
+                identity,
+            },
+        )
+        .await?
         {
+            self.resource_version = Some(rv.clone());
             self.shared
                 .written
                 .record::<MaintenanceWindow>(&self.namespace, &self.name, rv);

@@ -192,6 +192,17 @@ async fn reconcile(mw: Arc<MaintenanceWindow>, shared: Arc<Shared>) -> Result<Ac
     let problems = decide::problems(&mw, &observed.missing_runbooks, observed.now);
     let mut r = Reconcile::new(&shared, &mw, observed, problems);
     let action = drive(&mut r).await;
+    if let Some(at) = r.notify_wake() {
+        // The window's own timers know nothing of escalations: a timer of its own wakes the
+        // window when the next level falls due.
+        let wake = shared.wake.clone();
+        let window = kube::runtime::reflector::ObjectRef::from(mw.as_ref());
+        let wait = crate::time::until(r.now(), at);
+        tokio::spawn(async move {
+            tokio::time::sleep(wait + std::time::Duration::from_millis(50)).await;
+            let _ = wake.unbounded_send(window);
+        });
+    }
     if let Some(note) = r.ready_note() {
         runtime::publish_note(&shared.ctx, NAME, mw.as_ref(), note).await;
     }

@@ -102,6 +102,14 @@ pub struct MaintenanceWindowSpec {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
     )]
     pub service_account_name: Option<String>,
+    /// Messages when an occurrence opens (WindowOpened) or closes (WindowClosed), or when
+    /// the window could not write a change or restore a value (RestoreFailed:
+    /// `lastWindow.result` Failed), with escalation for RestoreFailed until the window's
+    /// `ops.runbook.dev/acknowledged` annotation holds the event id
+    /// (`status.sentNotifications[].eventId`). Each message is sent once per occurrence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::notifications::MAX_RULES))]
+    pub notifications: Vec<crate::notifications::Notification>,
 }
 
 /// When a recurring window opens and how long it stays open.
@@ -343,6 +351,10 @@ pub struct MaintenanceWindowStatus {
     /// Prior and written values of every field the active window changed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub saved: Vec<SavedValue>,
+    /// The lifecycle messages sent (at most 64, the oldest dropped first): what keeps each
+    /// message to one per event across restarts and replicas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sent_notifications: Vec<crate::notifications::SentNotification>,
     /// Ready, Reconciling, Stalled, Active (the window's changes are in force) and TargetsFound
     /// (every target names at least one existing object).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

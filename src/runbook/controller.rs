@@ -14,6 +14,7 @@ use super::types::Runbook;
 use super::{act, status};
 use crate::backup_policy::BackupPolicy;
 use crate::context::Context;
+use crate::notifications;
 use crate::runbook_run::RunbookRun;
 use crate::runtime::{self, Shutdown};
 use crate::write::{WriteError, Writer};
@@ -121,10 +122,28 @@ async fn reconcile(rb: Arc<Runbook>, state: Arc<State>) -> Result<Action, Error>
     let started = act::start_runs(&writer, &namespace, &decision).await?;
     let status = status::status(&rb, &decision, now);
     let current = rb.status.as_ref().map(|s| status::without_alerts(Some(s)));
-    writer
-        .apply_status(rb.as_ref(), current.as_ref(), &status)
-        .await
-        .map_err(Error::Status)?;
+    // Record, then send: with messages to send the write is guarded by the resourceVersion
+    // this decision read, so of two operators deciding the same message only the one whose
+    // record lands sends it.
+    notifications::send::record_then_send(
+        &writer,
+        (rb.as_ref(), rb.resource_version().as_deref()),
+        current.as_ref(),
+        &status,
+        &decision.notifications.send,
+        || notifications::send::About {
+            kind: "Runbook",
+            namespace: namespace.clone(),
+            name: rb.name_any(),
+            uid: rb.uid().unwrap_or_default(),
+            object: serde_json::to_value(rb.as_ref()).unwrap_or_default(),
+            identity: ctx
+                .identities
+                .of(&namespace, rb.spec.service_account_name.as_deref()),
+        },
+    )
+    .await
+    .map_err(Error::Status)?;
     act::prune(&writer, &namespace, &decision).await?;
     let readiness = status::readiness_event(&rb, &decision, now);
     for note in readiness.iter().chain(started).chain(&decision.events) {

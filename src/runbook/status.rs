@@ -26,6 +26,7 @@ pub fn status(rb: &Runbook, decision: &Decision, now: Timestamp) -> RunbookStatu
     status.conditions = verdict.conditions;
     if let Some(record) = &decision.record {
         record.store(&mut status);
+        status.sent_notifications = decision.notifications.sent.clone();
     }
     status
 }

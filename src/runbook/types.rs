@@ -111,6 +111,13 @@ pub struct RunbookSpec {
     /// `schedule.concurrencyPolicy`, which only governs the schedule, this holds for every run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Concurrency>,
+    /// Messages on the lifecycle of this Runbook's runs: RunStarted, RunSucceeded, RunFailed
+    /// and ApprovalNeeded (whose message holds `kubectl runbook approve <run> -n <namespace>`),
+    /// with escalation while a failure or an approval stays unanswered. Each message is sent
+    /// once per run (recorded in `status.sentNotifications` before it is sent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::notifications::MAX_RULES))]
+    pub notifications: Vec<crate::notifications::Notification>,
 }
 
 /// Per-target serialization of runs: a lock per resolved key, held in the cluster (a
@@ -335,6 +342,10 @@ pub struct RunbookStatus {
     /// run as a backlog after it resumes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspended_since: Option<Time>,
+    /// The lifecycle messages sent (at most 64, the oldest dropped first): what keeps each
+    /// message to one per event across restarts and replicas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sent_notifications: Vec<crate::notifications::SentNotification>,
     /// Ready, Reconciling and Stalled (kstatus).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

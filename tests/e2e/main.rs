@@ -21,6 +21,7 @@ mod identity;
 mod incident;
 mod metrics;
 mod monitoring;
+mod notifications;
 mod notify;
 mod outbound;
 mod plugin;

@@ -31,6 +31,7 @@
 mod conditions;
 mod history;
 pub mod jobs;
+pub mod lifecycle;
 pub mod names;
 mod retention;
 mod scheduling;

@@ -57,6 +57,7 @@ fn spec(cron: &str) -> BackupPolicySpec {
         prune: None,
         rpo: None,
         service_account_name: None,
+        notifications: Vec::new(),
     }
 }
 

@@ -49,6 +49,7 @@
 //! [`update_status`]: crate::blue_green::status::update_status
 
 mod decision;
+pub mod lifecycle;
 mod revision;
 mod settings;
 mod slots;

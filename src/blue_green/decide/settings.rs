@@ -137,7 +137,11 @@ impl Settings {
 /// template's labels do not satisfy.
 pub fn problems(bgr: &BlueGreenRelease, observed: &Observed) -> Vec<SpecProblem> {
     let spec = &bgr.spec;
-    let mut problems = Vec::new();
+    let mut problems = crate::notifications::problems(
+        &spec.notifications,
+        &super::lifecycle::EVENTS,
+        "spec.notifications",
+    );
     if let Err(err) = spec.template.decode() {
         problems.push(SpecProblem::new("spec.template", err.to_string()));
     }

@@ -18,6 +18,7 @@
 //! a *waiting* decision names, so boundaries are acted on by timers, never by polling.
 
 pub mod changes;
+pub mod lifecycle;
 pub mod occurrences;
 
 use std::collections::BTreeMap;
@@ -606,7 +607,11 @@ pub fn problems(
     now: Timestamp,
 ) -> Vec<SpecProblem> {
     let spec = &mw.spec;
-    let mut problems = Vec::new();
+    let mut problems = crate::notifications::problems(
+        &spec.notifications,
+        &lifecycle::EVENTS,
+        "spec.notifications",
+    );
     if let Some(schedule) = &spec.schedule {
         problems.extend(crate::schedule::problems(
             &schedule.cron,

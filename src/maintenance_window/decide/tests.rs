@@ -47,6 +47,7 @@ fn base() -> MaintenanceWindowSpec {
         on_drift: None,
         missed_start: None,
         service_account_name: None,
+        notifications: Vec::new(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! status it stored), what the controller observed, and the clock.
 
 mod alert_triggers;
+pub mod lifecycle;
 mod triggers;
 
 #[cfg(test)]
@@ -41,6 +42,9 @@ pub struct Decision {
     /// What the status records of triggers and history after this decision; `None` while the
     /// spec is invalid, when the status keeps what it had.
     pub record: Option<TriggerRecord>,
+    /// The lifecycle messages due now and the record of sent ones; empty while the spec is
+    /// invalid, when the status keeps the record it had.
+    pub notifications: crate::notifications::Plan,
 }
 
 impl Decision {
@@ -62,14 +66,30 @@ pub fn decide(rb: &Runbook, observed: &Observed, now: Timestamp) -> Decision {
     let mut record = TriggerRecord::stored(rb.status.as_ref());
     let runs: Vec<&RunbookRun> = observed.runs.iter().map(AsRef::as_ref).collect();
     let triggers = triggers::decide_triggers(rb, &runs, &mut record, now);
+    let stored = rb
+        .status
+        .as_ref()
+        .map(|s| s.sent_notifications.as_slice())
+        .unwrap_or_default();
+    let notifications = crate::notifications::plan(
+        &rb.spec.notifications,
+        &lifecycle::occurrences(&runs),
+        stored,
+        now,
+    );
+    let wake_at = match (triggers.next_check, notifications.wake_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     Decision {
         problems,
         create: triggers.create,
         cancel: triggers.cancel,
         prune: triggers.prune,
         events: triggers.events,
-        wake_at: triggers.next_check,
+        wake_at,
         record: Some(record),
+        notifications,
     }
 }
 
@@ -89,6 +109,11 @@ pub fn problems(rb: &Runbook, observed: &Observed) -> Vec<SpecProblem> {
     }
     problems.extend(crate::params::undeclared_references(spec));
     problems.extend(alert_triggers::problems(rb));
+    problems.extend(crate::notifications::problems(
+        &spec.notifications,
+        &lifecycle::EVENTS,
+        "spec.notifications",
+    ));
     for (path, policy) in &observed.missing_policies {
         problems.push(SpecProblem::new(
             path,
