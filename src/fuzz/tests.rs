@@ -441,3 +441,66 @@ fn every_kind_at_the_bound_and_the_ends_of_time() {
         }
     }
 }
+
+/// An alert as anyone with the receiver's token could send it, against a Runbook whose alert
+/// trigger a tenant wrote: matching, rendering, the cooldown arithmetic and the record.
+fn alerts_decide_case(
+    labels: BTreeMap<String, String>,
+    (pattern, cooldown, template): (String, String, String),
+    resolved: bool,
+    starts_at: String,
+    now: Timestamp,
+    last_run: Option<Timestamp>,
+) {
+    let rb: crate::runbook::Runbook = serde_json::from_value(json!({
+        "apiVersion": "ops.runbook.dev/v1alpha1", "kind": "Runbook",
+        "metadata": {"name": "rb", "namespace": "shop", "uid": "u", "generation": 1},
+        "spec": {
+            "steps": [{"name": "s", "sleep": {"duration": "1s"}}],
+            "triggers": {"alerts": [{"match": {"alertname": "A"}, "matchRegex": {"instance": pattern},
+                "params": {"p": template}, "cooldown": cooldown, "onResolved": "Run"}]}
+        },
+        "status": {"alerts": {"groups": [{"key": "alertname=A,instance=",
+            "lastRun": "rb-alert-1", "lastRunTime": last_run.map(|t| t.to_string()),
+            "firings": ["x@y"]}]}}
+    }))
+    .expect("runbook shape");
+    let mut labels = labels;
+    labels.insert("alertname".into(), "A".into());
+    labels.insert("namespace".into(), "shop".into());
+    let alert = crate::alerts::payload::Alert {
+        status: if resolved { "resolved" } else { "firing" }.into(),
+        labels,
+        starts_at,
+        fingerprint: "f".into(),
+        ..Default::default()
+    };
+    let _ = crate::runbook::decide::problems(&rb, &Default::default());
+    let trigger = &rb.spec.triggers.as_ref().expect("triggers").alerts[0];
+    let _ = crate::alerts::decide::matching_trigger(&rb, &alert);
+    let decision = crate::alerts::decide::decide(&rb, trigger, &alert, now);
+    if let crate::alerts::decide::Outcome::Start(run) = decision.outcome {
+        assert!(
+            run.spec.params["p"].len() <= 4096 + 32,
+            "params stay bounded"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn alert_decisions_never_panic(
+        labels in prop::collection::btree_map(text(), text(), 0..8),
+        pattern in prop_oneof![Just("(".to_owned()), Just("a{99999}".to_owned()), text()],
+        cooldown in duration(),
+        template in prop_oneof![Just("{{ alert.labels.instance }}{{ alert.annotations.x }}{{".to_owned()), text()],
+        resolved in any::<bool>(),
+        starts_at in prop_oneof![Just("2026-12-07T10:00:00Z".to_owned()), text()],
+        now in clock(),
+        last_run in prop::option::of(clock()),
+    ) {
+        alerts_decide_case(labels, (pattern, cooldown, template), resolved, starts_at, now, last_run);
+    }
+}
