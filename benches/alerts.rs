@@ -787,23 +787,67 @@ async fn storm(rig: &Rig, cfg: &Config, run: usize) -> Result<(Table, Figures, b
         ),
     );
     t.write_checks(&settled, "alerts");
-    let bottleneck = match (mean_request, op_write_latency) {
-        (Some(req), Some(w)) => {
-            let share = (3.0 * w / req).min(1.0);
+    t.value(
+        "  settled: operator requests by FlowSchema",
+        Some(settled.flows.values().sum()),
+        "reqs",
+        counts_text(&settled.flows),
+    );
+    t.value(
+        "  settled: all clients' writes",
+        Some(settled.api_writes().map(|(_, v)| v).sum()),
+        "writes",
+        counts_text(&settled.api_writes().map(|(k, v)| (k.clone(), *v)).collect()),
+    );
+    // The API server's time on the receiver's path (record, create, Events, fresh reads),
+    // summed over the storm and spread over the requests, against the receiver's own mean
+    // request time: near it, the requests waited on the API server; far below it, on the
+    // operator (its per-Runbook lock and its own work).
+    let api_path_secs: f64 = storm_d
+        .latency_sum
+        .iter()
+        .filter(|(k, _)| {
+            let (verb, what) = k.split_once(' ').unwrap_or((k, ""));
+            (verb == "POST" && what == "ops.runbook.dev/runbookruns")
+                || (verb == "PATCH" && what == "ops.runbook.dev/runbooks/status")
+                || (verb == "GET" && what == "ops.runbook.dev/runbooks")
+                || what.ends_with("/events")
+        })
+        .map(|(_, v)| v)
+        .sum();
+    let bottleneck = match mean_request {
+        Some(req) if recv.duration_count > 0.0 => {
+            let per_request = api_path_secs / recv.duration_count;
+            let share = per_request / req;
             format!(
-                "API server's write latency x ~3 writes per started firing = {} % of the mean request time: {}",
+                "API server time on the receiver's path {} s per request = {} % of the mean request time: {}",
+                support::num(per_request),
                 support::num(100.0 * share),
                 if share >= 0.5 {
                     "API server"
                 } else {
-                    "operator (queueing in the receiver)"
+                    "operator (waiting in the receiver)"
                 }
             )
         }
         _ => "not measured".into(),
     };
+    t.value(
+        "  storm: refused API requests (all clients)",
+        Some(storm_d.refused.values().sum()),
+        "reqs",
+        counts_text(&storm_d.refused),
+    );
     t.value("  bottleneck", None, "", bottleneck);
 
+    rig.write_out(
+        &format!("run-{run}-settled.tsv"),
+        &settled.tsv(&[
+            support::Counters::Api,
+            support::Counters::Flows,
+            support::Counters::Op,
+        ]),
+    );
     let ok = all_ok && runs_listed == expected && settled.op_writes() == 0.0 && waited.is_ok();
     rig.write_out(
         &format!("run-{run}-storm.tsv"),
