@@ -369,13 +369,21 @@ async fn wait_runbooks_seen(rig: &Rig, cfg: &Config, run: usize) -> Result<()> {
     .await
 }
 
-fn spawn_run_watch(rig: &Rig, cfg: &Config, run: usize) -> (Arc<Mutex<Seen>>, Arc<Mutex<bool>>) {
+/// What the watch of one storm's runs saw, whether it listed, and its task (aborted after the
+/// storm).
+type RunWatch = (
+    Arc<Mutex<Seen>>,
+    Arc<Mutex<bool>>,
+    tokio::task::JoinHandle<()>,
+);
+
+fn spawn_run_watch(rig: &Rig, cfg: &Config, run: usize) -> RunWatch {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let synced = Arc::new(Mutex::new(false));
     let prefix = format!("{}-r{run}-", cfg.prefix);
     let api = Api::<RunbookRun>::all(rig.client.clone());
     let (into, ready) = (seen.clone(), synced.clone());
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut events = watcher(api, watcher::Config::default())
             .default_backoff()
             .boxed();
@@ -422,14 +430,14 @@ fn spawn_run_watch(rig: &Rig, cfg: &Config, run: usize) -> (Arc<Mutex<Seen>>, Ar
             }
         }
     });
-    (seen, synced)
+    (seen, synced, task)
 }
 
 /// One storm in the namespaces of `run`; its figures.
 async fn storm(rig: &Rig, cfg: &Config, run: usize) -> Result<(Table, Figures, bool)> {
     let cooled_namespaces = create_runbooks(rig, cfg, run).await?;
     wait_runbooks_seen(rig, cfg, run).await?;
-    let (seen, synced) = spawn_run_watch(rig, cfg, run);
+    let (seen, synced, watch_task) = spawn_run_watch(rig, cfg, run);
     rig.wait_for("the run watch to list", || async {
         Ok((!*lock(&synced)).then(|| "not yet".to_owned()))
     })
@@ -610,6 +618,7 @@ async fn storm(rig: &Rig, cfg: &Config, run: usize) -> Result<(Table, Figures, b
     tokio::time::sleep(Duration::from_secs(cfg.window)).await;
     rig.operator_alive()?;
     let snap_settle1 = rig.snapshot().await?;
+    watch_task.abort();
     let settled = snap_settle1.since(&snap_settle0);
     let storm_d = snap_storm.since(&snap_before);
     let after_d = snap_finished.since(&snap_storm);
