@@ -174,6 +174,7 @@ bench: build ## Benchmarks against a local cluster; prints figures.
 	hack/bench-backups.sh
 	hack/bench-failover.sh
 	hack/bench-outbound.sh
+	hack/bench-alerts.sh
 	hack/tools.sh build
 	hack/bench-scale.sh
 
@@ -184,6 +185,10 @@ bench-failover: build ## Leader failover benchmark: SIGKILL the leader -> first 
 .PHONY: bench-outbound
 bench-outbound: build ## 100 runs on a blackholed URL in one namespace vs an unrelated run's latency in another.
 	hack/bench-outbound.sh
+
+.PHONY: bench-alerts
+bench-alerts: build ## Alert storm: 1,000 webhook POSTs (100 firings x 10) -> runs vs expected, latencies, RSS/CPU, writes.
+	hack/bench-alerts.sh
 
 .PHONY: bench-scale
 bench-scale: build ## Operator RSS and CPU with the examples plus 1,000 objects of each kind, under the chart's RBAC.

@@ -301,10 +301,13 @@ pub fn decide(rb: &Runbook, trigger: &AlertTrigger, alert: &Alert, now: Timestam
             group.last_run.as_deref().unwrap_or("?"),
             crate::time::add(last, cooldown),
         );
-        let again = group
-            .last_suppression
-            .as_ref()
-            .is_some_and(|s| s.firing == firing);
+        // Repeats of several suppressed firings interleave: each is counted (and written)
+        // once, however its repeats arrive.
+        let again = group.suppressed_firings.contains(&firing)
+            || group
+                .last_suppression
+                .as_ref()
+                .is_some_and(|s| s.firing == firing);
         return Decision {
             record: (!again).then(|| suppress(&recorded, &key, &firing, &reason, now)),
             outcome: Outcome::CooledDown { reason },
@@ -365,6 +368,9 @@ pub fn suppress(
 ) -> AlertsStatus {
     touch(recorded, key, |group| {
         group.suppressed = Some(group.suppressed.unwrap_or(0).saturating_add(1));
+        group.suppressed_firings.push(firing.to_owned());
+        let excess = group.suppressed_firings.len().saturating_sub(MAX_FIRINGS);
+        group.suppressed_firings.drain(..excess);
         group.last_suppression = Some(AlertSuppression {
             time: crate::time::to_time(now),
             firing: firing.to_owned(),

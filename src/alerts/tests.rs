@@ -201,6 +201,54 @@ fn the_cooldown_suppresses_other_firings_of_the_group_counts_them_once_and_ends(
 }
 
 #[test]
+fn suppressed_firings_sent_again_interleaved_are_counted_once() {
+    let mut t = trigger();
+    t.cooldown = Some(Duration("15m".into()));
+    let rb = runbook(t.clone());
+    let first = alert("firing", "2026-12-07T10:00:00Z");
+    let mut rb = with_record(
+        rb.clone(),
+        decide::decide(&rb, &t, &first, at("2026-12-07T10:00:00Z")).record,
+    );
+    let firings: Vec<Alert> = ["b", "c", "d"]
+        .iter()
+        .map(|fp| {
+            let mut a = alert("firing", "2026-12-07T10:01:00Z");
+            a.fingerprint = (*fp).into();
+            a
+        })
+        .collect();
+    // Alertmanager repeats each firing; repeats of different firings interleave.
+    let mut writes = 0;
+    for _ in 0..3 {
+        for a in &firings {
+            let d = decide::decide(&rb, &t, a, at("2026-12-07T10:02:00Z"));
+            assert!(
+                matches!(d.outcome, Outcome::CooledDown { .. }),
+                "{:?}",
+                d.outcome
+            );
+            if let Some(record) = d.record {
+                writes += 1;
+                rb = with_record(rb, Some(record));
+            }
+        }
+    }
+    let group = &rb
+        .status
+        .as_ref()
+        .and_then(|s| s.alerts.clone())
+        .expect("a record")
+        .groups[0];
+    assert_eq!(
+        group.suppressed,
+        Some(3),
+        "each suppressed firing counts once"
+    );
+    assert_eq!(writes, 3, "a repeat of a suppressed firing writes nothing");
+}
+
+#[test]
 fn only_alerts_of_the_runbooks_namespace_or_one_it_lists_match() {
     let rb = runbook(trigger());
     let mut a = alert("firing", "2026-12-07T10:00:00Z");

@@ -386,6 +386,10 @@ pub struct AlertGroupStatus {
     /// How many firings the cooldown suppressed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suppressed: Option<i64>,
+    /// The firings (`fingerprint@startsAt`) the cooldown suppressed, newest last, at most 10:
+    /// Alertmanager repeats each firing, and a repeat of one listed here is not counted again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suppressed_firings: Vec<String>,
     /// The most recent suppression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_suppression: Option<AlertSuppression>,
