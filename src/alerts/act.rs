@@ -229,64 +229,98 @@ impl Alerts {
         Ok(reports)
     }
 
-    /// What `alert` does to `cached`: decide on the newest copy known, record, act.
+    /// What `alert` does to `cached`. With a cooldown the firing is recorded first (the
+    /// record is what lets one firing of the group through); without one the run's name is
+    /// claim enough, so the run is created first, one write on the request's path, and the
+    /// firing recorded after it (a retry after a stop in between finds the run and records).
     async fn one(&self, cached: &Arc<Runbook>, alert: &Alert) -> Result<RunbookOutcome, Error> {
+        let writer = Writer::new(&self.ctx, NAME);
+        if let Some((_, trigger)) = decide::matching_trigger(cached, alert)
+            && trigger.cooldown.is_none()
+        {
+            let decision = decide::decide(cached, trigger, alert, Timestamp::now());
+            let starts = matches!(decision.outcome, Outcome::Start(_));
+            let result = self
+                .carry_out(&writer, cached, alert, decision.outcome)
+                .await?;
+            if starts && decision.record.is_some() {
+                self.record(&writer, cached, alert).await?;
+            }
+            return Ok(result);
+        }
+        match self.record(&writer, cached, alert).await? {
+            Some((rb, decision)) => self.carry_out(&writer, &rb, alert, decision.outcome).await,
+            // The Runbook changed and no longer matches.
+            None => Ok(RunbookOutcome {
+                runbook: format!(
+                    "{}/{}",
+                    cached.namespace().unwrap_or_default(),
+                    cached.name_any()
+                ),
+                outcome: "no_match",
+                run: None,
+                reason: None,
+            }),
+        }
+    }
+
+    /// Decides on the newest copy of `cached` known and writes the record the decision calls
+    /// for, deciding again on a fresh read after a conflict; the Runbook as written and the
+    /// decision, or `None` when the Runbook no longer matches.
+    async fn record(
+        &self,
+        writer: &Writer<'_>,
+        cached: &Arc<Runbook>,
+        alert: &Alert,
+    ) -> Result<Option<(Arc<Runbook>, decide::Decision)>, Error> {
         let uid = cached.metadata.uid.clone().unwrap_or_default();
         let lock = self.lock(&uid);
         let mut newest = lock.lock().await;
         let namespace = cached.namespace().unwrap_or_default();
-        let writer = Writer::new(&self.ctx, NAME);
         let api: Api<Runbook> = writer.api(&namespace);
         // The cache wins once it has caught up with (or passed) what this process wrote.
         let mut rb = match newest.as_ref() {
             Some(mine) if mine.resource_version() != cached.resource_version() => mine.clone(),
             _ => cached.clone(),
         };
-        let record_error = |source| Error::Record {
-            alert: alert.name().to_owned(),
-            namespace: namespace.clone(),
-            runbook: cached.name_any(),
-            source,
-        };
         for _ in 0..ATTEMPTS {
             let Some((_, trigger)) = decide::matching_trigger(&rb, alert) else {
-                // The Runbook changed and no longer matches.
-                return Ok(RunbookOutcome {
-                    runbook: format!("{namespace}/{}", rb.name_any()),
-                    outcome: "no_match",
-                    run: None,
-                    reason: None,
-                });
+                return Ok(None);
             };
             let decision = decide::decide(&rb, trigger, alert, Timestamp::now());
-            if let Some(record) = &decision.record {
-                let patch = serde_json::json!({
-                    "metadata": {"resourceVersion": rb.resource_version()},
-                    "status": {"alerts": record},
-                });
-                match writer
-                    .patch_status(&api, &rb.name_any(), &Patch::Merge(&patch), "record")
-                    .await
-                {
-                    Ok(written) => {
-                        let written = Arc::new(written);
-                        *newest = Some(written.clone());
-                        rb = written;
-                    }
-                    Err(err) if err.conflict() => {
-                        let fresh = api.get(&rb.name_any()).await.map_err(|e| Error::Read {
-                            what: format!("Runbook {namespace}/{}", rb.name_any()),
-                            source: Box::new(e),
-                        })?;
-                        rb = Arc::new(fresh);
-                        *newest = Some(rb.clone());
-                        continue;
-                    }
-                    Err(err) => return Err(record_error(err)),
+            let Some(record) = &decision.record else {
+                return Ok(Some((rb, decision)));
+            };
+            let patch = serde_json::json!({
+                "metadata": {"resourceVersion": rb.resource_version()},
+                "status": {"alerts": record},
+            });
+            match writer
+                .patch_status(&api, &rb.name_any(), &Patch::Merge(&patch), "record")
+                .await
+            {
+                Ok(written) => {
+                    let written = Arc::new(written);
+                    *newest = Some(written.clone());
+                    return Ok(Some((written, decision)));
+                }
+                Err(err) if err.conflict() => {
+                    let fresh = api.get(&rb.name_any()).await.map_err(|e| Error::Read {
+                        what: format!("Runbook {namespace}/{}", rb.name_any()),
+                        source: Box::new(e),
+                    })?;
+                    rb = Arc::new(fresh);
+                    *newest = Some(rb.clone());
+                }
+                Err(source) => {
+                    return Err(Error::Record {
+                        alert: alert.name().to_owned(),
+                        namespace,
+                        runbook: cached.name_any(),
+                        source,
+                    });
                 }
             }
-            drop(newest);
-            return self.carry_out(&writer, &rb, alert, decision.outcome).await;
         }
         Err(Error::Contended {
             alert: alert.name().to_owned(),

@@ -4,10 +4,10 @@
 //! A firing is `fingerprint@startsAt`: Alertmanager repeats it (every `repeat_interval`),
 //! retries it (on any non-2xx), and two operator replicas may both receive it; each time it
 //! names the same run, `<runbook>-alert-<hash>`, so creating it again meets `AlreadyExists`.
-//! Before the first create the receiver records the firing in the Runbook's
-//! `status.alerts` with a resourceVersion precondition: the record is what enforces a
-//! cooldown across replicas and restarts, and what keeps a firing sent again after its run
-//! was pruned from starting another.
+//! The receiver records each firing in the Runbook's `status.alerts` with a resourceVersion
+//! precondition: under a cooldown before the create (the record is what lets one firing of
+//! a group through, across replicas and restarts), otherwise right after it. The record is
+//! also what keeps a firing sent again after its run was pruned from starting another.
 
 use std::collections::BTreeMap;
 

@@ -463,6 +463,23 @@ async fn two_alerts_for_the_same_deployment_arriving_together_take_turns() {
                 .to_owned()
         })
         .collect();
+    // Without a cooldown the run is created first and the firing recorded before the reply.
+    let rb = ns
+        .api::<Runbook>()
+        .get("errors-scale-up")
+        .await
+        .expect("the Runbook");
+    let group = &rb
+        .status
+        .and_then(|s| s.alerts)
+        .expect("status.alerts")
+        .groups[0];
+    assert_eq!(
+        group.last_run.as_deref(),
+        Some(names[0].as_str()),
+        "{group:?}"
+    );
+    assert_eq!(group.firings, ["fp-errors@2026-12-07T10:00:00Z"]);
     let first = finished(&ns, &names[0]).await;
     let second = finished(&ns, &names[1]).await;
     for run in [&first, &second] {
