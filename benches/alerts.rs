@@ -76,6 +76,9 @@ const PROGRESS_TAG: &str = "bench-alerts";
 const MANAGER: &str = "bench-alerts";
 /// The alert name every storm alert carries (and every trigger matches).
 const ALERT_NAME: &str = "BenchStorm";
+/// The alert name of the probe that tells the receiver's cache holds a Runbook.
+const PROBE_NAME: &str = "BenchProbe";
+
 /// Every this-many-th namespace's Runbook has a cooldown.
 const COOLDOWN_EVERY: usize = 4;
 
@@ -326,7 +329,9 @@ async fn create_runbooks(rig: &Rig, cfg: &Config, run: usize) -> Result<usize> {
             "metadata": {"name": "storm"},
             "spec": {
                 "params": [{"name": "instance"}],
-                "triggers": {"alerts": [trigger]},
+                // The probe trigger: a resolved BenchProbe alert is `ignored` by a Runbook the
+                // receiver's cache holds (and `no_match` before), with no write.
+                "triggers": {"alerts": [trigger, {"match": {"alertname": PROBE_NAME}}]},
                 "steps": [{"name": "nap", "sleep": {"duration": "1s"}}],
             },
         }))?;
@@ -344,9 +349,10 @@ async fn create_runbooks(rig: &Rig, cfg: &Config, run: usize) -> Result<usize> {
     Ok(cooled)
 }
 
-/// Whether every namespace's Runbook is in the receiver's cache: a probe alert per namespace
-/// that matches nothing would not tell; instead wait until the Runbooks report a status (the
-/// controller saw them, so the shared cache has them too).
+/// Waits until every namespace's Runbook reports a status (the controller saw it) and the
+/// receiver's own Runbook cache holds it: a resolved probe alert per namespace comes back
+/// `ignored` (matched, `onResolved: Ignore`), not `no_match`. The receiver watches Runbooks on
+/// its own, so the controller having seen them says nothing about it.
 async fn wait_runbooks_seen(rig: &Rig, cfg: &Config, run: usize) -> Result<()> {
     rig.wait_for("the Runbooks to be observed by the operator", || async {
         let mut missing = 0;
@@ -365,6 +371,32 @@ async fn wait_runbooks_seen(rig: &Rig, cfg: &Config, run: usize) -> Result<()> {
             }
         }
         Ok((missing > 0).then(|| format!("{missing} not observed yet")))
+    })
+    .await?;
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/alerts/alertmanager", cfg.alerts_url);
+    rig.wait_for("the receiver's cache to hold the Runbooks", || async {
+        let mut missing = 0;
+        for i in 0..cfg.namespaces {
+            let probe = json!({"version": "4", "status": "resolved", "alerts": [{
+                "status": "resolved",
+                "labels": {"alertname": PROBE_NAME, "namespace": cfg.namespace(run, i)},
+                "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "probe"}]});
+            let reply: Value = http
+                .post(&url)
+                .bearer_auth(&cfg.token)
+                .body(probe.to_string())
+                .send()
+                .await?
+                .bytes()
+                .await
+                .map(|b| serde_json::from_slice(&b).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
+            if reply["alerts"][0]["runbooks"][0]["outcome"] != "ignored" {
+                missing += 1;
+            }
+        }
+        Ok((missing > 0).then(|| format!("{missing} not in the receiver's cache yet")))
     })
     .await
 }
