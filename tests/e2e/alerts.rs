@@ -499,3 +499,83 @@ async fn two_alerts_for_the_same_deployment_arriving_together_take_turns() {
         spans[0].1
     );
 }
+
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn the_receiver_serves_tls_from_a_certificate_and_key() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut ns = TestNamespace::new("alerts-tls").await;
+    let receiver = Receiver::fresh();
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("a self-signed certificate");
+    let dir = receiver
+        .token_file
+        .parent()
+        .expect("the token's directory")
+        .to_owned();
+    let (cert_file, key_file) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert_file, cert.pem()).expect("write the certificate");
+    std::fs::write(&key_file, key.serialize_pem()).expect("write the key");
+    let cert_arg = cert_file.display().to_string();
+    let key_arg = key_file.display().to_string();
+    let operator = spawn_with_receiver(
+        &ns,
+        &receiver,
+        "",
+        &[
+            "--alerts-tls-cert-file",
+            &cert_arg,
+            "--alerts-tls-key-file",
+            &key_arg,
+        ],
+        "ok",
+    );
+    ns.adopt_operator(operator);
+    ns.apply(RUNBOOK);
+    ready_runbook(&ns, "high-error-rate").await;
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert.pem().as_bytes()).expect("the CA")])
+        .build()
+        .expect("an HTTPS client");
+    let url = format!("https://{}/v1/alerts/alertmanager", receiver.addr);
+    let body = notification(vec![alert(
+        "firing",
+        &ns.name,
+        "fp-tls",
+        "2026-12-07T10:00:00Z",
+        &[],
+    )])
+    .to_string();
+    let started = std::time::Instant::now();
+    let reply: Value = loop {
+        let response = client
+            .post(&url)
+            .bearer_auth(&receiver.token)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("an answer over TLS");
+        let code = response.status().as_u16();
+        let text = response.text().await.expect("a body");
+        if code != 503 {
+            assert_eq!(code, 200, "{text}");
+            break serde_json::from_str(&text).expect("JSON");
+        }
+        assert!(
+            started.elapsed() < crate::support::PATIENCE,
+            "never ready: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(outcomes(&reply), ["started"]);
+    // Plain HTTP to the TLS port gets no answer from the receiver.
+    assert!(
+        receiver
+            .post(&body)
+            .await
+            .is_none_or(|(code, _)| code != 200)
+    );
+}
