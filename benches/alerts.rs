@@ -11,16 +11,18 @@
 //!
 //! 1. In each of BENCH_NAMESPACES (20) namespaces a Runbook `storm` with one alert trigger
 //!    (`match: {alertname: BenchStorm}`, `groupBy: [group]`, params from the alert's labels)
-//!    and one `sleep: 1s` step; the Runbooks of every fourth namespace (0, 4, 8, ...) have
-//!    `cooldown: 1h`.
+//!    and one `sleep: 1s` step, locked per group (`concurrency: {key: group/<group label>}`,
+//!    Queue: runs of one namespace and group take turns); the Runbooks of every fourth
+//!    namespace (0, 4, 8, ...) have `cooldown: 1h`.
 //! 2. The storm: BENCH_ALERTS (100) distinct firing alerts (each its own fingerprint and
 //!    startsAt), alert `i` in namespace `i % 20` with label `group=g<i % 10>`, each POSTed
 //!    BENCH_REPEATS (10) times as its own webhook v4 notification: repeat after repeat, each
 //!    repeat in a new random order, BENCH_CONCURRENCY (32) requests in flight. Every alert of
 //!    a namespace shares its group, so in a namespace with a cooldown the first firing starts
 //!    a run and the others are suppressed.
-//! 3. Waits until the runs seen reach the expected count, then until every run finished;
-//!    then BENCH_SETTLE (10) s idle and BENCH_WINDOW (30) s counting the operator's writes.
+//! 3. Waits until the runs seen reach the expected count, then until every run finished
+//!    (the lock outcomes, `runbook_operator_run_locks_total`, are counted then); then
+//!    BENCH_SETTLE (10) s idle and BENCH_WINDOW (30) s counting the operator's writes.
 //!
 //! # Definitions
 //!
@@ -158,6 +160,8 @@ struct Receiver {
     outcomes: BTreeMap<String, f64>,
     /// `runbook_operator_alert_requests_total` by code.
     requests: BTreeMap<String, f64>,
+    /// `runbook_operator_run_locks_total` by outcome (the runs' per-target locks).
+    locks: BTreeMap<String, f64>,
     /// `runbook_operator_alert_request_duration_seconds` sum and count.
     duration_sum: f64,
     duration_count: f64,
@@ -186,7 +190,10 @@ impl Receiver {
                     *r.outcomes.entry(get("outcome")).or_default() += s.value
                 }
                 "runbook_operator_alert_requests_total" => {
-                    *r.requests.entry(get("code")).or_default() += s.value
+                    *r.requests.entry(get("outcome")).or_default() += s.value
+                }
+                "runbook_operator_run_locks_total" => {
+                    *r.locks.entry(get("outcome")).or_default() += s.value
                 }
                 "runbook_operator_alert_request_duration_seconds_sum" => r.duration_sum += s.value,
                 "runbook_operator_alert_request_duration_seconds_count" => {
@@ -216,6 +223,7 @@ impl Receiver {
         Receiver {
             outcomes: diff(&self.outcomes, &before.outcomes),
             requests: diff(&self.requests, &before.requests),
+            locks: diff(&self.locks, &before.locks),
             duration_sum: self.duration_sum - before.duration_sum,
             duration_count: self.duration_count - before.duration_count,
             buckets: self
@@ -317,7 +325,7 @@ async fn create_runbooks(rig: &Rig, cfg: &Config, run: usize) -> Result<usize> {
         let mut trigger = json!({
             "match": {"alertname": ALERT_NAME},
             "groupBy": ["group"],
-            "params": {"instance": "{{ alert.labels.instance }}"},
+            "params": {"instance": "{{ alert.labels.instance }}", "group": "{{ alert.labels.group }}"},
         });
         if i % COOLDOWN_EVERY == 0 {
             trigger["cooldown"] = json!("1h");
@@ -328,7 +336,9 @@ async fn create_runbooks(rig: &Rig, cfg: &Config, run: usize) -> Result<usize> {
             "kind": "Runbook",
             "metadata": {"name": "storm"},
             "spec": {
-                "params": [{"name": "instance"}],
+                "params": [{"name": "instance"}, {"name": "group"}],
+                // Runs of one group take turns, as runs acting on one target would.
+                "concurrency": {"key": "group/{{ params.group }}"},
                 // The probe trigger: a resolved BenchProbe alert is `ignored` by a Runbook the
                 // receiver's cache holds (and `no_match` before), with no write.
                 "triggers": {"alerts": [trigger, {"match": {"alertname": PROBE_NAME}}]},
@@ -640,6 +650,8 @@ async fn storm(rig: &Rig, cfg: &Config, run: usize) -> Result<(Table, Figures, b
     .await?;
     let t_finished = now();
     let snap_finished = rig.snapshot().await?;
+    // Lock outcomes happen until the last queued run started: counted once all finished.
+    let receiver_finished = Receiver::take(rig).await?;
     tokio::time::sleep(Duration::from_secs(cfg.settle)).await;
     rig.operator_alive()?;
     let snap_settle0 = rig.snapshot().await?;
@@ -655,6 +667,7 @@ async fn storm(rig: &Rig, cfg: &Config, run: usize) -> Result<(Table, Figures, b
     let storm_d = snap_storm.since(&snap_before);
     let after_d = snap_finished.since(&snap_storm);
     let recv = receiver_after.since(&receiver_before);
+    let locks = receiver_finished.since(&receiver_before).locks;
     let runs_listed = count_alert_runs(rig, cfg, run).await?;
     let extra_runs = lock(&seen).not_alert;
 
@@ -715,6 +728,15 @@ async fn storm(rig: &Rig, cfg: &Config, run: usize) -> Result<(Table, Figures, b
         Some(recv.outcomes.values().sum()),
         "",
         counts_text(&recv.outcomes),
+    );
+    t.value(
+        "  locks: runbook_operator_run_locks_total",
+        Some(locks.values().sum()),
+        "",
+        format!(
+            "{} (until every run finished; runs of one namespace and group share a lock)",
+            counts_text(&locks)
+        ),
     );
     t.value(
         "  receiver: runbook_operator_alert_requests_total",
