@@ -163,7 +163,15 @@ pub struct Alerts {
     /// Per Runbook uid: the lock, and the newest copy this process wrote (the cache may lag
     /// behind it; a conflict replaces it with a fresh read).
     state: Mutex<HashMap<String, Newest>>,
+    /// Runs (`namespace/name`) this process created or found to exist: a repeat of their
+    /// firing is answered without sending the create again. Cleared when it reaches
+    /// [`MAX_KNOWN_RUNS`]; a run deleted since stays "known", which is what the firing record
+    /// says too (a firing whose run was removed starts nothing).
+    known_runs: Mutex<std::collections::HashSet<String>>,
 }
+
+/// Most runs remembered in [`Alerts::known_runs`] before the set starts afresh.
+const MAX_KNOWN_RUNS: usize = 10_000;
 
 impl Alerts {
     /// The receiver's state over the Runbook caches of every watched scope.
@@ -172,7 +180,23 @@ impl Alerts {
             ctx,
             runbooks,
             state: Mutex::default(),
+            known_runs: Mutex::default(),
         }
+    }
+
+    fn known(&self, run: &str) -> bool {
+        self.known_runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(run)
+    }
+
+    fn remember(&self, run: String) {
+        let mut known = self.known_runs.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= MAX_KNOWN_RUNS {
+            known.clear();
+        }
+        known.insert(run);
     }
 
     /// The Runbooks with alert triggers `alert` matches, sorted by namespace and name.
@@ -349,25 +373,41 @@ impl Alerts {
             Outcome::Start(run) => {
                 let name = run.name_any();
                 result.run = Some(name.clone());
-                match writer.create(&runs, &run, "create").await {
+                let key = format!("{namespace}/{name}");
+                let created = if self.known(&key) {
+                    Err(None)
+                } else {
+                    writer.create(&runs, &run, "create").await.map_err(Some)
+                };
+                // Created now, or found to exist: either way it exists.
+                let exists = match &created {
+                    Ok(_) => true,
+                    Err(Some(err)) => err.already_exists(),
+                    Err(None) => false,
+                };
+                if exists {
+                    self.remember(key);
+                }
+                match created {
                     Ok(_) => Some(normal(
                         REASON_STARTED,
                         format!("alert {firing} started run {name}"),
                     )),
-                    Err(err) if err.already_exists() => {
-                        result.outcome = "deduplicated";
-                        Some(normal(
-                            REASON_DEDUPLICATED,
-                            format!("alert {firing} already started run {name}"),
-                        ))
-                    }
-                    Err(source) => {
+                    Err(Some(source)) if !exists => {
                         return Err(Error::Create {
                             alert: alert.name().to_owned(),
                             namespace,
                             run: name,
                             source,
                         });
+                    }
+                    // Known to this process, or AlreadyExists: created before.
+                    Err(_) => {
+                        result.outcome = "deduplicated";
+                        Some(normal(
+                            REASON_DEDUPLICATED,
+                            format!("alert {firing} already started run {name}"),
+                        ))
                     }
                 }
             }
