@@ -350,3 +350,33 @@ impl Pool {
         self.len() == 0
     }
 }
+
+/// Reads at most `limit` bytes of `response`'s body (lossy UTF-8), and whether it was cut:
+/// an answer from outside the cluster never grows the operator's memory or a journal.
+pub async fn read_capped(mut response: reqwest::Response, limit: usize) -> (String, bool) {
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut truncated = false;
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = limit - bytes.len();
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            truncated = true;
+            break;
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    (String::from_utf8_lossy(&bytes).into_owned(), truncated)
+}
+
+/// A request's error with its causes, without the URL (its query may carry a token).
+pub fn describe(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

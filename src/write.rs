@@ -427,19 +427,7 @@ impl<'a> Writer<'a> {
             + Debug,
         S: Serialize + PartialEq,
     {
-        if current == Some(status) {
-            return Ok(None);
-        }
-        let api: Api<K> = self.api(&obj.namespace().unwrap_or_default());
-        let patch = serde_json::json!({
-            "apiVersion": K::api_version(&()),
-            "kind": K::kind(&()),
-            "status": status,
-        });
-        let written = self
-            .patch_status(&api, &obj.name_any(), &Patch::Apply(&patch), "status")
-            .await?;
-        Ok(Some(written.resource_version().unwrap_or_default()))
+        self.apply_status_guarded(obj, None, current, status).await
     }
 
     /// [`Writer::apply_status`] that fails with a conflict (409) when `obj` is no longer at
@@ -464,12 +452,14 @@ impl<'a> Writer<'a> {
             return Ok(None);
         }
         let api: Api<K> = self.api(&obj.namespace().unwrap_or_default());
-        let patch = serde_json::json!({
+        let mut patch = serde_json::json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
-            "metadata": {"resourceVersion": resource_version},
             "status": status,
         });
+        if let Some(version) = resource_version {
+            patch["metadata"] = serde_json::json!({ "resourceVersion": version });
+        }
         let written = self
             .patch_status(&api, &obj.name_any(), &Patch::Apply(&patch), "status")
             .await?;

@@ -10,7 +10,7 @@ use super::render::{self, PagerDutyEvent};
 use super::types::{EmailSink, PagerDutySink, Sink, SmtpTls, UrlFrom, WebhookSink};
 use super::{PAGERDUTY_URL, TIMEOUT, smtp, target};
 use crate::fence::{self, EgressPolicy};
-use crate::outbound::{Reply, Verdict};
+use crate::outbound::{Reply, Verdict, describe};
 use crate::secret_ref::{HttpHeader, SecretKeyRef};
 use crate::write::Writer;
 
@@ -380,7 +380,7 @@ impl Job<'_> {
             }
         };
         let status = response.status().as_u16();
-        let answer = read_capped(response).await;
+        let (answer, _) = crate::outbound::read_capped(response, ANSWER_LIMIT).await;
         if !(200..300).contains(&status) {
             return Err(Reply {
                 outputs: vec![("httpStatus".into(), status.to_string())],
@@ -404,31 +404,4 @@ fn ok((status, _): (u16, String)) -> Reply {
         outputs: vec![("httpStatus".into(), status.to_string())],
         verdict: Verdict::Succeeded(format!("notification sent (answered {status})")),
     }
-}
-
-/// At most [`ANSWER_LIMIT`] bytes of an answer.
-async fn read_capped(mut response: reqwest::Response) -> String {
-    let mut bytes: Vec<u8> = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = ANSWER_LIMIT - bytes.len();
-        if chunk.len() >= room {
-            bytes.extend_from_slice(&chunk[..room]);
-            break;
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// Error text without the URL (it may carry a token).
-fn describe(err: reqwest::Error) -> String {
-    let err = err.without_url();
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -415,35 +415,7 @@ fn without_query(url: &reqwest::Url) -> String {
     url.to_string()
 }
 
-/// Reads at most `limit` bytes of the body, chunk by chunk, and drops the rest unread; true
-/// when something was left.
-pub(super) async fn read_capped(mut response: reqwest::Response, limit: usize) -> (String, bool) {
-    let mut bytes: Vec<u8> = Vec::new();
-    let mut truncated = false;
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = limit - bytes.len();
-        if chunk.len() > room {
-            bytes.extend_from_slice(&chunk[..room]);
-            truncated = true;
-            break;
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    (String::from_utf8_lossy(&bytes).into_owned(), truncated)
-}
-
-/// Error text without the URL's query (it may carry a token).
-fn describe(err: reqwest::Error) -> String {
-    let err = err.without_url();
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub(super) use crate::outbound::{describe, read_capped};
 
 fn reqwest_method(method: HttpMethod) -> reqwest::Method {
     match method {
