@@ -121,6 +121,23 @@ async fn ready_runbook(ns: &TestNamespace, name: &str) {
     .await;
 }
 
+/// Waits until `receiver` matches a resolved copy of `alert` to a Runbook (`onResolved`
+/// Ignore or CancelWaiting: nothing starts, nothing is recorded). The receiver matches from
+/// its own Runbook watch, so a Runbook the controller reports Ready may not be there yet.
+async fn until_matched(receiver: &Receiver, mut alert: Value) {
+    alert["status"] = json!("resolved");
+    alert["fingerprint"] = json!("probe");
+    let probe = notification(vec![alert]);
+    let started = std::time::Instant::now();
+    while outcomes(&send(receiver, &probe).await).is_empty() {
+        assert!(
+            started.elapsed() < crate::support::PATIENCE,
+            "the receiver never matched {probe}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 const RUNBOOK: &str = r#"apiVersion: ops.runbook.dev/v1alpha1
 kind: Runbook
 metadata: {name: high-error-rate}
@@ -158,7 +175,17 @@ async fn an_alert_starts_its_runbook_once_per_firing_and_the_cooldown_survives_a
     ns.apply(RUNBOOK);
     other.apply(RUNBOOK);
     ready_runbook(&ns, "high-error-rate").await;
+    until_matched(
+        &receiver,
+        alert("firing", &ns.name, "p", "2026-12-07T09:00:00Z", &[]),
+    )
+    .await;
     ready_runbook(&other, "high-error-rate").await;
+    until_matched(
+        &receiver,
+        alert("firing", &other.name, "p", "2026-12-07T09:00:00Z", &[]),
+    )
+    .await;
 
     // Requests without the token, with a wrong one, malformed, and too large.
     let first = notification(vec![alert(
@@ -328,6 +355,13 @@ async fn two_replicas_receiving_the_same_firing_start_one_run() {
     let _standby = spawn_with_receiver(&ns, &receiver_b, "-b", &election, "standby");
     ns.apply(RUNBOOK);
     ready_runbook(&ns, "high-error-rate").await;
+    for r in [&receiver_a, &receiver_b] {
+        until_matched(
+            r,
+            alert("firing", &ns.name, "p", "2026-12-07T09:00:00Z", &[]),
+        )
+        .await;
+    }
     // Different firings in one group at once on both replicas: the cooldown lets one start.
     let a = notification(vec![alert(
         "firing",
@@ -377,6 +411,11 @@ async fn a_resolved_alert_cancels_its_run_while_it_waits_for_approval() {
         "apiVersion: ops.runbook.dev/v1alpha1\nkind: Runbook\nmetadata: {name: needs-approval}\nspec:\n  triggers:\n    alerts:\n    - match: {alertname: HighErrorRate}\n      onResolved: CancelWaiting\n  steps:\n  - {name: ask, approval: {message: \"scale up\"}}\n  - {name: after, sleep: {duration: 1s}}\n",
     );
     ready_runbook(&ns, "needs-approval").await;
+    until_matched(
+        &receiver,
+        alert("firing", &ns.name, "p", "2026-12-07T09:00:00Z", &[]),
+    )
+    .await;
     let firing = notification(vec![alert(
         "firing",
         &ns.name,
@@ -435,6 +474,14 @@ async fn two_alerts_for_the_same_deployment_arriving_together_take_turns() {
     ns.apply(&locked_runbook("latency-scale-up", "HighLatency", 6, "1s"));
     ready_runbook(&ns, "errors-scale-up").await;
     ready_runbook(&ns, "latency-scale-up").await;
+    until_matched(
+        &receiver,
+        alert("firing", &ns.name, "p", "2026-12-07T09:00:00Z", &[]),
+    )
+    .await;
+    let mut probe = alert("firing", &ns.name, "p", "2026-12-07T09:00:00Z", &[]);
+    probe["labels"]["alertname"] = json!("HighLatency");
+    until_matched(&receiver, probe).await;
     let mut latency = alert(
         "firing",
         &ns.name,
@@ -560,9 +607,13 @@ async fn the_receiver_serves_tls_from_a_certificate_and_key() {
             .expect("an answer over TLS");
         let code = response.status().as_u16();
         let text = response.text().await.expect("a body");
+        // 503 until synced; no Runbook in the reply until the receiver's watch has it.
         if code != 503 {
             assert_eq!(code, 200, "{text}");
-            break serde_json::from_str(&text).expect("JSON");
+            let reply: Value = serde_json::from_str(&text).expect("JSON");
+            if !outcomes(&reply).is_empty() {
+                break reply;
+            }
         }
         assert!(
             started.elapsed() < crate::support::PATIENCE,
