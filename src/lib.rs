@@ -13,6 +13,7 @@ pub mod duration;
 pub mod embedded;
 pub mod errors;
 pub mod events;
+pub mod expr;
 pub mod fence;
 #[cfg(test)]
 mod fuzz;

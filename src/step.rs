@@ -14,8 +14,11 @@ use crate::duration::Duration;
 use crate::embedded::Embedded;
 pub use crate::secret_ref::{HttpHeader, SecretKeyRef, ValueFrom, templated_host};
 
+pub mod metric;
+pub use metric::{QueryAction, WaitForAction};
+
 /// Every action field a Step may carry; CEL requires exactly one of them.
-pub const ACTIONS: [&str; 14] = [
+pub const ACTIONS: [&str; 17] = [
     "scale",
     "restart",
     "setEnv",
@@ -30,6 +33,9 @@ pub const ACTIONS: [&str; 14] = [
     "sleep",
     "notify",
     "backup",
+    "query",
+    "waitFor",
+    "restore",
 ];
 
 /// The most steps a list may hold; a bound keeps CEL rule costs predictable.
@@ -38,7 +44,7 @@ pub const MAX_STEPS: u32 = 64;
 /// One step of a procedure: common settings plus exactly one action.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.scale), has(self.restart), has(self.setEnv), has(self.waitForRollout), has(self.rollback), has(self.job), has(self.http), has(self.patch), has(self.deletePods), has(self.rotateSecret), has(self.approval), has(self.sleep), has(self.notify), has(self.backup)].filter(x, x).size() == 1").message("a step needs exactly one action: one of scale, restart, setEnv, waitForRollout, rollback, job, http, patch, deletePods, rotateSecret, approval, sleep, notify, backup"))]
+#[x_kube(validation = Rule::new("[has(self.scale), has(self.restart), has(self.setEnv), has(self.waitForRollout), has(self.rollback), has(self.job), has(self.http), has(self.patch), has(self.deletePods), has(self.rotateSecret), has(self.approval), has(self.sleep), has(self.notify), has(self.backup), has(self.query), has(self.waitFor), has(self.restore)].filter(x, x).size() == 1").message("a step needs exactly one action: one of scale, restart, setEnv, waitForRollout, rollback, job, http, patch, deletePods, rotateSecret, approval, sleep, notify, backup, query, waitFor, restore"))]
 pub struct Step {
     /// Name of the step, a DNS label unique among the steps and finally steps of its list.
     /// It names the step in status, Events and the approve annotation.
@@ -58,6 +64,18 @@ pub struct Step {
     /// steps and goes to `finally`; `Continue` records the failure and goes on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailure>,
+    /// Run the step only when this CEL expression is true; otherwise the step is `Skipped`
+    /// with reason `ConditionFalse`. It reads `params` (typed: `params.replicas > 3`),
+    /// `steps` (each earlier step's `phase` and `outputs`, as text:
+    /// `steps.verify.phase == 'Failed'`, `int(steps['scale-down'].outputs.previousReplicas) > 0`;
+    /// a step name with `-` needs the `steps['name']` form) and `run` (`name`, `namespace`,
+    /// `mode`, `failed`: a main step failed, `cancelled`). In `finally`, `when: run.failed`
+    /// makes a rollback that runs only when the procedure failed. An expression that cannot be
+    /// evaluated (a missing output, a type error) fails the step with reason `InvalidSpec`.
+    /// Example: `when: "steps.verify.phase == 'Failed'"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub when: Option<String>,
 
     /// Set a Deployment's or StatefulSet's replica count through the scale subresource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +120,15 @@ pub struct Step {
     /// Start a backup of a BackupPolicy now and wait for it (and its verification).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupAction>,
+    /// Measure a PromQL expression and judge each measurement (Argo Rollouts' analysis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<QueryAction>,
+    /// Wait until a condition on a PromQL result holds (e.g. the queue is below 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for: Option<WaitForAction>,
+    /// Restore a backup of a BackupPolicy with its `spec.restore` Job and wait for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreAction>,
 }
 
 impl Step {
@@ -130,6 +157,9 @@ impl Step {
             self.sleep.is_some(),
             self.notify.is_some(),
             self.backup.is_some(),
+            self.query.is_some(),
+            self.wait_for.is_some(),
+            self.restore.is_some(),
         ];
         ACTIONS
             .iter()
@@ -352,6 +382,26 @@ pub struct HttpAction {
     /// read from Secrets are sent with the first request only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follow_redirects: Option<bool>,
+    /// Values to capture from a successful answer's JSON body into the step's outputs, by
+    /// output name and JSONPath, e.g. `{version: "{.version}"}`; later steps read them as
+    /// `{{ steps.<name>.outputs.version }}`. At most 16; a path that finds nothing fails the
+    /// step with reason OutputMissing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "http_outputs_schema")]
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// Schema of an http step's `outputs`: output names to JSONPaths, bounded.
+fn http_outputs_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 16,
+        "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 256},
+        "x-kubernetes-validations": [{
+            "rule": "self.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]{0,62}$'))",
+            "message": "output names are letters, digits and _ (at most 63), starting with a letter or _"
+        }]
+    })
 }
 
 /// An object reference for the generic patch step.
@@ -548,6 +598,27 @@ pub struct BackupAction {
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new(r"self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') || self.contains('{{')").message("backup.policy must be a BackupPolicy name (a DNS subdomain), not a path"))]
     pub policy: String,
+}
+
+/// Restore a backup now: run the BackupPolicy's `spec.restore.jobTemplate` with
+/// `BACKUP_JOB_NAME` and `BACKUP_SCHEDULED_TIME` of the chosen backup in every container's
+/// environment, and wait for it. The journal records which backup was restored
+/// (`outputs.backupJob`); the policy's `status.lastRestore` keeps when, which backup and how
+/// long it took (the measured recovery time).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreAction {
+    /// Name of a BackupPolicy in the same namespace that has `spec.restore`.
+    /// A DNS subdomain or a `{{ params.X }}` template that resolves to one.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(r"self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') || self.contains('{{')").message("restore.policy must be a BackupPolicy name (a DNS subdomain), not a path"))]
+    pub policy: String,
+    /// Which backup: `latestVerified` (default: the newest backup whose verification
+    /// passed), `latest` (the newest successful backup), or the name of a backup Job in the
+    /// policy's `status.history`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub backup: Option<String>,
 }
 
 /// Checks what CEL leaves to the operator: durations that parse and templates that decode.

@@ -70,6 +70,11 @@ pub struct BackupPolicySpec {
     /// A Job run after each success to prune old backups in the backup store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune: Option<JobStage>,
+    /// How to restore a backup: a Job a Runbook's `restore` step runs, with env
+    /// BACKUP_JOB_NAME and BACKUP_SCHEDULED_TIME of the backup it restores. The newest
+    /// restore is kept in `status.lastRestore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<JobStage>,
     /// Recovery-point objective: BackupFresh turns False when the newest good backup is
     /// older than this (e.g. `26h` for a daily backup). At most `8760h` (one year).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -227,6 +232,33 @@ pub enum BackupPolicyPhase {
     Invalid,
 }
 
+/// One restore of a backup.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreRecord {
+    /// The restore Job.
+    pub job: String,
+    /// The backup Job whose backup was restored.
+    pub backup_job: String,
+    /// The scheduled time of that backup, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_scheduled_time: Option<Time>,
+    /// The RunbookRun whose step ran the restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// When the restore Job started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// How long it took (the measured recovery time), e.g. `2m31s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// Running, Succeeded or Failed.
+    pub result: String,
+}
+
 /// Observed state of a BackupPolicy.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -258,6 +290,10 @@ pub struct BackupPolicyStatus {
     /// Recent backups, newest first: the last ten, plus any still pending or running.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<BackupRecord>,
+    /// The newest restore a Runbook's `restore` step ran: when, which backup, which run, and
+    /// how long it took (the measured recovery time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restore: Option<RestoreRecord>,
     /// The lifecycle messages sent (at most 64, the oldest dropped first): what keeps each
     /// message to one per event across restarts and replicas.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

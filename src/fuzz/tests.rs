@@ -141,6 +141,8 @@ fn entry() -> impl Strategy<Value = StepStatus> {
             start_time: Some(Time(started)),
             completion_time: None,
             message: None,
+            reason: None,
+            condition: None,
             target: None,
             outputs: BTreeMap::from([
                 ("attemptStartedAt".to_owned(), started.to_string()),
@@ -417,6 +419,8 @@ fn every_kind_at_the_bound_and_the_ends_of_time() {
                     start_time: Some(Time(start)),
                     completion_time: None,
                     message: None,
+                    reason: None,
+                    condition: None,
                     target: None,
                     outputs: BTreeMap::from([
                         ("attemptStartedAt".to_owned(), start.to_string()),

@@ -252,6 +252,14 @@ pub struct StepStatus {
     /// What happened, for a person.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Why the step ended as it did, in PascalCase: e.g. `ConditionFalse` for a step whose
+    /// `when` was false, `InvalidSpec`, `TimedOut`, `MetricFailed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The step's `when` and its value when the step came up, e.g.
+    /// `steps.verify.phase == 'Failed' = false`; in Plan mode, or `unknown` and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
     /// The object acted on, e.g. `Deployment/app`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,

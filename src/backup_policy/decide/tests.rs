@@ -55,6 +55,7 @@ fn spec(cron: &str) -> BackupPolicySpec {
         verify: None,
         retention: None,
         prune: None,
+        restore: None,
         rpo: None,
         service_account_name: None,
         notifications: Vec::new(),

@@ -284,6 +284,8 @@ impl Sim {
                 start_time: None,
                 completion_time: None,
                 message: message.clone(),
+                reason: None,
+                condition: None,
                 target: None,
                 outputs: BTreeMap::new(),
             });
@@ -627,6 +629,8 @@ fn stage_outcome_summarises_steps() {
         start_time: None,
         completion_time: None,
         message: Some("boom".into()),
+        reason: None,
+        condition: None,
         target: None,
         outputs: BTreeMap::new(),
     };

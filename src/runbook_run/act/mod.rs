@@ -28,8 +28,10 @@ mod backup;
 mod http;
 mod job;
 pub mod lock;
+mod metric;
 mod patch;
 mod pods;
+mod restore;
 mod secret;
 #[cfg(test)]
 mod tests;
@@ -318,6 +320,15 @@ async fn act_step(
     }
     if let Some(backup) = &step.backup {
         return backup::run(exec, step, backup, entry).await;
+    }
+    if let Some(query) = &step.query {
+        return metric::query(exec, step, query, entry).await;
+    }
+    if let Some(wait) = &step.wait_for {
+        return metric::wait_for(exec, step, wait, entry).await;
+    }
+    if let Some(restore) = &step.restore {
+        return restore::run(exec, step, restore, entry).await;
     }
     Ok(Act::Failed {
         reason: "InvalidSpec",

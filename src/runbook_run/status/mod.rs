@@ -49,6 +49,8 @@ pub fn new_journal(steps: &[Step], finally: &[Step]) -> Vec<StepStatus> {
             start_time: None,
             completion_time: None,
             message: None,
+            reason: None,
+            condition: None,
             target: None,
             outputs: Default::default(),
         })

@@ -96,6 +96,8 @@ fn status_text_is_capped_and_capping_is_stable() {
         start_time: None,
         completion_time: None,
         message: None,
+        reason: None,
+        condition: None,
         target: None,
         outputs: std::collections::BTreeMap::new(),
     };

@@ -22,6 +22,8 @@ fn entry(waiting: bool) -> StepStatus {
         start_time: None,
         completion_time: None,
         message: None,
+        reason: None,
+        condition: None,
         target: None,
         outputs,
     }
