@@ -657,6 +657,39 @@ pub fn validate_steps(steps: &[Step], path: &str) -> Vec<SpecProblem> {
                 problems.push(SpecProblem::new(format!("{at}.{field}"), err.to_string()));
             }
         }
+        let numbers = [
+            (
+                "scale.replicas",
+                step.scale.as_ref().and_then(|s| s.replicas.as_ref()),
+                0,
+            ),
+            (
+                "scale.by",
+                step.scale.as_ref().and_then(|s| s.by.as_ref()),
+                i32::MIN,
+            ),
+            (
+                "rollback.toRevision",
+                step.rollback.as_ref().and_then(|r| r.to_revision.as_ref()),
+                1,
+            ),
+            (
+                "deletePods.maxCount",
+                step.delete_pods.as_ref().and_then(|d| d.max_count.as_ref()),
+                1,
+            ),
+        ];
+        for (field, value, min) in numbers {
+            let Some(value) = value.filter(|v| !v.is_template()) else {
+                continue;
+            };
+            if let Err(message) = value.value(min) {
+                problems.push(SpecProblem::new(
+                    format!("{at}.{field}"),
+                    format!("{message}; write an integer or a {{{{ ... }}}} template"),
+                ));
+            }
+        }
         if let Some(http) = &step.http
             && http.headers.iter().any(|h| h.value_from.is_some())
             && templated_host(&http.url)
