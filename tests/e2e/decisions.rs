@@ -9,7 +9,7 @@ use crate::support::{TestNamespace, output};
 
 const RECOVER: &str = r#"  params:
   - {name: replicas, type: integer, default: 5, min: 1, max: 10}
-  - {name: rebuild, type: boolean, default: false}
+  - {name: rebuild, type: boolean, default: "false"}
   steps:
   - {name: scale-down, scale: {target: {kind: Deployment, name: app}, replicas: 0}}
   - name: full-rebuild
