@@ -72,7 +72,7 @@ pub struct Step {
     /// `steps` (each earlier step's `phase` and `outputs`, as text:
     /// `steps.verify.phase == 'Failed'`, `int(steps['scale-down'].outputs.previousReplicas) > 0`;
     /// a step name with `-` needs the `steps['name']` form) and `run` (`name`, `namespace`,
-    /// `mode`, `failed`: a main step failed, `cancelled`). In `finally`, `when: run.failed`
+    /// `mode`, `failed`: a main step failed with onFailure Abort, `cancelled`). In `finally`, `when: run.failed`
     /// makes a rollback that runs only when the procedure failed. An expression that cannot be
     /// evaluated (a missing output, a type error) fails the step with reason `InvalidSpec`.
     /// Example: `when: "steps.verify.phase == 'Failed'"`.
