@@ -659,6 +659,14 @@ pub fn validate_steps(steps: &[Step], path: &str) -> Vec<SpecProblem> {
                 "a request carrying a header from a Secret must name its host in the step, not through a parameter (whoever starts the run would choose where the Secret goes): write the scheme and host and template only the path or query",
             ));
         }
+        for name in step.http.iter().flat_map(|h| h.outputs.keys()) {
+            if crate::runbook_run::decide::outputs::reserved(name) {
+                problems.push(SpecProblem::new(
+                    format!("{at}.http.outputs.{name}"),
+                    format!("{name} is an output the step records itself (httpStatus, body, bodyTruncated, sent, ...); choose another name"),
+                ));
+            }
+        }
         if let Some(Err(err)) = step
             .job
             .as_ref()
