@@ -311,7 +311,11 @@ pub struct JobAction {
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new(r"self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') || self.contains('{{')").message("fromCronJob must be a CronJob name (a DNS subdomain), not a path"))]
     pub from_cron_job: Option<String>,
-    /// Wait for the Job to finish and fail the step if the Job fails (default true).
+    /// Wait for the Job to finish and fail the step if the Job fails (default true). Once it
+    /// has finished, its containers' termination messages (what they wrote to
+    /// `terminationMessagePath`: `key=value` lines or one JSON object of scalars) become the
+    /// step's outputs, e.g. `steps.check.outputs.healthy`; at most 32 keys, values cut at
+    /// 1024 bytes, keys the journal records itself (jobName, ...) ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<bool>,
 }
@@ -384,8 +388,9 @@ pub struct HttpAction {
     pub follow_redirects: Option<bool>,
     /// Values to capture from a successful answer's JSON body into the step's outputs, by
     /// output name and JSONPath, e.g. `{version: "{.version}"}`; later steps read them as
-    /// `{{ steps.<name>.outputs.version }}`. At most 16; a path that finds nothing fails the
-    /// step with reason OutputMissing.
+    /// `{{ steps.<name>.outputs.version }}`. At most 16; a path that finds nothing, or a body
+    /// that is not JSON, fails the step with reason OutputMissing. Names the step records
+    /// itself (httpStatus, body, bodyTruncated, sent, ...) are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "http_outputs_schema")]
     pub outputs: BTreeMap<String, String>,
