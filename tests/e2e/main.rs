@@ -25,6 +25,7 @@ mod monitoring;
 mod notifications;
 mod notify;
 mod outbound;
+mod outputs;
 mod plugin;
 mod rbac;
 mod sinks_support;
