@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
+use runbook_operator::backup_policy::{BackupPolicy, BackupStage};
 use runbook_operator::runbook_run::{RunbookRun, StepPhase};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -29,6 +30,22 @@ async fn healthy_server() -> u16 {
     port
 }
 
+/// The names of the namespace's Jobs, sorted.
+async fn job_names(ns: &TestNamespace) -> Vec<String> {
+    let jobs = ns
+        .api::<k8s_openapi::api::batch::v1::Job>()
+        .list(&Default::default())
+        .await
+        .expect("jobs");
+    let mut names: Vec<String> = jobs
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    names.sort();
+    names
+}
+
 async fn finished(ns: &TestNamespace, name: &str) -> RunbookRun {
     ns.wait_for::<RunbookRun>(name, "finished", |r| {
         matches!(
@@ -50,6 +67,23 @@ async fn every_example_runbook_previews_in_plan_mode_and_changes_nothing() {
             d.status.as_ref().and_then(|s| s.available_replicas) == Some(2)
         })
         .await;
+    // The database recoveries preview which backup they would restore: there is one, verified.
+    ns.kubectl_ok(&[
+        "annotate",
+        "backuppolicy",
+        "postgres-daily",
+        "ops.runbook.dev/backup-now=plan-examples",
+        "--overwrite",
+    ]);
+    ns.wait_for::<BackupPolicy>("postgres-daily", "a verified backup, all Jobs done", |bp| {
+        bp.status.as_ref().is_some_and(|s| {
+            s.history
+                .iter()
+                .any(|r| r.verified == Some(true) && r.stage == BackupStage::Done)
+        })
+    })
+    .await;
+    let jobs_before = job_names(&ns).await;
     let token_before = ns
         .api::<Secret>()
         .get("app-api-token")
@@ -62,6 +96,22 @@ async fn every_example_runbook_previews_in_plan_mode_and_changes_nothing() {
         runbooks.len() >= 7,
         "examples cover the spec's procedures: {runbooks:?}"
     );
+    // The examples of the README's seed table are among them.
+    for deciding in [
+        "check-a2a-latency",
+        "db-recovery-ai-chat",
+        "db-recovery-compliance",
+        "db-recovery-docuquery",
+        "db-recovery-legalllm",
+        "db-recovery-paralegal",
+        "incident-queue-overflow",
+        "incident-service-down",
+    ] {
+        assert!(
+            runbooks.iter().any(|r| r == deciding),
+            "{deciding} missing: {runbooks:?}"
+        );
+    }
     for runbook in &runbooks {
         ns.apply(&run_yaml(&format!("plan-{runbook}"), runbook, "Plan", &[]));
     }
@@ -81,33 +131,26 @@ async fn every_example_runbook_previews_in_plan_mode_and_changes_nothing() {
             );
             let message = entry.message.clone().unwrap_or_default();
             if entry.phase == StepPhase::Skipped {
-                assert_eq!(
-                    entry.outputs.get("reason").map(String::as_str),
-                    Some("Plan"),
-                    "{entry:#?}"
-                );
+                // Skipped because Plan mode does not act, or because its `when` was false
+                // on what Plan mode knows (the journal then shows the condition).
+                let plan = entry.outputs.get("reason").map(String::as_str) == Some("Plan");
+                let condition_false =
+                    entry.reason.as_deref() == Some("ConditionFalse") && entry.condition.is_some();
+                assert!(plan || condition_false, "{runbook}: {entry:#?}");
             }
             assert!(!message.is_empty(), "{runbook}/{}: no message", entry.name);
         }
     }
-    // Nothing changed: same Deployment generation, no Jobs, the same Secret.
+    // Nothing changed: same Deployment generation, no new Jobs, the same Secret.
     let after = ns.api::<Deployment>().get("app").await.expect("app");
     assert_eq!(
         after.metadata.generation, app.metadata.generation,
         "a Plan run changed Deployment/app"
     );
-    let jobs = ns
-        .api::<k8s_openapi::api::batch::v1::Job>()
-        .list(&Default::default())
-        .await
-        .expect("jobs");
-    assert!(
-        jobs.items.is_empty(),
-        "a Plan run created Jobs: {:?}",
-        jobs.items
-            .iter()
-            .map(|j| j.metadata.name.clone())
-            .collect::<Vec<_>>()
+    assert_eq!(
+        job_names(&ns).await,
+        jobs_before,
+        "a Plan run created Jobs (before: the backup's own)"
     );
     let token_after = ns
         .api::<Secret>()

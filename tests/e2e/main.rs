@@ -10,6 +10,7 @@ mod chart;
 mod cluster;
 mod concurrency;
 mod crash;
+mod deciding_examples;
 mod decisions;
 mod egress;
 mod escalation;
