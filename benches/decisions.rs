@@ -81,6 +81,8 @@ const FLOW_PREFIX: &str = "runbook-bench-op-";
 /// The Runbook under test, and the one that probes whether query steps are built.
 const RUNBOOK: &str = "bench-decide";
 const PROBE_RUNBOOK: &str = "bench-decide-query-probe";
+/// A Runbook of only the query step (count 3), the like of the peer's AnalysisRun.
+const QUERY_RUNBOOK: &str = "bench-decide-query-only";
 const APP_LABEL: &str = "bench.runbook.dev/app";
 /// Replicas of every Deployment before a run (scale-down records it as previousReplicas).
 const REPLICAS: i64 = 2;
@@ -701,6 +703,18 @@ impl Bench {
             progress(format!("NOTE: {note}"));
             self.with_query = false;
         }
+        if self.with_query {
+            let check = with_action(
+                json!({"name": "check", "timeout": "1m"}),
+                self.query_step(QUERY_COUNT),
+            );
+            self.apply_runbook(
+                QUERY_RUNBOOK,
+                json!({"description": "bench-decisions: the query step alone, as the peer's AnalysisRun",
+                    "historyLimits": {"successful": 1000, "failed": 1000}, "steps": [check]}),
+            )
+            .await?;
+        }
         let target = json!({"kind": "Deployment", "name": "{{ params.app }}"});
         let mut steps = vec![json!({"name": "scale-down", "timeout": "1m",
             "scale": {"target": target, "replicas": "{{ params.replicas }}"}})];
@@ -750,17 +764,17 @@ impl Bench {
     }
 
     async fn round(&mut self, round: usize, table: &mut Table) -> Result<()> {
-        let cfg = &self.cfg;
+        let count = self.cfg.count;
         self.wait_quiet().await?;
         let rss_before = self.rig.proc_mib("VmRSS");
         let cpu_before = self.rig.cpu_seconds();
         let before = self.rig.snapshot().await?;
-        progress(format!("round {}: creating {} runs", round + 1, cfg.count));
-        let names: Vec<String> = (0..cfg.count)
+        progress(format!("round {}: creating {} runs", round + 1, count));
+        let names: Vec<String> = (0..count)
             .map(|i| format!("r{}-{i:03}", round + 1))
             .collect();
         let created: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
-        for_all(cfg.count, 16, |i| {
+        for_all(count, 16, |i| {
             let (created, name) = (created.clone(), names[i].clone());
             let this = &*self;
             async move {
@@ -837,7 +851,7 @@ impl Bench {
         if self.with_query {
             table.dist_ms("query step: duration - (count-1)*interval", round, &query);
         }
-        let n = cfg.count as f64;
+        let n = count as f64;
         table.set("operator RSS after the round", "MiB", round, rss_after);
         table.set(
             "operator RSS slope per run",
@@ -877,16 +891,55 @@ impl Bench {
             round,
             cpu.map(|c| c * 1000.0 / n),
         );
+        if self.with_query {
+            self.query_only(round, table).await?;
+        }
         let failed = names.len() - latency.len();
         table.set("runs not as expected", "runs", round, Some(failed as f64));
         progress(format!(
             "round {}: {} of {} runs as expected; p50 create -> Succeeded {} ms",
             round + 1,
             latency.len(),
-            cfg.count,
+            count,
             percentile(&sorted(latency.clone()), 0.5).map_or("-".into(), |x| num(x * 1000.0))
         ));
         Ok(())
+    }
+
+    /// BENCH_COUNT concurrent runs of the query step alone (after the round's counters were
+    /// read): create -> Succeeded, the figure to hold against the peer's AnalysisRuns.
+    async fn query_only(&mut self, round: usize, table: &mut Table) -> Result<()> {
+        let names: Vec<String> = (0..self.cfg.count)
+            .map(|i| format!("q{}-{i:03}", round + 1))
+            .collect();
+        let created: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
+        for_all(self.cfg.count, 16, |i| {
+            let (created, name) = (created.clone(), names[i].clone());
+            let this = &*self;
+            async move {
+                let t = this.create_run(QUERY_RUNBOOK, &name, json!({})).await?;
+                lock(&created).insert(name, t);
+                Ok(())
+            }
+        })
+        .await?;
+        self.wait_finished(&names).await?;
+        let mut latency = vec![];
+        {
+            let created = lock(&created);
+            let s = lock(&self.seen);
+            for name in &names {
+                let r = s.runs.get(name);
+                match (created.get(name), r.and_then(|r| r.run_succeeded)) {
+                    (Some(c), Some(t)) => latency.push(t - c),
+                    _ => self
+                        .failures
+                        .push(run_problem(name, r.and_then(|r| r.last.as_ref()))),
+                }
+            }
+        }
+        table.dist_ms("query step alone: create -> Succeeded", round, &latency);
+        self.wait_quiet().await
     }
 
     /// BENCH_SETTLE s idle, then BENCH_WINDOW s of counted writes; true when there were none.
@@ -1183,7 +1236,10 @@ async fn bench(operator_url: String) -> Result<bool> {
         bench.cfg.peer_version
     );
     println!(
-        "    ({PROMQL}), count {QUERY_COUNT}, interval {QUERY_INTERVAL}s; create -> status.phase Successful."
+        "    ({PROMQL}), count {QUERY_COUNT}, interval {QUERY_INTERVAL}s; create -> status.phase Successful;"
+    );
+    println!(
+        "    to hold against `query step alone` (a Runbook of only that query step, same count/interval)."
     );
     if ran {
         println!(
