@@ -499,7 +499,7 @@ impl Table {
     }
 
     fn print(&self) {
-        let opt = |v: Option<f64>| v.map_or("-".to_owned(), num);
+        let opt = |v: Option<f64>| v.map_or("-".to_owned(), support::figures::num);
         let mut head = format!("{:<52}", "figure");
         for r in 1..=self.rounds {
             head.push_str(&format!(" {:>9}", format!("round {r}")));
@@ -953,8 +953,15 @@ impl Bench {
         tokio::time::sleep(Duration::from_secs(self.cfg.window)).await;
         self.rig.operator_alive()?;
         let d = self.rig.snapshot().await?.since(&before);
-        for (key, n) in d.api_writes() {
-            progress(format!("  write in the settled window: {key} x{n}"));
+        // All clients' writes include the control plane's Lease renewals: only those to
+        // ops.runbook.dev are worth a line.
+        for (key, n) in d
+            .api_writes()
+            .filter(|(k, _)| k.contains(" ops.runbook.dev/"))
+        {
+            progress(format!(
+                "  write to ops.runbook.dev in the settled window: {key} x{n}"
+            ));
         }
         let writes = d.op_writes();
         let all =
