@@ -177,6 +177,7 @@ bench: build ## Benchmarks against a local cluster; prints figures.
 	hack/bench-alerts.sh
 	hack/tools.sh build
 	hack/bench-scale.sh
+	hack/bench-decisions.sh
 
 .PHONY: bench-failover
 bench-failover: build ## Leader failover benchmark: SIGKILL the leader -> first write by the new leader.
@@ -194,3 +195,7 @@ bench-alerts: build ## Alert storm: 1,000 webhook POSTs (100 firings x 10) -> ru
 bench-scale: build ## Operator RSS and CPU with the examples plus 1,000 objects of each kind, under the chart's RBAC.
 	hack/tools.sh build
 	hack/bench-scale.sh
+
+.PHONY: bench-decisions
+bench-decisions: build ## Deciding runbooks: typed params, outputs, when, query steps vs Argo Rollouts' AnalysisRun; medians over 3 rounds.
+	hack/bench-decisions.sh
