@@ -18,6 +18,7 @@ use crate::step::{OnFailure, Step};
 
 pub mod approval;
 pub mod lock;
+pub mod metric;
 #[cfg(test)]
 mod tests;
 
