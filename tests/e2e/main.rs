@@ -19,6 +19,7 @@ mod ha;
 mod hostile_inputs;
 mod identity;
 mod incident;
+mod metric;
 mod metrics;
 mod monitoring;
 mod notifications;
