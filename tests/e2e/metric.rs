@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use runbook_operator::blue_green::{BlueGreenRelease, BlueGreenReleaseStatus};
 use runbook_operator::runbook_run::{RunbookRun, StepPhase, StepStatus};
 
 use crate::monitoring::{Exporter, Prometheus, Recorder, ScrapeTarget, http};
@@ -251,4 +252,76 @@ async fn query_step_passes_on_a_low_error_ratio_and_fails_on_a_high_one() {
         output(verify, "measurements").contains("\"Failed\""),
         "{verify:#?}"
     );
+}
+
+/// The Services `web` (active) and `web-preview` of the release test.
+const SERVICES: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 80}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web-preview}\nspec:\n  selector: {app: web}\n  ports: [{port: 80}]\n";
+
+/// The release `web` running image tag `tag` with `strategy` (flow YAML entries).
+fn release(tag: &str, strategy: &str) -> String {
+    format!(
+        "apiVersion: ops.runbook.dev/v1alpha1\nkind: BlueGreenRelease\nmetadata: {{name: web}}\nspec:\n  replicas: 2\n  services: {{active: web, preview: web-preview}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: web, image: \"registry.example.com/web:{tag}\"}}]}}\n  strategy: {{{strategy}}}\n"
+    )
+}
+
+fn release_status(b: &BlueGreenRelease) -> BlueGreenReleaseStatus {
+    b.status.clone().unwrap_or_default()
+}
+
+/// A BlueGreenRelease whose postPromotion query sees the error ratio risen switches traffic
+/// back to the old slot: history RolledBack, the validation run Failed at the query step with
+/// reason MetricFailed and its measurements in the journal.
+#[tokio::test]
+#[ignore = "needs the local cluster: make test"]
+async fn release_switches_back_when_post_promotion_query_sees_errors_rise() {
+    let mut ns = TestNamespace::new("metric-bg").await;
+    let exporter = Exporter::start().await;
+    exporter.set_traffic(100, 1);
+    let prom = prometheus(&ns, exporter.target()).await;
+    let promql = format!(
+        "sum(rate(http_requests_total{{namespace=\"{ns}\",code=\"500\"}}[5s])) / sum(rate(http_requests_total{{namespace=\"{ns}\"}}[5s]))",
+        ns = ns.name
+    );
+    wait_value(&prom, &promql, |v| v < 0.05).await;
+    let strategy = format!(
+        "scaleDownDelay: 5s, abortScaleDownDelay: 5s, postPromotion: [{{name: error-ratio, query: {{address: \"{}\", promql: '{promql}', successCondition: 'result < 0.05', count: 3, interval: 1s}}}}]",
+        prom.0.base
+    );
+    ns.apply(SERVICES);
+    ns.apply(&release("1", &strategy));
+    ns.start_operator();
+    let first = ns
+        .wait_for::<BlueGreenRelease>("web", "Healthy on blue", |b| {
+            let s = release_status(b);
+            s.phase.map(|p| p.as_str()) == Some("Healthy")
+                && s.active_slot.as_deref() == Some("blue")
+        })
+        .await;
+    let r1 = release_status(&first).active_revision.unwrap_or_default();
+
+    // The new revision's errors: the ratio is high before traffic switches to it.
+    exporter.set_traffic(10, 90);
+    wait_value(&prom, &promql, |v| v > 0.5).await;
+    ns.apply(&release("2", &strategy));
+    let back = ns
+        .wait_for::<BlueGreenRelease>("web", "switched back", |b| {
+            release_status(b)
+                .history
+                .first()
+                .is_some_and(|r| r.revision != r1 && r.result.as_deref() == Some("RolledBack"))
+        })
+        .await;
+    let s = release_status(&back);
+    assert_eq!(s.active_revision.as_deref(), Some(r1.as_str()), "{s:#?}");
+    let r2 = s.history[0].revision.clone();
+    let run = finished(&ns, &format!("web-post-{r2}")).await;
+    assert_eq!(run_phase(&run), "Failed", "{:#?}", run.status);
+    let check = entry(&run, "error-ratio");
+    assert_eq!(reason(check), "MetricFailed", "{check:#?}");
+    assert!(
+        output(check, "measurements").contains("\"Failed\""),
+        "{check:#?}"
+    );
+    let value: f64 = output(check, "result").parse().expect("a number");
+    assert!(value > 0.5, "{check:#?}");
 }
