@@ -194,6 +194,22 @@ async fn queue_overflow_waits_for_the_queue_to_drain_then_scales_back() {
     assert_eq!(output(drained, "result"), "800", "{drained:#?}");
     assert_eq!(output(drained, "successful"), "1", "{drained:#?}");
     assert_eq!(replicas(&ns, "worker").await, Some(1));
+
+    // Plan mode takes one measurement and says what the condition would be.
+    ns.apply(&run_yaml("overflow-plan", "queue-overflow", "Plan", &[]));
+    let plan = finished(&ns, "overflow-plan").await;
+    let drained = entry(&plan, "drained");
+    assert_eq!(drained.phase, StepPhase::Skipped, "{drained:#?}");
+    let message = drained.message.clone().unwrap_or_default();
+    assert!(
+        message.starts_with("Plan: result=800, until (result < 1000) would be true"),
+        "{message}"
+    );
+    assert_eq!(
+        replicas(&ns, "worker").await,
+        Some(1),
+        "Plan changed nothing"
+    );
 }
 
 /// A query step with count 3 and interval 1s passes on a low error ratio and fails with
