@@ -242,11 +242,20 @@ async fn query_step_passes_on_a_low_error_ratio_and_fails_on_a_high_one() {
     assert_eq!(output(verify, "failed"), "0", "{verify:#?}");
     let measurements: Vec<serde_json::Value> =
         serde_json::from_str(output(verify, "measurements")).expect("measurements JSON");
-    assert_eq!(measurements.len(), 3, "{verify:#?}");
+    // A rate can come back empty for a moment between scrapes: such an Error measurement is
+    // tolerated (consecutiveErrorLimit 4) and does not count toward count.
+    let phases: Vec<&str> = measurements
+        .iter()
+        .map(|m| m["phase"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        phases.iter().filter(|p| **p == "Successful").count(),
+        3,
+        "{measurements:#?}"
+    );
     assert!(
-        measurements
-            .iter()
-            .all(|m| m["phase"] == "Successful" && m["value"].is_string() && m["time"].is_string()),
+        measurements.iter().all(|m| m["time"].is_string()
+            && (m["phase"] == "Error" || (m["phase"] == "Successful" && m["value"].is_string()))),
         "{measurements:#?}"
     );
 
