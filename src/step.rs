@@ -72,7 +72,7 @@ pub struct Step {
     /// `steps` (each earlier step's `phase` and `outputs`, as text:
     /// `steps.verify.phase == 'Failed'`, `int(steps['scale-down'].outputs.previousReplicas) > 0`;
     /// a step name with `-` needs the `steps['name']` form) and `run` (`name`, `namespace`,
-    /// `mode`, `failed`: a main step failed, `cancelled`). In `finally`, `when: run.failed`
+    /// `mode`, `failed`: a main step failed with onFailure Abort, `cancelled`). In `finally`, `when: run.failed`
     /// makes a rollback that runs only when the procedure failed. An expression that cannot be
     /// evaluated (a missing output, a type error) fails the step with reason `InvalidSpec`.
     /// Example: `when: "steps.verify.phase == 'Failed'"`.
@@ -655,6 +655,39 @@ pub fn validate_steps(steps: &[Step], path: &str) -> Vec<SpecProblem> {
         for (field, value) in durations {
             if let Some(Err(err)) = value.map(Duration::parse) {
                 problems.push(SpecProblem::new(format!("{at}.{field}"), err.to_string()));
+            }
+        }
+        let numbers = [
+            (
+                "scale.replicas",
+                step.scale.as_ref().and_then(|s| s.replicas.as_ref()),
+                0,
+            ),
+            (
+                "scale.by",
+                step.scale.as_ref().and_then(|s| s.by.as_ref()),
+                i32::MIN,
+            ),
+            (
+                "rollback.toRevision",
+                step.rollback.as_ref().and_then(|r| r.to_revision.as_ref()),
+                1,
+            ),
+            (
+                "deletePods.maxCount",
+                step.delete_pods.as_ref().and_then(|d| d.max_count.as_ref()),
+                1,
+            ),
+        ];
+        for (field, value, min) in numbers {
+            let Some(value) = value.filter(|v| !v.is_template()) else {
+                continue;
+            };
+            if let Err(message) = value.value(min) {
+                problems.push(SpecProblem::new(
+                    format!("{at}.{field}"),
+                    format!("{message}; write an integer or a {{{{ ... }}}} template"),
+                ));
             }
         }
         if let Some(http) = &step.http

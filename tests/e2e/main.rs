@@ -10,6 +10,7 @@ mod chart;
 mod cluster;
 mod concurrency;
 mod crash;
+mod decisions;
 mod egress;
 mod escalation;
 mod example_rules;
