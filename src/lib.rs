@@ -28,6 +28,7 @@ pub mod notify;
 pub mod outbound;
 pub mod params;
 pub mod plugin;
+pub mod prometheus;
 pub mod reference;
 pub mod retry;
 pub mod runbook;

@@ -395,6 +395,8 @@ pub struct Metrics {
     pub release_switches: Family<SwitchLabels, Counter>,
     /// Time from a selector patch to the new slot serving alone.
     pub release_switch_duration: Family<SwitchResultLabels, Histogram>,
+    /// Measurements of query and waitFor steps, per phase.
+    pub metric_measurements: Family<MeasurementLabels, Counter>,
     /// Backup age and RPO per BackupPolicy, computed at scrape time.
     pub backups: BackupGauges,
     /// Window activity and release health, computed at scrape time.
@@ -563,6 +565,12 @@ impl Default for Metrics {
                 Histogram::new(exponential_buckets(0.05, 2.0, 14))
             }),
         );
+        let metric_measurements = registered(
+            &mut registry,
+            "metric_measurements",
+            "Measurements of query and waitFor steps recorded in a run's journal, per phase (Successful, Failed, Inconclusive, Error; a waitFor poll whose condition is not yet true is Failed)",
+            Family::<MeasurementLabels, Counter>::default(),
+        );
         let backups = BackupGauges::default();
         registry.register_collector(Box::new(backups.clone()));
         let objects = ObjectGauges::default();
@@ -589,6 +597,7 @@ impl Default for Metrics {
             window_restore_failures,
             release_switches,
             release_switch_duration,
+            metric_measurements,
             backups,
             objects,
             runbooks: Sources::default(),
@@ -903,6 +912,24 @@ impl Drop for Working {
             .active_workers
             .get_or_create(&self.labels)
             .dec();
+    }
+}
+
+/// Labels of a metric step's measurement.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MeasurementLabels {
+    /// `Successful`, `Failed`, `Inconclusive` or `Error`.
+    pub phase: String,
+}
+
+impl Metrics {
+    /// Counts a measurement of a query or waitFor step, by its phase.
+    pub fn count_metric_measurement(&self, phase: &str) {
+        self.metric_measurements
+            .get_or_create(&MeasurementLabels {
+                phase: phase.to_owned(),
+            })
+            .inc();
     }
 }
 

@@ -20,8 +20,11 @@ use crate::secret_ref::HttpHeader;
 /// `MetricFailed`) once more than `failureLimit` measurements failed, (reason
 /// `MetricInconclusive`) once more than `inconclusiveLimit` were inconclusive, or (reason
 /// `MetricError`) after more than `consecutiveErrorLimit` errors in a row; it succeeds once
-/// `count` measurements were taken without reaching a limit. Each measurement is recorded in
-/// the journal (`outputs.measurements`, the newest ten) and the last value in `outputs.result`.
+/// `count` measurements were judged (errors do not count) without reaching a limit. A matrix
+/// or string result, NaN or an infinity is an Error. Each measurement is recorded in the
+/// journal (`outputs.measurements`, the newest ten, with the counters `successful`, `failed`,
+/// `inconclusive`, `errors`, `consecutiveErrors`) and the last value in `outputs.result`. In
+/// Plan mode the step takes one measurement and ends Skipped, saying what it would decide.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.successCondition) || has(self.failureCondition)").message("a query step needs successCondition, failureCondition or both"))]
@@ -51,7 +54,8 @@ pub struct QueryAction {
     /// Time between measurements (default `30s`, at least `1s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<Duration>,
-    /// How many measurements to take (default 1, at most 1000).
+    /// How many measurements to judge (default 1, at most 1000); Error measurements do not
+    /// count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub count: Option<i32>,

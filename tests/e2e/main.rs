@@ -21,6 +21,7 @@ mod ha;
 mod hostile_inputs;
 mod identity;
 mod incident;
+mod metric;
 mod metrics;
 mod monitoring;
 mod notifications;

@@ -340,10 +340,10 @@ async fn act_step(
         return backup::run(exec, step, backup, entry).await;
     }
     if let Some(query) = &step.query {
-        return metric::query(exec, step, query, entry).await;
+        return metric::query(exec, step, query, entry, intent.0).await;
     }
     if let Some(wait) = &step.wait_for {
-        return metric::wait_for(exec, step, wait, entry).await;
+        return metric::wait_for(exec, step, wait, entry, intent.0).await;
     }
     if let Some(restore) = &step.restore {
         return restore::run(exec, step, restore, entry).await;
