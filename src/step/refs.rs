@@ -22,8 +22,7 @@ pub fn known_outputs(step: &Step) -> Option<Vec<&str>> {
         "approval" => &["approvedBy"],
         "backup" => &["backupJob", "backupRequest"],
         "restore" => &["backupJob", "backupScheduledTime", "restoreJob", "duration"],
-        "waitFor" => &["result"],
-        "query" => &[
+        "query" | "waitFor" => &[
             "result",
             "measurements",
             "successful",
