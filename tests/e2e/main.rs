@@ -26,6 +26,7 @@ mod notify;
 mod outbound;
 mod plugin;
 mod rbac;
+mod restore;
 mod sinks_support;
 mod steps;
 mod support;
