@@ -37,6 +37,7 @@ pub mod schedule;
 pub mod secret_ref;
 pub mod server;
 pub mod step;
+pub mod template;
 #[cfg(test)]
 pub mod testing;
 pub mod time;

@@ -99,7 +99,7 @@ fn describe_params(rb: &Runbook) -> String {
         .params
         .iter()
         .map(|p| match &p.default {
-            Some(default) => format!("{} (default {default:?})", p.name),
+            Some(default) => format!("{} (default {:?})", p.name, default.as_text()),
             None => format!("{} (required)", p.name),
         })
         .collect::<Vec<_>>()

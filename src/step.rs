@@ -14,7 +14,10 @@ use crate::duration::Duration;
 use crate::embedded::Embedded;
 pub use crate::secret_ref::{HttpHeader, SecretKeyRef, ValueFrom, templated_host};
 
+pub mod int_or_template;
 pub mod metric;
+pub mod refs;
+pub use int_or_template::IntOrTemplate;
 pub use metric::{QueryAction, WaitForAction};
 
 /// Every action field a Step may carry; CEL requires exactly one of them.
@@ -224,13 +227,16 @@ pub struct WorkloadRef {
 pub struct ScaleAction {
     /// The workload to scale.
     pub target: WorkloadRef,
-    /// The replica count to set (0 or more).
+    /// The replica count to set (0 or more), or a template that gives one, e.g.
+    /// `"{{ params.replicas }}"` or `"{{ steps.scale-down.outputs.previousReplicas }}"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
-    pub replicas: Option<i32>,
-    /// A change to the current replica count, e.g. `2` or `-1`; the result is never below 0.
+    #[schemars(schema_with = "int_or_template::non_negative")]
+    pub replicas: Option<IntOrTemplate>,
+    /// A change to the current replica count, e.g. `2` or `-1` (or a template that gives
+    /// one); the result is never below 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub by: Option<i32>,
+    #[schemars(schema_with = "int_or_template::signed")]
+    pub by: Option<IntOrTemplate>,
 }
 
 /// `kubectl rollout restart` of a workload.
@@ -290,10 +296,11 @@ pub struct WaitForRolloutAction {
 pub struct RollbackAction {
     /// The Deployment to roll back.
     pub target: WorkloadRef,
-    /// Revision to return to; the previous revision when omitted.
+    /// Revision to return to (or a template that gives one); the previous revision when
+    /// omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub to_revision: Option<i64>,
+    #[schemars(schema_with = "int_or_template::positive")]
+    pub to_revision: Option<IntOrTemplate>,
 }
 
 /// Run a Job.
@@ -515,10 +522,10 @@ pub struct DeletePodsAction {
     /// Which pods; must name at least one label so a step never deletes every pod.
     #[x_kube(validation = Rule::new("size(self.matchLabels) > 0").message("deletePods.selector.matchLabels needs at least one label"))]
     pub selector: MatchLabels,
-    /// Delete at most this many pods.
+    /// Delete at most this many pods (or a template that gives the count).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub max_count: Option<i32>,
+    #[schemars(schema_with = "int_or_template::positive")]
+    pub max_count: Option<IntOrTemplate>,
 }
 
 /// Rotate a Secret key.
@@ -734,6 +741,38 @@ pub fn validate_resolved(step: &Step, at: &str) -> Vec<SpecProblem> {
     if let Some(backup) = &step.backup {
         name("backup.policy", &backup.policy);
     }
+    if let Some(restore) = &step.restore {
+        name("restore.policy", &restore.policy);
+    }
+    let numbers = [
+        (
+            "scale.replicas",
+            step.scale.as_ref().and_then(|s| s.replicas.as_ref()),
+            0,
+        ),
+        (
+            "scale.by",
+            step.scale.as_ref().and_then(|s| s.by.as_ref()),
+            i32::MIN,
+        ),
+        (
+            "rollback.toRevision",
+            step.rollback.as_ref().and_then(|r| r.to_revision.as_ref()),
+            1,
+        ),
+        (
+            "deletePods.maxCount",
+            step.delete_pods.as_ref().and_then(|d| d.max_count.as_ref()),
+            1,
+        ),
+    ];
+    let numeric: Vec<SpecProblem> = numbers
+        .into_iter()
+        .filter_map(|(field, value, min)| match value.map(|v| v.value(min)) {
+            Some(Err(message)) => Some(SpecProblem::new(format!("{at}.{field}"), message)),
+            _ => None,
+        })
+        .collect();
     if let Some(http) = &step.http {
         for (i, header) in http.headers.iter().enumerate() {
             if let Some(from) = &header.value_from {
@@ -773,6 +812,7 @@ pub fn validate_resolved(step: &Step, at: &str) -> Vec<SpecProblem> {
             message,
         ));
     }
+    problems.extend(numeric);
     problems
 }
 
@@ -784,6 +824,7 @@ pub fn validate_step_lists(lists: &[(&str, &[Step])]) -> Vec<SpecProblem> {
         .flat_map(|(path, steps)| validate_steps(steps, path))
         .collect();
     problems.extend(validate_unique_names(lists));
+    problems.extend(refs::problems(lists));
     problems
 }
 

@@ -5,6 +5,7 @@ pub mod act;
 pub mod controller;
 pub mod decide;
 pub mod observe;
+pub mod param_value;
 pub mod status;
 pub mod types;
 pub use decide::{compile_alert_regex, new_run_of, run_now_name, scheduled_name};

@@ -166,21 +166,42 @@ impl LockPolicy {
 /// A runbook parameter.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.min) && !has(self.max) || has(self.type) && (self.type == 'integer' || self.type == 'duration')").message("min and max apply to parameters of type integer or duration"))]
 pub struct Param {
-    /// Parameter name, used as `{{ params.NAME }}`.
+    /// Parameter name, used as `{{ params.NAME }}` in step fields and `params.NAME` in `when`.
     #[schemars(
         length(min = 1, max = 63),
         regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
     )]
     pub name: String,
+    /// `string` (default), `integer`, `boolean` (`true` or `false`) or `duration` (`30s`,
+    /// `5m`, `1h30m`). A run's value is checked against the type, `enum`, `min` and `max` when
+    /// the run starts; a bad value fails the run with reason InvalidSpec naming the parameter.
+    /// An integer may fill an integer field such as `scale.replicas: "{{ params.replicas }}"`,
+    /// and `when` reads it as a number (`params.replicas > 3`).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub type_: Option<super::param_value::ParamType>,
     /// Value used when a run does not set one; a run must set parameters without a default.
-    /// At most 4096 bytes (`MAX_PARAM_VALUE`).
+    /// Written as the type reads (`4`, `true`, `"5m"`); at most 4096 bytes
+    /// (`MAX_PARAM_VALUE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = MAX_PARAM_VALUE))]
-    pub default: Option<String>,
+    #[schemars(schema_with = "super::param_value::scalar_schema")]
+    pub default: Option<super::param_value::ParamValue>,
     /// What the parameter means.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The only values allowed, e.g. `[staging, production]` (at most 64).
+    #[serde(rename = "enum", default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::param_value::enum_schema")]
+    pub enum_: Vec<super::param_value::ParamValue>,
+    /// Smallest value allowed, for an integer (`1`) or a duration (`30s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::param_value::scalar_schema")]
+    pub min: Option<super::param_value::ParamValue>,
+    /// Largest value allowed, for an integer (`10`) or a duration (`1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::param_value::scalar_schema")]
+    pub max: Option<super::param_value::ParamValue>,
 }
 
 /// What happens when a scheduled run is due while the previous one still runs.

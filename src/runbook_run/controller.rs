@@ -28,6 +28,7 @@ use serde_json::json;
 use tracing::info;
 
 use super::act::{self, Act, Exec};
+use super::decide::condition::{self, Gate, RunView};
 use super::decide::{self, Lifecycle, Next, Start, StepNext};
 use super::observe;
 use super::status::{self, StepOutcome, Transition};
@@ -486,6 +487,24 @@ async fn execute(
         let Some(step) = decide::step_at(&status, index).cloned() else {
             break;
         };
+        // What the step reads from the run: its `when` as it comes up, and the outputs of
+        // earlier steps each time it acts (both pure, from the journal as it stands).
+        let view = RunView {
+            name: &run_name,
+            namespace: &namespace,
+            mode: run.spec.mode.unwrap_or_default(),
+        };
+        let gate =
+            matches!(next, StepNext::Start).then(|| condition::gate(&step, &status, index, &view));
+        let expanded = matches!(next, StepNext::Act { .. }).then(|| {
+            let main = status.resolved_steps.len();
+            let at = if index < main {
+                format!("spec.steps[{index}]")
+            } else {
+                format!("spec.finally[{}]", index - main)
+            };
+            condition::expand(&step, &status, index, &at)
+        });
         status.current_step = Some(step.name.clone());
         let Some(entry) = status.steps.get_mut(index) else {
             break;
@@ -500,7 +519,15 @@ async fn execute(
         // The pool's reply this move records, dropped from the pool once written.
         let mut collected = None;
         let outcome = match next {
-            StepNext::Start => status::start_step(entry, now),
+            StepNext::Start => match gate {
+                Some(Gate::Skip { condition }) => status::condition_false(entry, condition, now),
+                Some(Gate::Invalid { message }) => status::condition_invalid(entry, message, now),
+                Some(Gate::Run { condition }) => {
+                    entry.condition = condition;
+                    status::start_step(entry, now)
+                }
+                None => status::start_step(entry, now),
+            },
             StepNext::Cancel => {
                 ctx.outbound.abort(&request_key(index, entry.attempts));
                 act::stop(&exec, entry).await.map_err(in_step)?;
@@ -515,8 +542,23 @@ async fn execute(
             }
             StepNext::Act { deadline } => {
                 let key = (index, entry.attempts);
-                let result = match &step.approval {
-                    Some(action) if !exec.plan() => {
+                let acting = match expanded {
+                    Some(Ok(acting)) => Ok(acting),
+                    Some(Err(message)) => Err(message),
+                    None => Ok(step.clone()),
+                };
+                let result = match (&acting, &step.approval) {
+                    // A field reads an output that is not there: another attempt would read
+                    // the same journal. Plan mode runs no step that records such outputs.
+                    (Err(message), _) if exec.plan() => Act::Skipped(format!(
+                        "Plan: not planned: {message} (Plan mode does not run the step that records it)"
+                    )),
+                    (Err(message), _) => Act::Failed {
+                        reason: status::REASON_INVALID_SPEC,
+                        message: message.clone(),
+                        retryable: false,
+                    },
+                    (Ok(_), Some(action)) if !exec.plan() => {
                         let mut meta = act::RunMeta {
                             run,
                             annotations: &mut annotations,
@@ -528,7 +570,7 @@ async fn execute(
                         notice = note;
                         result
                     }
-                    _ => act::act(&exec, &step, entry, index, fresh.contains(&key))
+                    (Ok(acting), _) => act::act(&exec, acting, entry, index, fresh.contains(&key))
                         .await
                         .map_err(in_step)?,
                 };

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
 use crate::conditions::SpecProblem;
 use crate::runbook::RunbookSpec;
 use crate::step::Step;
+use crate::template::Reference;
+
+use super::types::ResolvedParam;
 
 /// Steps ready to execute.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,6 +19,8 @@ pub struct Resolved {
     pub finally: Vec<Step>,
     /// The lock the run must hold before its first step (`spec.concurrency`), key resolved.
     pub concurrency: Option<ResolvedLock>,
+    /// The parameter values, checked against their types.
+    pub params: Vec<ResolvedParam>,
 }
 
 /// A Runbook's `spec.concurrency` for one run: the key with the run's parameters substituted.
@@ -125,19 +128,37 @@ pub fn resolve(
             .filter_map(|(name, value)| too_long(format!("spec.params.{name}"), value)),
     );
     problems.extend(runbook.params.iter().enumerate().filter_map(|(i, p)| {
-        p.default.as_deref().and_then(|value| {
+        p.default.as_ref().and_then(|value| {
             too_long(
                 format!("Runbook {runbook_name}: spec.params[{i}].default"),
-                value,
+                &value.as_text(),
             )
         })
     }));
     let mut values = BTreeMap::new();
+    let mut params = Vec::new();
     for param in &runbook.params {
-        match overrides.get(&param.name).or(param.default.as_ref()) {
-            Some(value) => {
-                values.insert(param.name.clone(), value.clone());
-            }
+        let given = overrides.get(&param.name).cloned().or_else(|| {
+            param
+                .default
+                .as_ref()
+                .map(crate::params::ParamValue::as_text)
+        });
+        match given {
+            Some(value) => match crate::params::typed(param, &value) {
+                Ok(typed) => {
+                    params.push(ResolvedParam {
+                        name: param.name.clone(),
+                        type_: param.type_.unwrap_or_default(),
+                        value: typed.text.clone(),
+                    });
+                    values.insert(param.name.clone(), typed.text);
+                }
+                Err(message) => problems.push(SpecProblem::new(
+                    format!("spec.params.{}", param.name),
+                    message,
+                )),
+            },
             None => problems.push(SpecProblem::new(
                 format!("spec.params.{}", param.name),
                 format!(
@@ -157,7 +178,9 @@ pub fn resolve(
             .map(|(i, step)| {
                 let mut value = serde_json::to_value(step)
                     .map_err(|e| SpecProblem::new(format!("{path}[{i}]"), e.to_string()))?;
-                substitute_value(&mut value, &values);
+                crate::template::for_each_text(&mut value, &mut |_, text| {
+                    *text = substitute_text(text, &values);
+                });
                 serde_json::from_value(value).map_err(|e| {
                     SpecProblem::new(
                         format!("{path}[{i}]"),
@@ -175,9 +198,11 @@ pub fn resolve(
     for (path, list) in [("spec.steps", &steps), ("spec.finally", &finally)] {
         for (i, step) in list.iter().enumerate() {
             let at = format!("{path}[{i}]");
+            // Fields filled from earlier steps' outputs are checked when the step acts.
             problems.extend(
                 crate::step::validate_resolved(step, &at)
                     .into_iter()
+                    .filter(|p| !waits_for_outputs(step, &p.field, &at))
                     .map(|p| {
                         SpecProblem::new(p.field, format!("step {:?}: {}", step.name, p.message))
                     }),
@@ -200,181 +225,40 @@ pub fn resolve(
         steps,
         finally,
         concurrency,
+        params,
     })
 }
 
-/// Replaces `{{ params.NAME }}` (spaces optional) in every string of `value`.
-fn substitute_value(value: &mut Value, params: &BTreeMap<String, String>) {
-    match value {
-        Value::String(text) => *text = substitute_text(text, params),
-        Value::Array(items) => items.iter_mut().for_each(|v| substitute_value(v, params)),
-        Value::Object(map) => map.values_mut().for_each(|v| substitute_value(v, params)),
-        _ => {}
-    }
+/// Whether the problem at `field` of `step` (at `at`) is about a value that an earlier step's
+/// output fills in later: such a field is checked once substituted, when the step acts.
+fn waits_for_outputs(step: &Step, field: &str, at: &str) -> bool {
+    let Ok(value) = serde_json::to_value(step) else {
+        return false;
+    };
+    let Some(relative) = field.strip_prefix(at).map(|f| f.trim_start_matches('.')) else {
+        return false;
+    };
+    let mut found = false;
+    let mut value = value;
+    crate::template::for_each_text(&mut value, &mut |path, text| {
+        if relative.starts_with(path)
+            && crate::template::references(text)
+                .iter()
+                .any(|r| r.step().is_some())
+        {
+            found = true;
+        }
+    });
+    found
 }
 
-/// Replaces the references in one string; unknown references are left as written.
+/// Replaces the `{{ params.NAME }}` references in one string; others are left as written.
 pub fn substitute_text(text: &str, params: &BTreeMap<String, String>) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 2..];
-        let Some(close) = after.find("}}") else {
-            out.push_str(&rest[open..]);
-            return out;
-        };
-        let inner = after[..close].trim();
-        match inner
-            .strip_prefix("params.")
-            .and_then(|n| params.get(n.trim()))
-        {
-            Some(value) => out.push_str(value),
-            None => out.push_str(&rest[open..open + 2 + close + 2]),
-        }
-        rest = &after[close + 2..];
-    }
-    out.push_str(rest);
-    out
+    crate::template::substitute(text, |reference| match reference {
+        Reference::Param(name) => params.get(name).cloned(),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn spec(value: Value) -> RunbookSpec {
-        serde_json::from_value(value).unwrap()
-    }
-
-    #[test]
-    fn run_values_override_defaults_everywhere() {
-        let rb = spec(json!({
-            "params": [{"name": "host", "default": "app"}, {"name": "replicas", "default": "2"}],
-            "steps": [{"name": "get", "http": {"url": "http://{{ params.host }}:8080/health",
-                "headers": [{"name": "X-Host", "value": "{{params.host}}"}]}}],
-            "finally": [{"name": "note", "notify": {"url": "http://hook", "message": "done on {{ params.host }}"}}]
-        }));
-        let overrides = BTreeMap::from([("host".to_owned(), "app.shop.svc".to_owned())]);
-        let r = resolve("rb", &rb, &overrides).unwrap();
-        let http = r.steps[0].http.as_ref().unwrap();
-        assert_eq!(http.url, "http://app.shop.svc:8080/health");
-        assert_eq!(http.headers[0].value.as_deref(), Some("app.shop.svc"));
-        assert_eq!(
-            r.finally[0].notify.as_ref().unwrap().message,
-            "done on app.shop.svc"
-        );
-    }
-
-    #[test]
-    fn unknown_and_missing_parameters_are_named() {
-        let rb = spec(json!({
-            "params": [{"name": "token"}],
-            "steps": [{"name": "nap", "sleep": {"duration": "1s"}}]
-        }));
-        let overrides = BTreeMap::from([("tokn".to_owned(), "x".to_owned())]);
-        let problems = resolve("rotate", &rb, &overrides).unwrap_err();
-        let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
-        assert_eq!(fields, ["spec.params.tokn", "spec.params.token"]);
-        assert!(problems[1].message.contains("no default"));
-    }
-
-    #[test]
-    fn a_value_that_makes_a_step_invalid_fails_naming_step_and_field() {
-        let rb = spec(json!({
-            "params": [{"name": "cm", "default": "settings"}, {"name": "url", "default": "http://app/x"}],
-            "steps": [
-                {"name": "edit", "patch": {"target": {"apiVersion": "v1", "kind": "ConfigMap", "name": "{{ params.cm }}"}, "type": "merge", "patch": {}}},
-                {"name": "call", "http": {"url": "{{ params.url }}"}}
-            ]
-        }));
-        assert!(resolve("rb", &rb, &BTreeMap::new()).is_ok());
-        let overrides = BTreeMap::from([
-            ("cm".to_owned(), "x/status".to_owned()),
-            ("url".to_owned(), format!("http://app/{}", "a".repeat(3000))),
-        ]);
-        let problems = resolve("rb", &rb, &overrides).unwrap_err();
-        let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
-        assert_eq!(
-            fields,
-            ["spec.steps[0].patch.target.name", "spec.steps[1].http.url"]
-        );
-        assert!(
-            problems[0].message.starts_with("step \"edit\": "),
-            "{}",
-            problems[0].message
-        );
-        assert!(
-            problems[1].message.contains("2048"),
-            "{}",
-            problems[1].message
-        );
-    }
-
-    #[test]
-    fn parameter_values_and_counts_are_bounded() {
-        let rb = spec(json!({
-            "params": [{"name": "p", "default": "x".repeat(5000)}],
-            "steps": [{"name": "nap", "sleep": {"duration": "1s"}}]
-        }));
-        let problems = resolve("rb", &rb, &BTreeMap::new()).unwrap_err();
-        assert!(
-            problems[0].field.ends_with("spec.params[0].default"),
-            "{problems:?}"
-        );
-        let huge = BTreeMap::from([("p".to_owned(), "y".repeat(1 << 20))]);
-        let problems = resolve("rb", &rb, &huge).unwrap_err();
-        assert_eq!(problems[0].field, "spec.params.p");
-        assert!(
-            problems[0].message.contains("4096"),
-            "{}",
-            problems[0].message
-        );
-    }
-
-    #[test]
-    fn the_concurrency_key_is_resolved_with_the_run_parameters() {
-        let rb = spec(json!({
-            "params": [{"name": "deployment", "default": "api"}],
-            "concurrency": {"key": "deployment/{{ params.deployment }}", "policy": "Skip"},
-            "steps": [{"name": "nap", "sleep": {"duration": "1s"}}]
-        }));
-        let r = resolve("rb", &rb, &BTreeMap::new()).unwrap();
-        assert_eq!(
-            r.concurrency,
-            Some(ResolvedLock {
-                key: "deployment/api".into(),
-                policy: crate::runbook::LockPolicy::Skip
-            })
-        );
-        let overrides = BTreeMap::from([("deployment".to_owned(), "worker".to_owned())]);
-        let r = resolve("rb", &rb, &overrides).unwrap();
-        assert_eq!(r.concurrency.unwrap().key, "deployment/worker");
-        let empty = BTreeMap::from([("deployment".to_owned(), " ".to_owned())]);
-        let key = spec(json!({
-            "params": [{"name": "deployment", "default": "api"}],
-            "concurrency": {"key": "{{ params.deployment }}"},
-            "steps": [{"name": "nap", "sleep": {"duration": "1s"}}]
-        }));
-        let problems = resolve("rb", &key, &empty).unwrap_err();
-        assert_eq!(problems[0].field, "Runbook rb: spec.concurrency.key");
-        let unknown = spec(json!({
-            "concurrency": {"key": "{{ alert.labels.x }}"},
-            "steps": [{"name": "nap", "sleep": {"duration": "1s"}}]
-        }));
-        let problems = resolve("rb", &unknown, &BTreeMap::new()).unwrap_err();
-        assert!(
-            problems[0].message.contains("still holds a template"),
-            "{problems:?}"
-        );
-    }
-
-    #[test]
-    fn text_substitution_leaves_other_braces_alone() {
-        let params = BTreeMap::from([("a".to_owned(), "1".to_owned())]);
-        assert_eq!(
-            substitute_text("{{ params.a }}-{{ other }}-{{", &params),
-            "1-{{ other }}-{{"
-        );
-    }
-}
+mod tests;

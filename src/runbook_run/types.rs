@@ -357,6 +357,11 @@ pub struct RunbookRunStatus {
     /// The Runbook's generation when the run started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runbook_generation: Option<i64>,
+    /// The run's parameter values as checked when it started (run values over the Runbook's
+    /// defaults), with their types: what `{{ params.NAME }}` became and what `when` reads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::runbook::MAX_PARAMS))]
+    pub resolved_params: Vec<ResolvedParam>,
     /// The Runbook's steps as they were when the run started, parameters resolved; later
     /// edits of the Runbook do not change a running run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -383,6 +388,20 @@ pub struct RunbookRunStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// One parameter of a run, as resolved when it started.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedParam {
+    /// The parameter's name.
+    pub name: String,
+    /// string, integer, boolean or duration.
+    #[serde(rename = "type")]
+    pub type_: crate::params::ParamType,
+    /// The value, as text (canonical for its type: `04` is recorded as `4`).
+    #[schemars(length(max = crate::runbook::MAX_PARAM_VALUE))]
+    pub value: String,
 }
 
 /// The lock a run asks for (`status.concurrency`).

@@ -108,6 +108,7 @@ pub fn problems(rb: &Runbook, observed: &Observed) -> Vec<SpecProblem> {
         ));
     }
     problems.extend(crate::params::undeclared_references(spec));
+    problems.extend(crate::params::declaration_problems(spec));
     problems.extend(alert_triggers::problems(rb));
     problems.extend(crate::notifications::problems(
         &spec.notifications,

@@ -146,6 +146,24 @@ fn failed(reason: &'static str, message: impl Into<String>) -> Act {
     }
 }
 
+/// The value of an integer field that a template may have filled, at least `min`. The run
+/// checked it when the step's templates were substituted; a value that still does not read
+/// as an integer fails the step with reason InvalidSpec naming `field`.
+fn number(
+    value: Option<&crate::step::IntOrTemplate>,
+    min: i32,
+    field: &str,
+) -> Result<Option<i32>, Act> {
+    value
+        .map(|v| v.value(min))
+        .transpose()
+        .map_err(|message| Act::Failed {
+            reason: "InvalidSpec",
+            message: format!("{field}: {message}"),
+            retryable: false,
+        })
+}
+
 /// `kind/name` as the journal's target.
 pub fn target_label(target: &WorkloadRef) -> String {
     format!("{:?}/{}", target.kind, target.name)

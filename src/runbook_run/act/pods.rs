@@ -38,7 +38,11 @@ pub(super) async fn delete(
             .map(ResourceExt::name_any)
             .collect();
         names.sort();
-        if let Some(max) = delete.max_count {
+        let max = match super::number(delete.max_count.as_ref(), 1, "deletePods.maxCount") {
+            Ok(max) => max,
+            Err(act) => return Ok(act),
+        };
+        if let Some(max) = max {
             names.truncate(usize::try_from(max).unwrap_or(0));
         }
         entry.outputs.insert("pods".into(), names.join(","));

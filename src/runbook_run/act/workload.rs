@@ -44,7 +44,15 @@ pub(super) async fn scale(
             Ok(scale) => scale.spec.and_then(|s| s.replicas).unwrap_or(0),
             Err(err) => return target_error(err, &what, exec.namespace),
         };
-        let desired = kubectl::scale_target(current, scale.replicas, scale.by);
+        let fields = (
+            super::number(scale.replicas.as_ref(), 0, "scale.replicas"),
+            super::number(scale.by.as_ref(), i32::MIN, "scale.by"),
+        );
+        let (replicas, by) = match fields {
+            (Ok(replicas), Ok(by)) => (replicas, by),
+            (Err(act), _) | (_, Err(act)) => return Ok(act),
+        };
+        let desired = kubectl::scale_target(current, replicas, by);
         entry
             .outputs
             .insert("previousReplicas".into(), current.to_string());
@@ -328,7 +336,10 @@ pub(super) async fn rollback(
     // a new revision number, and "previous" would mean something else. Planning against its
     // current revision makes a repeated pass a no-op ("already matches").
     let wanted = match entry.outputs.get("replicaSet") {
-        None => rollback.to_revision,
+        None => match super::number(rollback.to_revision.as_ref(), 1, "rollback.toRevision") {
+            Ok(revision) => revision.map(i64::from),
+            Err(act) => return Ok(act),
+        },
         Some(name) => {
             let revision = replica_sets
                 .iter()

@@ -17,6 +17,7 @@ use crate::runbook::Runbook;
 use crate::step::{OnFailure, Step};
 
 pub mod approval;
+pub mod condition;
 pub mod lock;
 #[cfg(test)]
 mod tests;

@@ -36,6 +36,8 @@ pub const REASON_RUNBOOK_NOT_FOUND: &str = "RunbookNotFound";
 pub const REASON_INVALID_SPEC: &str = conditions::REASON_INVALID_SPEC;
 /// Reason of Stalled=False: the run is not stuck on its spec.
 pub const REASON_PROGRESSING: &str = "Progressing";
+/// A step's reason when its `when` was false.
+pub const REASON_CONDITION_FALSE: &str = "ConditionFalse";
 
 /// A fresh journal for resolved steps: one Pending entry per step, main then finally.
 pub fn new_journal(steps: &[Step], finally: &[Step]) -> Vec<StepStatus> {
@@ -70,6 +72,7 @@ pub fn skip(status: &mut RunbookRunStatus, indices: &[usize], cancelled: bool, n
         } else {
             "skipped: an earlier step failed".into()
         });
+        entry.reason = Some(if cancelled { "Cancelled" } else { "Aborted" }.into());
     }
 }
 
@@ -85,6 +88,7 @@ pub fn abandon(status: &mut RunbookRunStatus, indices: &[usize], grace: &str, no
         entry.message = Some(format!(
             "skipped: the run was deleted and the operator's deletion grace ({grace}) passed before this step finished"
         ));
+        entry.reason = Some("DeletionGraceOver".into());
     }
 }
 
@@ -403,6 +407,7 @@ pub fn started(
     status.steps = new_journal(&resolved.steps, &resolved.finally);
     status.resolved_steps = resolved.steps;
     status.resolved_finally = resolved.finally;
+    status.resolved_params = resolved.params;
     status.start_time = Some(now.clone());
     status.phase = Some(RunPhase::Running);
     status.observed_generation = generation;
@@ -484,6 +489,29 @@ pub fn start_step(entry: &mut StepStatus, now: Timestamp) -> StepOutcome {
     transition("StepStarted", "started".into(), EventType::Normal)
 }
 
+/// Records a step that came up with its `when` false: Skipped with reason ConditionFalse,
+/// never started; `condition` is the expression and its value.
+pub fn condition_false(entry: &mut StepStatus, condition: String, now: Timestamp) -> StepOutcome {
+    let message = format!("skipped: when {condition}");
+    entry.phase = StepPhase::Skipped;
+    entry.completion_time = Some(crate::time::to_time(now));
+    entry.reason = Some(REASON_CONDITION_FALSE.into());
+    entry.condition = Some(condition);
+    entry.message = Some(message.clone());
+    transition("StepSkipped", message, EventType::Normal)
+}
+
+/// Records a step whose `when` could not be evaluated: Failed with reason InvalidSpec (another
+/// attempt would evaluate the same journal the same way).
+pub fn condition_invalid(entry: &mut StepStatus, message: String, now: Timestamp) -> StepOutcome {
+    fail(
+        entry,
+        REASON_INVALID_SPEC,
+        message,
+        &crate::time::to_time(now),
+    )
+}
+
 /// A scheduled retry is not due yet: wait until `at`.
 pub fn wait_for_retry(entry: &StepStatus, at: Timestamp, now: Timestamp) -> StepOutcome {
     StepOutcome::Wait {
@@ -549,6 +577,7 @@ pub fn acted(
             entry.completion_time = Some(now_t);
             entry.message = Some(message.clone());
             entry.outputs.remove("reason");
+            entry.reason = None;
             transition("StepSucceeded", message, EventType::Normal)
         }
         Act::Skipped(message) => {
@@ -556,6 +585,7 @@ pub fn acted(
             entry.completion_time = Some(now_t);
             entry.message = Some(message.clone());
             entry.outputs.insert("reason".into(), "Plan".into());
+            entry.reason = Some("Plan".into());
             transition("StepSkipped", message, EventType::Normal)
         }
         Act::Failed {
@@ -590,6 +620,7 @@ fn fail(entry: &mut StepStatus, reason: &'static str, message: String, now: &Tim
     entry.completion_time = Some(now.clone());
     entry.message = Some(message.clone());
     entry.outputs.insert("reason".into(), reason.into());
+    entry.reason = Some(reason.into());
     transition(
         "StepFailed",
         format!("{reason}: {message}"),
