@@ -154,10 +154,12 @@ async fn database_recovery_restores_the_newest_verified_backup_and_scales_back()
     assert_ne!(first.job, good.job);
 
     let replicas = format!("{REPLICAS}");
+    // Scaled back to the count scale-down recorded, not to a literal.
+    let previous = "\"{{ steps.scale-down.outputs.previousReplicas }}\"";
     ns.apply(&runbook(
         "recover-db",
         &format!(
-            "  - {{name: scale-down, scale: {{target: {{kind: Deployment, name: db-app}}, replicas: 0}}}}\n  - {{name: restore, restore: {{policy: db, backup: latestVerified}}}}\n  - {{name: verify, job: {{template: {verify}}}}}\n  - {{name: scale-up, scale: {{target: {{kind: Deployment, name: db-app}}, replicas: {replicas}}}}}\n",
+            "  - {{name: scale-down, scale: {{target: {{kind: Deployment, name: db-app}}, replicas: 0}}}}\n  - {{name: restore, restore: {{policy: db, backup: latestVerified}}}}\n  - {{name: verify, job: {{template: {verify}}}}}\n  - {{name: scale-up, scale: {{target: {{kind: Deployment, name: db-app}}, replicas: {previous}}}}}\n",
             verify = succeeds()
         ),
     ));
