@@ -19,7 +19,8 @@ usage: hack/cluster.sh COMMAND [NAME] [--purge]
   status [NAME]   show process / health state (exit 0 when up, 3 when not)
   env [NAME]      print export lines: KUBECONFIG and PATH with kubectl's dir
   smoke [NAME]    check the kwok simulation on a running cluster (Deployment,
-                  Job success, Job failure, run-for delay) in a temp namespace
+                  Job success, Job failure, termination messages, run-for delay)
+                  in a temp namespace
   kubectl-path    print the path of the kubectl built for this cluster version
   help            this text
 
@@ -685,6 +686,26 @@ EOF
 	code=$(kc -n "$ns" get pods -l job-name=fails -o jsonpath='{.items[0].status.containerStatuses[0].state.terminated.exitCode}')
 	[[ $code == 1 ]] || die "failed Job pod exit code is '$code', expected 1"
 	say "ok: Job with outcome=fail Failed, pod exit code 1 ($((SECONDS - t0))s)"
+
+	t0=$SECONDS
+	kc -n "$ns" apply -f - >/dev/null <<EOF
+apiVersion: batch/v1
+kind: Job
+metadata: {name: says}
+spec:
+  template:
+    metadata:
+      annotations: {sim.runbook.dev/termination-message: "healthy=true\\nlag=3", sim.runbook.dev/termination-message-side: "{\\"a\\": 1}"}
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: registry.invalid/job:1}, {name: side, image: registry.invalid/job:1}]
+EOF
+	kc -n "$ns" wait --for=condition=Complete job/says "$w" >/dev/null
+	local said
+	said=$(kc -n "$ns" get pods -l job-name=says -o go-template='{{range (index .items 0).status.containerStatuses}}{{.name}}={{.state.terminated.message}};{{end}}')
+	[[ $said == $'main=healthy=true\nlag=3;side={"a": 1};' || $said == $'side={"a": 1};main=healthy=true\nlag=3;' ]] ||
+		die "Job pod termination messages are '$said', expected main: healthy=true<newline>lag=3, side: {\"a\": 1}"
+	say "ok: Job pod ends with the termination messages its annotations give ($((SECONDS - t0))s)"
 
 	t0=$SECONDS
 	kc -n "$ns" apply -f - >/dev/null <<EOF

@@ -72,7 +72,7 @@ pub struct Step {
     /// `steps` (each earlier step's `phase` and `outputs`, as text:
     /// `steps.verify.phase == 'Failed'`, `int(steps['scale-down'].outputs.previousReplicas) > 0`;
     /// a step name with `-` needs the `steps['name']` form) and `run` (`name`, `namespace`,
-    /// `mode`, `failed`: a main step failed, `cancelled`). In `finally`, `when: run.failed`
+    /// `mode`, `failed`: a main step failed with onFailure Abort, `cancelled`). In `finally`, `when: run.failed`
     /// makes a rollback that runs only when the procedure failed. An expression that cannot be
     /// evaluated (a missing output, a type error) fails the step with reason `InvalidSpec`.
     /// Example: `when: "steps.verify.phase == 'Failed'"`.
@@ -318,7 +318,11 @@ pub struct JobAction {
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new(r"self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') || self.contains('{{')").message("fromCronJob must be a CronJob name (a DNS subdomain), not a path"))]
     pub from_cron_job: Option<String>,
-    /// Wait for the Job to finish and fail the step if the Job fails (default true).
+    /// Wait for the Job to finish and fail the step if the Job fails (default true). Once it
+    /// has finished, its containers' termination messages (what they wrote to
+    /// `terminationMessagePath`: `key=value` lines or one JSON object of scalars) become the
+    /// step's outputs, e.g. `steps.check.outputs.healthy`; at most 32 keys, values cut at
+    /// 1024 bytes, keys the journal records itself (jobName, ...) ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<bool>,
 }
@@ -391,8 +395,9 @@ pub struct HttpAction {
     pub follow_redirects: Option<bool>,
     /// Values to capture from a successful answer's JSON body into the step's outputs, by
     /// output name and JSONPath, e.g. `{version: "{.version}"}`; later steps read them as
-    /// `{{ steps.<name>.outputs.version }}`. At most 16; a path that finds nothing fails the
-    /// step with reason OutputMissing.
+    /// `{{ steps.<name>.outputs.version }}`. At most 16; a path that finds nothing, or a body
+    /// that is not JSON, fails the step with reason OutputMissing. Names the step records
+    /// itself (httpStatus, body, bodyTruncated, sent, ...) are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "http_outputs_schema")]
     pub outputs: BTreeMap<String, String>,
@@ -657,6 +662,39 @@ pub fn validate_steps(steps: &[Step], path: &str) -> Vec<SpecProblem> {
                 problems.push(SpecProblem::new(format!("{at}.{field}"), err.to_string()));
             }
         }
+        let numbers = [
+            (
+                "scale.replicas",
+                step.scale.as_ref().and_then(|s| s.replicas.as_ref()),
+                0,
+            ),
+            (
+                "scale.by",
+                step.scale.as_ref().and_then(|s| s.by.as_ref()),
+                i32::MIN,
+            ),
+            (
+                "rollback.toRevision",
+                step.rollback.as_ref().and_then(|r| r.to_revision.as_ref()),
+                1,
+            ),
+            (
+                "deletePods.maxCount",
+                step.delete_pods.as_ref().and_then(|d| d.max_count.as_ref()),
+                1,
+            ),
+        ];
+        for (field, value, min) in numbers {
+            let Some(value) = value.filter(|v| !v.is_template()) else {
+                continue;
+            };
+            if let Err(message) = value.value(min) {
+                problems.push(SpecProblem::new(
+                    format!("{at}.{field}"),
+                    format!("{message}; write an integer or a {{{{ ... }}}} template"),
+                ));
+            }
+        }
         if let Some(http) = &step.http
             && http.headers.iter().any(|h| h.value_from.is_some())
             && templated_host(&http.url)
@@ -665,6 +703,14 @@ pub fn validate_steps(steps: &[Step], path: &str) -> Vec<SpecProblem> {
                 format!("{at}.http.url"),
                 "a request carrying a header from a Secret must name its host in the step, not through a parameter (whoever starts the run would choose where the Secret goes): write the scheme and host and template only the path or query",
             ));
+        }
+        for name in step.http.iter().flat_map(|h| h.outputs.keys()) {
+            if crate::runbook_run::decide::outputs::reserved(name) {
+                problems.push(SpecProblem::new(
+                    format!("{at}.http.outputs.{name}"),
+                    format!("{name} is an output the step records itself (httpStatus, body, bodyTruncated, sent, ...); choose another name"),
+                ));
+            }
         }
         if let Some(Err(err)) = step
             .job

@@ -108,3 +108,7 @@ pub const LOCK_KEY_ANNOTATION: &str = "ops.runbook.dev/lock-key";
 /// any value acknowledges the run's failure or pending approval; on a MaintenanceWindow,
 /// BlueGreenRelease or BackupPolicy the value is the event id (`status.sentNotifications[].eventId`).
 pub const ACKNOWLEDGED: &str = "ops.runbook.dev/acknowledged";
+
+/// Label the Job controller puts on a Job's pods, naming the Job (how a job step finds the
+/// pods whose termination messages become its outputs).
+pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";

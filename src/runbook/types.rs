@@ -166,7 +166,6 @@ impl LockPolicy {
 /// A runbook parameter.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.min) && !has(self.max) || has(self.type) && (self.type == 'integer' || self.type == 'duration')").message("min and max apply to parameters of type integer or duration"))]
 pub struct Param {
     /// Parameter name, used as `{{ params.NAME }}` in step fields and `params.NAME` in `when`.
     #[schemars(
@@ -182,7 +181,7 @@ pub struct Param {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub type_: Option<super::param_value::ParamType>,
     /// Value used when a run does not set one; a run must set parameters without a default.
-    /// Written as the type reads (`4`, `true`, `"5m"`); at most 4096 bytes
+    /// Written as an integer or a string (`4`, `"true"`, `"5m"`); at most 4096 bytes
     /// (`MAX_PARAM_VALUE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::param_value::scalar_schema")]

@@ -21,14 +21,14 @@ use crate::support::{PATIENCE, TestNamespace, condition, entry, output};
 // manifests
 // ---------------------------------------------------------------------------------------------
 
-fn runbook(name: &str, spec: &str) -> String {
+pub(crate) fn runbook(name: &str, spec: &str) -> String {
     format!(
         "apiVersion: ops.runbook.dev/v1alpha1\nkind: Runbook\nmetadata: {{name: {name}}}\nspec:\n{spec}\n"
     )
 }
 
 /// A RunbookRun of `runbook`; `extra` holds further spec lines (indented by two spaces).
-fn run(name: &str, runbook: &str, extra: &str) -> String {
+pub(crate) fn run(name: &str, runbook: &str, extra: &str) -> String {
     format!(
         "apiVersion: ops.runbook.dev/v1alpha1\nkind: RunbookRun\nmetadata: {{name: {name}}}\nspec:\n  runbookRef: {{name: {runbook}}}\n{extra}\n"
     )
@@ -42,7 +42,7 @@ fn deployment(name: &str, replicas: i32, containers: &str) -> String {
 }
 
 /// A Deployment with one container named after it.
-fn simple_deployment(name: &str, replicas: i32) -> String {
+pub(crate) fn simple_deployment(name: &str, replicas: i32) -> String {
     deployment(
         name,
         replicas,
@@ -72,7 +72,7 @@ fn pod_job_template(labels: &str, annotations: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// Waits until the run has finished (Succeeded, Failed or Cancelled).
-async fn finished(ns: &TestNamespace, name: &str) -> RunbookRun {
+pub(crate) async fn finished(ns: &TestNamespace, name: &str) -> RunbookRun {
     ns.wait_for::<RunbookRun>(name, "finished", |r| {
         matches!(
             r.status.as_ref().and_then(|s| s.phase.map(|p| p.as_str())),
@@ -105,12 +105,12 @@ fn succeeded(run: &RunbookRun) -> (String, String, String) {
     (c.status.clone(), c.reason.clone(), c.message.clone())
 }
 
-fn message(entry: &StepStatus) -> &str {
+pub(crate) fn message(entry: &StepStatus) -> &str {
     entry.message.as_deref().unwrap_or_default()
 }
 
 /// Asserts a finished run's phase and Succeeded reason, showing the whole status otherwise.
-fn assert_run(run: &RunbookRun, want_phase: &str, want_reason: &str) {
+pub(crate) fn assert_run(run: &RunbookRun, want_phase: &str, want_reason: &str) {
     let (_, reason, _) = succeeded(run);
     assert!(
         phase(run) == want_phase && reason == want_reason,
@@ -122,7 +122,7 @@ fn assert_run(run: &RunbookRun, want_phase: &str, want_reason: &str) {
 }
 
 /// Asserts a step's phase, showing the entry otherwise.
-fn assert_step(run: &RunbookRun, step: &str, want: StepPhase) -> StepStatus {
+pub(crate) fn assert_step(run: &RunbookRun, step: &str, want: StepPhase) -> StepStatus {
     let e = entry(run, step).clone();
     assert_eq!(e.phase, want, "step {step:?}: {e:#?}");
     e

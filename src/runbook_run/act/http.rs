@@ -7,6 +7,7 @@ use super::secret::secret_value;
 use super::{Act, Error, Exec, failed, sent_marker};
 use crate::fence;
 use crate::outbound::{self, Key, Owner, Progress, Reply, Verdict};
+use crate::runbook_run::decide::outputs;
 use crate::runbook_run::types::StepStatus;
 use crate::step::{HttpMethod, Step};
 
@@ -348,7 +349,13 @@ impl Request {
             ));
             cut = " (body longer than 64 KiB: read the first 64 KiB only)";
         }
-        let verdict = judge(&http, &method, status, redirect, &body, cut);
+        let mut verdict = judge(&http, &method, status, redirect, &body, cut);
+        if matches!(verdict, Verdict::Succeeded(_)) && !http.outputs.is_empty() {
+            match capture(&http.outputs, &body, &format!("{method} {}", http.url), cut) {
+                Ok(captured) => outputs.extend(captured),
+                Err(failed) => verdict = failed,
+            }
+        }
         Reply { outputs, verdict }
     }
 }
@@ -428,15 +435,66 @@ fn reqwest_method(method: HttpMethod) -> reqwest::Method {
     }
 }
 
+/// The step's `outputs` captured from a successful answer's JSON `body` (`what` names the
+/// request, `cut` says the body was read in part): each name with the value its JSONPath
+/// finds (cut at [`outputs::MAX_VALUE`] bytes), or the step's failure: OutputMissing for a
+/// body that is not JSON or a path that finds nothing, InvalidSpec for a name the journal
+/// keeps for itself ([`outputs::RESERVED`]; a Ready Runbook has none).
+pub(super) fn capture(
+    wanted: &std::collections::BTreeMap<String, String>,
+    body: &str,
+    what: &str,
+    cut: &str,
+) -> Result<Vec<(String, String)>, Verdict> {
+    let missing = |message: String| Verdict::Failed {
+        reason: "OutputMissing",
+        message,
+        retryable: true,
+    };
+    if let Some(name) = wanted.keys().find(|name| outputs::reserved(name)) {
+        return Err(Verdict::Failed {
+            reason: "InvalidSpec",
+            message: format!(
+                "http.outputs.{name}: {name} is an output the step records itself; choose another name"
+            ),
+            retryable: false,
+        });
+    }
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(body) else {
+        let names: Vec<&str> = wanted.keys().map(String::as_str).collect();
+        return Err(missing(format!(
+            "the answer of {what} is not JSON{cut}, so outputs {names:?} cannot be read from it"
+        )));
+    };
+    let mut captured = Vec::new();
+    for (name, path) in wanted {
+        let Some(found) = json_path_in(&value, path) else {
+            return Err(missing(format!(
+                "http.outputs.{name}: {path:?} finds nothing in the answer of {what}{cut}"
+            )));
+        };
+        captured.push((
+            name.clone(),
+            outputs::cut(&found, outputs::MAX_VALUE).0.to_owned(),
+        ));
+    }
+    Ok(captured)
+}
+
 /// A value from a JSON body by a simple path: `{.status}`, `.data.items[0].name`, `status`.
 pub fn json_path_value(body: &str, path: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    json_path_in(&value, path)
+}
+
+/// [`json_path_value`] on a parsed body.
+fn json_path_in(value: &serde_json::Value, path: &str) -> Option<String> {
     let path = path
         .trim()
         .trim_start_matches('{')
         .trim_end_matches('}')
         .trim_start_matches('$');
-    let mut current = &value;
+    let mut current = value;
     for part in path.split('.').filter(|p| !p.is_empty()) {
         let (key, index) = match part.split_once('[') {
             Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),

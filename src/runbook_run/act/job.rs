@@ -3,14 +3,16 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job, JobTemplateSpec};
+use k8s_openapi::api::core::v1::{ContainerState, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Resource, ResourceExt};
 
 use super::{Act, Error, Exec, failed, target_error, write_error};
+use crate::runbook_run::decide::outputs;
 use crate::runbook_run::types::{RunbookRun, StepStatus};
 use crate::step::Step;
-use crate::well_known::{ATTEMPT_LABEL, RUN_LABEL, STEP_LABEL};
+use crate::well_known::{ATTEMPT_LABEL, JOB_NAME_LABEL, RUN_LABEL, STEP_LABEL};
 
 /// Deterministic Job name for a run, step and attempt (at most 63 characters).
 pub fn job_name(run: &str, step: &str, attempt: i32) -> String {
@@ -89,7 +91,122 @@ pub(super) async fn run(
     if !job.wait.unwrap_or(true) {
         return Ok(Act::Succeeded(format!("created Job {name}")));
     }
-    Ok(job_progress(&current))
+    match job_progress(&current) {
+        // Outputs go into the same journal write as the outcome: reading the pods again after
+        // a restart gives the same messages.
+        end @ (Act::Succeeded(_) | Act::Failed { .. }) => {
+            with_outputs(exec, &current, entry, end).await
+        }
+        waiting => Ok(waiting),
+    }
+}
+
+/// Records the termination messages of the finished Job's pods as the step's outputs
+/// ([`outputs`]), and notes what was refused in the step's message. A Job that succeeded is
+/// read from its Succeeded pods (in creation order); one that failed from its newest Failed
+/// pod. Pods already gone leave no outputs; a run identity that may not list pods gets the
+/// outcome without outputs and a note saying so.
+async fn with_outputs(
+    exec: &Exec<'_>,
+    job: &Job,
+    entry: &mut StepStatus,
+    end: Act,
+) -> Result<Act, Error> {
+    let name = job.name_any();
+    let pods = exec.writer.api::<Pod>(exec.namespace);
+    let selector = format!("{JOB_NAME_LABEL}={}", crate::names::label_value(&name));
+    let listed = match pods.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) => list.items,
+        Err(err) if crate::write::code(&err).is_some_and(super::permanent) => {
+            return Ok(noted(
+                end,
+                &format!("outputs not read: listing the pods of Job {name} was refused ({err})"),
+            ));
+        }
+        Err(err) => return Err(Error::read(format!("pods {selector}"), exec.namespace, err)),
+    };
+    let succeeded = matches!(end, Act::Succeeded(_));
+    let messages = termination_messages(job.uid().as_deref(), listed, succeeded);
+    let parsed = outputs::parse(&messages);
+    outputs::record(&mut entry.outputs, &parsed);
+    Ok(match parsed.summary() {
+        Some(notes) => noted(end, &format!("outputs: {notes}")),
+        None => end,
+    })
+}
+
+/// The `(container, message)` pairs of a finished Job's pods owned by the Job with `uid`, in
+/// container order: every Succeeded pod (oldest first) for a Job that succeeded, else the
+/// newest Failed pod. A container's current termination message, else its last one.
+pub fn termination_messages(
+    uid: Option<&str>,
+    mut pods: Vec<Pod>,
+    succeeded: bool,
+) -> Vec<(String, String)> {
+    let wanted = if succeeded { "Succeeded" } else { "Failed" };
+    pods.retain(|pod| {
+        let owned = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| Some(o.uid.as_str()) == uid);
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        owned && phase == Some(wanted)
+    });
+    pods.sort_by(|a, b| {
+        let key = |p: &Pod| (p.metadata.creation_timestamp.clone(), p.name_any());
+        key(a).cmp(&key(b))
+    });
+    if !succeeded && let Some(newest) = pods.pop() {
+        pods = vec![newest];
+    }
+    let mut messages = Vec::new();
+    for pod in &pods {
+        let statuses = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_deref())
+            .unwrap_or_default();
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.as_slice())
+            .unwrap_or_default();
+        for container in containers {
+            let Some(status) = statuses.iter().find(|s| s.name == container.name) else {
+                continue;
+            };
+            let terminated = |s: Option<&ContainerState>| {
+                s.and_then(|s| s.terminated.as_ref())
+                    .and_then(|t| t.message.clone())
+                    .filter(|m| !m.trim().is_empty())
+            };
+            if let Some(message) =
+                terminated(status.state.as_ref()).or_else(|| terminated(status.last_state.as_ref()))
+            {
+                messages.push((container.name.clone(), message));
+            }
+        }
+    }
+    messages
+}
+
+/// `act` with `note` added to its message.
+fn noted(act: Act, note: &str) -> Act {
+    match act {
+        Act::Succeeded(message) => Act::Succeeded(format!("{message}; {note}")),
+        Act::Failed {
+            reason,
+            message,
+            retryable,
+        } => Act::Failed {
+            reason,
+            message: format!("{message}; {note}"),
+            retryable,
+        },
+        other => other,
+    }
 }
 
 /// The Job built from a template: owned by the run (so deleting the run deletes it), labelled

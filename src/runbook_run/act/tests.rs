@@ -141,3 +141,132 @@ mod requests {
         assert_eq!(body.len(), 1000);
     }
 }
+
+fn wanted(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn failure(verdict: crate::outbound::Verdict) -> (&'static str, String) {
+    match verdict {
+        crate::outbound::Verdict::Failed {
+            reason, message, ..
+        } => (reason, message),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn http_outputs_capture_values_by_json_path() {
+    let body = r#"{"version":"1.4.2","build":{"number":7,"ok":true},"tags":["a","b"]}"#;
+    let got = http::capture(
+        &wanted(&[
+            ("version", "{.version}"),
+            ("build", ".build.number"),
+            ("ok", "build.ok"),
+            ("tag", "{.tags[1]}"),
+        ]),
+        body,
+        "GET http://app/v",
+        "",
+    )
+    .expect("captured");
+    assert_eq!(
+        got,
+        [
+            ("build".to_owned(), "7".to_owned()),
+            ("ok".to_owned(), "true".to_owned()),
+            ("tag".to_owned(), "b".to_owned()),
+            ("version".to_owned(), "1.4.2".to_owned()),
+        ]
+    );
+    let long = format!(r#"{{"v":"{}"}}"#, "x".repeat(5000));
+    let got = http::capture(&wanted(&[("v", "{.v}")]), &long, "GET u", "").expect("captured");
+    assert_eq!(got[0].1.len(), 1024);
+}
+
+#[test]
+fn http_outputs_fail_on_a_missing_path_or_a_body_that_is_not_json() {
+    let (reason, message) = failure(
+        http::capture(
+            &wanted(&[("version", "{.version}"), ("zone", "{.meta.zone}")]),
+            r#"{"version":"1"}"#,
+            "GET http://app/v",
+            "",
+        )
+        .unwrap_err(),
+    );
+    assert_eq!(reason, "OutputMissing");
+    assert!(
+        message.contains("http.outputs.zone") && message.contains("{.meta.zone}"),
+        "{message}"
+    );
+    let (reason, message) = failure(
+        http::capture(
+            &wanted(&[("version", "{.version}")]),
+            "<html>ok</html>",
+            "GET http://app/v",
+            "",
+        )
+        .unwrap_err(),
+    );
+    assert_eq!(reason, "OutputMissing");
+    assert!(
+        message.contains("not JSON") && message.contains("version"),
+        "{message}"
+    );
+    let (reason, _) =
+        failure(http::capture(&wanted(&[("httpStatus", ".a")]), "{}", "GET u", "").unwrap_err());
+    assert_eq!(reason, "InvalidSpec");
+}
+
+fn pod(name: &str, owner: &str, phase: &str, created: i64, containers: &[(&str, &str)]) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": name,
+            "creationTimestamp": jiff::Timestamp::from_second(created).expect("time").to_string(),
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": owner}],
+        },
+        "spec": {"containers": containers.iter().map(|(n, _)| serde_json::json!({"name": n})).collect::<Vec<_>>()},
+        "status": {
+            "phase": phase,
+            // Statuses in another order than the spec: the spec's order counts.
+            "containerStatuses": containers.iter().rev().map(|(n, m)| serde_json::json!({
+                "name": n, "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0, "message": m}},
+            })).collect::<Vec<_>>(),
+        },
+    }))
+    .expect("pod")
+}
+
+use k8s_openapi::api::core::v1::Pod;
+
+#[test]
+fn termination_messages_come_from_the_jobs_own_finished_pods_in_container_order() {
+    let pods = vec![
+        pod("b", "uid-1", "Succeeded", 20, &[("main", "a=2")]),
+        pod(
+            "a",
+            "uid-1",
+            "Succeeded",
+            10,
+            &[("main", "a=1"), ("side", "s=1")],
+        ),
+        pod("old", "uid-0", "Succeeded", 5, &[("main", "a=0")]),
+        pod("f", "uid-1", "Failed", 1, &[("main", "err=x")]),
+        pod("empty", "uid-1", "Succeeded", 30, &[("main", "  ")]),
+    ];
+    let got = super::job::termination_messages(Some("uid-1"), pods.clone(), true);
+    let want = [("main", "a=1"), ("side", "s=1"), ("main", "a=2")];
+    assert_eq!(
+        got,
+        want.map(|(c, m)| (c.to_owned(), m.to_owned())).to_vec()
+    );
+    let mut failed = pods;
+    failed.push(pod("g", "uid-1", "Failed", 2, &[("main", "err=y")]));
+    let got = super::job::termination_messages(Some("uid-1"), failed, false);
+    assert_eq!(got, [("main".to_owned(), "err=y".to_owned())]);
+}

@@ -19,6 +19,7 @@ use crate::step::{OnFailure, Step};
 pub mod approval;
 pub mod condition;
 pub mod lock;
+pub mod outputs;
 #[cfg(test)]
 mod tests;
 
