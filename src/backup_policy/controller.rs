@@ -88,13 +88,26 @@ struct State {
     written: runtime::Written,
 }
 
-/// The policy that owns `job`, by its controller owner reference.
-fn owning_policy(job: &Job) -> Option<ObjectRef<BackupPolicy>> {
-    let owner = job
+/// The policy that owns `job`, by its controller owner reference; for a restore Job (owned by
+/// the run that made it) the policy its labels name, so its end updates `lastRestore`.
+fn owning_policy(job: &Job, policies: &Store<BackupPolicy>) -> Option<ObjectRef<BackupPolicy>> {
+    let namespace = job.namespace()?;
+    if let Some(owner) = job
         .owner_references()
         .iter()
-        .find(|o| o.kind == "BackupPolicy" && o.controller == Some(true))?;
-    Some(ObjectRef::new(&owner.name).within(&job.namespace()?))
+        .find(|o| o.kind == "BackupPolicy" && o.controller == Some(true))
+    {
+        return Some(ObjectRef::new(&owner.name).within(&namespace));
+    }
+    // The label holds a bounded form of the name, so the policy is found by matching it.
+    policies
+        .state()
+        .iter()
+        .find(|bp| {
+            bp.namespace().as_deref() == Some(namespace.as_str())
+                && observe::is_restore_of(job, &bp.name_any())
+        })
+        .map(|bp| ObjectRef::from_obj(bp.as_ref()))
 }
 
 /// Runs the BackupPolicy controller until shutdown; `synced` fires once its caches are full.
@@ -107,12 +120,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown, synced: tokio::sync::mps
         |job| job.spec = None,
     );
     let policies = store.store.clone();
+    let by_restore = store.store.clone();
     ctx.metrics
         .backups
         .install(Box::new(move || freshness(&policies)));
     let controller =
         Controller::for_stream(runtime::queued(&ctx, NAME, stream), store.store.clone())
-            .watches_stream(job_stream, |job| owning_policy(&job));
+            .watches_stream(job_stream, move |job| owning_policy(&job, &by_restore));
     runtime::report_synced(
         vec![runtime::listed(&store), runtime::listed(&jobs)],
         synced,
@@ -212,6 +226,7 @@ async fn reconcile(bp: Arc<BackupPolicy>, state: Arc<State>) -> Result<Action, E
             jobs: &observed.jobs,
             backup_now: observed.backup_now.as_deref(),
             rejected: &observed.rejected,
+            restores: &observed.restores,
             now,
         });
         let Some(new) = decided.create.take() else {

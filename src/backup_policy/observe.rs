@@ -1,8 +1,9 @@
 //! What the cluster says about a BackupPolicy, gathered into one [`Observed`]: the policy's
 //! Jobs as [`decide`](super::decide::decide) sees them (from the Job cache, less the Jobs this
 //! controller deleted and the cache still holds, plus a GET for a Job a record waits on that
-//! the cache has not seen yet), the policy's backup-now token and creation time, and the
-//! creates the API server refused during this reconcile.
+//! the cache has not seen yet), the policy's backup-now token and creation time, the restore
+//! Jobs Runbook `restore` steps made for it, and the creates the API server refused during this
+//! reconcile.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -12,10 +13,17 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
 
-use super::decide::{JobOutcome, ObservedJob, Stage, prune_job_name, verify_job_name};
-use super::types::{BackupPolicy, BackupPolicyStatus, BackupStage};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::decide::restore::{
+    RESTORE_FAILED, RESTORE_RUNNING, RESTORE_STAGE, RESTORE_SUCCEEDED, duration_text,
+};
+use super::decide::{JobOutcome, ObservedJob, Stage, label_value, prune_job_name, verify_job_name};
+use super::types::{BackupPolicy, BackupPolicyStatus, BackupStage, RestoreRecord};
 use crate::runtime::Cache;
-use crate::well_known::{BACKUP_NOW, SCHEDULED_TIME_ANNOTATION, STAGE_LABEL};
+use crate::well_known::{
+    BACKUP_LABEL, BACKUP_NOW, POLICY_LABEL, SCHEDULED_TIME_ANNOTATION, STAGE_LABEL,
+};
 
 /// A read of the cluster that failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +66,8 @@ pub struct Observed {
     pub backup_now: Option<String>,
     /// The policy's creationTimestamp (the clock when it has none yet).
     pub created: Timestamp,
+    /// The restore Jobs of the policy that exist, as `lastRestore` records.
+    pub restores: Vec<RestoreRecord>,
 }
 
 impl Observed {
@@ -125,7 +135,75 @@ pub async fn observe(
         rejected: Vec::new(),
         backup_now,
         created,
+        restores: jobs
+            .store
+            .state()
+            .iter()
+            .filter(|job| job.namespace() == bp.namespace() && is_restore_of(job, &bp.name_any()))
+            .map(|job| restore_record(job))
+            .collect(),
     })
+}
+
+/// Whether `job` is a restore Job of the policy named `policy`: labelled with the policy and
+/// the restore stage, and made by a RunbookRun's restore step (owned by the run), so no other
+/// Job labelled alike changes `lastRestore`.
+pub fn is_restore_of(job: &Job, policy: &str) -> bool {
+    let labels = job.labels();
+    labels.get(STAGE_LABEL).map(String::as_str) == Some(RESTORE_STAGE)
+        && labels.get(POLICY_LABEL) == Some(&label_value(policy))
+        && run_of(job).is_some()
+}
+
+/// The RunbookRun that owns `job` (its controller owner reference).
+fn run_of(job: &Job) -> Option<&str> {
+    job.owner_references()
+        .iter()
+        .find(|o| o.kind == "RunbookRun" && o.controller == Some(true))
+        .map(|o| o.name.as_str())
+}
+
+/// The `lastRestore` record a restore Job makes: which backup ([`BACKUP_LABEL`] and the
+/// [`SCHEDULED_TIME_ANNOTATION`] the step set), which run, when it started (its creation until
+/// the Job controller sets a start) and, once it ended, when and how long it took.
+pub fn restore_record(job: &Job) -> RestoreRecord {
+    let status = job.status.as_ref();
+    let true_condition = |type_: &str| {
+        status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == type_ && c.status == "True"))
+    };
+    let (result, end) = if let Some(complete) = true_condition("Complete") {
+        let end = status
+            .and_then(|s| s.completion_time.clone())
+            .or_else(|| complete.last_transition_time.clone());
+        (RESTORE_SUCCEEDED, end)
+    } else if let Some(failed) = true_condition("Failed") {
+        (RESTORE_FAILED, failed.last_transition_time.clone())
+    } else {
+        (RESTORE_RUNNING, None)
+    };
+    let start = status
+        .and_then(|s| s.start_time.clone())
+        .or_else(|| job.metadata.creation_timestamp.clone());
+    let duration = match (&start, &end) {
+        (Some(start), Some(end)) => Some(duration_text(start.0, end.0)),
+        _ => None,
+    };
+    RestoreRecord {
+        job: job.name_any(),
+        backup_job: job.labels().get(BACKUP_LABEL).cloned().unwrap_or_default(),
+        backup_scheduled_time: job
+            .annotations()
+            .get(SCHEDULED_TIME_ANNOTATION)
+            .and_then(|t| t.parse().ok())
+            .map(Time),
+        run: run_of(job).map(str::to_owned),
+        start_time: start,
+        completion_time: end,
+        duration,
+        result: result.into(),
+    }
 }
 
 /// The policy's Jobs: from the cache, plus a GET for any Job a record waits on that the cache

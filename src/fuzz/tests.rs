@@ -280,6 +280,7 @@ fn backup_policy_decide_and_status_case(
         jobs: &[],
         backup_now: Some("now"),
         rejected: &[],
+        restores: &[],
         now,
     });
     let _ = crate::backup_policy::status::status(crate::backup_policy::status::StatusInputs {

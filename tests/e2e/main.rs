@@ -30,6 +30,7 @@ mod outbound;
 mod outputs;
 mod plugin;
 mod rbac;
+mod restore;
 mod sinks_support;
 mod steps;
 mod support;

@@ -26,13 +26,15 @@
 //!
 //! [`names`] (Job names), [`jobs`] (the Jobs as decide sees and asks for them), [`spec`] (what
 //! is wrong with a spec, and its parsed schedule), `history` (rules 1 and 2), `scheduling`
-//! (rules 3 and 4), `retention` (rule 5), `conditions` (rule 6).
+//! (rules 3 and 4), `retention` (rule 5), `conditions` (rule 6), [`restore`] (rule 7, and which
+//! backup a restore takes).
 
 mod conditions;
 mod history;
 pub mod jobs;
 pub mod lifecycle;
 pub mod names;
+pub mod restore;
 mod retention;
 mod scheduling;
 pub mod spec;
@@ -50,7 +52,7 @@ pub use names::{
 
 use super::types::{
     BackupPolicyPhase, BackupPolicySpec, BackupPolicyStatus, BackupRecord, BackupResult,
-    BackupStage, BackupTrigger,
+    BackupStage, BackupTrigger, RestoreRecord,
 };
 use crate::conditions::Desired;
 use crate::schedule::Schedule;
@@ -97,6 +99,9 @@ pub struct Inputs<'a> {
     pub backup_now: Option<&'a str>,
     /// Jobs the API server refused during this reconcile: (name, its message).
     pub rejected: &'a [(String, String)],
+    /// The restore Jobs of the policy that exist (Runbook `restore` steps made them), each as
+    /// the `lastRestore` record it makes.
+    pub restores: &'a [RestoreRecord],
     /// The clock.
     pub now: Timestamp,
 }
@@ -138,6 +143,8 @@ pub struct Decision {
 /// 5. Retention deletes older finished Jobs; history keeps the newest ten records and every
 ///    unfinished one.
 /// 6. Phase, conditions and the next wake-up follow from the result.
+/// 7. `lastRestore` is the newest restore Job a Runbook's `restore` step ran
+///    ([`restore::last_restore`]).
 ///
 /// At most one Job is created per call; calling again with the returned status and that Job
 /// among `jobs` creates nothing more and returns the same status.
@@ -161,6 +168,11 @@ pub fn decide(inputs: &Inputs) -> Decision {
     if inputs.schedule.is_some() {
         work.backup_now();
     }
+
+    let (last_restore, restored) =
+        restore::last_restore(inputs.status.last_restore.as_ref(), inputs.restores);
+    work.status.last_restore = last_restore;
+    work.notes.extend(restored);
 
     let delete = work.retention();
     work.trim_history();

@@ -9,6 +9,9 @@ use crate::conditions::SpecProblem;
 use crate::embedded::Embedded;
 use crate::schedule::Schedule;
 
+/// The spec field restore Jobs are made from.
+pub const RESTORE_TEMPLATE_FIELD: &str = "spec.restore.jobTemplate";
+
 /// Every problem with the spec that the API server could not catch.
 pub fn problems(spec: &BackupPolicySpec) -> Vec<SpecProblem> {
     let mut problems = crate::schedule::problems(
@@ -36,6 +39,12 @@ pub fn problems(spec: &BackupPolicySpec) -> Vec<SpecProblem> {
         if let Some(Err(err)) = template_of(spec, stage).map(|t| t.decode()) {
             problems.push(SpecProblem::new(stage.template_field(), err.to_string()));
         }
+    }
+    // Checked like verify and prune, though only a Runbook's restore step uses it: a template
+    // that cannot be decoded is found when the policy is applied, not in the middle of an
+    // outage.
+    if let Some(Err(err)) = spec.restore.as_ref().map(|r| r.job_template.decode()) {
+        problems.push(SpecProblem::new(RESTORE_TEMPLATE_FIELD, err.to_string()));
     }
     problems
 }

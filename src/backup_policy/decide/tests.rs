@@ -181,6 +181,7 @@ impl Sim {
                 jobs: &seen.jobs,
                 backup_now: self.backup_now.as_deref(),
                 rejected: &seen.rejected,
+                restores: &[],
                 now,
             })
         };

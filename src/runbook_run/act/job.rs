@@ -211,7 +211,7 @@ fn noted(act: Act, note: &str) -> Act {
 
 /// The Job built from a template: owned by the run (so deleting the run deletes it), labelled
 /// with the run and step.
-fn build_job(
+pub(super) fn build_job(
     exec: &Exec<'_>,
     name: &str,
     step: &str,
@@ -272,10 +272,16 @@ pub fn job_progress(job: &Job) -> Act {
     }
 }
 
-/// Deletes the Job of the current attempt, if any (cancel, timeout).
+/// Deletes the Job of the current attempt, if any (cancel, timeout): a job step's, or a
+/// restore step's.
 /// The delete is never a dry run: a Plan-mode run records no Job name, so it has no Job to stop.
 pub async fn stop(exec: &Exec<'_>, entry: &StepStatus) -> Result<(), Error> {
-    if let Some(name) = entry.outputs.get("jobName") {
+    let job = entry
+        .outputs
+        .get("jobName")
+        // restore::OUTPUT_RESTORE_JOB (restore steps build on this module, not the reverse).
+        .or_else(|| entry.outputs.get("restoreJob"));
+    if let Some(name) = job {
         let writer = exec.writer.dry_run(false);
         // Already gone (Ok(false)) is what a stop wants.
         writer
