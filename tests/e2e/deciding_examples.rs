@@ -299,6 +299,25 @@ async fn database_recoveries_restore_the_newest_verified_backup_and_return_the_a
         "db-recovery-ai-chat.yaml",
         &[("backoff: 10s", "backoff: 1s")],
     );
+    // The compliance recovery ends with an error-ratio query: a real Prometheus scrapes an
+    // app that serves 2% errors, measured every second over a 5 s window.
+    apply_example_with(
+        &ns,
+        "db-recovery-compliance.yaml",
+        &[("interval: 1m", "interval: 1s"), ("[1m]", "[5s]")],
+    );
+    let exporter = crate::monitoring::Exporter::start().await;
+    exporter.set_traffic(98, 2);
+    let prometheus = Prometheus::start(
+        "groups: []\n",
+        &[ScrapeTarget {
+            job: "app".into(),
+            target: exporter.target(),
+            labels: BTreeMap::from([("service".to_owned(), "app".to_owned())]),
+        }],
+        "http://127.0.0.1:9",
+    )
+    .await;
     ns.start_operator();
     available(&ns, "app", 2).await;
     let healthy = switchable_server(Arc::new(AtomicBool::new(true))).await;
@@ -333,6 +352,10 @@ async fn database_recoveries_restore_the_newest_verified_backup_and_return_the_a
         ("db-recovery-docuquery", vec![("baseUrl", base.clone())]),
         ("db-recovery-legalllm", vec![]),
         (
+            "db-recovery-compliance",
+            vec![("prometheus", prometheus.0.base.clone())],
+        ),
+        (
             "db-recovery-ai-chat",
             vec![("baseUrl", base.clone()), ("backup", backup.clone())],
         ),
@@ -363,6 +386,12 @@ async fn database_recoveries_restore_the_newest_verified_backup_and_return_the_a
         assert_eq!(last.backup_job, backup);
         assert_eq!(last.run.as_deref(), Some(name.as_str()));
     }
+    let run = finished(&ns, "real-db-recovery-compliance").await;
+    let ratio = entry(&run, "error-ratio");
+    assert_eq!(ratio.phase, StepPhase::Succeeded, "{ratio:#?}");
+    let last: f64 = output(ratio, "result").parse().expect("a number");
+    assert!((0.0..0.05).contains(&last), "{ratio:#?}");
+    drop(prometheus);
 }
 
 #[tokio::test]
@@ -402,4 +431,128 @@ async fn high_error_rate_scales_to_its_typed_replicas_param() {
     assert_eq!(succeeded.reason, "InvalidSpec", "{succeeded:#?}");
     assert!(succeeded.message.contains("replicas"), "{succeeded:#?}");
     assert_eq!(replicas(&ns, "app").await, Some(3));
+}
+
+/// The p99 A2A latency Prometheus computes now from the test's histogram, if it has one.
+async fn a2a_p99(prometheus: &Prometheus) -> Option<f64> {
+    let query = "histogram_quantile(0.99,%20sum%20by%20(le)%20(rate(a2a_message_latency_seconds_bucket[5s])))";
+    let answer = prometheus
+        .0
+        .get_json(&format!("/api/v1/query?query={query}"))
+        .await?;
+    answer["data"]["result"][0]["value"][1]
+        .as_str()?
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite())
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster and Prometheus: make test"]
+async fn a2a_latency_restarts_the_agents_only_when_a_real_prometheus_measures_it_high() {
+    let mut ns = TestNamespace::new("ex-a2a").await;
+    // A histogram of agent message latencies, as the agents would export it: every scrape adds
+    // 100 messages, all under 10 ms while `fast`, else all between 10 and 100 ms.
+    let fast = Arc::new(AtomicBool::new(true));
+    let (under, total) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (mode, under_10ms, all) = (fast.clone(), under.clone(), total.clone());
+    let exporter = Recorder::start(move |request| {
+        if request.path != "/metrics" {
+            return (404, "text/plain", "not found\n".to_owned());
+        }
+        let all = all.fetch_add(100, Ordering::SeqCst) + 100;
+        let under = if mode.load(Ordering::SeqCst) {
+            under_10ms.fetch_add(100, Ordering::SeqCst) + 100
+        } else {
+            under_10ms.load(Ordering::SeqCst)
+        };
+        let body = format!(
+            "# TYPE a2a_message_latency_seconds histogram\na2a_message_latency_seconds_bucket{{le=\"0.01\"}} {under}\na2a_message_latency_seconds_bucket{{le=\"0.1\"}} {all}\na2a_message_latency_seconds_bucket{{le=\"+Inf\"}} {all}\na2a_message_latency_seconds_sum 0\na2a_message_latency_seconds_count {all}\n"
+        );
+        (200, "text/plain; version=0.0.4", body)
+    })
+    .await;
+    let prometheus = Prometheus::start(
+        "groups: []\n",
+        &[ScrapeTarget {
+            job: "agents".into(),
+            target: exporter.base.trim_start_matches("http://").to_owned(),
+            labels: BTreeMap::from([("namespace".to_owned(), ns.name.clone())]),
+        }],
+        "http://127.0.0.1:9",
+    )
+    .await;
+    ns.apply_examples();
+    // Measurements a second apart over a 5 s window, so the test does not wait minutes.
+    apply_example_with(
+        &ns,
+        "check-a2a-latency.yaml",
+        &[("interval: 1m", "interval: 1s"), ("[5m]", "[5s]")],
+    );
+    ns.start_operator();
+    // Waits until Prometheus itself computes a p99 on the wanted side of 50 ms.
+    let settled = |low: bool| {
+        let prometheus = &prometheus;
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let p99 = a2a_p99(prometheus).await;
+                if p99.is_some_and(|p99| if low { p99 < 0.05 } else { p99 > 0.05 }) {
+                    return;
+                }
+                assert!(
+                    started.elapsed() < crate::support::PATIENCE,
+                    "Prometheus never reported the A2A p99 {} 50 ms (last: {p99:?}); log:\n{}",
+                    if low { "under" } else { "over" },
+                    prometheus.0.log_tail()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    };
+
+    // Fast agents: one measurement series passes; nothing is restarted.
+    settled(true).await;
+    let params = [("prometheus", prometheus.0.base.clone())];
+    ns.apply(&run_yaml("a2a-fast", "check-a2a-latency", "Run", &params));
+    let run = finished(&ns, "a2a-fast").await;
+    assert_eq!(phase(&run), Some("Succeeded"), "{:#?}", run.status);
+    let latency = entry(&run, "latency");
+    assert_eq!(latency.phase, StepPhase::Succeeded, "{latency:#?}");
+    assert_eq!(output(latency, "successful"), "5", "{latency:#?}");
+    for step in ["restart-agents", "latency-after-restart"] {
+        let skipped = entry(&run, step);
+        assert_eq!(skipped.phase, StepPhase::Skipped, "{skipped:#?}");
+        assert_eq!(
+            skipped.reason.as_deref(),
+            Some("ConditionFalse"),
+            "{skipped:#?}"
+        );
+    }
+
+    // Slow agents: the measurement fails, the agents are restarted, and the run fails because
+    // the latency stays high after the restart.
+    fast.store(false, Ordering::SeqCst);
+    settled(false).await;
+    ns.apply(&run_yaml("a2a-slow", "check-a2a-latency", "Run", &params));
+    let run = finished(&ns, "a2a-slow").await;
+    assert_eq!(phase(&run), Some("Failed"), "{:#?}", run.status);
+    let latency = entry(&run, "latency");
+    assert_eq!(latency.phase, StepPhase::Failed, "{latency:#?}");
+    assert_eq!(
+        latency.reason.as_deref(),
+        Some("MetricFailed"),
+        "{latency:#?}"
+    );
+    assert_eq!(entry(&run, "restart-agents").phase, StepPhase::Succeeded);
+    let after = entry(&run, "latency-after-restart");
+    assert_eq!(after.reason.as_deref(), Some("MetricFailed"), "{after:#?}");
+    let app = ns.api::<Deployment>().get("app").await.expect("app");
+    let restarted = app
+        .spec
+        .and_then(|s| s.template.metadata)
+        .and_then(|m| m.annotations)
+        .is_some_and(|a| a.contains_key("kubectl.kubernetes.io/restartedAt"));
+    assert!(restarted, "the app's pod template carries the restart");
+    drop(prometheus);
 }
