@@ -135,6 +135,33 @@ pub struct Step {
 }
 
 impl Step {
+    /// The integer fields a template may fill: field path, value, and the smallest value
+    /// allowed.
+    pub fn integer_fields(&self) -> [(&'static str, Option<&IntOrTemplate>, i32); 4] {
+        [
+            (
+                "scale.replicas",
+                self.scale.as_ref().and_then(|s| s.replicas.as_ref()),
+                0,
+            ),
+            (
+                "scale.by",
+                self.scale.as_ref().and_then(|s| s.by.as_ref()),
+                i32::MIN,
+            ),
+            (
+                "rollback.toRevision",
+                self.rollback.as_ref().and_then(|r| r.to_revision.as_ref()),
+                1,
+            ),
+            (
+                "deletePods.maxCount",
+                self.delete_pods.as_ref().and_then(|d| d.max_count.as_ref()),
+                1,
+            ),
+        ]
+    }
+
     /// The name of the action field this step sets, if exactly one is set.
     pub fn action_name(&self) -> Option<&'static str> {
         let set = self.actions_set();
@@ -662,29 +689,7 @@ pub fn validate_steps(steps: &[Step], path: &str) -> Vec<SpecProblem> {
                 problems.push(SpecProblem::new(format!("{at}.{field}"), err.to_string()));
             }
         }
-        let numbers = [
-            (
-                "scale.replicas",
-                step.scale.as_ref().and_then(|s| s.replicas.as_ref()),
-                0,
-            ),
-            (
-                "scale.by",
-                step.scale.as_ref().and_then(|s| s.by.as_ref()),
-                i32::MIN,
-            ),
-            (
-                "rollback.toRevision",
-                step.rollback.as_ref().and_then(|r| r.to_revision.as_ref()),
-                1,
-            ),
-            (
-                "deletePods.maxCount",
-                step.delete_pods.as_ref().and_then(|d| d.max_count.as_ref()),
-                1,
-            ),
-        ];
-        for (field, value, min) in numbers {
+        for (field, value, min) in step.integer_fields() {
             let Some(value) = value.filter(|v| !v.is_template()) else {
                 continue;
             };
@@ -790,29 +795,8 @@ pub fn validate_resolved(step: &Step, at: &str) -> Vec<SpecProblem> {
     if let Some(restore) = &step.restore {
         name("restore.policy", &restore.policy);
     }
-    let numbers = [
-        (
-            "scale.replicas",
-            step.scale.as_ref().and_then(|s| s.replicas.as_ref()),
-            0,
-        ),
-        (
-            "scale.by",
-            step.scale.as_ref().and_then(|s| s.by.as_ref()),
-            i32::MIN,
-        ),
-        (
-            "rollback.toRevision",
-            step.rollback.as_ref().and_then(|r| r.to_revision.as_ref()),
-            1,
-        ),
-        (
-            "deletePods.maxCount",
-            step.delete_pods.as_ref().and_then(|d| d.max_count.as_ref()),
-            1,
-        ),
-    ];
-    let numeric: Vec<SpecProblem> = numbers
+    let numeric: Vec<SpecProblem> = step
+        .integer_fields()
         .into_iter()
         .filter_map(|(field, value, min)| match value.map(|v| v.value(min)) {
             Some(Err(message)) => Some(SpecProblem::new(format!("{at}.{field}"), message)),
