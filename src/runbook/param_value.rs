@@ -56,10 +56,14 @@ impl ParamValue {
     }
 }
 
-/// Schema of a written value: an integer or a string (`true` is written `"true"`). A CEL rule
-/// cannot read a field of several types, so this is what the API server can check.
+/// Schema of a written value: an integer or a string of at most 4096 bytes
+/// (`MAX_PARAM_VALUE`; `true` is written `"true"`). A CEL rule cannot read a field of several
+/// types, so these are plain OpenAPI bounds.
 pub fn scalar_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({"x-kubernetes-int-or-string": true})
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "maxLength": crate::runbook::MAX_PARAM_VALUE
+    })
 }
 
 /// Schema of `enum`: at most 64 scalars.

@@ -64,13 +64,26 @@ impl IntOrTemplate {
     }
 }
 
-/// Schema: an integer or a string. The bound is not a CEL rule: the API server prices any
-/// rule on an int-or-string field as if it read an unbounded string, in every step list, over
-/// the CRD's budget. A value below `min`, or a string that is not a template, is reported by
-/// the Runbook's Ready condition, and one that does not read as an integer once substituted
-/// fails the run with reason InvalidSpec.
-pub fn schema(_min: Option<i64>) -> schemars::Schema {
-    schemars::json_schema!({"x-kubernetes-int-or-string": true})
+/// Schema: an integer (at least `min`, when given), or a string of at most 1024 bytes that
+/// holds a `{{ ... }}` template or the integer text a template became. The bound on the
+/// string keeps the CEL rule's estimated cost within the CRD's budget. A string template that
+/// does not read as an integer once substituted fails the run with reason InvalidSpec.
+pub fn schema(min: Option<i64>) -> schemars::Schema {
+    let rule = match min {
+        Some(min) => {
+            format!("type(self) == int ? self >= {min} : self.matches('{{{{|^ *-?[0-9]+ *$')")
+        }
+        None => "type(self) == int || self.matches('{{|^ *-?[0-9]+ *$')".to_owned(),
+    };
+    let message = match min {
+        Some(min) => format!("must be an integer of at least {min}, or a {{{{ ... }}}} template"),
+        None => "must be an integer or a {{ ... }} template".to_owned(),
+    };
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "maxLength": 1024,
+        "x-kubernetes-validations": [{"rule": rule, "message": message}]
+    })
 }
 
 /// Schema of a field that is at least 0.

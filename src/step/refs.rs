@@ -111,6 +111,11 @@ fn check(
 ) -> Option<String> {
     let name = match reference {
         Reference::Param(_) => return None,
+        // Other templates belong to the field (a notify body's `{{ message }}`); only a
+        // malformed reference to params or steps is a mistake.
+        Reference::Other(inner) if !(inner.starts_with("params") || inner.starts_with("steps")) => {
+            return None;
+        }
         Reference::Other(inner) => {
             return Some(format!(
                 "{{{{ {inner} }}}} is not a reference this field understands: write {{{{ params.NAME }}}}, {{{{ steps.STEP.outputs.KEY }}}} or {{{{ steps.STEP.phase }}}}"

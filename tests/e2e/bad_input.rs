@@ -51,7 +51,7 @@ async fn refused_at_apply_with_the_field_named() {
         (
             "negative replicas in a scale step",
             runbook("negative", "  steps:\n  - {name: down, scale: {target: {kind: Deployment, name: app}, replicas: -1}}"),
-            &["spec.steps[0].scale.replicas", "greater than or equal to 0"],
+            &["spec.steps[0].scale.replicas", "must be an integer of at least 0"],
         ),
         (
             "both replicas and by in a scale step",

@@ -32,7 +32,8 @@ fn later_own_unknown_steps_and_unknown_keys_are_named() {
         {"name": "b", "scale": {"target": {"kind": "Deployment", "name": "app"}, "replicas": "{{ steps.b.outputs.replicas }}"}},
         {"name": "c", "scale": {"target": {"kind": "Deployment", "name": "app"}, "replicas": "{{ steps.a.outputs.previous }}"}},
         {"name": "d", "sleep": {"duration": "{{ steps.zz.phase }}"}},
-        {"name": "e", "sleep": {"duration": "{{ alert.labels.x }}"}},
+        {"name": "e", "sleep": {"duration": "{{ steps.a.output.replicas }}"}},
+        {"name": "e2", "notify": {"url": "http://hook", "message": "{{ dedupKey }}"}},
         {"name": "f", "when": "steps.a.phase ==", "sleep": {"duration": "1s"}}
     ]));
     let found = problems(&[("spec.steps", &main)]);
@@ -45,7 +46,7 @@ fn later_own_unknown_steps_and_unknown_keys_are_named() {
             "spec.steps[2].scale.replicas",
             "spec.steps[3].sleep.duration",
             "spec.steps[4].sleep.duration",
-            "spec.steps[5].when",
+            "spec.steps[6].when",
         ]
     );
     assert!(
