@@ -3,6 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Longest parameter value (a Runbook default or a run's value), in bytes: values are
+/// substituted into steps that the run keeps in its status, which etcd bounds.
+pub const MAX_PARAM_VALUE: u32 = 4096;
+
 /// What a parameter holds.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
@@ -62,7 +66,7 @@ impl ParamValue {
 pub fn scalar_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "x-kubernetes-int-or-string": true,
-        "maxLength": crate::runbook::MAX_PARAM_VALUE
+        "maxLength": MAX_PARAM_VALUE
     })
 }
 

@@ -454,9 +454,7 @@ pub struct LastRun {
     pub completion_time: Option<Time>,
 }
 
-/// Longest parameter value (a Runbook default or a run's value), in bytes: values are
-/// substituted into steps that the run keeps in its status, which etcd bounds.
-pub const MAX_PARAM_VALUE: u32 = 4096;
+pub use super::param_value::MAX_PARAM_VALUE;
 
 /// Most parameters a Runbook declares or a run sets.
 pub const MAX_PARAMS: u32 = 32;
