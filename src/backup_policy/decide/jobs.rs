@@ -3,7 +3,7 @@
 //! from the spec's template for it ([`build_job`]).
 
 use jiff::Timestamp;
-use k8s_openapi::api::batch::v1::{Job, JobTemplateSpec};
+use k8s_openapi::api::batch::v1::{Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{Container, EnvVar};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
@@ -147,12 +147,7 @@ pub fn build_job(policy: &BackupPolicy, new: &NewJob, template: JobTemplateSpec)
         ),
     ];
     let mut spec = template.spec;
-    if let Some(pod) = spec.as_mut().and_then(|spec| spec.template.spec.as_mut()) {
-        let init = pod.init_containers.iter_mut().flatten();
-        for container in pod.containers.iter_mut().chain(init) {
-            add_env(container, &env);
-        }
-    }
+    add_backup_env(&mut spec, &env);
 
     let owner = OwnerReference {
         api_version: BackupPolicy::api_version(&()).into_owned(),
@@ -173,6 +168,17 @@ pub fn build_job(policy: &BackupPolicy, new: &NewJob, template: JobTemplateSpec)
         },
         spec,
         status: None,
+    }
+}
+
+/// Gives every container and init container of `spec`'s pods each of `vars` it does not set
+/// itself (the template's own value wins): the env of backup, verify, prune and restore Jobs.
+pub fn add_backup_env(spec: &mut Option<JobSpec>, vars: &[(&str, String)]) {
+    if let Some(pod) = spec.as_mut().and_then(|spec| spec.template.spec.as_mut()) {
+        let init = pod.init_containers.iter_mut().flatten();
+        for container in pod.containers.iter_mut().chain(init) {
+            add_env(container, vars);
+        }
     }
 }
 

@@ -41,16 +41,9 @@ pub(super) async fn run(
         entry.outputs.insert("backupRequest".into(), token);
         return Ok(Act::Record);
     }
-    let api = exec.writer.api::<BackupPolicy>(exec.namespace);
-    let Some(policy) = api
-        .get_opt(&backup.policy)
-        .await
-        .map_err(|err| Error::read(what.clone(), exec.namespace, err))?
-    else {
-        return Ok(failed(
-            "TargetNotFound",
-            format!("{what} not found in namespace {:?}", exec.namespace),
-        ));
+    let policy = match read_policy(exec, &backup.policy).await? {
+        Ok(policy) => policy,
+        Err(act) => return Ok(act),
     };
     let status = policy.status.clone().unwrap_or_default();
     if let Some(record) = status
@@ -104,7 +97,12 @@ pub(super) async fn run(
         let patch = json!({"metadata": {"annotations": {BACKUP_NOW: token}}});
         if let Err(err) = exec
             .writer
-            .patch(&api, &backup.policy, &Patch::Merge(&patch), "backup_now")
+            .patch(
+                &exec.writer.api::<BackupPolicy>(exec.namespace),
+                &backup.policy,
+                &Patch::Merge(&patch),
+                "backup_now",
+            )
             .await
         {
             return write_error(err, &what, exec.namespace);
@@ -115,4 +113,26 @@ pub(super) async fn run(
         recheck: Some(BACKUP_RECHECK),
         approval: false,
     })
+}
+
+/// Reads BackupPolicy `name` as the run's identity: the step's failure (TargetNotFound) when it
+/// does not exist, a reconcile error when the read failed.
+pub(super) async fn read_policy(
+    exec: &Exec<'_>,
+    name: &str,
+) -> Result<Result<crate::backup_policy::BackupPolicy, Act>, Error> {
+    let what = format!("BackupPolicy/{name}");
+    let api = exec
+        .writer
+        .api::<crate::backup_policy::BackupPolicy>(exec.namespace);
+    let policy = api
+        .get_opt(name)
+        .await
+        .map_err(|err| Error::read(what.clone(), exec.namespace, err))?;
+    Ok(policy.ok_or_else(|| {
+        failed(
+            "TargetNotFound",
+            format!("{what} not found in namespace {:?}", exec.namespace),
+        )
+    }))
 }

@@ -3,12 +3,11 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobTemplateSpec};
-use k8s_openapi::api::core::v1::EnvVar;
 use kube::ResourceExt;
 
 use super::{Act, Error, Exec, failed, write_error};
 use crate::backup_policy::decide::restore::{self as choice, RESTORE_STAGE, duration_text};
-use crate::backup_policy::{BackupPolicy, label_value};
+use crate::backup_policy::label_value;
 use crate::runbook_run::types::StepStatus;
 use crate::step::{RestoreAction, Step};
 use crate::well_known::{BACKUP_LABEL, POLICY_LABEL, SCHEDULED_TIME_ANNOTATION, STAGE_LABEL};
@@ -35,16 +34,9 @@ pub async fn run(
 ) -> Result<Act, Error> {
     let what = format!("BackupPolicy/{}", restore.policy);
     entry.target = Some(what.clone());
-    let api = exec.writer.api::<BackupPolicy>(exec.namespace);
-    let Some(policy) = api
-        .get_opt(&restore.policy)
-        .await
-        .map_err(|err| Error::read(what.clone(), exec.namespace, err))?
-    else {
-        return Ok(failed(
-            "TargetNotFound",
-            format!("{what} not found in namespace {:?}", exec.namespace),
-        ));
+    let policy = match super::backup::read_policy(exec, &restore.policy).await? {
+        Ok(policy) => policy,
+        Err(act) => return Ok(act),
     };
     let Some(stage) = &policy.spec.restore else {
         return Ok(Act::Failed {
@@ -148,29 +140,11 @@ fn mark(job: &mut Job, policy: &str, backup: &str, time: &str) {
             .insert(SCHEDULED_TIME_ANNOTATION.into(), time.to_owned());
     }
     let vars = [
-        ("BACKUP_POLICY", policy),
-        ("BACKUP_JOB_NAME", backup),
-        ("BACKUP_SCHEDULED_TIME", time),
+        ("BACKUP_POLICY", policy.to_owned()),
+        ("BACKUP_JOB_NAME", backup.to_owned()),
+        ("BACKUP_SCHEDULED_TIME", time.to_owned()),
     ];
-    let pod = job
-        .spec
-        .as_mut()
-        .and_then(|spec| spec.template.spec.as_mut());
-    if let Some(pod) = pod {
-        let init = pod.init_containers.iter_mut().flatten();
-        for container in pod.containers.iter_mut().chain(init) {
-            let env = container.env.get_or_insert_with(Vec::new);
-            for (name, value) in vars {
-                if !env.iter().any(|var| var.name == name) {
-                    env.push(EnvVar {
-                        name: name.to_owned(),
-                        value: Some(value.to_owned()),
-                        value_from: None,
-                    });
-                }
-            }
-        }
-    }
+    crate::backup_policy::decide::jobs::add_backup_env(&mut job.spec, &vars);
 }
 
 /// Where the restore Job stands; on its end, how long it took (`outputs.duration`).
