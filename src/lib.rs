@@ -9,6 +9,7 @@ pub mod blue_green;
 pub mod conditions;
 pub mod context;
 pub mod crds;
+pub mod dashboard;
 pub mod duration;
 pub mod embedded;
 pub mod errors;
