@@ -46,6 +46,7 @@ mod state;
 mod tests;
 
 use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use axum::Router;
@@ -54,6 +55,7 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
+use futures::FutureExt as _;
 use kube::Client;
 
 use crate::dashboard::server::cache::Caches;
@@ -164,7 +166,25 @@ async fn guard(State(d): State<Arc<Dashboard>>, request: Request, next: Next) ->
     if let Err((status, message)) = admitted {
         return error(status, message);
     }
-    let mut response = next.run(request).await;
+    // A page built from one odd object must not take the connection down with it: the
+    // panic becomes an answer naming the page, and the next request is served as usual.
+    let path = request.uri().path().to_owned();
+    let mut response = match AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            error(
+                500,
+                format!(
+                    "the dashboard failed building {path}: {what}; the other pages still work (please report this with the object's YAML)"
+                ),
+            )
+        }
+    };
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
