@@ -492,31 +492,10 @@ async fn a_reader_gets_no_approve_button_and_unguarded_requests_are_refused() {
     ns.apply(
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: reader}\nrules:\n- {apiGroups: [ops.runbook.dev], resources: [runbooks, runbookruns, maintenancewindows, bluegreenreleases, backuppolicies], verbs: [get, list, watch]}\n- {apiGroups: [\"\", events.k8s.io], resources: [events], verbs: [get, list, watch]}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: reader}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}\nsubjects: [{kind: User, apiGroup: rbac.authorization.k8s.io, name: rita}]\n",
     );
-    let rita = impersonating_kubeconfig("rita", "dash-reader");
-    let dash = Dashboard::start(&ns.name, Some(&rita));
-    let b = Browser::start("reader").await;
-    let item = "#now-waiting [data-run=\"gate-1\"]";
-    open(&b, &dash, &format!("{}/now", ns.name), item).await;
-    assert!(
-        !b.exists("button[data-action=\"approve\"]").await,
-        "rita may not patch runbookruns, yet the page offers Approve"
-    );
-    b.screenshot("now-reader").await;
-
-    let token = b
-        .js("return document.querySelector('meta[name=\"dashboard-token\"]').content")
-        .await
-        .as_str()
-        .expect("the page's token")
-        .to_owned();
-    let path = format!("/api/ns/{}/runs/gate-1/approve", ns.name);
-    let body = r#"{"step":"ask"}"#;
-    let (code, answer) = dash.request("POST", &path, &post_headers(&token), body);
-    assert_eq!(code, 403, "rita's approval: {answer}");
-    unchanged(&ns).await;
-
     // The dashboard's own guards, as the suite's identity (which may approve).
     let admin = Dashboard::start(&ns.name, None);
+    let path = format!("/api/ns/{}/runs/gate-1/approve", ns.name);
+    let body = r#"{"step":"ask"}"#;
     let (code, answer) =
         admin.request("POST", &path, &[("Content-Type", "application/json")], body);
     assert_eq!(code, 403, "a POST without the token: {answer}");
@@ -549,6 +528,28 @@ async fn a_reader_gets_no_approve_button_and_unguarded_requests_are_refused() {
         (400..500).contains(&foreign.0),
         "a foreign Host header must be refused on GET too: {foreign:?}"
     );
+    unchanged(&ns).await;
+
+    // A reader's page and the reader's POST.
+    let rita = impersonating_kubeconfig("rita", "dash-reader");
+    let dash = Dashboard::start(&ns.name, Some(&rita));
+    let b = Browser::start("reader").await;
+    let item = "#now-waiting [data-run=\"gate-1\"]";
+    open(&b, &dash, &format!("{}/now", ns.name), item).await;
+    assert!(
+        !b.exists("button[data-action=\"approve\"]").await,
+        "rita may not patch runbookruns, yet the page offers Approve"
+    );
+    b.screenshot("now-reader").await;
+
+    let token = b
+        .js("return document.querySelector('meta[name=\"dashboard-token\"]').content")
+        .await
+        .as_str()
+        .expect("the page's token")
+        .to_owned();
+    let (code, answer) = dash.request("POST", &path, &post_headers(&token), body);
+    assert_eq!(code, 403, "rita's approval: {answer}");
     unchanged(&ns).await;
 
     // The same POST, guarded properly and permitted, does approve: the refusals above were
