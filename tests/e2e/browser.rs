@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 
 use crate::support::{PATIENCE, free_port};
@@ -179,8 +180,7 @@ impl Browser {
             "goog:chromeOptions".to_owned(),
             json!({"args": args, "binary": chromium()}),
         );
-        let client = ClientBuilder::rustls()
-            .expect("rustls connector")
+        let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(caps)
             .connect(&driver.url)
             .await
