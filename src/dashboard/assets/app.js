@@ -205,11 +205,11 @@ function renderRuns(v, q) {
 <td class="num">${r.stepsDone}/${r.stepsTotal}${r.currentStep ? ` <span class="muted">${esc(r.currentStep)}</span>` : ''}</td>
 <td>${when(r.started || r.created)}</td><td class="num">${r.started ? span(r.started, r.finished) : '—'}</td></tr>`);
   return `<h1>Runs <span class="muted small">${v.runs.length} of ${v.total}</span></h1>
-  <form class="filters" aria-label="Filter runs">
+  <div class="filters" role="group" aria-label="Filter runs">
     ${sel('filter-runbook', 'Runbook', 'runbook', v.runbooks)}
     ${sel('filter-phase', 'Phase', 'phase', v.phases)}
     ${sel('filter-trigger', 'Trigger', 'trigger', v.triggers)}
-  </form>
+  </div>
   ${v.runs.length ? table(['Run', 'Runbook', 'Phase', 'Trigger', 'Progress', 'Started', 'Duration'], rows, ' id="runs" class="list"')
     : `<table id="runs" class="list"><tbody></tbody></table>${empty(v.total ? 'No run matches these filters.' : 'This namespace has no runs yet.')}`}`;
 }
