@@ -338,7 +338,13 @@ async fn calendar_shows_the_first_sunday_window_in_its_own_zone_and_in_utc() {
     .await;
     assert_times(&b, &entry_on("2026-10-03"), "16:00–18:00").await;
     assert!(!b.exists(&entry_on("2026-10-04")).await);
-    assert_eq!(entry_dates(&b, true).await, vec!["2026-10-03".to_owned()]);
+    // November's first Sunday opens at 02:00 AEDT on 1 November, which is 15:00 UTC on
+    // 31 October: in UTC, October holds two occurrences.
+    assert_times(&b, &entry_on("2026-10-31"), "15:00–17:00").await;
+    assert_eq!(
+        entry_dates(&b, true).await,
+        vec!["2026-10-03".to_owned(), "2026-10-31".to_owned()]
+    );
     b.screenshot("october-utc").await;
     b.close().await;
 }
