@@ -24,6 +24,18 @@ pub const WORKERS: usize = 4;
 /// one is refused as a whole, so it is cut to fit ([`truncate_note`]).
 pub const NOTE_LIMIT: usize = 1024;
 
+/// When an Event (events.k8s.io/v1) was last seen: its series' last observation, else its
+/// time, else the deprecated last timestamp, else its creation.
+pub fn last_seen(event: &k8s_openapi::api::events::v1::Event) -> Option<jiff::Timestamp> {
+    event
+        .series
+        .as_ref()
+        .map(|s| s.last_observed_time.0)
+        .or_else(|| event.event_time.as_ref().map(|t| t.0))
+        .or_else(|| event.deprecated_last_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
 /// `note` cut to at most [`NOTE_LIMIT`] bytes on a character boundary, ending in
 /// [`crate::names::TRUNCATED_MARKER`] when it was cut (the same cut as status text).
 pub fn truncate_note(note: String) -> String {

@@ -38,8 +38,9 @@ pub const EXIT_FAILED: u8 = 3;
 /// Exit status of `run --wait` when the run was cancelled.
 pub const EXIT_CANCELLED: u8 = 4;
 
-/// Output outputs the journal keeps for the operator's own bookkeeping; not shown.
-const HIDDEN_OUTPUTS: [&str; 2] = ["attemptStartedAt", "approvalRequestedAt"];
+/// Outputs the journal keeps for the operator's own bookkeeping; neither `kubectl runbook
+/// get` nor the dashboard shows them.
+pub const HIDDEN_OUTPUTS: [&str; 2] = ["attemptStartedAt", "approvalRequestedAt"];
 /// Longest output value shown in the tree, in characters.
 const MAX_OUTPUT_CHARS: usize = 120;
 

@@ -368,9 +368,6 @@ pub fn now(
 /// How far the Now page looks back for failed runs and ahead for windows.
 const DAY: SignedDuration = SignedDuration::from_hours(24);
 
-/// Outputs the operator keeps for itself (as `kubectl runbook get` hides them).
-const HIDDEN_OUTPUTS: [&str; 2] = ["attemptStartedAt", "approvalRequestedAt"];
-
 fn phase_of(run: &RunbookRun) -> RunPhase {
     run.status
         .as_ref()
@@ -666,7 +663,7 @@ pub fn run_detail(
         .iter()
         .map(|e| {
             (
-                event_time(e),
+                crate::events::last_seen(e),
                 e.metadata.name.clone().unwrap_or_default(),
                 event_row(e),
             )
@@ -717,7 +714,7 @@ fn timeline_step(run: &RunbookRun, entry: &StepStatus, waiting: Option<&str>) ->
         outputs: entry
             .outputs
             .iter()
-            .filter(|(k, _)| !HIDDEN_OUTPUTS.contains(&k.as_str()))
+            .filter(|(k, _)| !crate::plugin::HIDDEN_OUTPUTS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     }
@@ -741,19 +738,9 @@ fn bar(from: Timestamp, to: Timestamp, start: Timestamp, end: Timestamp) -> (f64
     (round(offset), round(width))
 }
 
-fn event_time(event: &k8s_openapi::api::events::v1::Event) -> Option<Timestamp> {
-    event
-        .series
-        .as_ref()
-        .map(|s| s.last_observed_time.0)
-        .or_else(|| event.event_time.as_ref().map(|t| t.0))
-        .or_else(|| event.deprecated_last_timestamp.as_ref().map(|t| t.0))
-        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
-}
-
 fn event_row(event: &k8s_openapi::api::events::v1::Event) -> EventRow {
     EventRow {
-        time: event_time(event),
+        time: crate::events::last_seen(event),
         kind: event.type_.clone().unwrap_or_else(|| "Normal".to_owned()),
         reason: event.reason.clone().unwrap_or_default(),
         message: event.note.clone().unwrap_or_default(),

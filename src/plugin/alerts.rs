@@ -20,16 +20,6 @@ const OUTCOMES: [(&str, &str); 5] = [
     (REASON_INVALID, "invalid runbook"),
 ];
 
-/// The last time `event` was seen: its series' last observation, else its time.
-fn seen(event: &Event) -> Option<Timestamp> {
-    event
-        .series
-        .as_ref()
-        .map(|s| s.last_observed_time.0)
-        .or_else(|| event.event_time.as_ref().map(|t| t.0))
-        .or_else(|| event.deprecated_last_timestamp.as_ref().map(|t| t.0))
-}
-
 /// Two tables: the alert Events on Runbooks (oldest first, at most `limit`, only those of
 /// `runbook` when given), then each Runbook's cooldown groups. `now` dates the ages.
 pub fn render_alerts(
@@ -57,14 +47,14 @@ pub fn render_alerts(
                 .map(|(_, word)| (e, *word))
         })
         .collect();
-    alerts.sort_by_key(|(e, _)| seen(e));
+    alerts.sort_by_key(|(e, _)| crate::events::last_seen(e));
     let skip = alerts.len().saturating_sub(limit);
     let rows: Vec<Vec<String>> = alerts
         .iter()
         .skip(skip)
         .map(|(e, word)| {
             vec![
-                age(seen(e)),
+                age(crate::events::last_seen(e)),
                 e.regarding
                     .as_ref()
                     .and_then(|r| r.name.clone())

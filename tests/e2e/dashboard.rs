@@ -16,6 +16,7 @@ use runbook_operator::well_known::APPROVE;
 use serde_json::json;
 
 use crate::browser::{Browser, DARK, Dashboard};
+use crate::plugin::services;
 use crate::support::{PATIENCE, TestNamespace, entry, impersonating_kubeconfig, output, run_yaml};
 
 // ---------------------------------------------------------------------------------------------
@@ -47,18 +48,6 @@ fn waiting_at_ask(run: &RunbookRun) -> bool {
 
 /// The first-Sunday window of examples/maintenance-window.yaml, with a target nobody needs.
 const FIRST_SUNDAY: &str = "apiVersion: ops.runbook.dev/v1alpha1\nkind: MaintenanceWindow\nmetadata: {name: first-sunday}\nspec:\n  schedule: {cron: \"0 2 * * SUN#1\", timeZone: Australia/Sydney, duration: 2h}\n  targets: [{kind: Deployment, name: absent, scaleTo: 0}]\n";
-
-/// Services `web` (active) and `web-preview`, selecting `app: web`; the operator adds the
-/// slot key.
-fn services() -> String {
-    ["web", "web-preview"]
-        .map(|name| {
-            format!(
-                "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: web}}\n  ports: [{{port: 80}}]\n"
-            )
-        })
-        .join("---\n")
-}
 
 /// Release `web` of image tag `tag`, promoted by hand (kwok makes its pods Ready).
 fn release(tag: &str) -> String {

@@ -558,7 +558,9 @@ async fn cancel_stops_a_run_and_its_finally_step_runs() {
 // promote, abort
 // ---------------------------------------------------------------------------------------------
 
-fn services() -> String {
+/// Services `web` (active) and `web-preview`, selecting `app: web`; the operator adds the
+/// slot key.
+pub(crate) fn services() -> String {
     ["web", "web-preview"]
         .map(|name| {
             format!(
