@@ -127,6 +127,9 @@ pub struct Now {
     /// Policies whose BackupFresh condition is False (out of RPO).
     pub backups: Vec<Attention>,
     pub permissions: Permissions,
+    /// Kinds the page could not read (e.g. the user may not list BlueGreenReleases here),
+    /// each with why; their sections are empty for that reason, not because all is well.
+    pub unavailable: Vec<String>,
 }
 
 /// Filters of the Runs page (empty: any).
@@ -362,6 +365,7 @@ pub fn now(
         releases: degraded,
         backups: stale,
         permissions,
+        unavailable: Vec::new(),
     }
 }
 

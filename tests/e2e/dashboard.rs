@@ -547,6 +547,26 @@ async fn a_reader_gets_no_approve_button_and_unguarded_requests_are_refused() {
     assert_eq!(code, 403, "rita's approval: {answer}");
     unchanged(&ns).await;
 
+    // Someone who may read runs but no other kind still gets the Now page: the waiting run,
+    // and which sections could not be read and why.
+    ns.apply(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: run-reader}\nrules:\n- {apiGroups: [ops.runbook.dev], resources: [runbookruns], verbs: [get, list, watch]}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: run-reader}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: run-reader}\nsubjects: [{kind: User, apiGroup: rbac.authorization.k8s.io, name: ron}]\n",
+    );
+    let ron = impersonating_kubeconfig("ron", "dash-run-reader");
+    let ron_dash = Dashboard::start(&ns.name, Some(&ron));
+    let (code, answer) = ron_dash.request("GET", &format!("/api/ns/{}/now", ns.name), &[], "");
+    assert_eq!(code, 200, "ron's Now page: {answer}");
+    let now: serde_json::Value = serde_json::from_str(&answer).expect("Now JSON");
+    assert_eq!(now["waiting"][0]["run"]["name"], "gate-1", "{answer}");
+    let unavailable = now["unavailable"].to_string();
+    for kind in ["maintenancewindows", "bluegreenreleases", "backuppolicies"] {
+        assert!(
+            unavailable.contains(kind) && unavailable.contains("forbidden"),
+            "the Now page should say {kind} could not be read: {unavailable}"
+        );
+    }
+    assert!(!unavailable.contains("runbookruns"), "{unavailable}");
+
     // The same POST, guarded properly and permitted, does approve: the refusals above were
     // the guards'.
     let (code, answer) = admin.request("POST", &path, &post_headers(&admin_token), body);

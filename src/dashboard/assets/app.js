@@ -163,7 +163,10 @@ function renderNow(v) {
     <h2 id="${id}-h">${esc(title)} <span class="count" aria-label="${items.length} items">${items.length}</span></h2>
     ${items.length ? `<ul class="items">${items.map(row).join('')}</ul>` : empty(none)}</section>`;
   const nowMs = Date.now();
-  return `<h1 class="vh">Now</h1><div class="now-grid">
+  const missing = (v.unavailable || []).length
+    ? `<div id="now-unavailable" role="note"><b>Not shown:</b><ul>${v.unavailable.map((m) => `<li>${esc(m)}</li>`).join('')}</ul></div>`
+    : '';
+  return `<h1 class="vh">Now</h1>${missing}<div class="now-grid">
   ${section('now-waiting', 'Waiting for approval', v.waiting, 'Nothing waits for approval.', (w) => `<li data-run="${esc(w.run.name)}" class="item">
       <div class="item-main"><a href="${link('runs', w.run.name)}">${esc(w.run.name)}</a>
         <span class="muted">runbook ${esc(w.run.runbook)} · step <b>${esc(w.step)}</b> · waiting since ${when(w.since)}</span>

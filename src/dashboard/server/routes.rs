@@ -133,19 +133,37 @@ pub async fn now(State(d): Shared, Path(ns): Path<String>) -> Response {
         Ok(opened) => opened,
         Err(answer) => return answer,
     };
-    let runs = listed!(cache.runs);
-    let windows = listed!(cache.windows);
-    let releases = listed!(cache.releases);
-    let policies = listed!(cache.policies);
-    Json(view::now(
+    // Each kind the user may not read leaves its section empty and says why, rather than
+    // failing the whole page: a team may hold rights to runs but not to releases.
+    let mut unavailable = Vec::new();
+    let runs = readable(cache.runs.objects().await, &mut unavailable);
+    let windows = readable(cache.windows.objects().await, &mut unavailable);
+    let releases = readable(cache.releases.objects().await, &mut unavailable);
+    let policies = readable(cache.policies.objects().await, &mut unavailable);
+    let mut page = view::now(
         &runs,
         &windows,
         &releases,
         &policies,
         permissions,
         Timestamp::now(),
-    ))
-    .into_response()
+    );
+    page.unavailable = unavailable;
+    Json(page).into_response()
+}
+
+/// The objects, or none and the reason noted.
+fn readable<K: Clone>(
+    listed: Result<Vec<Arc<K>>, (u16, String)>,
+    unavailable: &mut Vec<String>,
+) -> Vec<K> {
+    match listed {
+        Ok(objects) => objects.iter().map(|o| (**o).clone()).collect(),
+        Err((_, message)) => {
+            unavailable.push(message);
+            Vec::new()
+        }
+    }
 }
 
 /// The Runs page.
