@@ -154,10 +154,19 @@ cluster_up "$OUT/cluster-up.log"
 use_cluster
 progress "installing CRDs"
 install_crds
+# Established, retried: right after the apply the CRD has no conditions yet and kubectl wait
+# refuses it instead of waiting.
+rollout_crd() {
+	local i
+	kubectl apply --server-side -f "$PEER_DIR/crds/rollout-crd.yaml" || return 1
+	for ((i = 0; i < 30; i++)); do
+		kubectl wait --for=condition=Established crd/rollouts.argoproj.io --timeout=60s && return 0
+		sleep 1
+	done
+	return 1
+}
 if [[ -z $PEER_NOTE ]]; then
-	{ kubectl apply --server-side -f "$PEER_DIR/crds/rollout-crd.yaml" &&
-		kubectl wait --for=condition=Established crd/rollouts.argoproj.io --timeout=60s; } >>"$OUT/crds.log" 2>&1 ||
-		PEER_NOTE="applying the Argo Rollouts CRD failed (log: $OUT/crds.log)"
+	rollout_crd >>"$OUT/crds.log" 2>&1 || PEER_NOTE="applying the Argo Rollouts CRD failed (log: $OUT/crds.log)"
 fi
 kubectl create namespace "$NS" >/dev/null
 NS_CREATED=1
