@@ -908,6 +908,7 @@ pub fn render_windows(windows: &[MaintenanceWindow], all_namespaces: bool) -> St
     table(&header, &rows)
 }
 
+pub mod actions;
 pub mod alerts;
 
 #[cfg(test)]

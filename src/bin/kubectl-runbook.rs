@@ -14,16 +14,16 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use kube::{Client, Config, ResourceExt};
 
 use runbook_operator::backup_policy::BackupPolicy;
 use runbook_operator::blue_green::BlueGreenRelease;
+use runbook_operator::dashboard::server as dashboard;
 use runbook_operator::maintenance_window::MaintenanceWindow;
-use runbook_operator::plugin::{self, ReleaseRequest, Style};
+use runbook_operator::plugin::{self, ReleaseRequest, Style, actions};
 use runbook_operator::runbook::Runbook;
 use runbook_operator::runbook_run::RunbookRun;
 
@@ -131,6 +131,18 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Serve a web dashboard on 127.0.0.1 (Now, Runs, Maintenance calendar, Releases,
+    /// Backups), live, with your own kubeconfig identity: it shows what you may read and
+    /// offers the buttons you may press. Prints its URL; Ctrl-C stops it.
+    Dashboard {
+        /// Port to listen on (0: any free port).
+        #[arg(long, default_value_t = 8765)]
+        port: u16,
+        /// Address to listen on. Anything but a loopback address exposes your identity's
+        /// rights to whoever can reach it.
+        #[arg(long, default_value = "127.0.0.1")]
+        address: std::net::IpAddr,
+    },
     /// Show a run's step journal as a tree.
     Get {
         /// The RunbookRun.
@@ -205,150 +217,24 @@ async fn connect(cli: &Cli) -> anyhow::Result<Target> {
     Ok(Target { client, namespace })
 }
 
-/// Explains an API error: what was refused, where, and what to do.
-fn explain(err: kube::Error, doing: &str, namespace: &str) -> anyhow::Error {
-    match &err {
-        kube::Error::Api(status) if status.code == 403 => anyhow!(
-            "{doing} in namespace {namespace:?} was forbidden: {}; ask for RBAC that allows it (kubectl auth can-i --list -n {namespace})",
-            status.message
-        ),
-        kube::Error::Api(status) if status.code == 404 => anyhow!(
-            "{doing} in namespace {namespace:?}: not found ({}); are the CRDs installed? (make install)",
-            status.message
-        ),
-        kube::Error::Api(status) => anyhow!(
-            "{doing} in namespace {namespace:?} was refused: {} ({})",
-            status.message,
-            status.reason
-        ),
-        _ => anyhow!(err).context(format!(
-            "{doing} in namespace {namespace:?} failed: is the cluster reachable? (kubectl cluster-info)"
-        )),
-    }
-}
-
-/// Gets `name` of `K`, or fails with a message naming the kind, name and namespace.
-async fn fetch<K>(target: &Target, kind: &str, plural: &str, name: &str) -> anyhow::Result<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    match target.api::<K>().get_opt(name).await {
-        Ok(Some(object)) => Ok(object),
-        Ok(None) => Err(anyhow!(plugin::not_found(
-            kind,
-            plural,
-            name,
-            &target.namespace
-        ))),
-        Err(err) => Err(explain(
-            err,
-            &format!("reading {kind} {name:?}"),
-            &target.namespace,
-        )),
-    }
-}
-
-/// A RunbookRun, or a message that helps when the name is wrong (e.g. a Runbook's name).
-async fn fetch_run(target: &Target, name: &str) -> anyhow::Result<RunbookRun> {
-    match fetch::<RunbookRun>(target, "RunbookRun", "runbookruns", name).await {
-        Ok(run) => Ok(run),
-        Err(err) => {
-            if let Ok(Some(rb)) = target.api::<Runbook>().get_opt(name).await {
-                let hint = match rb.status.and_then(|s| s.last_run) {
-                    Some(last) => format!(
-                        "{name:?} is a Runbook; its last run is {}: kubectl runbook get {} -n {}",
-                        last.name, last.name, target.namespace
-                    ),
-                    None => format!(
-                        "{name:?} is a Runbook with no runs yet: kubectl runbook run {name} -n {}",
-                        target.namespace
-                    ),
-                };
-                return Err(anyhow!("{err}; {hint}"));
-            }
-            Err(err)
-        }
-    }
-}
-
-/// Sets one annotation on `name` with a merge patch of that key alone.
-async fn annotate<K>(
-    target: &Target,
-    kind: &str,
-    name: &str,
-    key: &str,
-    value: &str,
-) -> anyhow::Result<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let params = PatchParams {
-        field_manager: Some(plugin::FIELD_MANAGER.to_owned()),
-        ..Default::default()
-    };
-    target
-        .api::<K>()
-        .patch(
-            name,
-            &params,
-            &Patch::Merge(plugin::annotation_patch(key, value)),
-        )
-        .await
-        .map_err(|err| {
-            explain(
-                err,
-                &format!("setting {key} on {kind} {name:?}"),
-                &target.namespace,
-            )
-        })
-}
-
-fn note(text: &str) {
-    eprintln!("note: {text}");
-}
-
-/// Who is asking, for the run's trigger source (best effort: SelfSubjectReview).
-async fn whoami(client: &Client) -> Option<String> {
-    let review: SelfSubjectReview = serde_json::from_value(serde_json::json!({
-        "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview", "metadata": {}
-    }))
-    .ok()?;
-    let params = PostParams {
-        field_manager: Some(plugin::FIELD_MANAGER.to_owned()),
-        ..Default::default()
-    };
-    let answer = Api::<SelfSubjectReview>::all(client.clone())
-        .create(&params, &review)
-        .await
-        .ok()?;
-    answer.status?.user_info?.username
-}
-
-/// `approve` or `reject` (`how`: the verb, its annotation, its past tense) of `step` on `run`.
+/// `approve` or `reject` of `step` on `run`, with the follow-up hint.
 async fn answer(
     target: &Target,
     run: &str,
     step: &str,
-    how: (&str, &str, &str),
+    how: actions::Answer,
 ) -> anyhow::Result<u8> {
-    let (verb, key, done) = how;
     let ns = &target.namespace;
-    let current = fetch_run(target, run).await?;
-    plugin::check_answer(&current, step, verb)
-        .map_err(|e| anyhow!("cannot {verb} in namespace {ns:?}: {e}"))?;
-    annotate::<RunbookRun>(target, "RunbookRun", run, key, step).await?;
     println!(
-        "{} {done}: step {step:?}",
-        plugin::object_ref::<RunbookRun>(run)
+        "{}",
+        actions::answer(&target.client, ns, run, step, how).await?
     );
     eprintln!("follow it with: kubectl runbook get {run} -n {ns} --watch");
     Ok(0)
+}
+
+fn note(text: &str) {
+    eprintln!("note: {text}");
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -364,19 +250,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             timeout,
         } => {
             let params = plugin::parse_params(&params).map_err(|e| anyhow!(e))?;
-            let rb: Runbook = fetch(&target, "Runbook", "runbooks", &runbook).await?;
-            let user = whoami(&target.client).await;
-            let object = plugin::new_run(&rb, params, plan, &plugin::requested_by(user.as_deref()))
-                .map_err(|e| anyhow!("cannot run Runbook {runbook:?}: {e}"))?;
-            let post = PostParams {
-                field_manager: Some(plugin::FIELD_MANAGER.to_owned()),
-                ..Default::default()
-            };
-            let created = target
-                .api::<RunbookRun>()
-                .create(&post, &object)
-                .await
-                .map_err(|err| explain(err, "creating a RunbookRun", &ns))?;
+            let (created, rb) =
+                actions::start_run(&target.client, &ns, &runbook, params, plan).await?;
             let name = created.name_any();
             println!("{} created", plugin::object_ref::<RunbookRun>(&name));
             if rb.spec.requires_maintenance_window.is_some() {
@@ -402,27 +277,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(plugin::exit_status(&finished).unwrap_or(1))
         }
         Command::Approve { run, step } => {
-            answer(
-                &target,
-                &run,
-                &step,
-                ("approve", plugin::APPROVE, "approved"),
-            )
-            .await
+            answer(&target, &run, &step, actions::Answer::Approve).await
         }
         Command::Reject { run, step } => {
-            answer(&target, &run, &step, ("reject", plugin::REJECT, "rejected")).await
+            answer(&target, &run, &step, actions::Answer::Reject).await
         }
         Command::Cancel { run } => {
-            let current = fetch_run(&target, &run).await?;
-            plugin::check_cancel(&current)
-                .map_err(|e| anyhow!("cannot cancel in namespace {ns:?}: {e}"))?;
-            let token = plugin::token(Timestamp::now());
-            annotate::<RunbookRun>(&target, "RunbookRun", &run, plugin::CANCEL, &token).await?;
-            println!(
-                "{} cancel requested: the current step stops, finally steps still run",
-                plugin::object_ref::<RunbookRun>(&run)
-            );
+            println!("{}", actions::cancel(&target.client, &ns, &run).await?);
             eprintln!("follow it with: kubectl runbook get {run} -n {ns} --watch");
             Ok(0)
         }
@@ -433,15 +294,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             release_request(&target, &release, ReleaseRequest::Abort, revision).await
         }
         Command::BackupNow { policy } => {
-            let current: BackupPolicy =
-                fetch(&target, "BackupPolicy", "backuppolicies", &policy).await?;
-            for text in plugin::backup_now_notes(&current) {
+            let (job, notes) = actions::backup_now(&target.client, &ns, &policy).await?;
+            for text in notes {
                 note(&text);
             }
-            let token = plugin::token(Timestamp::now());
-            annotate::<BackupPolicy>(&target, "BackupPolicy", &policy, plugin::BACKUP_NOW, &token)
-                .await?;
-            let job = runbook_operator::backup_policy::on_demand_job_name(&policy, &token);
             println!(
                 "{} backup requested: Job {job}",
                 plugin::object_ref::<BackupPolicy>(&policy)
@@ -458,13 +314,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 .api::<Runbook>()
                 .list(&ListParams::default())
                 .await
-                .map_err(|err| explain(err, "listing Runbooks", &ns))?
+                .map_err(|err| actions::explain(err, "listing Runbooks", &ns))?
                 .items;
             let events = target
                 .api::<k8s_openapi::api::events::v1::Event>()
                 .list(&ListParams::default())
                 .await
-                .map_err(|err| explain(err, "listing Events", &ns))?
+                .map_err(|err| actions::explain(err, "listing Events", &ns))?
                 .items;
             print!(
                 "{}",
@@ -488,7 +344,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let windows = api
                 .list(&ListParams::default())
                 .await
-                .map_err(|err| explain(err, "listing MaintenanceWindows", where_))?
+                .map_err(|err| actions::explain(err, "listing MaintenanceWindows", where_))?
                 .items;
             if windows.is_empty() {
                 eprintln!(
@@ -504,8 +360,34 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             print!("{}", plugin::render_windows(&windows, all_namespaces));
             Ok(0)
         }
+        Command::Dashboard { port, address } => {
+            if !address.is_loopback() {
+                note(&format!(
+                    "listening on {address}, not a loopback address: anyone who can reach it acts with your Kubernetes identity"
+                ));
+            }
+            let options = dashboard::Options {
+                address,
+                port,
+                namespace: ns.clone(),
+            };
+            dashboard::serve(
+                target.client.clone(),
+                options,
+                |bound| {
+                    println!("Dashboard: http://{bound}/");
+                    let _ = std::io::stdout().flush();
+                    eprintln!(
+                        "serving namespace {ns:?} (pick others on the page); Ctrl-C stops it"
+                    );
+                },
+                shutdown_signal(),
+            )
+            .await?;
+            Ok(0)
+        }
         Command::Get { run, watch } => {
-            let current = fetch_run(&target, &run).await?;
+            let current = actions::fetch_run(&target.client, &ns, &run).await?;
             if !watch {
                 print!("{}", plugin::render_run(&current, style));
                 return Ok(0);
@@ -514,6 +396,24 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = interrupt => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = interrupt.await;
 }
 
 fn humantime(d: Duration) -> String {
@@ -527,25 +427,15 @@ async fn release_request(
     revision: Option<String>,
 ) -> anyhow::Result<u8> {
     let ns = &target.namespace;
-    let bgr: BlueGreenRelease =
-        fetch(target, "BlueGreenRelease", "bluegreenreleases", name).await?;
     let verb = match request {
         ReleaseRequest::Promote => "promote",
         ReleaseRequest::Abort => "abort",
     };
-    let (revision, notes) = plugin::release_request(&bgr, request, revision.as_deref())
-        .map_err(|e| anyhow!("cannot {verb} in namespace {ns:?}: {e}"))?;
+    let (revision, notes) =
+        actions::release(&target.client, ns, name, request, revision.as_deref()).await?;
     for text in &notes {
         note(text);
     }
-    annotate::<BlueGreenRelease>(
-        target,
-        "BlueGreenRelease",
-        name,
-        request.annotation(),
-        &revision,
-    )
-    .await?;
     println!(
         "{} {verb} requested: revision {revision}",
         plugin::object_ref::<BlueGreenRelease>(name)

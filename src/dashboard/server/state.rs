@@ -1,0 +1,31 @@
+//! The server's state and its error answer, shared by the guard and the handlers.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kube::Client;
+use serde_json::json;
+
+use super::cache::Caches;
+
+/// The server's state: the user's client, the namespaces watched, the POST token.
+pub struct Dashboard {
+    /// The user's client.
+    pub client: Client,
+    /// Who the user is (SelfSubjectReview).
+    pub user: Option<String>,
+    /// The namespace the page opens on.
+    pub default_namespace: String,
+    /// The POST token.
+    pub token: String,
+    /// `Host` values a request may carry (the printed address, and `localhost:<port>`).
+    pub hosts: Vec<String>,
+    /// The namespaces watched.
+    pub caches: Caches,
+}
+
+/// A JSON error answer.
+pub fn error(status: u16, message: impl Into<String>) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    (code, Json(json!({"error": message.into()}))).into_response()
+}
