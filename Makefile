@@ -144,10 +144,12 @@ test: ## Lint, unit tests, then the chart (installed with helm) and integration 
 	$(MAKE) --no-print-directory lint unit
 	$(CLUSTER_SH) build
 	$(TOOLS_SH) build
+	hack/browser.sh install
 	@trap '$(CLUSTER_SH) down $(TEST_CLUSTER) || true' EXIT; \
 	$(CLUSTER_SH) up $(TEST_CLUSTER) > .cluster-test-env; \
 	source .cluster-test-env; \
 	eval "$$($(TOOLS_SH) env)"; \
+	eval "$$(hack/browser.sh env)"; \
 	kubectl apply --server-side --force-conflicts -f crds/ >/dev/null; \
 	kubectl wait --for=condition=Established --timeout=60s $$(ls crds | sed 's/\.yaml$$//' | sed 's/^/crd\//') >/dev/null; \
 	echo "[test] helm install $(CHART_RELEASE) $(CHART) into namespace $(CHART_NAMESPACE)"; \

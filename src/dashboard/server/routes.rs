@@ -185,9 +185,10 @@ pub async fn run(State(d): Shared, Path((ns, name)): Path<(String, String)>) -> 
     .into_response()
 }
 
-/// The Events about `name` (best effort: none when the user may not list Events).
+/// The Events about run `name` (best effort: none when the user may not list Events).
 async fn events_of(client: &Client, namespace: &str, name: &str) -> Vec<Event> {
-    let params = ListParams::default().fields(&format!("regarding.name={name}"));
+    let params =
+        ListParams::default().fields(&format!("regarding.kind=RunbookRun,regarding.name={name}"));
     Api::<Event>::namespaced(client.clone(), namespace)
         .list(&params)
         .await
