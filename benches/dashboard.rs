@@ -606,11 +606,12 @@ async fn browser(cfg: &Config, label: &str) -> Result<fantoccini::Client> {
     args.push(format!("--user-data-dir={}", profile.display()));
     let mut caps = serde_json::Map::new();
     caps.insert("goog:chromeOptions".into(), json!({"args": args}));
-    let client = fantoccini::ClientBuilder::rustls()?
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", cfg.driver_port))
-        .await
-        .context("starting a browser session through chromedriver")?;
+    let client =
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", cfg.driver_port))
+            .await
+            .context("starting a browser session through chromedriver")?;
     client
         .issue_cmd(Cdp(
             json!({"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": OBSERVER}}),
