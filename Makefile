@@ -180,6 +180,7 @@ bench: build ## Benchmarks against a local cluster; prints figures.
 	hack/tools.sh build
 	hack/bench-scale.sh
 	hack/bench-decisions.sh
+	hack/bench-dashboard.sh
 
 .PHONY: bench-failover
 bench-failover: build ## Leader failover benchmark: SIGKILL the leader -> first write by the new leader.
@@ -201,3 +202,7 @@ bench-scale: build ## Operator RSS and CPU with the examples plus 1,000 objects 
 .PHONY: bench-decisions
 bench-decisions: build ## Deciding runbooks: typed params, outputs, when, query steps vs Argo Rollouts' AnalysisRun; medians over 3 rounds.
 	hack/bench-decisions.sh
+
+.PHONY: bench-dashboard
+bench-dashboard: build ## Dashboard in headless Chromium: page load times with 1,000 runs and 200 windows, plugin RSS, API requests per view.
+	hack/bench-dashboard.sh
