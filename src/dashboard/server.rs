@@ -259,6 +259,17 @@ pub async fn serve(
         token: new_token(),
         hosts,
         caches: Caches::default(),
+        namespaces: std::sync::Mutex::new(None),
+    });
+    // The page opens on the default namespace: start its watches and ask its permissions
+    // now, so the first page finds them ready instead of waiting for the lists.
+    let first = state
+        .caches
+        .namespace(&state.client, &state.default_namespace);
+    let client = state.client.clone();
+    let namespace = state.default_namespace.clone();
+    tokio::spawn(async move {
+        first.keep_permissions(access::permissions(&client, &namespace).await);
     });
     listening(bound);
     // Not a graceful shutdown: an open page holds its change stream forever, and a local

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::access;
-use super::state::{Dashboard, error};
+use super::state::{Dashboard, NAMESPACES_TTL, error};
 use crate::blue_green::observe::{Slot, services_named, slot_deployment_name};
 use crate::dashboard::assets;
 use crate::dashboard::calendar;
@@ -74,18 +74,34 @@ pub async fn favicon() -> Response {
 
 /// Who the user is and which namespaces they may pick.
 pub async fn context(State(d): Shared) -> Response {
-    let listed = Api::<Namespace>::all(d.client.clone())
-        .list_metadata(&ListParams::default())
-        .await;
-    let mut namespaces: Vec<String> = match listed {
-        Ok(list) => list.items.iter().map(|n| n.name_any()).collect(),
-        // Without the right to list namespaces, the kubeconfig's own is the one to show.
-        Err(_) => Vec::new(),
+    let kept = d
+        .namespaces
+        .lock()
+        .ok()
+        .and_then(|held| held.clone())
+        .filter(|(at, _)| at.elapsed() < NAMESPACES_TTL);
+    let namespaces = match kept {
+        Some((_, namespaces)) => namespaces,
+        None => {
+            let listed = Api::<Namespace>::all(d.client.clone())
+                .list_metadata(&ListParams::default())
+                .await;
+            let mut namespaces: Vec<String> = match listed {
+                Ok(list) => list.items.iter().map(|n| n.name_any()).collect(),
+                // Without the right to list namespaces, the kubeconfig's own is the one
+                // to show.
+                Err(_) => Vec::new(),
+            };
+            if !namespaces.contains(&d.default_namespace) {
+                namespaces.push(d.default_namespace.clone());
+            }
+            namespaces.sort();
+            if let Ok(mut held) = d.namespaces.lock() {
+                *held = Some((std::time::Instant::now(), namespaces.clone()));
+            }
+            namespaces
+        }
     };
-    if !namespaces.contains(&d.default_namespace) {
-        namespaces.push(d.default_namespace.clone());
-    }
-    namespaces.sort();
     Json(json!({
         "user": d.user,
         "namespace": d.default_namespace,

@@ -1,5 +1,8 @@
 //! The server's state and its error answer, shared by the guard and the handlers.
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -22,7 +25,13 @@ pub struct Dashboard {
     pub hosts: Vec<String>,
     /// The namespaces watched.
     pub caches: Caches,
+    /// The namespace list of `/api/context`, and when it was read: every page load asks
+    /// for it, and namespaces come and go rarely.
+    pub namespaces: Mutex<Option<(Instant, Vec<String>)>>,
 }
+
+/// How long the namespace list is reused.
+pub const NAMESPACES_TTL: Duration = Duration::from_secs(30);
 
 /// A JSON error answer.
 pub fn error(status: u16, message: impl Into<String>) -> Response {
