@@ -705,3 +705,53 @@ async fn background(b: &Browser) -> (u8, u8, u8) {
 fn luminance((r, g, b): (u8, u8, u8)) -> f64 {
     (0.2126 * f64::from(r) + 0.7152 * f64::from(g) + 0.0722 * f64::from(b)) / 255.0
 }
+
+/// Text from the cluster is shown as text: a parameter value and the approval question it
+/// goes into hold HTML with an event handler, and neither becomes markup or runs.
+#[tokio::test]
+#[ignore = "needs the local cluster and the chart: make test"]
+async fn hostile_text_from_the_cluster_is_shown_as_text() {
+    const HOSTILE: &str = "<img src=x onerror='window.__pwned=1'><b id='injected'>bold</b>";
+    let mut ns = TestNamespace::new("dash-hostile").await;
+    ns.apply(
+        "apiVersion: ops.runbook.dev/v1alpha1\nkind: Runbook\nmetadata: {name: shout}\nspec:\n  params: [{name: note, default: x}]\n  steps:\n  - {name: ask, approval: {message: \"Ship {{ params.note }}?\"}}\n",
+    );
+    ns.start_operator();
+    ns.apply(&run_yaml(
+        "shout-1",
+        "shout",
+        "Run",
+        &[("note", HOSTILE.to_owned())],
+    ));
+    ns.wait_for::<RunbookRun>("shout-1", "waiting for approval at ask", waiting_at_ask)
+        .await;
+    let dash = Dashboard::start(&ns.name, None);
+    let b = Browser::start("hostile").await;
+    let item = "#now-waiting [data-run=\"shout-1\"]";
+    open(&b, &dash, &format!("{}/now", ns.name), item).await;
+    let shown = b.text(item).await;
+    assert!(
+        shown.contains(HOSTILE),
+        "the question should read as the text it is: {shown:?}"
+    );
+    open(
+        &b,
+        &dash,
+        &format!("{}/runs/shout-1", ns.name),
+        "#timeline [data-step=\"ask\"]",
+    )
+    .await;
+    let params = b.text(".params").await;
+    assert!(
+        params.contains(HOSTILE),
+        "the parameter as text: {params:?}"
+    );
+    assert!(!b.exists("#injected").await, "the value became markup");
+    assert_eq!(
+        b.js("return window.__pwned === undefined").await,
+        json!(true),
+        "the value's event handler ran"
+    );
+    b.screenshot("run").await;
+    b.close().await;
+}
