@@ -110,18 +110,23 @@ pub async fn context(State(d): Shared) -> Response {
     .into_response()
 }
 
-/// The namespace's cache and the user's permissions there.
-async fn open(
-    d: &Dashboard,
-    namespace: &str,
-) -> Result<(Arc<NamespaceCache>, Permissions), Response> {
+/// The namespace's cache (its watches start on first use).
+async fn open(d: &Dashboard, namespace: &str) -> Result<Arc<NamespaceCache>, Response> {
     if !crate::names::is_dns_label(namespace) {
         return Err(error(
             400,
             format!("{namespace:?} is not a namespace name (lower-case letters, digits and '-')"),
         ));
     }
-    let cache = d.caches.namespace(&d.client, namespace);
+    Ok(d.caches.namespace(&d.client, namespace))
+}
+
+/// The namespace's cache and the user's permissions there, for pages that offer buttons.
+async fn open_permitted(
+    d: &Dashboard,
+    namespace: &str,
+) -> Result<(Arc<NamespaceCache>, Permissions), Response> {
+    let cache = open(d, namespace).await?;
     let permissions = match cache.cached_permissions() {
         Some(p) => p,
         None => {
@@ -145,7 +150,7 @@ macro_rules! listed {
 
 /// The Now page.
 pub async fn now(State(d): Shared, Path(ns): Path<String>) -> Response {
-    let (cache, permissions) = match open(&d, &ns).await {
+    let (cache, permissions) = match open_permitted(&d, &ns).await {
         Ok(opened) => opened,
         Err(answer) => return answer,
     };
@@ -188,7 +193,7 @@ pub async fn runs(
     Path(ns): Path<String>,
     Query(filter): Query<view::RunFilter>,
 ) -> Response {
-    let (cache, _) = match open(&d, &ns).await {
+    let cache = match open(&d, &ns).await {
         Ok(opened) => opened,
         Err(answer) => return answer,
     };
@@ -198,7 +203,7 @@ pub async fn runs(
 
 /// A run's page: the run from the cache, its Events read now.
 pub async fn run(State(d): Shared, Path((ns, name)): Path<(String, String)>) -> Response {
-    let (cache, permissions) = match open(&d, &ns).await {
+    let (cache, permissions) = match open_permitted(&d, &ns).await {
         Ok(opened) => opened,
         Err(answer) => return answer,
     };
@@ -252,7 +257,7 @@ pub async fn calendar(
         Ok(request) => request,
         Err(message) => return error(400, message),
     };
-    let (cache, _) = match open(&d, &ns).await {
+    let cache = match open(&d, &ns).await {
         Ok(opened) => opened,
         Err(answer) => return answer,
     };
@@ -288,7 +293,7 @@ pub fn calendar_request(
 
 /// The Releases page: each release with its slot Deployments and Services, read now.
 pub async fn releases(State(d): Shared, Path(ns): Path<String>) -> Response {
-    let (cache, permissions) = match open(&d, &ns).await {
+    let (cache, permissions) = match open_permitted(&d, &ns).await {
         Ok(opened) => opened,
         Err(answer) => return answer,
     };
@@ -321,7 +326,7 @@ pub async fn releases(State(d): Shared, Path(ns): Path<String>) -> Response {
 
 /// The Backups page.
 pub async fn backups(State(d): Shared, Path(ns): Path<String>) -> Response {
-    let (cache, permissions) = match open(&d, &ns).await {
+    let (cache, permissions) = match open_permitted(&d, &ns).await {
         Ok(opened) => opened,
         Err(answer) => return answer,
     };
@@ -337,7 +342,7 @@ pub async fn backups(State(d): Shared, Path(ns): Path<String>) -> Response {
 
 /// The change stream of a namespace: `ready`, then a `change` per object a watch delivered.
 pub async fn watch(State(d): Shared, Path(ns): Path<String>) -> Response {
-    let (cache, _) = match open(&d, &ns).await {
+    let cache = match open(&d, &ns).await {
         Ok(opened) => opened,
         Err(answer) => return answer,
     };
