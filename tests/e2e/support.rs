@@ -18,6 +18,11 @@ use serde::de::DeserializeOwned;
 /// hanging, not a performance assertion.
 pub const PATIENCE: Duration = Duration::from_secs(90);
 
+/// Longest [`TestNamespace::wait_for`] waits for an object that keeps changing: a chain of
+/// steps (a backup, its verification, its prune) may take longer than [`PATIENCE`] on a busy
+/// machine while every step makes progress, so only a stall of [`PATIENCE`] fails the wait.
+pub const PATIENCE_WHILE_CHANGING: Duration = Duration::from_secs(5 * 90);
+
 /// A namespace of one test, deleted (with its operator stopped) when dropped.
 pub struct TestNamespace {
     /// Admin client.
@@ -388,7 +393,9 @@ impl TestNamespace {
         );
     }
 
-    /// Polls `K` named `name` until `done` holds, returning the object.
+    /// Polls `K` named `name` until `done` holds, returning the object. Gives up when the
+    /// object has not changed (resourceVersion) for [`PATIENCE`], or after
+    /// [`PATIENCE_WHILE_CHANGING`] in all.
     pub async fn wait_for<K>(&self, name: &str, what: &str, done: impl Fn(&K) -> bool) -> K
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -398,6 +405,8 @@ impl TestNamespace {
     {
         let api = self.api::<K>();
         let started = Instant::now();
+        let mut last_change = Instant::now();
+        let mut last_version: Option<String> = None;
         loop {
             let current = api.get_opt(name).await.expect("get object");
             if let Some(obj) = &current
@@ -405,10 +414,19 @@ impl TestNamespace {
             {
                 return obj.clone();
             }
+            let version = current
+                .as_ref()
+                .and_then(|obj| obj.meta().resource_version.clone());
+            if version != last_version {
+                last_version = version;
+                last_change = Instant::now();
+            }
             assert!(
-                started.elapsed() < PATIENCE,
-                "{} {name} never became {what}; last seen: {current:#?}",
-                K::kind(&())
+                last_change.elapsed() < PATIENCE && started.elapsed() < PATIENCE_WHILE_CHANGING,
+                "{} {name} never became {what} (unchanged for {:?}, waited {:?}); last seen: {current:#?}",
+                K::kind(&()),
+                last_change.elapsed(),
+                started.elapsed()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
