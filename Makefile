@@ -8,6 +8,10 @@ SHELL := /bin/bash
 CLUSTER ?= local
 CLUSTER_NAME ?= demo
 DEMO_NAMESPACE ?= demo
+# The local stand-in for the demo's preview Services (kwok pods serve nothing), and the
+# Services the operator resolves to it in `make run`.
+DEMO_BACKEND ?= 127.0.0.1:18090
+DEMO_PREVIEW_HOSTS ?= storefront-preview
 CARGO ?= cargo
 CLUSTER_SH := hack/cluster.sh
 TOOLS_SH := hack/tools.sh
@@ -107,9 +111,18 @@ run: build ## Start a local cluster (or CLUSTER=current), install CRDs and examp
 	echo "  curl -XPOST -H 'Content-Type: application/json' $$ALERTMANAGER_URL/api/v2/alerts -d '[{\"labels\":{\"alertname\":\"HighErrorRate\",\"service\":\"app\",\"namespace\":\"$(DEMO_NAMESPACE)\",\"severity\":\"critical\"}}]'"; \
 	echo "  kubectl get rbr -n $(DEMO_NAMESPACE)"; \
 	echo; \
+	echo "[run] the cluster's pods are simulated, so a stand-in answers the preview Services' /health"; \
+	echo "  (runbook-operator demo-backend on $(DEMO_BACKEND), log .demo-backend.log; the operator"; \
+	echo "  resolves $(DEMO_PREVIEW_HOSTS) to it with --resolve)"; \
+	echo "  release a new storefront image and watch it validate and switch:"; \
+	echo "  kubectl patch bgr -n $(DEMO_NAMESPACE) storefront --type=json -p '[{\"op\":\"replace\",\"path\":\"/spec/template/spec/containers/0/image\",\"value\":\"registry.example.com/shop/storefront:2.1.0\"}]'"; \
+	echo "  kubectl get bgr -n $(DEMO_NAMESPACE) -w"; \
+	target/release/runbook-operator demo-backend --address $(DEMO_BACKEND) > .demo-backend.log 2>&1 & \
+	backend=$$!; trap 'kill $$backend 2>/dev/null' EXIT; \
+	resolve=$$(for h in $(DEMO_PREVIEW_HOSTS); do printf '%s=%s,' "$$h.$(DEMO_NAMESPACE).svc" "$(DEMO_BACKEND)"; done); \
 	echo "Running the operator (Ctrl-C stops it; 'make down' stops the cluster, Prometheus and Alertmanager)."; \
 	echo "(--allow-loopback-egress: the demo's http steps may call servers on this machine)"; \
-	exec target/release/runbook-operator run --allow-loopback-egress \
+	target/release/runbook-operator run --allow-loopback-egress --resolve "$${resolve%,}" \
 	  --alerts-addr "$$ALERTS_ADDR" --alerts-token-file "$$ALERTS_TOKEN_FILE"
 
 .PHONY: down

@@ -45,6 +45,14 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Serve `GET /health` (200, `ok`) and log every request: a stand-in for a Service's pods
+    /// when the cluster only simulates them (kwok), so the local demo (`make run`) can validate
+    /// a blue-green release through its preview Service (with `run --resolve`).
+    DemoBackend {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:18090")]
+        address: SocketAddr,
+    },
     /// Run the controllers against the cluster of the current kubeconfig (or in-cluster).
     Run {
         /// Watch only these namespaces, comma-separated or repeated (default: all namespaces).
@@ -215,6 +223,13 @@ struct FenceArgs {
     /// (`Role.rbac.authorization.k8s.io`, `*.ops.runbook.dev`), comma-separated.
     #[arg(long, env = "ALLOW_PATCH_KINDS", value_delimiter = ',')]
     allow_patch_kinds: Vec<String>,
+    /// Answer a host name without DNS, `HOST=ADDRESS:PORT`, repeated or comma-separated (like
+    /// curl's `--resolve`): an operator running outside the cluster (`make run`) reaches a
+    /// Service such as `storefront-preview.demo.svc` through a port-forward or a local
+    /// stand-in. The answer is fenced like any other (a loopback address needs
+    /// `--allow-loopback-egress`).
+    #[arg(long, env = "RESOLVE", value_delimiter = ',')]
+    resolve: Vec<String>,
 }
 
 impl FenceArgs {
@@ -237,11 +252,18 @@ impl FenceArgs {
             deny,
             allow_loopback: self.allow_loopback_egress,
             api_server: api_server_addresses(config, client, cluster_wide).await,
+            resolve: self
+                .resolve
+                .iter()
+                .filter(|r| !r.trim().is_empty())
+                .map(|r| runbook_operator::fence::Override::parse(r).context("--resolve"))
+                .collect::<anyhow::Result<Vec<_>>>()?,
         };
         info!(
             api_server = ?egress.api_server,
             deny = ?self.deny_egress_cidrs,
             allow_loopback = egress.allow_loopback,
+            resolve = ?self.resolve,
             "http and notify steps may not connect to link-local, cloud metadata and API server addresses"
         );
         Ok(runbook_operator::context::Fence {
@@ -345,6 +367,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd { out_dir } => print_crds(out_dir),
         Command::Docs { out } => print_docs(out),
+        Command::DemoBackend { address } => demo_backend(address).await,
         Command::Run {
             namespace,
             probe_addr,
@@ -441,6 +464,39 @@ fn print_crds(out_dir: Option<PathBuf>) -> anyhow::Result<()> {
             None => print!("---\n{yaml}"),
         }
     }
+    Ok(())
+}
+
+/// The `demo-backend` server: 200 `ok` on `/health`, 404 elsewhere, one log line per request.
+async fn demo_backend(address: SocketAddr) -> anyhow::Result<()> {
+    use axum::http::{StatusCode, Uri};
+    async fn answer(method: axum::http::Method, uri: Uri) -> (StatusCode, &'static str) {
+        let found = uri.path() == "/health";
+        println!(
+            "[demo-backend] {method} {uri} -> {}",
+            if found { 200 } else { 404 }
+        );
+        if found {
+            (StatusCode::OK, "ok")
+        } else {
+            (
+                StatusCode::NOT_FOUND,
+                "not found: this stand-in serves /health only",
+            )
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("demo-backend: cannot listen on {address}"))?;
+    println!(
+        "[demo-backend] serving GET /health on http://{}",
+        listener.local_addr()?
+    );
+    axum::serve(listener, axum::Router::new().fallback(answer))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
     Ok(())
 }
 

@@ -96,6 +96,61 @@ pub struct EgressPolicy {
     /// A loopback address is matched with its port (a local development cluster shares
     /// 127.0.0.1 with everything else); any other address on every port.
     pub api_server: Vec<SocketAddr>,
+    /// Host names answered without DNS (`--resolve`), like curl's `--resolve`: an operator
+    /// running outside the cluster reaches a Service through a port-forward or a local
+    /// stand-in. The answers are fenced like any other.
+    pub resolve: Vec<Override>,
+}
+
+/// One `--resolve` entry: `HOST=ADDRESS:PORT`, e.g.
+/// `storefront-preview.demo.svc=127.0.0.1:18090`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Override {
+    /// The host name, lower case, without a trailing dot.
+    pub host: String,
+    /// Where it connects. The port replaces the URL's default port; a URL with an explicit
+    /// port keeps its own.
+    pub addr: SocketAddr,
+}
+
+/// A `--resolve` entry that does not parse.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error(
+    "{0:?} is not a host override: write HOST=ADDRESS:PORT, e.g. storefront-preview.demo.svc=127.0.0.1:18090"
+)]
+pub struct OverrideError(pub String);
+
+impl Override {
+    /// Parses `HOST=ADDRESS:PORT`.
+    pub fn parse(text: &str) -> Result<Override, OverrideError> {
+        let bad = || OverrideError(text.to_owned());
+        let (host, addr) = text.trim().split_once('=').ok_or_else(bad)?;
+        let host = normal_host(host);
+        if host.is_empty() {
+            return Err(bad());
+        }
+        let addr = addr.trim().parse().map_err(|_| bad())?;
+        Ok(Override { host, addr })
+    }
+}
+
+/// A host name as overrides are keyed: lower case, no trailing dot.
+fn normal_host(host: &str) -> String {
+    host.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl EgressPolicy {
+    /// The addresses `--resolve` gives `host`, if it names it.
+    pub fn overridden(&self, host: &str) -> Option<Vec<SocketAddr>> {
+        let host = normal_host(host);
+        let found: Vec<SocketAddr> = self
+            .resolve
+            .iter()
+            .filter(|o| o.host == host)
+            .map(|o| o.addr)
+            .collect();
+        (!found.is_empty()).then_some(found)
+    }
 }
 
 /// Why an address is refused.
@@ -239,9 +294,10 @@ pub async fn check_url(url: &reqwest::Url, policy: &EgressPolicy) -> Result<(), 
         return Ok(());
     };
     let port = url.port_or_known_default().unwrap_or(0);
-    let addrs: Vec<SocketAddr> = match literal_ip(host) {
-        Some(ip) => vec![SocketAddr::new(ip, port)],
-        None => match tokio::net::lookup_host((host, port)).await {
+    let addrs: Vec<SocketAddr> = match (literal_ip(host), policy.overridden(host)) {
+        (Some(ip), _) => vec![SocketAddr::new(ip, port)],
+        (None, Some(found)) => found,
+        (None, None) => match tokio::net::lookup_host((host, port)).await {
             Ok(found) => found.collect(),
             Err(_) => Vec::new(),
         },
@@ -289,8 +345,9 @@ pub fn refused_in<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
     None
 }
 
-/// The HTTP client's DNS resolver: resolves with the system resolver and refuses names with
-/// any fenced answer, at the moment of connecting (so DNS rebinding is covered too).
+/// The HTTP client's DNS resolver: resolves with `--resolve` or the system resolver and
+/// refuses names with any fenced answer, at the moment of connecting (so DNS rebinding is
+/// covered too).
 #[derive(Clone, Debug)]
 pub struct FencedResolver(pub Arc<EgressPolicy>);
 
@@ -299,8 +356,10 @@ impl reqwest::dns::Resolve for FencedResolver {
         let policy = self.0.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> = match policy.overridden(&host) {
+                Some(found) => found,
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
             first_refused(&host, &addrs, &policy)?;
             let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
             Ok(addrs)

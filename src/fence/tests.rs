@@ -241,3 +241,72 @@ async fn check_url_resolves_names_with_the_port() {
             .is_ok()
     );
 }
+
+#[test]
+fn resolve_overrides_parse_and_say_how_to_write_them() {
+    let o = Override::parse(" Storefront-Preview.demo.svc.=127.0.0.1:18090 ").unwrap();
+    assert_eq!(o.host, "storefront-preview.demo.svc");
+    assert_eq!(o.addr, addr("127.0.0.1:18090"));
+    for bad in [
+        "no-equals",
+        "=127.0.0.1:1",
+        "host=127.0.0.1",
+        "host=nowhere:80",
+    ] {
+        let err = Override::parse(bad).unwrap_err();
+        assert!(err.to_string().contains("HOST=ADDRESS:PORT"), "{err}");
+    }
+    let policy = EgressPolicy {
+        resolve: vec![o],
+        ..Default::default()
+    };
+    assert_eq!(
+        policy.overridden("STOREFRONT-preview.demo.svc."),
+        Some(vec![addr("127.0.0.1:18090")])
+    );
+    assert_eq!(policy.overridden("storefront.demo.svc"), None);
+}
+
+/// A request to an overridden name reaches the override's address and port (the URL names no
+/// port), and the fence still applies to it: loopback is refused without the loopback flag.
+#[tokio::test]
+async fn an_overridden_name_connects_to_its_address_and_stays_fenced() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                .await;
+        }
+    });
+    let entry = Override::parse(&format!("preview.shop.svc={local}")).unwrap();
+    let allowed = Arc::new(EgressPolicy {
+        allow_loopback: true,
+        resolve: vec![entry.clone()],
+        ..Default::default()
+    });
+    let url = reqwest::Url::parse("http://preview.shop.svc/health").unwrap();
+    check_url(&url, &allowed).await.unwrap();
+    let answer = http_client(allowed).get(url.clone()).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "ok");
+
+    let fenced = Arc::new(EgressPolicy {
+        resolve: vec![entry],
+        ..Default::default()
+    });
+    assert_eq!(
+        check_url(&url, &fenced).await.unwrap_err().rule,
+        Rule::Loopback
+    );
+    let err = http_client(fenced).get(url).send().await.unwrap_err();
+    assert_eq!(
+        refused_in(&err).map(|r| r.rule.clone()),
+        Some(Rule::Loopback)
+    );
+}
