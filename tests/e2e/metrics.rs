@@ -59,15 +59,30 @@ async fn runs_steps_and_reconciles_are_counted_by_result() {
     assert_eq!(finish(&ns, "nap-1").await, "Succeeded");
     assert_eq!(finish(&ns, "ping-1").await, "Failed");
 
-    let after = scrape();
+    // A run is counted just after its terminal phase is written (and its lock released), so
+    // the counters may lag the phase the test saw: wait until both runs are counted, then
+    // check that nothing was counted twice or under the wrong result.
     let n = &ns.name;
-    let runs = |runbook: &str, result: &str| {
+    let runs_in = |text: &str, runbook: &str, result: &str| {
         counter_sum(
-            &after,
+            text,
             "runbook_operator_runs_total",
             &format!("{{namespace=\"{n}\",runbook=\"{runbook}\",result=\"{result}\"}}"),
         )
     };
+    let started = std::time::Instant::now();
+    let after = loop {
+        let now = scrape();
+        if runs_in(&now, "nap", "Succeeded") >= 1.0 && runs_in(&now, "ping", "Failed") >= 1.0 {
+            break now;
+        }
+        assert!(
+            started.elapsed() < crate::support::PATIENCE,
+            "the finished runs were never counted: {now}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let runs = |runbook: &str, result: &str| runs_in(&after, runbook, result);
     assert_eq!(runs("nap", "Succeeded"), 1.0, "{after}");
     assert_eq!(runs("ping", "Failed"), 1.0, "{after}");
     assert_eq!(
