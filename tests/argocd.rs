@@ -35,12 +35,17 @@ const HEALTH_STATUSES: [&str; 6] = [
 ];
 /// Annotations our actions set to the current time: compared by shape and closeness to now,
 /// like Argo CD's own tests normalise `restartedAt`.
-const RUN_TIME_ANNOTATIONS: [&str; 2] = ["ops.runbook.dev/run-now", "ops.runbook.dev/backup-now"];
+const RUN_TIME_ANNOTATIONS: [&str; 3] = [
+    "ops.runbook.dev/run-now",
+    "ops.runbook.dev/backup-now",
+    "ops.runbook.dev/cancel",
+];
 /// The annotations actions may set: the operator's request annotations, nothing in the spec.
-const REQUEST_ANNOTATIONS: [&str; 6] = [
+const REQUEST_ANNOTATIONS: [&str; 7] = [
     "ops.runbook.dev/run-now",
     "ops.runbook.dev/approve",
     "ops.runbook.dev/reject",
+    "ops.runbook.dev/cancel",
     "ops.runbook.dev/backup-now",
     "ops.runbook.dev/promote",
     "ops.runbook.dev/abort",
