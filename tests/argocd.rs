@@ -10,7 +10,8 @@
 //! Argo CD does not provide is an error here.
 //!
 //! `deploy/argocd/argocd-cm.yaml` is generated from that tree; a test fails when it drifts
-//! (`make argocd` rewrites it).
+//! (`make argocd` rewrites it). `real` runs the same cases through a real `argocd` binary
+//! (`make argocd-real`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use mlua::{HookTriggers, Lua, LuaOptions, LuaSerdeExt, StdLib, Table, Value, VmState};
 use serde_json::{Map, Value as Json, json};
+
+#[path = "argocd/real.rs"]
+mod real;
 
 /// The API group: the folder under `deploy/argocd/` and the key suffix in `argocd-cm`.
 const GROUP: &str = "ops.runbook.dev";
