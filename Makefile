@@ -69,6 +69,10 @@ chart: chart-crds tools ## Sync the chart's CRDs from crds/, then helm lint --st
 argocd: ## Test the Argo CD health and action scripts and regenerate deploy/argocd/argocd-cm.yaml.
 	UPDATE_ARGOCD_SNIPPET=1 $(CARGO) test --locked --test argocd
 
+.PHONY: argocd-real
+argocd-real: ## Run every Argo CD script test case through a real argocd binary: ARGOCD_BIN=/path/to/argocd make argocd-real.
+	CARGO="$(CARGO)" hack/argocd-real.sh
+
 .PHONY: cluster
 cluster: ## Build (first time only) and start the local demo cluster.
 	$(CLUSTER_SH) build

@@ -2,12 +2,16 @@
 //!
 //! Every `health_test.yaml` and `actions/action_test.yaml` under `deploy/argocd/ops.runbook.dev/`
 //! runs here, in Argo CD's own test format, on Lua 5.1 (PUC Lua 5.1.5 through mlua; Argo CD's
-//! engine, gopher-lua, implements the same dialect) inside a reproduction of the sandbox that
-//! `argocd-cm` scripts get: the base library, `table`, `package` and an `os` with only `time`
-//! and `date`. No `string`, no `math`, no `io`. Each script has the same one-second budget.
+//! engine, gopher-lua, implements the same dialect) inside a reproduction of the sandbox Argo CD
+//! builds for `argocd-cm` scripts (util/lua/lua.go): the base, `package` and `table` libraries,
+//! no global `os` (its safe `os`, with only `date` and `time`, is reached as
+//! `local os = require("os")`), no `string` library (and so no string methods), no `math`, no
+//! `io`; `obj` and `actionParams` set as Argo CD sets them; a one-second budget. Reading a global
+//! Argo CD does not provide is an error here.
 //!
 //! `deploy/argocd/argocd-cm.yaml` is generated from that tree; a test fails when it drifts
-//! (`make argocd` rewrites it).
+//! (`make argocd` rewrites it). `real` runs the same cases through a real `argocd` binary
+//! (`make argocd-real`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use mlua::{HookTriggers, Lua, LuaOptions, LuaSerdeExt, StdLib, Table, Value, VmState};
 use serde_json::{Map, Value as Json, json};
+
+#[path = "argocd/real.rs"]
+mod real;
 
 /// The API group: the folder under `deploy/argocd/` and the key suffix in `argocd-cm`.
 const GROUP: &str = "ops.runbook.dev";
@@ -32,12 +39,17 @@ const HEALTH_STATUSES: [&str; 6] = [
 ];
 /// Annotations our actions set to the current time: compared by shape and closeness to now,
 /// like Argo CD's own tests normalise `restartedAt`.
-const RUN_TIME_ANNOTATIONS: [&str; 2] = ["ops.runbook.dev/run-now", "ops.runbook.dev/backup-now"];
+const RUN_TIME_ANNOTATIONS: [&str; 3] = [
+    "ops.runbook.dev/run-now",
+    "ops.runbook.dev/backup-now",
+    "ops.runbook.dev/cancel",
+];
 /// The annotations actions may set: the operator's request annotations, nothing in the spec.
-const REQUEST_ANNOTATIONS: [&str; 6] = [
+const REQUEST_ANNOTATIONS: [&str; 7] = [
     "ops.runbook.dev/run-now",
     "ops.runbook.dev/approve",
     "ops.runbook.dev/reject",
+    "ops.runbook.dev/cancel",
     "ops.runbook.dev/backup-now",
     "ops.runbook.dev/promote",
     "ops.runbook.dev/abort",
@@ -73,29 +85,108 @@ fn read_yaml(path: &Path) -> Json {
 
 // --- the sandbox ---------------------------------------------------------------------------------
 
-/// A Lua 5.1 state as Argo CD prepares one for an `argocd-cm` script: base, `table`, `package`
-/// (so `require("os")` works) and a safe `os`; `obj` (and for actions `actionParams`) set.
-fn sandbox(obj: &Json, params: Option<&Json>) -> mlua::Result<Lua> {
+/// The globals of Argo CD's Lua state (util/lua/lua.go `runLuaWithResourceActionParameters`):
+/// `lua.NewState(lua.Options{SkipOpenLibs: true})`, then gopher-lua's `OpenPackage`, `OpenBase`
+/// and `OpenTable`, then `OpenSafeOs`, which registers into the already loaded `table` module
+/// and so adds nothing: there is no global `os`. `os` (`date`, `time`) is only
+/// `package.preload.os`, reached with `local os = require("os")`. No `string` library, so no
+/// string metatable either (`s:sub(1)` fails: gopher-lua sets it only in `OpenString`), no
+/// `math`, `io`, `coroutine` or `debug`. `obj` and `actionParams` (an empty table for health
+/// and discovery scripts) are set before the script runs.
+const ARGOCD_GLOBALS: [&str; 36] = [
+    "_G",
+    "_GOPHER_LUA_VERSION",
+    "_VERSION",
+    "_printregs",
+    "actionParams",
+    "assert",
+    "collectgarbage",
+    "dofile",
+    "error",
+    "getfenv",
+    "getmetatable",
+    "ipairs",
+    "load",
+    "loadfile",
+    "loadstring",
+    "module",
+    "newproxy",
+    "next",
+    "obj",
+    "package",
+    "pairs",
+    "pcall",
+    "print",
+    "rawequal",
+    "rawget",
+    "rawset",
+    "require",
+    "select",
+    "setfenv",
+    "setmetatable",
+    "table",
+    "tonumber",
+    "tostring",
+    "type",
+    "unpack",
+    "xpcall",
+];
+
+/// A Lua 5.1 state as Argo CD prepares one for an `argocd-cm` script (see [`ARGOCD_GLOBALS`]).
+/// Reading a global Argo CD does not provide is an error here, not `nil` as there: a script
+/// that reaches one (even behind `if os then`) works differently in Argo CD than it was
+/// tested.
+fn sandbox(obj: &Json, params: &Json) -> mlua::Result<Lua> {
     let lua = Lua::new_with(StdLib::TABLE | StdLib::PACKAGE, LuaOptions::default())?;
     let globals = lua.globals();
-    // Lua 5.1's base library also registers `coroutine`; gopher-lua's does not.
-    for name in ["coroutine", "string", "math", "io", "os", "debug"] {
+    // PUC Lua 5.1's base library also registers `coroutine` and `gcinfo`; gopher-lua's does
+    // not, and it has `_GOPHER_LUA_VERSION` and `_printregs`.
+    for name in ["coroutine", "gcinfo", "string", "math", "io", "os", "debug"] {
         globals.set(name, Value::Nil)?;
     }
-    let os = safe_os(&lua)?;
-    globals.set("os", os.clone())?;
+    globals.set("_GOPHER_LUA_VERSION", "GopherLua 0.1")?;
+    globals.set("_printregs", lua.create_function(|_, ()| Ok(()))?)?;
+    // `require` finds a module in `package.preload` or as a Lua file, never a C library.
     let package: Table = globals.get("package")?;
     package.set("cpath", "")?;
     package.set("loadlib", Value::Nil)?;
+    // gopher-lua has two loaders (preload, Lua file); PUC Lua's third and fourth load C.
+    let loaders: Table = package.get("loaders")?;
+    for i in (3..=loaders.raw_len()).rev() {
+        loaders.raw_set(i, Value::Nil)?;
+    }
+    // gopher-lua's table library has no `foreach`, `foreachi` or `setn`.
+    let table: Table = globals.get("table")?;
+    for name in ["foreach", "foreachi", "setn"] {
+        table.set(name, Value::Nil)?;
+    }
+    let loaded: Table = package.get("loaded")?;
+    for name in ["coroutine", "string", "math", "io", "os", "debug"] {
+        loaded.set(name, Value::Nil)?;
+    }
+    let os = safe_os(&lua)?;
     let preload: Table = package.get("preload")?;
     preload.set(
         "os",
         lua.create_function(move |_, _: mlua::MultiValue| Ok(os.clone()))?,
     )?;
     globals.set("obj", to_lua(&lua, obj)?)?;
-    if let Some(params) = params {
-        globals.set("actionParams", to_lua(&lua, params)?)?;
-    }
+    globals.set("actionParams", to_lua(&lua, params)?)?;
+    let strict = lua.create_table()?;
+    strict.set(
+        "__index",
+        lua.create_function(|_, (_, name): (Value, Value)| -> mlua::Result<Value> {
+            let name = match &name {
+                Value::String(s) => s.to_string_lossy(),
+                other => format!("{other:?}"),
+            };
+            Err(mlua::Error::runtime(format!(
+                "global '{name}' is not in Argo CD's Lua sandbox (base, package and table \
+                 libraries; os only as `local os = require(\"os\")`, with date and time)"
+            )))
+        })?,
+    )?;
+    globals.set_metatable(Some(strict))?;
     let started = Instant::now();
     lua.set_hook(
         HookTriggers::new().every_nth_instruction(1000),
@@ -119,7 +210,9 @@ fn to_lua(lua: &Lua, value: &Json) -> mlua::Result<Value> {
         value,
         mlua::serde::SerializeOptions::new()
             .serialize_none_to_null(false)
-            .serialize_unit_to_null(false),
+            .serialize_unit_to_null(false)
+            // gopher-lua's tables have no metatable; mlua marks arrays with one by default.
+            .set_array_metatable(false),
     )
 }
 
@@ -286,7 +379,10 @@ fn to_json(value: &Value) -> Result<Json, String> {
 
 /// Runs `script` in the sandbox; its return value as JSON, or the Lua error.
 fn run(script: &str, name: &str, obj: &Json, params: Option<&Json>) -> Result<Json, String> {
-    let lua = sandbox(obj, params).map_err(|e| format!("sandbox: {e}"))?;
+    // Argo CD sets `actionParams` for every script: the action's parameters as strings, or an
+    // empty table.
+    let empty = json!({});
+    let lua = sandbox(obj, params.unwrap_or(&empty)).map_err(|e| format!("sandbox: {e}"))?;
     let value: Value = lua
         .load(script)
         .set_name(format!("@{name}"))
@@ -373,6 +469,9 @@ fn differences(a: &Json, b: &Json, at: &str, out: &mut Vec<String>) {
             }
         }
         (Json::Number(p), Json::Number(q)) if p.as_f64() == q.as_f64() => {}
+        // Lua cannot tell an empty object from an empty array.
+        (Json::Object(e), Json::Array(a)) | (Json::Array(a), Json::Object(e))
+            if e.is_empty() && a.is_empty() => {}
         _ if a == b => {}
         _ => out.push(at.to_owned()),
     }
@@ -856,39 +955,57 @@ fn health_scripts_survive_sparse_objects() {
 #[test]
 fn the_sandbox_has_no_string_math_or_io_library() {
     let obj = json!({"metadata": {"name": "x"}});
-    for script in [
-        r#"local i = string.find("abc", "b"); return {status = "Healthy"}"#,
-        r#"local s = ("abc"):upper(); return {status = "Healthy"}"#,
-        r#"return {status = "Healthy", message = "" .. math.floor(1.5)}"#,
-        r#"io.write("x"); return {status = "Healthy"}"#,
-        r#"os.exit(1)"#,
-        r#"os.execute("true")"#,
-        r#"coroutine.create(function() end)"#,
+    let outside = "is not in Argo CD's Lua sandbox";
+    for (script, error) in [
+        (
+            r#"local i = string.find("abc", "b"); return {status = "Healthy"}"#,
+            outside,
+        ),
+        // No string library, no string metatable: methods fail too (gopher-lua: "attempt to
+        // index a non-table object(string) with key 'upper'").
+        (
+            r#"local s = ("abc"):upper(); return {status = "Healthy"}"#,
+            "attempt to index",
+        ),
+        (
+            r#"local s = obj.metadata.name:sub(1, 1); return {status = "Healthy"}"#,
+            "attempt to index",
+        ),
+        (
+            r#"return {status = "Healthy", message = "" .. math.floor(1.5)}"#,
+            outside,
+        ),
+        (r#"io.write("x"); return {status = "Healthy"}"#, outside),
+        // No global os at all, not even the safe one.
+        (r#"return {status = os.date("!%Y")}"#, outside),
+        (r#"os.exit(1)"#, outside),
+        (r#"require("os").exit(1)"#, "attempt to call field 'exit'"),
+        (
+            r#"require("os").execute("true")"#,
+            "attempt to call field 'execute'",
+        ),
+        (r#"require("io")"#, "module 'io' not found"),
+        (r#"require("string")"#, "module 'string' not found"),
+        (r#"coroutine.create(function() end)"#, outside),
+        (
+            r#"table.foreach({}, print)"#,
+            "attempt to call field 'foreach'",
+        ),
     ] {
         let result = run(script, "negative.lua", &obj, None);
         assert!(
-            result.as_ref().is_err_and(|e| e.contains("attempt to")),
-            "{script}: expected a sandbox error, got {result:?}"
+            result.as_ref().is_err_and(|e| e.contains(error)),
+            "{script}: expected an error saying {error:?}, got {result:?}"
         );
     }
-    let error = run(
-        r#"return {status = tostring(string.find("abc", "b"))}"#,
-        "negative.lua",
-        &obj,
-        None,
-    )
-    .expect_err("string.find must fail");
-    assert!(
-        error.contains("attempt to index global 'string' (a nil value)"),
-        "{error}"
-    );
-    // What the sandbox does offer.
+    // What the sandbox does offer: string concatenation, length and comparison need no library.
     let ok = run(
-        r#"local os2 = require("os")
+        r#"local os = require("os")
            local t = {}
            table.insert(t, "a"); table.insert(t, "b")
            return {status = "Healthy", message = table.concat(t, ",") .. " " .. tostring(os.time() > 0)
-             .. " " .. os2.date("!%Y") .. " " .. type(pairs) .. " " .. _VERSION}"#,
+             .. " " .. os.date("!%Y") .. " " .. type(pairs) .. " " .. _VERSION .. " " .. #obj.metadata.name
+             .. " " .. tostring("a" < "b") .. " " .. tostring(tonumber("12") + 1)}"#,
         "positive.lua",
         &obj,
         None,
@@ -899,8 +1016,98 @@ fn the_sandbox_has_no_string_math_or_io_library() {
         .year();
     assert_eq!(
         ok["message"],
-        json!(format!("a,b true {year} function Lua 5.1"))
+        json!(format!("a,b true {year} function Lua 5.1 1 true 13"))
     );
+}
+
+/// The names a Lua expression `expr` (a table) holds, sorted.
+fn keys_of(expr: &str) -> Vec<String> {
+    let script = format!(
+        "local names = {{}}\nfor k in pairs({expr}) do table.insert(names, tostring(k)) end\n\
+         table.sort(names)\nreturn {{names = names}}\n"
+    );
+    let result = run(&script, "keys.lua", &json!({"metadata": {}}), None).expect("runs");
+    result["names"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| n.as_str().expect("a name").to_owned())
+        .collect()
+}
+
+/// Exactly the globals, `table` functions and `require`-able modules of Argo CD's Lua state.
+#[test]
+fn the_sandbox_has_exactly_argo_cds_globals() {
+    let mut expected: Vec<String> = ARGOCD_GLOBALS.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(keys_of("_G"), expected);
+    assert_eq!(
+        keys_of("table"),
+        ["concat", "getn", "insert", "maxn", "remove", "sort"]
+    );
+    assert_eq!(keys_of("package.preload"), ["os"]);
+    assert_eq!(keys_of("require('os')"), ["date", "time"]);
+    assert_eq!(keys_of("package.loaded"), ["_G", "package", "table"]);
+    assert_eq!(keys_of("actionParams"), Vec::<String>::new());
+}
+
+/// Scripts that reach a global Argo CD does not provide fail the action check: the old
+/// `run-now` (global `os`), one that looks at `string` behind a guard, and a string method.
+#[test]
+fn a_script_reaching_a_global_argo_cd_lacks_fails() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/argocd");
+    let kind = "Runbook";
+    let good = actions(kind).expect("Runbook actions");
+    let test = json!({
+        "action": "run-now",
+        "inputPath": "testdata/ready.yaml",
+        "expectedOutputPath": "testdata/ready-run-now.yaml",
+    });
+    check_action(kind, &good, &test).expect("the deployed run-now passes");
+    for (fixture, error) in [
+        (
+            "global-os-action.lua",
+            "global 'os' is not in Argo CD's Lua sandbox",
+        ),
+        (
+            "guarded-global-action.lua",
+            "global 'string' is not in Argo CD's Lua sandbox",
+        ),
+        ("string-method-action.lua", "attempt to index"),
+    ] {
+        let bad = Actions {
+            discovery: good.discovery.clone(),
+            definitions: BTreeMap::from([("run-now".to_owned(), read(&fixtures.join(fixture)))]),
+        };
+        let result = check_action(kind, &bad, &test);
+        assert!(
+            result.as_ref().is_err_and(|e| e.contains(error)),
+            "{fixture}: expected an error saying {error:?}, got {result:?}"
+        );
+    }
+}
+
+/// Argo CD hands an action its parameters as strings in `actionParams`, and every other
+/// script an empty `actionParams`.
+#[test]
+fn action_params_are_strings_as_argo_cd_passes_them() {
+    let obj = json!({"metadata": {"name": "x"}});
+    let result = run(
+        r#"return {status = type(actionParams.replicas) .. " " .. actionParams.replicas}"#,
+        "params.lua",
+        &obj,
+        Some(&json!({"replicas": "3"})),
+    )
+    .expect("runs");
+    assert_eq!(result["status"], json!("string 3"));
+    let result = run(
+        r#"return {status = type(actionParams) .. " " .. tostring(next(actionParams) == nil)}"#,
+        "params.lua",
+        &obj,
+        None,
+    )
+    .expect("runs");
+    assert_eq!(result["status"], json!("table true"));
 }
 
 #[test]
@@ -947,7 +1154,7 @@ fn run_time_dates_are_utc_seconds() {
     let obj = json!({"metadata": {"name": "x"}});
     let before = jiff::Timestamp::now();
     let result = run(
-        r#"return {status = os.date("!%Y-%m-%dT%H:%M:%SZ")}"#,
+        r#"local os = require("os"); return {status = os.date("!%Y-%m-%dT%H:%M:%SZ")}"#,
         "date.lua",
         &obj,
         None,
