@@ -1218,7 +1218,12 @@ fn peer_rows(
     table.value("peer VmRSS, idle", peer.idle_rss, "MiB", "");
     let mut points: Vec<(f64, f64)> = peer.idle_rss.map(|r| (0.0, r)).into_iter().collect();
     for (n, rss) in &peer.settled_rss {
-        table.value(format!("peer VmRSS, {n} Rollouts settled"), *rss, "MiB", "");
+        table.value(
+            format!("peer VmRSS, {n} Rollout(s) settled"),
+            *rss,
+            "MiB",
+            "",
+        );
         points.extend(rss.map(|r| (*n as f64, r)));
     }
     let theirs = peer::slope(&points).map(|mib| mib * 1024.0);

@@ -145,9 +145,15 @@ start_cluster_with_operator_identity
 
 if [[ -n $PEER_BIN ]]; then
 	progress "installing the Argo Rollouts CRDs from $PEER_CRDS"
-	kubectl apply --server-side -f "$PEER_CRDS/" >>"$OUT/crds.log" 2>&1 &&
-		kubectl wait --for=condition=Established crd/rollouts.argoproj.io --timeout=60s >>"$OUT/crds.log" 2>&1 ||
+	kubectl apply --server-side -f "$PEER_CRDS/" >>"$OUT/crds.log" 2>&1 ||
 		die "applying the Argo Rollouts CRDs failed (log: $OUT/crds.log)"
+	# Not `kubectl wait`: it fails while a fresh CRD has no status.conditions yet.
+	for ((i = 0; i < 120; i++)); do
+		established=$(kubectl get crd rollouts.argoproj.io -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>>"$OUT/crds.log" || true)
+		[[ $established == True ]] && break
+		sleep 0.5
+	done
+	[[ $established == True ]] || die "the Rollout CRD is not Established after 60s (log: $OUT/crds.log)"
 fi
 
 # The bench creates the namespaces (labelled $NS_LABEL); cleanup deletes by that label.
