@@ -199,6 +199,10 @@ bench: build ## Benchmarks against a local cluster; prints figures.
 	hack/bench-decisions.sh
 	hack/bench-dashboard.sh
 
+.PHONY: bench-releases
+bench-releases: build ## BlueGreenReleases: floor, 1/100/1,000 at once, RSS slope; beside Argo Rollouts with ARGO_ROLLOUTS_BIN=path.
+	hack/bench-releases.sh
+
 .PHONY: bench-failover
 bench-failover: build ## Leader failover benchmark: SIGKILL the leader -> first write by the new leader.
 	hack/bench-failover.sh

@@ -88,6 +88,10 @@
 //! * BENCH_TIMEOUT (600): seconds for any one wait
 //! * BENCH_OUT: directory for raw data (per-release times, request deltas)
 
+#[path = "releases/floor.rs"]
+mod floor;
+#[path = "releases/peer.rs"]
+mod peer;
 mod support;
 
 use runbook_operator::well_known::{DEFAULT_SLOT_LABEL, RELEASE_LABEL, REVISION_ANNOTATION};
@@ -141,6 +145,12 @@ const RAW_COUNTERS: [Counters; 3] = [Counters::Api, Counters::Flows, Counters::O
 /// This bench's knobs (the ones all benches read are `support::Settings`).
 struct Config {
     prefix: String,
+    /// Releases changed at once, ascending (1: the lone release); the largest is `releases`.
+    sizes: Vec<usize>,
+    /// Samples of the floor (one watch event + one PATCH).
+    floor_rounds: usize,
+    /// The peer's rollouts-controller (None: no peer).
+    peer_bin: Option<std::path::PathBuf>,
     releases: usize,
     namespaces: usize,
     replicas: i32,
@@ -153,16 +163,35 @@ struct Config {
 impl Config {
     /// Reads the environment (before `Settings::from_env`, the order the errors come in).
     fn from_env() -> Result<Self> {
-        let releases = env_positive("BENCH_RELEASES", 200)? as usize;
+        let mut sizes: Vec<usize> = match env_text("BENCH_SIZES") {
+            Some(text) => text
+                .split([' ', ','])
+                .filter(|w| !w.is_empty())
+                .map(|w| {
+                    w.parse::<usize>()
+                        .with_context(|| format!("BENCH_SIZES: {w:?}"))
+                })
+                .collect::<Result<_>>()?,
+            None => vec![1, env_positive("BENCH_RELEASES", 200)? as usize],
+        };
+        sizes.retain(|n| *n > 0);
+        sizes.push(1);
+        sizes.sort_unstable();
+        sizes.dedup();
+        let releases = sizes.last().copied().unwrap_or(1);
         let namespaces = env_positive("BENCH_NAMESPACES", 4)? as usize;
-        if namespaces > releases || namespaces > 100 {
-            bail!("BENCH_NAMESPACES ({namespaces}) must be at most BENCH_RELEASES and 100");
+        let namespaces = namespaces.min(releases);
+        if namespaces > 100 {
+            bail!("BENCH_NAMESPACES ({namespaces}) must be at most 100");
         }
         if releases > 9999 {
             bail!("BENCH_RELEASES ({releases}) must be at most 9999");
         }
         Ok(Self {
             prefix: env_text("BENCH_NAMESPACE").unwrap_or_else(|| "bench-releases".into()),
+            sizes,
+            floor_rounds: env_positive("BENCH_FLOOR_ROUNDS", 20)? as usize,
+            peer_bin: env_text("BENCH_PEER_BIN").map(Into::into),
             releases,
             namespaces,
             replicas: i32::try_from(env_positive("BENCH_REPLICAS", 2)?)
@@ -1140,6 +1169,78 @@ fn sample_rows(table: &mut Table, samples: &Samples, n: usize) {
     );
 }
 
+/// The peer's rows: its latency per size and ours over it, its RSS and RSS per release.
+fn peer_rows(
+    table: &mut Table,
+    peer: &peer::Figures,
+    ours: &[(usize, Vec<f64>)],
+    our_slope: Option<f64>,
+    floor_ms: &[f64],
+) {
+    let p = |v: &[f64], q: f64| support::percentile(&support::sorted(v.to_vec()), q);
+    let ratio =
+        |a: Option<f64>, b: Option<f64>| a.zip(b).filter(|(_, b)| *b > 0.0).map(|(a, b)| a / b);
+    table.heading("-- peer: Argo Rollouts rollouts-controller (blueGreen, autoPromotionEnabled), same cluster");
+    for (n, samples, missing) in &peer.latency {
+        let theirs = ms(samples);
+        let mine = ours
+            .iter()
+            .find(|(m, _)| m == n)
+            .map(|(_, s)| ms(s))
+            .unwrap_or_default();
+        table.dist(
+            format!("peer: new ReplicaSet available -> switched, {n} at once"),
+            theirs.clone(),
+            "ms",
+            format!("{missing} change(s) without a sample"),
+        );
+        for (q, what) in [(0.5, "p50"), (0.99, "p99")] {
+            table.value(
+                format!("  ratio ours/theirs {what}, {n} at once"),
+                ratio(p(&mine, q), p(&theirs, q)),
+                "x",
+                format!(
+                    "ours {} ms, theirs {} ms",
+                    p(&mine, q).map_or("-".into(), num),
+                    p(&theirs, q).map_or("-".into(), num)
+                ),
+            );
+        }
+        if *n == 1 {
+            table.value(
+                "  ratio ours/floor p50, 1 alone",
+                ratio(p(&mine, 0.5), p(floor_ms, 0.5)),
+                "x",
+                "",
+            );
+        }
+    }
+    table.value("peer VmRSS, idle", peer.idle_rss, "MiB", "");
+    let mut points: Vec<(f64, f64)> = peer.idle_rss.map(|r| (0.0, r)).into_iter().collect();
+    for (n, rss) in &peer.settled_rss {
+        table.value(
+            format!("peer VmRSS, {n} Rollout(s) settled"),
+            *rss,
+            "MiB",
+            "",
+        );
+        points.extend(rss.map(|r| (*n as f64, r)));
+    }
+    let theirs = peer::slope(&points).map(|mib| mib * 1024.0);
+    table.value(
+        "peer RSS per settled Rollout (slope)",
+        theirs,
+        "KiB",
+        "least squares over (Rollouts, VmRSS settled)",
+    );
+    table.value(
+        "  ratio ours/theirs RSS per release",
+        ratio(our_slope, theirs),
+        "x",
+        "",
+    );
+}
+
 /// Lines: what changed in the releases' status per change (mean), most frequent first.
 fn change_lines(what: &str, samples: &Samples) -> Vec<String> {
     let per = samples.events.len().max(1) as f64;
@@ -1193,7 +1294,27 @@ async fn bench(operator_url: String) -> Result<bool> {
     bench.setup().await?;
     bench.wait_quiet().await?;
     let rss_idle = bench.rig.proc_mib("VmRSS");
+    progress(format!(
+        "floor: {} rounds of Deployment available (watch event) -> the bench's own selector PATCH -> Service event",
+        bench.cfg.floor_rounds
+    ));
+    let floor_samples = floor::measure(
+        &bench.rig.client,
+        &bench.cfg.namespace_at(0),
+        bench.cfg.floor_rounds,
+        bench.cfg.replicas,
+        bench.rig.timeout,
+    )
+    .await?;
+    let floor_ms = ms(&floor_samples);
     let mut table = Table::default();
+    table.heading("-- the floor on this cluster: one watch event + one PATCH, by the bench itself");
+    table.dist(
+        "Deployment available event -> own selector PATCH -> Service event",
+        floor_ms.clone(),
+        "ms",
+        "the yardstick of 'new slot fully available -> Service selector switched'",
+    );
     let mut stuck: Vec<(String, Vec<usize>)> = Vec::new();
     let mut raw = String::from(RAW_HEADER);
 
@@ -1260,6 +1381,12 @@ async fn bench(operator_url: String) -> Result<bool> {
         }
     }
     raw.push_str(&single.raw);
+    let rss_single = if stuck.is_empty() {
+        bench.wait_quiet().await?;
+        bench.rig.proc_mib("VmRSS")
+    } else {
+        None
+    };
     table.heading(format!(
         "-- one release alone ({}): {single_rounds} template change(s), one after the other",
         cfg.key(0)
@@ -1282,143 +1409,166 @@ async fn bench(operator_url: String) -> Result<bool> {
     );
 
     // -----------------------------------------------------------------------
-    // all releases at once
+    // releases at once, for each size
     // -----------------------------------------------------------------------
-    let all: Vec<usize> = (0..n).collect();
-    let mut first = Vec::new();
-    let mut at_once = Samples::default();
-    let mut change_delta = None;
-    let mut change_cpu = None;
-    let mut rss_before_change = None;
-    let mut rss_change_peak = None;
-    let mut change_spread = None;
-    let mut create_spread = None;
-    if stuck.is_empty() && n > 1 {
-        progress(format!(
-            "all at once: creating the other {} releases ({PARALLEL} requests in flight)",
-            n - 1
-        ));
-        let t_create = now();
-        let created = bench.apply(&all[1..]).await?;
-        create_spread = Some(now() - t_create);
-        progress(format!(
-            "  sent in {:.1}s; waiting for them to be Healthy",
-            now() - t_create
-        ));
-        let left = bench
-            .wait_releases("first releases", &created, Goal::Created)
-            .await?;
-        {
-            let seen = lock(&bench.seen);
-            for s in &created {
-                let Some(r) = seen.releases.get(&cfg.key(s.i)) else {
-                    continue;
-                };
-                let rev = r.last.as_ref().and_then(|st| st.active_revision.as_ref());
-                if let Some(t) = rev.and_then(|rev| r.healthy.get(rev)) {
-                    first.push(t - s.t);
+    let mut rss_points: Vec<(f64, f64)> = rss_idle.map(|r| (0.0, r)).into_iter().collect();
+    rss_points.extend(rss_single.map(|r| (1.0, r)));
+    let mut at_once_all: Vec<(usize, Samples)> = Vec::new();
+    let mut made = 1;
+    for n in cfg.sizes.iter().copied().filter(|n| *n > 1) {
+        let all: Vec<usize> = (0..n).collect();
+        let fresh: Vec<usize> = (made..n).collect();
+        let mut first = Vec::new();
+        let mut at_once = Samples::default();
+        let mut change_delta = None;
+        let mut change_cpu = None;
+        let mut rss_before_change = None;
+        let mut rss_change_peak = None;
+        let mut change_spread = None;
+        let mut create_spread = None;
+        if stuck.is_empty() && n > 1 {
+            progress(format!(
+                "{n} at once: creating {} more releases ({PARALLEL} requests in flight)",
+                fresh.len()
+            ));
+            let t_create = now();
+            let created = bench.apply(&fresh).await?;
+            made = n;
+            create_spread = Some(now() - t_create);
+            progress(format!(
+                "  sent in {:.1}s; waiting for them to be Healthy",
+                now() - t_create
+            ));
+            let left = bench
+                .wait_releases("first releases", &created, Goal::Created)
+                .await?;
+            {
+                let seen = lock(&bench.seen);
+                for s in &created {
+                    let Some(r) = seen.releases.get(&cfg.key(s.i)) else {
+                        continue;
+                    };
+                    let rev = r.last.as_ref().and_then(|st| st.active_revision.as_ref());
+                    if let Some(t) = rev.and_then(|rev| r.healthy.get(rev)) {
+                        first.push(t - s.t);
+                    }
                 }
             }
+            if !left.is_empty() {
+                stuck.push(("the first release, all at once".into(), left));
+            }
         }
-        if !left.is_empty() {
-            stuck.push(("the first release, all at once".into(), left));
+        if stuck.is_empty() {
+            bench.wait_quiet().await?;
+            rss_before_change = bench.rig.proc_mib("VmRSS");
+            rss_points.extend(rss_before_change.map(|r| (n as f64, r)));
+            progress(format!(
+                "all at once: changing the template of all {n} releases ({PARALLEL} requests in flight)"
+            ));
+            let before = bench.rig.snapshot().await?;
+            let cpu_before = bench.rig.cpu_seconds();
+            let t_change = now();
+            let sent = bench.apply(&all).await?;
+            change_spread = Some(now() - t_change);
+            progress(format!(
+                "  sent in {:.1}s; waiting for every release to be Healthy on its new revision and its old slot scaled down",
+                now() - t_change
+            ));
+            let left = bench
+                .wait_releases("template changes", &sent, Goal::Changed)
+                .await?;
+            bench.wait_quiet().await?;
+            let t_quiet = now();
+            let delta = bench.rig.snapshot().await?.since(&before);
+            change_cpu = bench.rig.cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
+            bench
+                .rig
+                .write_out("api-delta-all-at-once.tsv", &delta.tsv(&RAW_COUNTERS));
+            rss_change_peak = bench.rss.peak(t_change, t_quiet);
+            at_once = {
+                let seen = lock(&bench.seen);
+                measure(cfg, &seen, &sent, &format!("{n}-at-once"), now())
+            };
+            progress(format!(
+                "  {} of {n} done; last {:.1}s after its change",
+                at_once.change_to_done.len(),
+                at_once
+                    .change_to_done
+                    .iter()
+                    .copied()
+                    .reduce(f64::max)
+                    .unwrap_or(f64::NAN)
+            ));
+            change_delta = Some(delta);
+            if !left.is_empty() {
+                stuck.push(("the template change, all at once".into(), left));
+            }
         }
-    }
-    if stuck.is_empty() {
-        bench.wait_quiet().await?;
-        rss_before_change = bench.rig.proc_mib("VmRSS");
-        progress(format!(
-            "all at once: changing the template of all {n} releases ({PARALLEL} requests in flight)"
+        raw.push_str(&at_once.raw);
+        bench.rig.write_out("releases.tsv", &raw);
+        table.heading(format!(
+            "-- {n} releases at once: template of every release changed together{}",
+            change_spread.map_or(String::new(), |s| format!(
+                " (requests sent within {s:.1}s)"
+            ))
         ));
-        let before = bench.rig.snapshot().await?;
-        let cpu_before = bench.rig.cpu_seconds();
-        let t_change = now();
-        let sent = bench.apply(&all).await?;
-        change_spread = Some(now() - t_change);
-        progress(format!(
-            "  sent in {:.1}s; waiting for every release to be Healthy on its new revision and its old slot scaled down",
-            now() - t_change
-        ));
-        let left = bench
-            .wait_releases("template changes", &sent, Goal::Changed)
-            .await?;
-        bench.wait_quiet().await?;
-        let t_quiet = now();
-        let delta = bench.rig.snapshot().await?.since(&before);
-        change_cpu = bench.rig.cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
-        bench
-            .rig
-            .write_out("api-delta-all-at-once.tsv", &delta.tsv(&RAW_COUNTERS));
-        rss_change_peak = bench.rss.peak(t_change, t_quiet);
-        at_once = {
-            let seen = lock(&bench.seen);
-            measure(cfg, &seen, &sent, "all-at-once", now())
-        };
-        progress(format!(
-            "  {} of {n} done; last {:.1}s after its change",
-            at_once.change_to_done.len(),
-            at_once
-                .change_to_done
-                .iter()
-                .copied()
-                .reduce(f64::max)
-                .unwrap_or(f64::NAN)
-        ));
-        change_delta = Some(delta);
-        if !left.is_empty() {
-            stuck.push(("the template change, all at once".into(), left));
-        }
-    }
-    raw.push_str(&at_once.raw);
-    bench.rig.write_out("releases.tsv", &raw);
-    table.heading(format!(
-        "-- {n} releases at once: template of every release changed together{}",
-        change_spread.map_or(String::new(), |s| format!(
-            " (requests sent within {s:.1}s)"
-        ))
-    ));
-    sample_rows(&mut table, &at_once, n);
-    table.value(
-        "operator writes per release",
-        change_delta.as_ref().map(|d| d.op_writes() / n as f64),
-        "req",
-        change_delta.as_ref().map_or(String::new(), |d| {
-            format!(
-                "FlowSchemas: {} ops.runbook.dev, {} other, {} Events in all; by kind (operator metric): {}",
-                num(d.flow("crd-write")),
-                num(d.flow("write")),
-                num(d.flow("events")),
-                write_kinds(d, n as f64)
-            )
-        }),
-    );
-    table.value(
-        "operator reconciles per release",
-        change_delta
-            .as_ref()
-            .map(|d| d.op_sum(&format!("reconcile {CONTROLLER}")) / n as f64),
-        "count",
-        change_delta.as_ref().map_or(String::new(), |d| {
-            format!(
-                "operator GET+LIST in all: {}",
-                num(d.flow("get") + d.flow("list"))
-            )
-        }),
-    );
-    table.value(
-        "operator CPU time for the change of all",
-        change_cpu,
-        "s",
-        "user + system, from the change until quiet",
-    );
-    if n > 1 {
-        table.dist(
-            format!("  first release: create -> Healthy ({} at once)", n - 1),
-            ms(&first),
-            "ms",
-            create_spread.map_or(String::new(), |s| format!("requests sent within {s:.1}s")),
+        sample_rows(&mut table, &at_once, n);
+        table.value(
+            format!("operator VmRSS, {n} releases settled (before the change)"),
+            rss_before_change,
+            "MiB",
+            "",
         );
+        table.value(
+            format!("operator VmRSS peak, {n} releases changing"),
+            rss_change_peak,
+            "MiB",
+            "sampled every 100 ms from the change until quiet",
+        );
+        table.value(
+            "operator writes per release",
+            change_delta.as_ref().map(|d| d.op_writes() / n as f64),
+            "req",
+            change_delta.as_ref().map_or(String::new(), |d| {
+                format!(
+                    "FlowSchemas: {} ops.runbook.dev, {} other, {} Events in all; by kind (operator metric): {}",
+                    num(d.flow("crd-write")),
+                    num(d.flow("write")),
+                    num(d.flow("events")),
+                    write_kinds(d, n as f64)
+                )
+            }),
+        );
+        table.value(
+            "operator reconciles per release",
+            change_delta
+                .as_ref()
+                .map(|d| d.op_sum(&format!("reconcile {CONTROLLER}")) / n as f64),
+            "count",
+            change_delta.as_ref().map_or(String::new(), |d| {
+                format!(
+                    "operator GET+LIST in all: {}",
+                    num(d.flow("get") + d.flow("list"))
+                )
+            }),
+        );
+        table.value(
+            "operator CPU time for the change of all",
+            change_cpu,
+            "s",
+            "user + system, from the change until quiet",
+        );
+        if n > 1 {
+            table.dist(
+                format!("  first release: create -> Healthy ({} at once)", n - 1),
+                ms(&first),
+                "ms",
+                create_spread.map_or(String::new(), |s| format!("requests sent within {s:.1}s")),
+            );
+        }
+        at_once_all.push((n, at_once));
     }
+    let n = cfg.releases;
 
     // -----------------------------------------------------------------------
     // settled
@@ -1452,6 +1602,19 @@ async fn bench(operator_url: String) -> Result<bool> {
             ),
         );
         table.write_checks(&d, CONTROLLER);
+        let reconciles = d.op_sum(&format!("reconcile {CONTROLLER}"));
+        let requests = d.flow("get") + d.flow("list") + d.op_writes();
+        table.value(
+            "operator API requests per reconcile, settled",
+            (reconciles > 0.0).then(|| requests / reconciles),
+            "req",
+            format!(
+                "{} reconciles, GET+LIST {}, writes {} in the interval",
+                num(reconciles),
+                num(d.flow("get") + d.flow("list")),
+                num(d.op_writes())
+            ),
+        );
         if d.op_writes() > 0.0 {
             progress("  writes in the settled interval (all clients):");
             for (k, v) in d.api_writes() {
@@ -1473,17 +1636,20 @@ async fn bench(operator_url: String) -> Result<bool> {
         "MiB",
         "",
     );
+    table.value("operator VmRSS, 1 release settled", rss_single, "MiB", "");
+    let our_slope = peer::slope(&rss_points).map(|mib| mib * 1024.0);
     table.value(
-        format!("operator VmRSS, {n} releases settled (before the change)"),
-        rss_before_change,
-        "MiB",
-        "",
-    );
-    table.value(
-        format!("operator VmRSS peak, {n} releases changing"),
-        rss_change_peak,
-        "MiB",
-        "sampled every 100 ms from the change until quiet",
+        format!("operator RSS per settled release, 0..{n} (slope)"),
+        our_slope,
+        "KiB",
+        format!(
+            "least squares over (releases, VmRSS settled): {}",
+            rss_points
+                .iter()
+                .map(|(x, y)| format!("{x}:{}", num(*y)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
     );
     table.value(
         format!("operator VmRSS, {n} releases settled (end)"),
@@ -1497,6 +1663,49 @@ async fn bench(operator_url: String) -> Result<bool> {
         "MiB",
         "/proc/PID/status",
     );
+
+    // -----------------------------------------------------------------------
+    // the peer: Argo Rollouts, same shapes, same cluster
+    // -----------------------------------------------------------------------
+    let ours: Vec<(usize, Vec<f64>)> = std::iter::once((1, single.avail_to_switch.clone()))
+        .chain(
+            at_once_all
+                .iter()
+                .map(|(n, s)| (*n, s.avail_to_switch.clone())),
+        )
+        .collect();
+    match bench.cfg.peer_bin.clone() {
+        None => {
+            table.heading("-- peer: Argo Rollouts left out (no ARGO_ROLLOUTS_BIN)");
+        }
+        Some(bin) if stuck.is_empty() => {
+            let peer = peer::Peer {
+                bin: &bin,
+                client: bench.rig.client.clone(),
+                namespace: format!("{}-peer", bench.cfg.prefix),
+                out: bench
+                    .rig
+                    .out
+                    .clone()
+                    .unwrap_or_else(std::env::temp_dir)
+                    .join("peer"),
+                sizes: bench.cfg.sizes.clone(),
+                single_rounds: bench.cfg.single_rounds,
+                replicas: bench.cfg.replicas,
+                scale_down_delay: bench.cfg.scale_down_delay,
+                settle: bench.cfg.settle,
+                timeout: bench.rig.timeout,
+            };
+            match peer.run().await {
+                Err(err) => {
+                    progress(format!("peer failed: {err:#}"));
+                    table.heading(format!("-- peer: Argo Rollouts failed: {err:#}"));
+                }
+                Ok(figures) => peer_rows(&mut table, &figures, &ours, our_slope, &floor_ms),
+            }
+        }
+        Some(_) => table.heading("-- peer: left out, some release did not finish"),
+    }
 
     println!();
     table.print();
@@ -1534,7 +1743,11 @@ async fn bench(operator_url: String) -> Result<bool> {
     );
     for line in change_lines("one release alone", &single)
         .into_iter()
-        .chain(change_lines(&format!("{n} at once"), &at_once))
+        .chain(
+            at_once_all
+                .iter()
+                .flat_map(|(n, samples)| change_lines(&format!("{n} at once"), samples)),
+        )
     {
         println!("{line}");
     }
@@ -1543,7 +1756,11 @@ async fn bench(operator_url: String) -> Result<bool> {
         println!("  the bench's watches failed {watch_errors} time(s) and were retried.");
     }
     let mut ok = true;
-    let missing: Vec<&String> = single.missing.iter().chain(&at_once.missing).collect();
+    let missing: Vec<&String> = single
+        .missing
+        .iter()
+        .chain(at_once_all.iter().flat_map(|(_, s)| &s.missing))
+        .collect();
     if !missing.is_empty() {
         println!();
         println!("{} release change(s) with a figure missing:", missing.len());

@@ -5,8 +5,21 @@
 # validation steps; operator RSS with 200 releases; API writes for a settled release
 # (target: zero)").
 #
-# usage: hack/bench-releases.sh
-#        RELEASES=10 hack/bench-releases.sh   # a quick run
+# usage: hack/bench-releases.sh                      # or: make bench-releases
+#        SIZES="1 20" hack/bench-releases.sh        # a quick run
+#        SIZES="1 100 1000" ARGO_ROLLOUTS_BIN=~/.cache/runbook-operator/argo-rollouts-v1.10.2/bin/rollouts-controller \
+#            make bench-releases                    # beside Argo Rollouts
+#
+# Also (issue 20, "measured beside Argo Rollouts"): the floor -- on the same cluster, the bench
+# itself watching a Deployment become available and PATCHing a Service's selector (one watch
+# event + one PATCH), p50/p99 over BENCH_FLOOR_ROUNDS; the releases changed at once for each
+# of SIZES (1 = the lone release, changed ROUNDS times); operator RSS idle and settled at each
+# size and the RSS slope per settled release (least squares, KiB/release); API requests per
+# reconcile when settled; and, when ARGO_ROLLOUTS_BIN names a rollouts-controller binary (never
+# built here; hack/bench-decisions.sh builds one into the module cache), the same shapes as
+# Argo Rollouts (blueGreen, autoPromotionEnabled, scaleDownDelaySeconds, same replicas; its
+# CRDs from ../crds next to the binary, i.e. the module cache) in the same run, with the
+# ratios ours/theirs of p50/p99 and of RSS per release.
 #
 # Prints figures, not verdicts: there are no pass/fail thresholds. It exits
 # non-zero only when something broke (cluster did not start, operator died, a
@@ -34,7 +47,11 @@
 #     runbook-bench-bgr-* count; also its own api_writes metric
 #
 # Environment (defaults after the =):
-#   RELEASES=200          BlueGreenReleases in all (also BENCH_RELEASES)
+#   SIZES="1 100 1000"    releases changed at once, each size in turn (also BENCH_SIZES);
+#                         RELEASES=N alone means SIZES="1 N"
+#   ROUNDS=3              template changes of the lone release (also SINGLE_ROUNDS)
+#   BENCH_FLOOR_ROUNDS=20 samples of the floor
+#   ARGO_ROLLOUTS_BIN=    the peer's rollouts-controller (empty: no peer)
 #   NAMESPACES=4          namespaces they are spread over (also BENCH_NAMESPACES)
 #   SINGLE_ROUNDS=3       template changes of the lone release (also BENCH_SINGLE_ROUNDS)
 #   BENCH_REPLICAS=2      spec.replicas of every release
@@ -64,9 +81,20 @@ BENCH_TAG=bench-releases
 # shellcheck source=SCRIPTDIR/bench-lib.sh
 . "$SCRIPT_DIR/bench-lib.sh"
 
-RELEASES=${RELEASES:-${BENCH_RELEASES:-200}}
+if [[ -n ${RELEASES:-${BENCH_RELEASES:-}} && -z ${SIZES:-${BENCH_SIZES:-}} ]]; then
+	SIZES="1 ${RELEASES:-$BENCH_RELEASES}"
+fi
+SIZES=${SIZES:-${BENCH_SIZES:-1 100 1000}}
+RELEASES=1
+for size in $SIZES; do
+	[[ $size =~ ^[0-9]+$ && $size -gt 0 ]] || { echo "bench-releases: SIZES must hold positive integers (got '$SIZES')" >&2; exit 2; }
+	if ((size > RELEASES)); then RELEASES=$size; fi
+done
 NAMESPACES=${NAMESPACES:-${BENCH_NAMESPACES:-4}}
-SINGLE_ROUNDS=${SINGLE_ROUNDS:-${BENCH_SINGLE_ROUNDS:-3}}
+if ((NAMESPACES > RELEASES)); then NAMESPACES=$RELEASES; fi
+SINGLE_ROUNDS=${ROUNDS:-${SINGLE_ROUNDS:-${BENCH_SINGLE_ROUNDS:-3}}}
+FLOOR_ROUNDS=${BENCH_FLOOR_ROUNDS:-20}
+PEER_BIN=${ARGO_ROLLOUTS_BIN:-}
 REPLICAS=${BENCH_REPLICAS:-2}
 SCALE_DOWN_DELAY=${BENCH_SCALE_DOWN_DELAY:-10}
 QUIET=${BENCH_QUIET:-60}
@@ -82,7 +110,7 @@ FLOW_PREFIX=runbook-bench-bgr-
 NS_LABEL=bench.runbook.dev/releases
 
 KEEP_NOTE="namespaces $NS-*"
-check_positive RELEASES NAMESPACES SINGLE_ROUNDS REPLICAS SCALE_DOWN_DELAY QUIET SETTLE TIMEOUT PROBE_PORT
+check_positive RELEASES NAMESPACES SINGLE_ROUNDS FLOOR_ROUNDS REPLICAS SCALE_DOWN_DELAY QUIET SETTLE TIMEOUT PROBE_PORT
 ((NAMESPACES <= RELEASES && NAMESPACES <= 100)) || { echo "bench-releases: NAMESPACES must be at most RELEASES and 100" >&2; exit 2; }
 ((RELEASES <= 9999)) || { echo "bench-releases: RELEASES must be at most 9999" >&2; exit 2; }
 
@@ -95,7 +123,13 @@ delete_namespaces() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-progress "BlueGreenRelease benchmark: releases=$RELEASES namespaces=$NAMESPACES replicas=$REPLICAS single-rounds=$SINGLE_ROUNDS scaleDownDelay=${SCALE_DOWN_DELAY}s quiet=${QUIET}s (output: $OUT)"
+if [[ -n $PEER_BIN ]]; then
+	[[ -x $PEER_BIN ]] || { echo "bench-releases: ARGO_ROLLOUTS_BIN=$PEER_BIN is not an executable" >&2; exit 2; }
+	PEER_CRDS=$(cd "$(dirname "$PEER_BIN")/../crds" 2>/dev/null && pwd) ||
+		{ echo "bench-releases: no Argo Rollouts CRDs in $(dirname "$PEER_BIN")/../crds (the module cache hack/bench-decisions.sh fills)" >&2; exit 2; }
+fi
+
+progress "BlueGreenRelease benchmark: sizes=$SIZES releases=$RELEASES namespaces=$NAMESPACES replicas=$REPLICAS single-rounds=$SINGLE_ROUNDS scaleDownDelay=${SCALE_DOWN_DELAY}s quiet=${QUIET}s (output: $OUT)"
 
 # ---------------------------------------------------------------------------
 # binaries: the operator (release) and the bench (cargo bench profile)
@@ -108,6 +142,19 @@ build_binaries releases "$TARGET_DIR/release/runbook-operator"
 # cluster, CRDs, the operator's identity and FlowSchemas
 # ---------------------------------------------------------------------------
 start_cluster_with_operator_identity
+
+if [[ -n $PEER_BIN ]]; then
+	progress "installing the Argo Rollouts CRDs from $PEER_CRDS"
+	kubectl apply --server-side -f "$PEER_CRDS/" >>"$OUT/crds.log" 2>&1 ||
+		die "applying the Argo Rollouts CRDs failed (log: $OUT/crds.log)"
+	# Not `kubectl wait`: it fails while a fresh CRD has no status.conditions yet.
+	for ((i = 0; i < 120; i++)); do
+		established=$(kubectl get crd rollouts.argoproj.io -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>>"$OUT/crds.log" || true)
+		[[ $established == True ]] && break
+		sleep 0.5
+	done
+	[[ $established == True ]] || die "the Rollout CRD is not Established after 60s (log: $OUT/crds.log)"
+fi
 
 # The bench creates the namespaces (labelled $NS_LABEL); cleanup deletes by that label.
 NS_CREATED=1
@@ -123,6 +170,7 @@ start_operator_as_user "starting the operator, watching all namespaces"
 # ---------------------------------------------------------------------------
 rc=0
 run_bench BENCH_OPERATOR_URL="$OP_URL" BENCH_OPERATOR_PID="$OP_PID" BENCH_NAMESPACE="$NS" \
+	BENCH_SIZES="$SIZES" BENCH_FLOOR_ROUNDS="$FLOOR_ROUNDS" BENCH_PEER_BIN="$PEER_BIN" \
 	BENCH_RELEASES="$RELEASES" BENCH_NAMESPACES="$NAMESPACES" BENCH_SINGLE_ROUNDS="$SINGLE_ROUNDS" \
 	BENCH_REPLICAS="$REPLICAS" BENCH_SCALE_DOWN_DELAY="$SCALE_DOWN_DELAY" BENCH_QUIET="$QUIET" \
 	BENCH_SETTLE="$SETTLE" BENCH_TIMEOUT="$TIMEOUT" BENCH_OUT="$OUT" || rc=$?
@@ -132,7 +180,7 @@ fi
 stop_operator
 {
 	summary_head "runbook-operator BlueGreenRelease benchmark" \
-		"$RELEASES releases, $NAMESPACES namespaces, $REPLICAS replicas, scaleDownDelay ${SCALE_DOWN_DELAY}s"
+		"sizes $SIZES, $NAMESPACES namespaces, $REPLICAS replicas, scaleDownDelay ${SCALE_DOWN_DELAY}s"
 	cat "$OUT/bench.out"
 } | tee "$OUT/summary.txt"
 if ((rc != 0)); then

@@ -119,15 +119,61 @@ pub fn watch_decoded_with<K: Kind>(
     Cache<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
 ) {
+    reflect(ctx, decoded_watch(ctx, controller, config))
+}
+
+/// [`watch_decoded_with`] whose store keeps only the objects `keep` accepts when their event
+/// arrives, and whose watch starts only once `after` resolves (e.g. once the objects `keep`
+/// consults have listed, so the first list is judged against all of them).
+///
+/// An object `keep` refuses is never cached, and one it accepted before leaves the store at its
+/// next event; its changes are not yielded. `keep` is only asked at events: an object it would
+/// accept later (a release naming it is created after it) stays out until its next change, so
+/// readers that miss an object read it from the API server.
+pub fn watch_decoded_kept<K: Kind>(
+    ctx: &Context,
+    controller: &'static str,
+    config: watcher::Config,
+    after: futures::future::BoxFuture<'static, ()>,
+    keep: impl Fn(&K) -> bool + Send + 'static,
+) -> (
+    Cache<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) {
+    let decoded = decoded_watch::<K>(ctx, controller, config);
+    let gated = futures::stream::once(async move {
+        after.await;
+        decoded
+    })
+    .flatten()
+    .filter_map(move |event| futures::future::ready(event.map(|e| kept(e, &keep)).transpose()));
+    reflect(ctx, gated)
+}
+
+/// What of a watch event reaches a store that keeps only the objects `keep` accepts: an
+/// accepted object as it came, a refused one in the initial list not at all, and a refused
+/// change as a deletion (a no-op unless the object was accepted before).
+pub fn kept<K>(event: Event<K>, keep: impl Fn(&K) -> bool) -> Option<Event<K>> {
+    match event {
+        Event::Apply(obj) if !keep(&obj) => Some(Event::Delete(obj)),
+        Event::InitApply(obj) if !keep(&obj) => None,
+        event => Some(event),
+    }
+}
+
+/// The watch of `K` in the operator's scope, each object decoded on its own (and stripped).
+fn decoded_watch<K: Kind>(
+    ctx: &Context,
+    controller: &'static str,
+    config: watcher::Config,
+) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static {
     let resource = ApiResource::erase::<K>(&());
     let api: Api<DynamicObject> = match &ctx.config.namespace {
         Some(ns) => Api::namespaced_with(ctx.watch_client.clone(), ns, &resource),
         None => Api::all_with(ctx.watch_client.clone(), &resource),
     };
-    let (reader, writer) = reflector::store::<K>();
-    let refused = ctx.refused_lists.clone();
     let ctx = ctx.clone();
-    let decoded = watcher(api, scoped_watcher(&ctx, config).any_semantic())
+    watcher(api, scoped_watcher(&ctx, config).any_semantic())
         .default_backoff()
         .filter_map(move |event| {
             let ctx = ctx.clone();
@@ -137,8 +183,19 @@ pub fn watch_decoded_with<K: Kind>(
                     Ok(event) => decode_event::<K>(event, &ctx, controller).await.map(Ok),
                 }
             }
-        });
-    let (cache, signal) = Cache::new(reader, refused);
+        })
+}
+
+/// A store of the objects `decoded` carries, and the objects applied.
+fn reflect<K: Kind>(
+    ctx: &Context,
+    decoded: impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+) -> (
+    Cache<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) {
+    let (reader, writer) = reflector::store::<K>();
+    let (cache, signal) = Cache::new(reader, ctx.refused_lists.clone());
     let stream = signal
         .wrap(reflector::reflector(writer, decoded))
         .applied_objects();
@@ -981,6 +1038,33 @@ mod tests {
         let gone = watcher::Error::WatchError(status(410));
         assert!(refusal(&gone).is_none());
         assert!(refusal(&watcher::Error::NoResourceVersion).is_none());
+    }
+
+    #[test]
+    fn a_kept_store_never_receives_a_refused_object_and_loses_one_refused_later() {
+        let keep = |name: &&str| name.starts_with("named");
+        assert!(matches!(
+            kept(Event::InitApply("named"), keep),
+            Some(Event::InitApply("named"))
+        ));
+        assert!(kept(Event::InitApply("other"), keep).is_none());
+        assert!(matches!(
+            kept(Event::Apply("named"), keep),
+            Some(Event::Apply("named"))
+        ));
+        // Refused at a change: removed, in case it was kept before.
+        assert!(matches!(
+            kept(Event::Apply("other"), keep),
+            Some(Event::Delete("other"))
+        ));
+        assert!(matches!(
+            kept(Event::Delete("other"), keep),
+            Some(Event::Delete("other"))
+        ));
+        assert!(matches!(
+            kept(Event::<&str>::InitDone, keep),
+            Some(Event::InitDone)
+        ));
     }
 
     #[test]

@@ -20,7 +20,9 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::decide::{Decision, ScaleReason, lifecycle, slot_deployment};
-use super::observe::{Cluster, Slot, Stage, run_name, slot_deployment_name, slot_label};
+use super::observe::{
+    Cluster, Slot, Stage, release_label_value, run_name, slot_deployment_name, slot_label,
+};
 use super::status;
 use super::types::{BlueGreenRelease, BlueGreenReleaseStatus};
 use crate::notifications;
@@ -28,7 +30,7 @@ use crate::runbook::{Runbook, RunbookSpec};
 use crate::runbook_run::{RunbookRef, RunbookRun, RunbookRunSpec, Trigger, TriggerType};
 use crate::runtime::Written;
 use crate::validation::Note;
-use crate::well_known::{ACKNOWLEDGED, RELEASE_RUN_LABEL};
+use crate::well_known::{ACKNOWLEDGED, RELEASE_LABEL, RELEASE_RUN_LABEL};
 use crate::write::{WriteError, Writer};
 
 /// A write of a decision that failed.
@@ -391,18 +393,19 @@ impl Actor<'_> {
         );
     }
 
-    /// Sets the slot key of `service`'s selector (one key of an atomic map: a merge patch).
+    /// Sets the slot key of `service`'s selector (one key of an atomic map: a merge patch), and
+    /// in the same patch the release label, which its EndpointSlices inherit: the controller
+    /// caches only slices with that label.
     async fn point(&mut self, service: &str, slot: Slot) -> Result<(), Error> {
         let key = slot_label(&self.bgr.spec).to_owned();
         let api = self.target_writer.api::<Service>(&self.namespace);
+        let patch = json!({
+            "metadata": {"labels": {RELEASE_LABEL: release_label_value(&self.name)}},
+            "spec": {"selector": {key: slot.as_str()}},
+        });
         let patched = self
             .target_writer
-            .patch(
-                &api,
-                service,
-                &Patch::Merge(json!({"spec": {"selector": {key: slot.as_str()}}})),
-                "selector",
-            )
+            .patch(&api, service, &Patch::Merge(patch), "selector")
             .await?;
         self.written.record::<Service>(
             &self.namespace,

@@ -5,6 +5,31 @@
 //! Validation steps run on the RunbookRun engine: the release keeps a Runbook
 //! `<release>-<stage>` holding the stage's steps (owned by the release) and starts the run
 //! `<release>-<pre|post>-<revision>`, whose journal is copied into `status.validation`.
+//!
+//! # What is cached
+//!
+//! Only what releases use, each object stripped of its managed fields and last-applied copy
+//! ([`runtime::strip`]), so memory grows with the releases and not with the cluster:
+//!
+//! * slot Deployments and validation runs, by the release label the operator puts on them;
+//! * Services that some release names ([`services_named`]): every Service is watched, but the
+//!   store keeps one only if a release in the cache names it when its event arrives
+//!   ([`named_by_a_release`]). The Service watch starts once the releases have listed, so
+//!   after a restart the first list is judged against every release. A release created after
+//!   its Services finds them missing from the cache and reads them from the API server
+//!   ([`Observed::read`]), until its first switch changes them and their next event puts them
+//!   in the store; a Service created after its release is kept at its creation event, which
+//!   also reconciles the release.
+//! * EndpointSlices of those Services only, by a label: the selector switch (one merge patch,
+//!   [`act`]) also sets the release label on the Service, and the EndpointSlice controller
+//!   copies a Service's labels onto its slices. The slices matter only after a switch, the
+//!   patch that labelled their Service, so the wait for "only ready endpoints of the new slot"
+//!   (no empty moment) reads them as before. A label, unlike a predicate over the releases,
+//!   is filtered by the API server and needs no re-list when a release appears: slices change
+//!   too often to be read from the API server on every reconcile.
+//!
+//! No write is added: the label rides on the switch the operator already sends, so a crash
+//! leaves a Service either switched and labelled or neither.
 
 use std::sync::Arc;
 
@@ -30,7 +55,7 @@ use crate::context::Context;
 use crate::maintenance_window::MaintenanceWindow;
 use crate::runbook_run::RunbookRun;
 use crate::runtime::{self, Shutdown};
-use crate::well_known::RELEASE_RUN_LABEL;
+use crate::well_known::{RELEASE_LABEL, RELEASE_RUN_LABEL};
 use crate::write::Writer;
 
 /// Controller name in logs and metrics.
@@ -83,6 +108,21 @@ fn health(releases: &Store<BlueGreenRelease>) -> Vec<(crate::metrics::ReleaseLab
         .collect()
 }
 
+/// Whether a release among `releases` names `service` in its namespace ([`services_named`]):
+/// the Services the controller caches.
+pub fn named_by_a_release(releases: &[Arc<BlueGreenRelease>], service: &Service) -> bool {
+    let name = service.name_any();
+    releases.iter().any(|bgr| {
+        bgr.namespace() == service.namespace() && services_named(bgr).any(|(_, s)| s == name)
+    })
+}
+
+/// The label selector of the EndpointSlices the controller caches: those of Services a
+/// release has switched, which carry the release label their Service got with the switch.
+pub fn slice_selector() -> String {
+    format!("{SERVICE_NAME_LABEL},{RELEASE_LABEL}")
+}
+
 /// Runs the BlueGreenRelease controller until shutdown; `synced` fires once its caches are full.
 /// `windows` is the scope's shared MaintenanceWindow watch.
 pub async fn run(
@@ -92,17 +132,23 @@ pub async fn run(
     windows: runtime::SharedPart<MaintenanceWindow>,
 ) {
     let (store, stream) = runtime::watch_decoded::<BlueGreenRelease>(&ctx, NAME);
-    let (services, service_stream) =
-        runtime::watch_decoded_with::<Service>(&ctx, NAME, watcher::Config::default());
+    let naming = store.store.clone();
+    let (services, service_stream) = runtime::watch_decoded_kept::<Service>(
+        &ctx,
+        NAME,
+        watcher::Config::default(),
+        runtime::listed(&store),
+        move |service| named_by_a_release(&naming.state(), service),
+    );
     let (slices, slice_stream) = runtime::watch_decoded_with::<EndpointSlice>(
         &ctx,
         NAME,
-        watcher::Config::default().labels(SERVICE_NAME_LABEL),
+        watcher::Config::default().labels(&slice_selector()),
     );
     let (deployments, deployment_stream) = runtime::watch_decoded_with::<Deployment>(
         &ctx,
         NAME,
-        watcher::Config::default().labels(crate::well_known::RELEASE_LABEL),
+        watcher::Config::default().labels(RELEASE_LABEL),
     );
     let (runs, run_stream) = runtime::watch_decoded_with::<RunbookRun>(
         &ctx,
@@ -266,4 +312,70 @@ async fn drive(actor: &mut Actor<'_>, caches: &Caches) -> Result<Action, Error> 
         actor.carry_out(&decision, recorded).await?;
     }
     Ok(Action::requeue(std::time::Duration::from_secs(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(
+        namespace: &str,
+        name: &str,
+        active: &str,
+        preview: Option<&str>,
+    ) -> BlueGreenRelease {
+        let mut services = serde_json::json!({"active": active});
+        if let Some(preview) = preview {
+            services["preview"] = preview.into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "ops.runbook.dev/v1alpha1", "kind": "BlueGreenRelease",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "replicas": 1,
+                "services": services,
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "app", "image": "app:1"}]}
+                },
+            }
+        }))
+        .unwrap_or_else(|err| panic!("a BlueGreenRelease: {err}"))
+    }
+
+    fn service(namespace: &str, name: &str) -> Service {
+        Service {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(namespace.to_owned()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_services_a_release_names_in_their_namespace_are_cached() {
+        let releases = vec![
+            Arc::new(release("shop", "web", "web", Some("web-preview"))),
+            Arc::new(release("shop", "api", "api", None)),
+        ];
+        for name in ["web", "web-preview", "api"] {
+            assert!(
+                named_by_a_release(&releases, &service("shop", name)),
+                "{name}"
+            );
+        }
+        // Same name, another namespace; another Service of the release's namespace.
+        assert!(!named_by_a_release(&releases, &service("other", "web")));
+        assert!(!named_by_a_release(&releases, &service("shop", "db")));
+        assert!(!named_by_a_release(&[], &service("shop", "web")));
+    }
+
+    #[test]
+    fn cached_slices_are_those_of_services_a_release_switched() {
+        let selector = slice_selector();
+        let keys: Vec<_> = selector.split(',').collect();
+        assert_eq!(keys, [SERVICE_NAME_LABEL, RELEASE_LABEL]);
+    }
 }

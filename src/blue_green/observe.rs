@@ -532,7 +532,8 @@ pub struct Observed {
 
 impl Observed {
     /// Reads the Services `bgr` names (a cached copy older than this controller's own last
-    /// write of it is read again from the API server) and how they fit `template`.
+    /// write of it, or one not cached, is read from the API server) and how they fit
+    /// `template`.
     pub async fn read(
         caches: &Caches,
         client: &kube::Client,
@@ -558,7 +559,14 @@ impl Observed {
                     .latest(&service_api, cached)
                     .await
                     .map_err(read(format!("Service {namespace}/{name}")))?,
-                None => None,
+                // The cache keeps a Service only if a release named it when its event came
+                // (see the controller): one that existed before its release is read here
+                // until its next change brings it into the cache.
+                None => service_api
+                    .get_opt(name)
+                    .await
+                    .map_err(read(format!("Service {namespace}/{name}")))?
+                    .map(Arc::new),
             };
             services.insert(name.to_owned(), found);
         }

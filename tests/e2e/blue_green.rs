@@ -23,6 +23,8 @@ use runbook_operator::runbook_run::{RunbookRun, StepPhase};
 
 use crate::support::{PATIENCE, TestNamespace, condition, counter_sum, from_now, http_get};
 
+mod caches;
+
 /// The release of every test; its slot Deployments are `web-blue` and `web-green`.
 const RELEASE: &str = "web";
 /// The active Service.
