@@ -34,13 +34,14 @@ const HEALTH_STATUSES: [&str; 6] = [
 /// like Argo CD's own tests normalise `restartedAt`.
 const RUN_TIME_ANNOTATIONS: [&str; 2] = ["ops.runbook.dev/run-now", "ops.runbook.dev/backup-now"];
 /// The annotations actions may set: the operator's request annotations, nothing in the spec.
-const REQUEST_ANNOTATIONS: [&str; 6] = [
+const REQUEST_ANNOTATIONS: [&str; 7] = [
     "ops.runbook.dev/run-now",
     "ops.runbook.dev/approve",
     "ops.runbook.dev/reject",
     "ops.runbook.dev/backup-now",
     "ops.runbook.dev/promote",
     "ops.runbook.dev/abort",
+    "ops.runbook.dev/retry",
 ];
 
 fn root() -> PathBuf {
@@ -1014,7 +1015,7 @@ fn wrong_expectations_fail() {
     let found = discover(kind, &scripts, &obj).expect("discovery runs");
     check_discovery(
         &found,
-        &json!([{"name": "promote", "disabled": false}, {"name": "abort", "disabled": false}]),
+        &json!([{"name": "promote", "disabled": false}, {"name": "abort", "disabled": false}, {"name": "retry", "disabled": true}]),
     )
     .expect("the real expectation holds");
     for wrong in [
