@@ -59,11 +59,12 @@ fn reconciling_reason(bgr: &BlueGreenRelease) -> String {
         .unwrap_or_default()
 }
 
-/// Healthy, serving the current template, other than `old`.
+/// Serving the current template, other than `old`, nothing pending but the old slot's scale
+/// down (Healthy or ScalingDown).
 fn healthy_after(bgr: &BlueGreenRelease, old: &str) -> bool {
     let s = status(bgr);
     s.observed_generation == bgr.metadata.generation
-        && phase(bgr) == "Healthy"
+        && matches!(phase(bgr).as_str(), "Healthy" | "ScalingDown")
         && s.active_revision.is_some()
         && s.active_revision == s.desired_revision
         && s.active_revision.as_deref() != Some(old)
