@@ -30,7 +30,8 @@ use crate::runbook_run::{
 /// `ABORT` name the release annotations.
 pub use crate::well_known::{
     ABORT_ANNOTATION as ABORT, APPROVE, BACKUP_NOW, CANCEL, FIELD_MANAGER,
-    PROMOTE_ANNOTATION as PROMOTE, REJECT,
+    PROMOTE_ANNOTATION as PROMOTE, PROMOTE_FULL_ANNOTATION as PROMOTE_FULL, REJECT,
+    RETRY_ANNOTATION as RETRY,
 };
 
 /// Exit status of `run --wait` when the run failed.
@@ -317,6 +318,10 @@ pub enum ReleaseRequest {
     Promote,
     /// Stop the release of the revision (or switch back from it).
     Abort,
+    /// Release an aborted or rolled-back revision again, without a template change.
+    Retry,
+    /// Promote the revision now, skipping the gates still ahead of it (`promote --full`).
+    PromoteFull,
 }
 
 impl ReleaseRequest {
@@ -325,13 +330,18 @@ impl ReleaseRequest {
         match self {
             Self::Promote => PROMOTE,
             Self::Abort => ABORT,
+            Self::Retry => RETRY,
+            Self::PromoteFull => PROMOTE_FULL,
         }
     }
 
-    fn verb(self) -> &'static str {
+    /// The command (`promote`, `abort`, `retry`, `promote --full`).
+    pub fn verb(self) -> &'static str {
         match self {
             Self::Promote => "promote",
             Self::Abort => "abort",
+            Self::Retry => "retry",
+            Self::PromoteFull => "promote --full",
         }
     }
 }
@@ -399,6 +409,29 @@ pub fn release_request(
             } else if phase_ != "AwaitingPromotion" {
                 notes.push(format!(
                     "the release is in phase {phase_}; the switch happens once revision {revision} is available and validated"
+                ));
+            }
+        }
+        ReleaseRequest::PromoteFull => {
+            if active && !open {
+                return Err(format!(
+                    "BlueGreenRelease {name:?}: revision {revision} already serves (phase {phase_}); there is nothing to promote"
+                ));
+            }
+            if bgr.spec.requires_maintenance_window.is_some() {
+                notes.push(
+                    "a full promotion skips validation and promotion gates, not requiresMaintenanceWindow: the switch still waits for an open window".to_owned(),
+                );
+            }
+        }
+        ReleaseRequest::Retry => {
+            let retryable = status.history.first().is_some_and(|r| {
+                r.revision == revision
+                    && matches!(r.result.as_deref(), Some("Aborted" | "RolledBack"))
+            });
+            if !retryable {
+                return Err(format!(
+                    "BlueGreenRelease {name:?}: revision {revision} was not aborted or rolled back (phase {phase_}); there is nothing to retry"
                 ));
             }
         }

@@ -328,6 +328,9 @@ fn blue_green_conditions() -> Vec<ConditionDoc> {
             named: String::new(),
         },
         PromotionWait::MaintenanceWindow,
+        PromotionWait::Scheduled {
+            at: jiff::Timestamp::UNIX_EPOCH,
+        },
     ] {
         let meaning = match wait {
             PromotionWait::Manual => {
@@ -338,6 +341,9 @@ fn blue_green_conditions() -> Vec<ConditionDoc> {
             }
             PromotionWait::MaintenanceWindow => {
                 "the new slot is ready; promotion waits for a matching MaintenanceWindow to be Active"
+            }
+            PromotionWait::Scheduled { .. } => {
+                "`autoPromoteAfter` is set: the revision is promoted automatically at the time the message names, or earlier with the promote annotation"
             }
         };
         reconciling

@@ -44,6 +44,11 @@ pub fn whole_seconds(at: Timestamp) -> Timestamp {
     Timestamp::from_second(at.as_second()).unwrap_or(at)
 }
 
+/// `at` truncated to whole microseconds, as the API server stores `metav1.MicroTime`.
+pub fn whole_micros(at: Timestamp) -> Timestamp {
+    Timestamp::from_microsecond(at.as_microsecond()).unwrap_or(at)
+}
+
 /// `at` as a `metav1.Time`, in whole seconds.
 pub fn to_time(at: Timestamp) -> Time {
     Time(whole_seconds(at))

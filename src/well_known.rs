@@ -112,3 +112,15 @@ pub const ACKNOWLEDGED: &str = "ops.runbook.dev/acknowledged";
 /// Label the Job controller puts on a Job's pods, naming the Job (how a job step finds the
 /// pods whose termination messages become its outputs).
 pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+
+/// Annotation on a BlueGreenRelease: retry this aborted or rolled-back revision without a
+/// template change (validation runs again). The operator removes it once the retry started.
+pub const RETRY_ANNOTATION: &str = "ops.runbook.dev/retry";
+
+/// Annotation on a BlueGreenRelease: promote this revision now, skipping the gates still ahead
+/// of it (prePromotion, the promote annotation, autoPromoteAfter, postPromotion).
+pub const PROMOTE_FULL_ANNOTATION: &str = "ops.runbook.dev/promote-full";
+
+/// Annotation stamped at admission (the chart's MutatingAdmissionPolicy) when
+/// [`PROMOTE_FULL_ANNOTATION`] is set or changed: the username that set it.
+pub const PROMOTED_FULL_BY: &str = "ops.runbook.dev/promoted-full-by";

@@ -45,7 +45,7 @@ const RUN_TIME_ANNOTATIONS: [&str; 3] = [
     "ops.runbook.dev/cancel",
 ];
 /// The annotations actions may set: the operator's request annotations, nothing in the spec.
-const REQUEST_ANNOTATIONS: [&str; 7] = [
+const REQUEST_ANNOTATIONS: [&str; 8] = [
     "ops.runbook.dev/run-now",
     "ops.runbook.dev/approve",
     "ops.runbook.dev/reject",
@@ -53,6 +53,7 @@ const REQUEST_ANNOTATIONS: [&str; 7] = [
     "ops.runbook.dev/backup-now",
     "ops.runbook.dev/promote",
     "ops.runbook.dev/abort",
+    "ops.runbook.dev/retry",
 ];
 
 fn root() -> PathBuf {
@@ -1221,7 +1222,7 @@ fn wrong_expectations_fail() {
     let found = discover(kind, &scripts, &obj).expect("discovery runs");
     check_discovery(
         &found,
-        &json!([{"name": "promote", "disabled": false}, {"name": "abort", "disabled": false}]),
+        &json!([{"name": "promote", "disabled": false}, {"name": "abort", "disabled": false}, {"name": "retry", "disabled": true}]),
     )
     .expect("the real expectation holds");
     for wrong in [

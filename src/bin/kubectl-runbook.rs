@@ -102,6 +102,19 @@ enum Command {
         /// Refuse unless this is still the current revision.
         #[arg(long)]
         revision: Option<String>,
+        /// Skip the gates still ahead (prePromotion, autoPromoteAfter, postPromotion); a
+        /// required maintenance window is still waited for. Recorded in status.history.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Release an aborted or rolled-back revision of a BlueGreenRelease again (validation runs
+    /// again), without changing its template.
+    Retry {
+        /// The BlueGreenRelease.
+        release: String,
+        /// Refuse unless this is still the current revision.
+        #[arg(long)]
+        revision: Option<String>,
     },
     /// Abort a BlueGreenRelease's current revision (or switch back from it).
     Abort {
@@ -287,8 +300,20 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             eprintln!("follow it with: kubectl runbook get {run} -n {ns} --watch");
             Ok(0)
         }
-        Command::Promote { release, revision } => {
-            release_request(&target, &release, ReleaseRequest::Promote, revision).await
+        Command::Promote {
+            release,
+            revision,
+            full,
+        } => {
+            let request = if full {
+                ReleaseRequest::PromoteFull
+            } else {
+                ReleaseRequest::Promote
+            };
+            release_request(&target, &release, request, revision).await
+        }
+        Command::Retry { release, revision } => {
+            release_request(&target, &release, ReleaseRequest::Retry, revision).await
         }
         Command::Abort { release, revision } => {
             release_request(&target, &release, ReleaseRequest::Abort, revision).await
@@ -427,10 +452,7 @@ async fn release_request(
     revision: Option<String>,
 ) -> anyhow::Result<u8> {
     let ns = &target.namespace;
-    let verb = match request {
-        ReleaseRequest::Promote => "promote",
-        ReleaseRequest::Abort => "abort",
-    };
+    let verb = request.verb();
     let (revision, notes) =
         actions::release(&target.client, ns, name, request, revision.as_deref()).await?;
     for text in &notes {

@@ -30,7 +30,9 @@ use crate::runbook::{Runbook, RunbookSpec};
 use crate::runbook_run::{RunbookRef, RunbookRun, RunbookRunSpec, Trigger, TriggerType};
 use crate::runtime::Written;
 use crate::validation::Note;
-use crate::well_known::{ACKNOWLEDGED, RELEASE_LABEL, RELEASE_RUN_LABEL};
+use crate::well_known::{
+    ABORT_ANNOTATION, ACKNOWLEDGED, RELEASE_LABEL, RELEASE_RUN_LABEL, RETRY_ANNOTATION,
+};
 use crate::write::{WriteError, Writer};
 
 /// A write of a decision that failed.
@@ -278,7 +280,7 @@ impl Actor<'_> {
                     format!(
                         "{} of revision {revision}: RunbookRun {}",
                         stage.as_str(),
-                        run_name(&self.name, *stage, revision)
+                        run_name(&self.name, *stage, &self.run_revision(revision))
                     ),
                 )
                 .await;
@@ -365,11 +367,38 @@ impl Actor<'_> {
                 )
                 .await;
             }
+            Decision::ClearRetry { revision, abort } => {
+                self.clear_retry(*abort).await?;
+                self.save(recorded, decision).await?;
+                self.event(
+                    EventType::Normal,
+                    "RetryStarted",
+                    format!("revision {revision} is released again; {RETRY_ANNOTATION} removed"),
+                )
+                .await;
+            }
+            Decision::PromoteFull { revision, by } => {
+                self.save(recorded, decision).await?;
+                self.event(
+                    EventType::Normal,
+                    "PromotedFull",
+                    format!(
+                        "{by} promoted revision {revision} in full: the remaining gates are skipped"
+                    ),
+                )
+                .await;
+            }
             _ => {
                 self.save(recorded, decision).await?;
             }
         }
         Ok(())
+    }
+
+    /// What names `revision`'s validation runs at its current attempt (a retry gets new runs).
+    fn run_revision(&self, revision: &str) -> String {
+        let attempt = super::decide::controls::attempt(self.bgr.status.as_ref(), revision);
+        super::decide::controls::run_revision(revision, attempt)
     }
 
     /// Notes that the selector patch of a switch is about to be sent.
@@ -391,6 +420,38 @@ impl Actor<'_> {
             switch_result(back),
             sent.map(|at| at.elapsed()),
         );
+    }
+
+    /// Removes the retry annotation (and the abort annotation, when `abort`) from the release:
+    /// a merge patch of those keys alone, as the operator's own write.
+    async fn clear_retry(&mut self, abort: bool) -> Result<(), Error> {
+        let mut annotations = serde_json::Map::new();
+        annotations.insert(RETRY_ANNOTATION.to_owned(), serde_json::Value::Null);
+        if abort {
+            annotations.insert(ABORT_ANNOTATION.to_owned(), serde_json::Value::Null);
+        }
+        let api = self.writer.api::<BlueGreenRelease>(&self.namespace);
+        let patched = self
+            .writer
+            .patch(
+                &api,
+                &self.name,
+                &Patch::Merge(json!({"metadata": {"annotations": annotations}})),
+                "retry",
+            )
+            .await?;
+        if let Some(annotations) = self.bgr.metadata.annotations.as_mut() {
+            annotations.remove(RETRY_ANNOTATION);
+            if abort {
+                annotations.remove(ABORT_ANNOTATION);
+            }
+        }
+        if let Some(rv) = patched.resource_version() {
+            self.resource_version = Some(rv.clone());
+            self.written
+                .record::<BlueGreenRelease>(&self.namespace, &self.name, rv);
+        }
+        Ok(())
     }
 
     /// Sets the slot key of `service`'s selector (one key of an atomic map: a merge patch), and
@@ -508,7 +569,7 @@ impl Actor<'_> {
                 "validation",
             )
             .await?;
-        let run_name = run_name(&self.name, stage, revision);
+        let run_name = run_name(&self.name, stage, &self.run_revision(revision));
         let mut run = RunbookRun::new(
             &run_name,
             RunbookRunSpec {

@@ -287,7 +287,10 @@ async fn reconcile(bgr: Arc<BlueGreenRelease>, state: Arc<State>) -> Result<Acti
 async fn drive(actor: &mut Actor<'_>, caches: &Caches) -> Result<Action, Error> {
     let mut current = actor.status();
     status::record_desired_revision(&mut current, &actor.desired);
-    let journals = validation_journals(&caches.runs, &actor.namespace, &actor.name, &actor.desired);
+    // A retry's runs are named by its attempt, so the failed runs of the try before never count.
+    let attempt = decide::controls::attempt(actor.bgr.status.as_ref(), &actor.desired);
+    let run_revision = decide::controls::run_revision(&actor.desired, attempt);
+    let journals = validation_journals(&caches.runs, &actor.namespace, &actor.name, &run_revision);
     status::mirror_validation(&mut current, &actor.desired, &journals);
     actor.bgr.status = Some(current);
     for _ in 0..MAX_ACTIONS {

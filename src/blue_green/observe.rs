@@ -24,7 +24,8 @@ use crate::runbook_run::{RunbookRun, StepPhase, StepStatus};
 use crate::runtime::{self, Cache};
 use crate::step::{OnFailure, Step};
 use crate::well_known::{
-    ABORT_ANNOTATION, DEFAULT_SLOT_LABEL, PROMOTE_ANNOTATION, REVISION_ANNOTATION,
+    ABORT_ANNOTATION, DEFAULT_SLOT_LABEL, PROMOTE_ANNOTATION, PROMOTE_FULL_ANNOTATION,
+    PROMOTED_FULL_BY, RETRY_ANNOTATION, REVISION_ANNOTATION,
 };
 
 /// Longest label value Kubernetes accepts.
@@ -385,6 +386,10 @@ pub struct Record {
     pub started: Option<Timestamp>,
     /// When it ended.
     pub completed: Option<Timestamp>,
+    /// Which try of the revision (1 unless retried).
+    pub attempt: i32,
+    /// A full promotion skipped its remaining gates.
+    pub promoted_full: bool,
 }
 
 impl Record {
@@ -395,6 +400,8 @@ impl Record {
             result: record.result.as_deref().map(ReleaseResult::from_status),
             started: record.start_time.as_ref().map(|t| t.0),
             completed: record.completion_time.as_ref().map(|t| t.0),
+            attempt: record.attempt.unwrap_or(1),
+            promoted_full: record.promoted_full_at.is_some(),
         }
     }
 }
@@ -428,6 +435,14 @@ pub struct ReleaseState {
     pub promote: Option<String>,
     /// The [`ABORT_ANNOTATION`] value, trimmed.
     pub abort: Option<String>,
+    /// The [`RETRY_ANNOTATION`] value, trimmed.
+    pub retry: Option<String>,
+    /// The [`PROMOTE_FULL_ANNOTATION`] value, trimmed.
+    pub promote_full: Option<String>,
+    /// The [`PROMOTED_FULL_BY`] stamp, trimmed.
+    pub promoted_full_by: Option<String>,
+    /// `status.readyToPromoteAt`.
+    pub ready_to_promote_at: Option<Timestamp>,
 }
 
 impl ReleaseState {
@@ -457,6 +472,10 @@ impl ReleaseState {
             post_validation: stage_outcome(&status.validation, post),
             promote: annotation(PROMOTE_ANNOTATION),
             abort: annotation(ABORT_ANNOTATION),
+            retry: annotation(RETRY_ANNOTATION),
+            promote_full: annotation(PROMOTE_FULL_ANNOTATION),
+            promoted_full_by: annotation(PROMOTED_FULL_BY),
+            ready_to_promote_at: status.ready_to_promote_at.as_ref().map(|t| t.0),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! of an invalid spec ([`invalid`]), and what reads it back ([`is_degraded`]).
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 
 use super::decide::{Decision, ScaleReason, slot_selector};
 use super::observe::{Cluster, ReleaseResult, Slot};
@@ -79,6 +79,9 @@ pub fn begin_record(
             result: None,
             start_time: Some(crate::time::to_time(now)),
             completion_time: None,
+            attempt: None,
+            promoted_full_at: None,
+            promoted_full_by: None,
         },
     );
     history.truncate(HISTORY_LIMIT);
@@ -116,7 +119,7 @@ pub fn update_status(
     if let Some(phase) = decision.phase() {
         status.phase = Some(phase);
     }
-    let at = |t: Timestamp| Some(Time(t));
+    let at = |t: Timestamp| Some(crate::time::to_time(t));
     match decision {
         Decision::BeginRelease {
             revision,
@@ -129,20 +132,50 @@ pub fn update_status(
             }
             begin_record(&mut status.history, revision, images.to_vec(), now);
             status.preview_slot = Some(slot.as_str().to_owned());
+            status.ready_to_promote_at = None;
         }
+        Decision::Retry {
+            revision,
+            slot,
+            attempt,
+        } => {
+            begin_record(&mut status.history, revision, images.to_vec(), now);
+            if let Some(record) = status.history.first_mut() {
+                record.attempt = Some(*attempt);
+            }
+            status.validation.clear();
+            status.preview_slot = Some(slot.as_str().to_owned());
+            status.ready_to_promote_at = None;
+            status.scale_down_at = None;
+        }
+        Decision::PromoteFull { revision, by } => {
+            if let Some(record) = status
+                .history
+                .iter_mut()
+                .find(|record| &record.revision == revision && record.result.is_none())
+            {
+                record.promoted_full_at = at(now);
+                record.promoted_full_by = Some(by.clone());
+            }
+        }
+        Decision::AwaitPromotion { .. } if status.ready_to_promote_at.is_none() => {
+            status.ready_to_promote_at = at(now);
+        }
+        Decision::Healthy => status.scale_down_at = None,
         Decision::SwitchTraffic { to, revision } => {
             status.active_slot = Some(to.as_str().to_owned());
             status.active_revision = Some(revision.clone());
             status.preview_slot = Some(to.as_str().to_owned());
             status.switched_at = None;
             status.scale_down_at = None;
+            status.ready_to_promote_at = None;
         }
         Decision::RecordSwitched {
             at: switched,
             scale_down_at,
             ..
         } => {
-            status.switched_at = at(*switched);
+            status.switched_at = Some(MicroTime(crate::time::whole_micros(*switched)));
             status.scale_down_at = at(*scale_down_at);
         }
         Decision::CloseRelease { revision, result } => {
@@ -155,6 +188,7 @@ pub fn update_status(
         } => {
             close_record(&mut status.history, revision, ReleaseResult::Aborted, now);
             status.scale_down_at = at(*scale_down_at);
+            status.ready_to_promote_at = None;
         }
         Decision::SwitchBack {
             to,

@@ -1,7 +1,7 @@
 //! The BlueGreenRelease custom resource: two Deployment slots behind a Service.
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +74,7 @@ use crate::step::{MAX_STEPS, Step};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.slotLabel) == has(oldSelf.slotLabel) && (!has(self.slotLabel) || self.slotLabel == oldSelf.slotLabel)").message("spec.slotLabel cannot change once the release exists: both slot Deployments' selectors and the Services' selectors use it; to use another slot label, create a new release").field_path(".slotLabel"))]
 /// Specification of a BlueGreenRelease.
 pub struct BlueGreenReleaseSpec {
     /// Replicas of the active slot.
@@ -83,7 +84,8 @@ pub struct BlueGreenReleaseSpec {
     /// change is a new revision.
     pub template: Embedded<PodTemplateSpec>,
     /// Label key whose value (`blue` or `green`) tells the slots apart (default
-    /// `ops.runbook.dev/slot`).
+    /// `ops.runbook.dev/slot`). Immutable: set it when the release is created; to use another
+    /// key, create a new release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 316))]
     pub slot_label: Option<String>,
@@ -162,6 +164,24 @@ pub struct ReleaseStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub standby_replicas: Option<i32>,
+    /// Promote automatically this long after the revision became ready to promote (validated,
+    /// `status.readyToPromoteAt`), without the promote annotation; the annotation still promotes
+    /// earlier. Set, it also holds back a release with `autoPromote` true for that long (Argo
+    /// Rollouts' `autoPromotionSeconds`). A required maintenance window is still waited for.
+    /// At most `8760h` (one year).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_promote_after: Option<Duration>,
+    /// Keep the two slots' pods apart: each slot Deployment's pods get a pod anti-affinity
+    /// against the other slot's pods of this release (topology key `kubernetes.io/hostname`),
+    /// so a node failure cannot take both the serving and the rollback slot. Takes effect for
+    /// the next revision rolled into a slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anti_affinity: Option<AntiAffinity>,
+    /// Gate rollbacks too (default false): a return to a revision that was promoted before
+    /// (otherwise an instant flip without validation or gates) also waits for
+    /// `requiresMaintenanceWindow` to be open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_requires_window: Option<bool>,
 }
 
 /// One past release.
@@ -183,6 +203,18 @@ pub struct ReleaseRecord {
     /// When it was promoted or aborted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// Which try of this revision the record is: 1 when absent, counted up by each retry
+    /// (`ops.runbook.dev/retry`); a retry's validation runs are named `...-<revision>-<attempt>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub attempt: Option<i32>,
+    /// When a full promotion (`ops.runbook.dev/promote-full`) skipped the remaining gates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_full_at: Option<Time>,
+    /// Who asked for the full promotion (stamped at admission as
+    /// `ops.runbook.dev/promoted-full-by`; `unknown` without the chart's admission policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_full_by: Option<String>,
 }
 
 /// Where a release stands (`status.phase`): Healthy, Progressing, Validating,
@@ -266,12 +298,17 @@ pub struct BlueGreenReleaseStatus {
     /// Revision of the current template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_revision: Option<String>,
-    /// When the active Service's endpoints last became only the new slot's ready pods.
+    /// When the active Service's endpoints last became only the new slot's ready pods (to the
+    /// microsecond).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub switched_at: Option<Time>,
-    /// When the old slot will be scaled down.
+    pub switched_at: Option<MicroTime>,
+    /// When the old slot will be scaled down; cleared once it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down_at: Option<Time>,
+    /// When the revision under release became ready to promote (validated, waiting for the
+    /// promote annotation, `autoPromoteAfter` or a window); `autoPromoteAfter` counts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_to_promote_at: Option<Time>,
     /// Validation steps of the revision in progress.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub validation: Vec<StepStatus>,
@@ -297,3 +334,31 @@ pub struct BlueGreenReleaseStatus {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
+
+/// Pod anti-affinity between the two slots (Argo Rollouts' `antiAffinity`): exactly one of the
+/// two.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.preferredDuringSchedulingIgnoredDuringExecution) != has(self.requiredDuringSchedulingIgnoredDuringExecution)").message("antiAffinity: set exactly one of preferredDuringSchedulingIgnoredDuringExecution or requiredDuringSchedulingIgnoredDuringExecution"))]
+pub struct AntiAffinity {
+    /// The scheduler prefers a node without the other slot's pods, with this weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_during_scheduling_ignored_during_execution: Option<PreferredAntiAffinity>,
+    /// Pods never share a node with the other slot's pods (they stay Pending if no node is
+    /// free of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_during_scheduling_ignored_during_execution: Option<RequiredAntiAffinity>,
+}
+
+/// A preferred anti-affinity.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreferredAntiAffinity {
+    /// Weight of the preference, 1 to 100.
+    #[schemars(range(min = 1, max = 100))]
+    pub weight: i32,
+}
+
+/// A required anti-affinity (no fields: `{}`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+pub struct RequiredAntiAffinity {}

@@ -362,10 +362,7 @@ pub async fn release(
     revision: Option<&str>,
 ) -> Result<(String, Vec<String>), ActionError> {
     let bgr: BlueGreenRelease = fetch(client, namespace, name).await?;
-    let verb = match request {
-        ReleaseRequest::Promote => "promote",
-        ReleaseRequest::Abort => "abort",
-    };
+    let verb = request.verb();
     let (revision, notes) = plugin::release_request(&bgr, request, revision).map_err(|e| {
         ActionError::conflict(format!("cannot {verb} in namespace {namespace:?}: {e}"))
     })?;

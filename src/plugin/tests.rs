@@ -422,6 +422,46 @@ fn promote_and_abort_name_the_revision_of_the_current_template() {
 }
 
 #[test]
+fn retry_needs_an_aborted_revision_and_promote_full_one_not_serving() {
+    let r2 = release_revision(&release(false, json!({}), json!({}))).unwrap();
+    let aborted = release(
+        false,
+        json!({"phase": "Degraded", "desiredRevision": r2, "activeRevision": "r1",
+               "history": [{"revision": r2, "result": "Aborted"}, {"revision": "r1", "result": "Promoted"}]}),
+        json!({}),
+    );
+    assert_eq!(
+        release_request(&aborted, ReleaseRequest::Retry, None),
+        Ok((r2.clone(), vec![]))
+    );
+    assert_eq!(ReleaseRequest::Retry.annotation(), RETRY);
+    let open = release(
+        false,
+        json!({"phase": "Validating", "desiredRevision": r2, "activeRevision": "r1",
+               "history": [{"revision": r2}]}),
+        json!({}),
+    );
+    let err = release_request(&open, ReleaseRequest::Retry, None).unwrap_err();
+    assert!(err.contains("nothing to retry"), "{err}");
+    assert_eq!(
+        release_request(&open, ReleaseRequest::PromoteFull, None),
+        Ok((r2.clone(), vec![]))
+    );
+    assert_eq!(ReleaseRequest::PromoteFull.annotation(), PROMOTE_FULL);
+    let settled = release(
+        false,
+        json!({"phase": "Healthy", "desiredRevision": r2, "activeRevision": r2,
+               "history": [{"revision": r2, "result": "Promoted"}]}),
+        json!({}),
+    );
+    assert!(
+        release_request(&settled, ReleaseRequest::PromoteFull, None)
+            .unwrap_err()
+            .contains("already serves")
+    );
+}
+
+#[test]
 fn backup_now_notes_say_when_the_backup_starts() {
     let policy: BackupPolicy = serde_json::from_value(json!({
         "apiVersion": "ops.runbook.dev/v1alpha1", "kind": "BackupPolicy",

@@ -32,6 +32,7 @@ mod outbound;
 mod outputs;
 mod plugin;
 mod rbac;
+mod release_controls;
 mod restore;
 mod sinks_support;
 mod steps;

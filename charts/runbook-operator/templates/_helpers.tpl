@@ -84,7 +84,7 @@ ClusterRole (all namespaces) or into one Role per watched namespace.
   verbs: [get, list, watch, patch]
 - apiGroups: [ops.runbook.dev]
   resources: [bluegreenreleases]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, patch]
 - apiGroups: [ops.runbook.dev]
   resources: [backuppolicies]
   verbs: [get, list, watch]

@@ -72,6 +72,12 @@ pub enum PromotionWait {
     },
     /// `requiresMaintenanceWindow` and no matching window is Active.
     MaintenanceWindow,
+    /// `autoPromoteAfter`: promoted automatically at `at` unless the promote annotation comes
+    /// first.
+    Scheduled {
+        /// `status.readyToPromoteAt + autoPromoteAfter`.
+        at: Timestamp,
+    },
 }
 
 impl PromotionWait {
@@ -81,6 +87,7 @@ impl PromotionWait {
             PromotionWait::Manual => "PromotionRequired",
             PromotionWait::OtherRevision { .. } => "PromoteNamesOtherRevision",
             PromotionWait::MaintenanceWindow => "WaitingForWindow",
+            PromotionWait::Scheduled { .. } => "AutoPromotionScheduled",
         }
     }
 
@@ -95,6 +102,9 @@ impl PromotionWait {
             ),
             PromotionWait::MaintenanceWindow => format!(
                 "revision {revision} is ready; promotion waits for a matching MaintenanceWindow to be Active"
+            ),
+            PromotionWait::Scheduled { at } => format!(
+                "revision {revision} is ready; promoted automatically at {at} (autoPromoteAfter), or earlier with the annotation {PROMOTE_ANNOTATION}: {revision}"
             ),
         }
     }
@@ -134,6 +144,35 @@ pub enum Decision {
         fast_track: bool,
         /// The open release it replaces, if any.
         supersedes: Option<String>,
+    },
+    /// Action: reopen the aborted or rolled-back `revision` ([`RETRY_ANNOTATION`](crate::well_known::RETRY_ANNOTATION) names it):
+    /// a new history record with the next `attempt`, `status.validation` cleared, `previewSlot`
+    /// set to `slot`. Validation runs again under new run names.
+    Retry {
+        /// The revision retried.
+        revision: String,
+        /// The slot it goes to.
+        slot: Slot,
+        /// The try this is (2 for the first retry).
+        attempt: i32,
+    },
+    /// Action: the retry of `revision` has started: remove [`RETRY_ANNOTATION`](crate::well_known::RETRY_ANNOTATION) from the
+    /// release (and [`ABORT_ANNOTATION`] when `abort`: it names the same revision and would
+    /// abort the retry at once).
+    ClearRetry {
+        /// The revision retried.
+        revision: String,
+        /// Also remove the abort annotation.
+        abort: bool,
+    },
+    /// Action: `ops.runbook.dev/promote-full` names `revision`: record in its open history
+    /// record who asked and when; from then on the gates still ahead (prePromotion, the promote
+    /// annotation, `autoPromoteAfter`, postPromotion) are skipped.
+    PromoteFull {
+        /// The revision.
+        revision: String,
+        /// Who asked (the admission stamp).
+        by: String,
     },
     /// Action: server-side apply [`slot_deployment`](super::slot_deployment) for `slot` from
     /// the current template. Used to roll `revision` into the idle slot, and to keep the active slot at
@@ -324,6 +363,8 @@ impl Decision {
         use Decision::*;
         Some(match self {
             Healthy => Phase::Healthy,
+            Retry { .. } | ClearRetry { .. } => Phase::Progressing,
+            PromoteFull { .. } => Phase::Promoting,
             BeginRelease { .. }
             | ApplySlot { .. }
             | PointPreview { .. }
@@ -382,6 +423,9 @@ impl Decision {
         matches!(
             self,
             BeginRelease { .. }
+                | Retry { .. }
+                | ClearRetry { .. }
+                | PromoteFull { .. }
                 | ApplySlot { .. }
                 | ScaleSlot { .. }
                 | PointPreview { .. }
@@ -403,6 +447,10 @@ impl Decision {
             Decision::WaitForAvailable { deadline, .. } => *deadline,
             Decision::WaitForScaleDown { at, .. } => Some(*at),
             Decision::Aborted { scale_down_at, .. } => *scale_down_at,
+            Decision::AwaitPromotion {
+                reason: PromotionWait::Scheduled { at },
+                ..
+            } => Some(*at),
             _ => None,
         }
     }

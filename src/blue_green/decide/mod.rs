@@ -48,6 +48,7 @@
 //! [`HISTORY_LIMIT`]: crate::blue_green::status::HISTORY_LIMIT
 //! [`update_status`]: crate::blue_green::status::update_status
 
+pub mod controls;
 mod decision;
 pub mod lifecycle;
 mod revision;
@@ -197,6 +198,11 @@ impl Ctx<'_> {
         match active {
             Some(a) if settled => self.settled(a),
             _ => match self.aborted() {
+                Some(record) if controls::retry_applies(self.state, record) => Decision::Retry {
+                    revision: desired.to_owned(),
+                    slot: self.target_slot(),
+                    attempt: record.attempt + 1,
+                },
                 Some(record) => self.aborted_release(record),
                 None => self.in_flight(),
             },
@@ -295,11 +301,11 @@ impl Ctx<'_> {
             .endpoints
             .only(slot, self.settings.replicas == 0)
         {
-            let at = whole_seconds(self.now);
+            let at = crate::time::whole_micros(self.now);
             Decision::RecordSwitched {
                 slot,
                 at,
-                scale_down_at: add(at, delay),
+                scale_down_at: whole_seconds(add(at, delay)),
                 back,
             }
         } else {
@@ -330,8 +336,13 @@ impl Ctx<'_> {
             return self.converge(active, false, self.settings.scale_down_delay);
         };
         if open {
-            // First release (the other slot holds nothing of ours) or a known-good revision.
-            let fast_track = self.slot(old).revision.is_none() || self.known_good(desired);
+            // First release (the other slot holds nothing of ours), a known-good revision, or
+            // a full promotion.
+            let fast_track = self.slot(old).revision.is_none()
+                || self.known_good(desired)
+                || self
+                    .open_release()
+                    .is_some_and(|record| record.promoted_full);
             if !fast_track && self.settings.has_post {
                 match self.validation(Stage::Post) {
                     Outcome::NotStarted => {
@@ -527,6 +538,12 @@ impl Ctx<'_> {
                     .map(|record| record.revision.clone()),
             };
         };
+        if controls::retry_consumed(self.state, record) {
+            return Decision::ClearRetry {
+                revision: desired.to_owned(),
+                abort: self.state.abort.as_deref() == Some(desired),
+            };
+        }
         if self.state.abort.as_deref() == Some(desired) {
             return self.abort(AbortReason::ByHand);
         }
@@ -582,7 +599,13 @@ impl Ctx<'_> {
                 deadline,
             };
         }
-        if !fast_track {
+        if !fast_track && !record.promoted_full {
+            if self.state.promote_full.as_deref() == Some(desired) {
+                return Decision::PromoteFull {
+                    revision: desired.to_owned(),
+                    by: controls::promoted_by(self.state.promoted_full_by.as_deref()),
+                };
+            }
             if self.settings.has_pre {
                 match pre {
                     Outcome::NotStarted => {
@@ -600,23 +623,27 @@ impl Ctx<'_> {
                     Outcome::Succeeded | Outcome::Failed(_) => {}
                 }
             }
-            if !self.settings.auto_promote && self.state.promote.as_deref() != Some(desired) {
+            if let Some(reason) = controls::promotion_wait(
+                self.settings.auto_promote,
+                self.settings.auto_promote_after,
+                self.state.promote.as_deref(),
+                desired,
+                self.state.ready_to_promote_at,
+                self.now,
+            ) {
                 return Decision::AwaitPromotion {
                     revision: desired.to_owned(),
-                    reason: match &self.state.promote {
-                        Some(named) => PromotionWait::OtherRevision {
-                            named: named.clone(),
-                        },
-                        None => PromotionWait::Manual,
-                    },
+                    reason,
                 };
             }
-            if self.settings.requires_window && !self.cluster.window_open {
-                return Decision::AwaitPromotion {
-                    revision: desired.to_owned(),
-                    reason: PromotionWait::MaintenanceWindow,
-                };
-            }
+        }
+        if controls::window_gates(self.settings, fast_track, active.is_none())
+            && !self.cluster.window_open
+        {
+            return Decision::AwaitPromotion {
+                revision: desired.to_owned(),
+                reason: PromotionWait::MaintenanceWindow,
+            };
         }
         Decision::SwitchTraffic {
             to: target,

@@ -64,6 +64,10 @@ pub struct Settings {
     pub abort_scale_down_delay: SignedDuration,
     /// `progressDeadline` (default [`DEFAULT_PROGRESS_DEADLINE`]).
     pub progress_deadline: SignedDuration,
+    /// `autoPromoteAfter`, if set.
+    pub auto_promote_after: Option<SignedDuration>,
+    /// `rollbackRequiresWindow` (default false).
+    pub rollback_requires_window: bool,
 }
 
 /// Reads a duration field into a signed duration, naming the field on error.
@@ -128,6 +132,12 @@ impl Settings {
                 DEFAULT_ABORT_SCALE_DOWN_DELAY,
             )?,
             progress_deadline,
+            auto_promote_after: strategy
+                .auto_promote_after
+                .as_ref()
+                .map(|value| signed(value, "spec.strategy.autoPromoteAfter"))
+                .transpose()?,
+            rollback_requires_window: strategy.rollback_requires_window.unwrap_or(false),
         })
     }
 }

@@ -80,7 +80,15 @@ pub fn slot_deployment(
                     annotations: Some(pod_annotations),
                     ..ObjectMeta::default()
                 }),
-                spec: template.spec.clone(),
+                spec: super::controls::slot_pod_spec(
+                    template.spec.clone(),
+                    release
+                        .spec
+                        .strategy
+                        .as_ref()
+                        .and_then(|s| s.anti_affinity.as_ref()),
+                    slot_selector(release, slot.other()),
+                ),
             },
             ..DeploymentSpec::default()
         }),

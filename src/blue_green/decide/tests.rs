@@ -679,6 +679,8 @@ fn settings_defaults() {
             scale_down_delay: secs(30),
             abort_scale_down_delay: secs(30),
             progress_deadline: secs(600),
+            auto_promote_after: None,
+            rollback_requires_window: false,
         }
     );
     let capped = release(json!({"standbyReplicas": 5}));
@@ -1079,7 +1081,9 @@ fn traffic_switched_only_when_endpoints_hold_only_ready_new_slot_pods() {
     ));
     assert_eq!(
         sim.release.status.as_ref().unwrap().switched_at,
-        Some(Time(whole_seconds(sim.now)))
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            whole_seconds(sim.now)
+        ))
     );
 }
 
@@ -1270,6 +1274,8 @@ fn no_empty_moment_over_many_states() {
         result,
         started: Some(ts(T0)),
         completed: None,
+        attempt: 1,
+        promoted_full: false,
     };
     let states = [
         ReleaseState {
@@ -2531,3 +2537,5 @@ fn record_desired_revision_clears_stale_validation() {
     record_desired_revision(status, "a");
     assert_eq!(status.validation.len(), 1);
 }
+
+mod controls;

@@ -99,7 +99,9 @@ fn a_healthy_release_reports_its_active_slot_and_settled_conditions() {
     let recorded = BlueGreenReleaseStatus {
         phase: Some(Phase::Healthy),
         active_slot: Some("blue".into()),
-        switched_at: Some(stamp("2026-06-10T12:00:00Z")),
+        switched_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            stamp("2026-06-10T12:00:00Z").0,
+        )),
         ..Default::default()
     };
     let now = stamp("2026-06-10T12:05:00Z");

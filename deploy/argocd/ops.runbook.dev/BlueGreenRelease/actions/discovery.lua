@@ -5,6 +5,8 @@
 --   not while it waits for a maintenance window, which no annotation can open.
 -- abort: the release of the desired revision is open (newest history record, no result yet)
 --   and not already aborted.
+-- retry: the newest history record says the desired revision was Aborted or RolledBack, and
+--   no retry of it is pending.
 local actions = {}
 local status = obj.status
 local current = status ~= nil and status.desiredRevision ~= nil
@@ -44,6 +46,16 @@ if current and status.history ~= nil and status.history[1] ~= nil then
   end
 end
 
+local canRetry = false
+if current and status.history ~= nil and status.history[1] ~= nil then
+  local newest = status.history[1]
+  if newest.revision == status.desiredRevision
+    and (newest.result == "Aborted" or newest.result == "RolledBack")
+    and annotations["ops.runbook.dev/retry"] ~= status.desiredRevision then
+    canRetry = true
+  end
+end
+
 actions["promote"] = {
   ["disabled"] = not canPromote,
   ["iconClass"] = "fa fa-fw fa-forward",
@@ -53,5 +65,10 @@ actions["abort"] = {
   ["disabled"] = not canAbort,
   ["iconClass"] = "fa fa-fw fa-ban",
   ["displayName"] = "Abort",
+}
+actions["retry"] = {
+  ["disabled"] = not canRetry,
+  ["iconClass"] = "fa fa-fw fa-redo",
+  ["displayName"] = "Retry",
 }
 return actions
