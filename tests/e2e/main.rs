@@ -34,6 +34,7 @@ mod plugin;
 mod rbac;
 mod restore;
 mod sinks_support;
+mod stack;
 mod steps;
 mod support;
 mod tenancy;
