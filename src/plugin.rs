@@ -348,13 +348,12 @@ impl ReleaseRequest {
 
 /// The revision of the release's current template, computed as the operator computes it.
 pub fn release_revision(bgr: &BlueGreenRelease) -> Result<String, String> {
-    let template = bgr.spec.template.decode().map_err(|err| {
+    crate::blue_green::spec_revision(&bgr.spec).map_err(|err| {
         format!(
-            "BlueGreenRelease {:?}: spec.template is not a valid pod template ({err}); fix the template first",
+            "BlueGreenRelease {:?}: {err}; fix the template first",
             bgr.name_any()
         )
-    })?;
-    Ok(crate::blue_green::revision(&template))
+    })
 }
 
 /// What a promote or abort of `bgr` sets: the revision of its current template (the operator

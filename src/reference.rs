@@ -410,6 +410,11 @@ fn blue_green_conditions() -> Vec<ConditionDoc> {
         AbortReason::ProgressDeadline {
             deadline: jiff::Timestamp::UNIX_EPOCH,
         },
+        AbortReason::SwitchRefused {
+            component: String::new(),
+            service: String::new(),
+            message: String::new(),
+        },
     ] {
         let meaning = match &abort {
             AbortReason::ByHand => "the annotation `ops.runbook.dev/abort` names the revision",
@@ -421,6 +426,9 @@ fn blue_green_conditions() -> Vec<ConditionDoc> {
             } => "a `postPromotion` step failed; traffic is switched back",
             AbortReason::ProgressDeadline { .. } => {
                 "the new slot was not available by its progress deadline"
+            }
+            AbortReason::SwitchRefused { .. } => {
+                "a component's active Service refused the switch; the Services already switched were switched back"
             }
         };
         degraded.push(reason("True", abort.reason(), meaning));

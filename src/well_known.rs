@@ -65,6 +65,10 @@ pub const ABORT_ANNOTATION: &str = "ops.runbook.dev/abort";
 /// `blue_green` release label values); together with the slot label it is the Deployment's selector.
 pub const RELEASE_LABEL: &str = "ops.runbook.dev/release";
 
+/// Label on a stack component's slot Deployments and their pods naming the component; part of
+/// those Deployments' selectors.
+pub const COMPONENT_LABEL: &str = "ops.runbook.dev/component";
+
 /// Field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "runbook-operator";
 

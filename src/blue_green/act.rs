@@ -19,9 +19,11 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::decide::{Decision, ScaleReason, lifecycle, slot_deployment};
+use super::decide::{
+    AbortReason, Decision, ScaleReason, Settings, Size, lifecycle, slot_deployment,
+};
 use super::observe::{
-    Cluster, Slot, Stage, release_label_value, run_name, slot_deployment_name, slot_label,
+    Cluster, Slot, Stage, component_deployment_name, release_label_value, run_name, slot_label,
 };
 use super::status;
 use super::types::{BlueGreenRelease, BlueGreenReleaseStatus};
@@ -66,6 +68,24 @@ pub fn switch_result(back: bool) -> &'static str {
     if back { "RolledBack" } else { "Switched" }
 }
 
+/// The Services to switch back after a switch failed part-way: those switched so far (unit
+/// index, the slot it named before), last switched first, so the Services on the new slot stay
+/// a prefix of the switch order; a Service that named no slot before is left on the new one
+/// (there is nothing to put back).
+pub fn revert_plan(switched: &[(usize, Option<Slot>)]) -> Vec<(usize, Slot)> {
+    switched
+        .iter()
+        .rev()
+        .filter_map(|(index, previous)| Some((*index, (*previous)?)))
+        .collect()
+}
+
+/// Whether an HTTP status refuses a write for good (a 4xx other than a conflict or throttling):
+/// the switch is given up rather than retried.
+pub fn refused(code: Option<u16>) -> bool {
+    code.is_some_and(|c| (400..500).contains(&c) && c != 409 && c != 429)
+}
+
 /// One reconcile's release, carrying out decisions.
 pub struct Actor<'a> {
     /// Sends the writes of the operator's own kinds: the status, the validation Runbook and run.
@@ -83,8 +103,8 @@ pub struct Actor<'a> {
     pub namespace: String,
     /// Its name.
     pub name: String,
-    /// Its decoded pod template.
-    pub template: PodTemplateSpec,
+    /// Each unit's decoded pod template, in declared order.
+    pub templates: Vec<PodTemplateSpec>,
     /// The template's revision.
     pub desired: String,
     /// The template's images.
@@ -231,42 +251,57 @@ impl Actor<'_> {
             Decision::ApplySlot {
                 slot,
                 revision,
-                replicas,
+                size,
             } => {
-                self.apply_slot(*slot, revision, *replicas).await?;
+                for index in 0..self.templates.len() {
+                    let replicas = self.count(*size, index);
+                    self.apply_slot(index, *slot, revision, replicas).await?;
+                }
                 self.save(recorded, decision).await?;
                 self.event(
                     EventType::Normal,
                     "SlotUpdated",
-                    format!("the {slot} slot runs revision {revision} with {replicas} replicas"),
+                    format!(
+                        "the {slot} slot runs revision {revision} with {}",
+                        self.sizes(*size)
+                    ),
                 )
                 .await;
             }
-            Decision::ScaleSlot {
-                slot,
-                replicas,
-                reason,
-            } => {
-                self.scale_slot(*slot, *replicas).await?;
+            Decision::ScaleSlot { slot, size, reason } => {
+                for index in 0..self.templates.len() {
+                    let replicas = self.count(*size, index);
+                    self.scale_slot(index, *slot, replicas).await?;
+                }
                 self.save(recorded, decision).await?;
                 let why = match reason {
                     ScaleReason::Replicas => "to spec.replicas",
                     ScaleReason::Standby => "to standbyReplicas after scaleDownDelay",
                     ScaleReason::Aborted => "down after the abort",
                     ScaleReason::SwitchBack => "back up to switch back to it",
+                    ScaleReason::Promotion => "from previewReplicas to full size before the switch",
                 };
                 self.event(
                     EventType::Normal,
                     "SlotScaled",
-                    format!("scaled the {slot} slot {why}: {replicas} replicas"),
+                    format!("scaled the {slot} slot {why}: {}", self.sizes(*size)),
                 )
                 .await;
             }
             Decision::PointPreview { slot, .. } => {
-                if let Some(preview) = self.bgr.spec.services.preview.clone() {
-                    self.point(&preview, *slot).await?;
+                let previews: Vec<(usize, String)> = self
+                    .bgr
+                    .spec
+                    .units()
+                    .iter()
+                    .filter_map(|u| Some((u.index, u.services.preview.clone()?)))
+                    .collect();
+                for (index, preview) in previews {
+                    if self.cluster.component(index).preview_service_slot != Some(*slot) {
+                        self.point(&preview, *slot).await?;
+                    }
+                    self.cluster.component_mut(index).preview_service_slot = Some(*slot);
                 }
-                self.cluster.preview_service_slot = Some(*slot);
                 self.save(recorded, decision).await?;
             }
             Decision::StartValidation { stage, revision } => {
@@ -286,12 +321,12 @@ impl Actor<'_> {
                 .await;
             }
             Decision::SwitchTraffic { to, revision } => {
+                // What serves before the switch, put back if a Service refuses it part-way.
+                let before = self.status();
                 // Status first: it is the intent a restarted operator completes.
                 self.save(recorded, decision).await?;
-                let active = self.bgr.spec.services.active.clone();
                 self.switch_sent();
-                self.point(&active, *to).await?;
-                self.cluster.service_slot = Some(*to);
+                let active = self.switch(*to, revision, before).await?;
                 self.event(
                     EventType::Normal,
                     "TrafficSwitching",
@@ -303,10 +338,8 @@ impl Actor<'_> {
                 to, failed, reason, ..
             } => {
                 self.save(recorded, decision).await?;
-                let active = self.bgr.spec.services.active.clone();
                 self.switch_sent();
-                self.point(&active, *to).await?;
-                self.cluster.service_slot = Some(*to);
+                let active = self.point_active(*to).await?;
                 self.event(
                     EventType::Warning,
                     "SwitchedBack",
@@ -318,9 +351,7 @@ impl Actor<'_> {
                 .await;
             }
             Decision::RestoreSelector { slot, found } => {
-                let active = self.bgr.spec.services.active.clone();
-                self.point(&active, *slot).await?;
-                self.cluster.service_slot = Some(*slot);
+                let active = self.point_active(*slot).await?;
                 self.save(recorded, decision).await?;
                 if *found != Some(*slot) {
                     let what = match found {
@@ -454,6 +485,141 @@ impl Actor<'_> {
         Ok(())
     }
 
+    /// The replica count of `size` for unit `index`.
+    fn count(&self, size: Size, index: usize) -> i32 {
+        Settings::from_spec(&self.bgr.spec).map_or(0, |settings| settings.count(size, index))
+    }
+
+    /// `size` in words, for Events: `3 replicas`, or per component `web 3, api 2 replicas`.
+    fn sizes(&self, size: Size) -> String {
+        let units = self.bgr.spec.units();
+        match units.as_slice() {
+            [unit] if unit.name.is_none() => format!("{} replicas", self.count(size, 0)),
+            _ => {
+                let each: Vec<String> = units
+                    .iter()
+                    .map(|u| {
+                        format!(
+                            "{} {}",
+                            u.name.unwrap_or_default(),
+                            self.count(size, u.index)
+                        )
+                    })
+                    .collect();
+                format!("{} replicas", each.join(", "))
+            }
+        }
+    }
+
+    /// Points every component's active Service that does not name `slot` yet at it, in the
+    /// switch order; returns the Services' names, for Events.
+    async fn point_active(&mut self, slot: Slot) -> Result<String, Error> {
+        let units: Vec<String> = self
+            .bgr
+            .spec
+            .units()
+            .iter()
+            .map(|u| u.services.active.clone())
+            .collect();
+        let mut names = Vec::new();
+        for index in self.bgr.spec.switch_order() {
+            let service = units[index].clone();
+            if self.cluster.component(index).service_slot != Some(slot) {
+                self.point(&service, slot).await?;
+                self.cluster.component_mut(index).service_slot = Some(slot);
+            }
+            names.push(service);
+        }
+        Ok(names.join(", "))
+    }
+
+    /// The switch of [`Decision::SwitchTraffic`] to `to` (status already says so): every
+    /// component's active Service in the switch order. When one fails, those already switched
+    /// are switched back (in reverse, so the Services on the new slot stay a prefix of the
+    /// order); a refusal (a 4xx other than a conflict) then puts `before` back in status and
+    /// closes the release as Aborted, Degraded naming the component and Service
+    /// ([`Decision::SwitchRefused`]); anything else is returned, and the next reconcile puts
+    /// the selectors where status says.
+    async fn switch(
+        &mut self,
+        to: Slot,
+        revision: &str,
+        before: BlueGreenReleaseStatus,
+    ) -> Result<String, Error> {
+        let units: Vec<(Option<String>, String)> = self
+            .bgr
+            .spec
+            .units()
+            .iter()
+            .map(|u| (u.name.map(str::to_owned), u.services.active.clone()))
+            .collect();
+        let mut switched: Vec<(usize, Option<Slot>)> = Vec::new();
+        for index in self.bgr.spec.switch_order() {
+            let service = units[index].1.clone();
+            let found = self.cluster.component(index).service_slot;
+            if found == Some(to) {
+                continue;
+            }
+            match self.point(&service, to).await {
+                Ok(()) => {
+                    self.cluster.component_mut(index).service_slot = Some(to);
+                    switched.push((index, found));
+                }
+                Err(err) => {
+                    for (done, previous) in revert_plan(&switched) {
+                        // Best effort: a failure here is put right by RestoreSelector.
+                        let name = units[done].1.clone();
+                        if self.point(&name, previous).await.is_ok() {
+                            self.cluster.component_mut(done).service_slot = Some(previous);
+                        }
+                    }
+                    let code = match &err {
+                        Error::Write(write) => write.code(),
+                        Error::Identity(_) => None,
+                    };
+                    if !refused(code) {
+                        return Err(err);
+                    }
+                    let component = units[index].0.clone().unwrap_or_else(|| self.name.clone());
+                    let decision = Decision::SwitchRefused {
+                        to: before.active_slot.as_deref().and_then(Slot::parse),
+                        revision: before.active_revision.clone(),
+                        switched_at: before.switched_at.as_ref().map(|t| t.0),
+                        failed: revision.to_owned(),
+                        reason: AbortReason::SwitchRefused {
+                            component,
+                            service,
+                            message: err.to_string(),
+                        },
+                    };
+                    let mut recorded = self.status();
+                    super::status::update_status(
+                        &mut recorded,
+                        &self.desired,
+                        &decision,
+                        &self.images,
+                        self.now,
+                    );
+                    self.save(recorded, &decision).await?;
+                    if let Decision::SwitchRefused { reason, .. } = &decision {
+                        self.event(
+                            EventType::Warning,
+                            reason.reason(),
+                            reason.message(revision),
+                        )
+                        .await;
+                    }
+                    return Ok(String::new());
+                }
+            }
+        }
+        Ok(units
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect::<Vec<_>>()
+            .join(", "))
+    }
+
     /// Sets the slot key of `service`'s selector (one key of an atomic map: a merge patch), and
     /// in the same patch the release label, which its EndpointSlices inherit: the controller
     /// caches only slices with that label.
@@ -476,15 +642,26 @@ impl Actor<'_> {
         Ok(())
     }
 
-    /// Server-side applies the slot Deployment of `slot` at `revision` with `replicas`.
-    async fn apply_slot(&mut self, slot: Slot, revision: &str, replicas: i32) -> Result<(), Error> {
-        let deployment = slot_deployment(&self.bgr, slot, &self.template, revision, replicas);
-        let name = slot_deployment_name(&self.name, slot);
+    /// Server-side applies unit `index`'s Deployment of `slot` at `revision` with `replicas`.
+    async fn apply_slot(
+        &mut self,
+        index: usize,
+        slot: Slot,
+        revision: &str,
+        replicas: i32,
+    ) -> Result<(), Error> {
+        let units = self.bgr.spec.units();
+        let component = units.get(index).and_then(|u| u.name);
+        let Some(template) = self.templates.get(index) else {
+            return Ok(());
+        };
+        let deployment = slot_deployment(&self.bgr, component, slot, template, revision, replicas);
+        let name = component_deployment_name(&self.name, component, slot);
         let api = self.target_writer.api::<Deployment>(&self.namespace);
         self.target_writer
             .patch(&api, &name, &Patch::Apply(&deployment), "deployment")
             .await?;
-        let view = self.cluster.slot_mut(slot);
+        let view = self.cluster.component_mut(index).slot_mut(slot);
         view.exists = true;
         view.revision = Some(revision.to_owned());
         view.spec_replicas = replicas;
@@ -494,8 +671,10 @@ impl Actor<'_> {
 
     /// Sets `spec.replicas` of a slot Deployment through its scale subresource (a Deployment
     /// already gone needs no scaling).
-    async fn scale_slot(&mut self, slot: Slot, replicas: i32) -> Result<(), Error> {
-        let name = slot_deployment_name(&self.name, slot);
+    async fn scale_slot(&mut self, index: usize, slot: Slot, replicas: i32) -> Result<(), Error> {
+        let units = self.bgr.spec.units();
+        let component = units.get(index).and_then(|u| u.name);
+        let name = component_deployment_name(&self.name, component, slot);
         let api = self.target_writer.api::<Deployment>(&self.namespace);
         match self
             .target_writer
@@ -511,7 +690,10 @@ impl Actor<'_> {
             Err(err) if err.not_found() => {}
             Err(err) => return Err(err.into()),
         }
-        let view = self.cluster.slot_mut(slot);
+        let view = self.cluster.component_mut(index).slot_mut(slot);
+        if !view.exists {
+            return Ok(());
+        }
         if replicas > view.spec_replicas {
             view.available = false;
         }
@@ -604,6 +786,23 @@ impl Actor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_switch_is_undone_last_first() {
+        let switched = [(2, Some(Slot::Blue)), (1, Some(Slot::Blue)), (0, None)];
+        assert_eq!(revert_plan(&switched), [(1, Slot::Blue), (2, Slot::Blue)]);
+        assert!(revert_plan(&[]).is_empty());
+    }
+
+    #[test]
+    fn only_a_lasting_refusal_gives_the_switch_up() {
+        for code in [400, 403, 404, 422] {
+            assert!(refused(Some(code)), "{code}");
+        }
+        for code in [Some(409), Some(429), Some(500), Some(503), None] {
+            assert!(!refused(code), "{code:?}");
+        }
+    }
 
     #[test]
     fn switch_results_name_the_direction() {

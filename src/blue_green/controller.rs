@@ -44,10 +44,10 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
 use super::act::{self, Actor, Switches};
-use super::decide::{self, images, problems, revision};
+use super::decide::{self, problems, stack_images, stack_revision};
 use super::observe::{
-    self, Caches, Observed, ReleaseState, SERVICE_NAME_LABEL, owner_of, services_named,
-    validation_journals,
+    self, Caches, Observed, ReleaseState, SERVICE_NAME_LABEL, active_services, owner_of,
+    services_named, validation_journals,
 };
 use super::status;
 use super::types::BlueGreenRelease;
@@ -173,7 +173,7 @@ pub async fn run(
             .watches_stream(slice_stream, move |slice: EndpointSlice| {
                 let service = slice.labels().get(SERVICE_NAME_LABEL).cloned();
                 runtime::referrers(&by_slice, slice.namespace(), |bgr| {
-                    Some(&bgr.spec.services.active) == service.as_ref()
+                    active_services(bgr).any(|active| Some(active) == service.as_deref())
                 })
             })
             .watches_stream(deployment_stream, |d: Deployment| {
@@ -231,10 +231,12 @@ async fn reconcile(bgr: Arc<BlueGreenRelease>, state: Arc<State>) -> Result<Acti
     let Some(bgr) = observe::release(caches, &ctx.client, bgr).await? else {
         return Ok(Action::await_change());
     };
-    let template = bgr.spec.template.decode().ok();
-    let observed = Observed::read(caches, &ctx.client, &bgr, template.as_ref()).await?;
+    let units = bgr.spec.units();
+    let decoded: Vec<_> = units.iter().map(|u| u.template.decode().ok()).collect();
+    let observed = Observed::read(caches, &ctx.client, &bgr, &decoded).await?;
     let problems = problems(&bgr, &observed);
-    let Some(template) = template.filter(|_| problems.is_empty()) else {
+    let templates: Option<Vec<_>> = decoded.into_iter().collect();
+    let Some(templates) = templates.filter(|t| problems.is_empty() && !t.is_empty()) else {
         runtime::settle(
             &ctx,
             NAME,
@@ -248,7 +250,8 @@ async fn reconcile(bgr: Arc<BlueGreenRelease>, state: Arc<State>) -> Result<Acti
         return Ok(Action::await_change());
     };
     let cluster = observe::cluster(caches, &bgr, &observed).await?;
-    let desired = revision(&template);
+    let named: Vec<_> = units.iter().map(|u| u.name).zip(&templates).collect();
+    let desired = stack_revision(&named);
     let writer = Writer::new(&ctx, NAME);
     // The slot Deployments and Services are changed with the release's rights.
     let identity = ctx.identities.of(
@@ -263,11 +266,11 @@ async fn reconcile(bgr: Arc<BlueGreenRelease>, state: Arc<State>) -> Result<Acti
         target_writer: targets,
         written: &caches.written,
         switches: &state.switches,
-        images: images(&template),
+        images: stack_images(&templates),
         bgr: bgr.as_ref().clone(),
         namespace: bgr.namespace().unwrap_or_default(),
         name: bgr.name_any(),
-        template,
+        templates,
         desired,
         cluster,
         written_status: bgr.status.clone(),

@@ -9,7 +9,7 @@ pub mod observe;
 pub mod status;
 pub mod types;
 
-pub use decide::revision;
+pub use decide::{revision, spec_revision};
 pub use types::*;
 
 /// The controller's name in logs, metrics, Events and writes.

@@ -17,7 +17,9 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 
-use super::types::{BlueGreenRelease, BlueGreenReleaseSpec, BlueGreenReleaseStatus, ReleaseRecord};
+use super::types::{
+    BlueGreenRelease, BlueGreenReleaseSpec, BlueGreenReleaseStatus, ReleaseRecord, Unit,
+};
 use crate::kubectl::{RolloutStatus, deployment_rollout_status};
 use crate::maintenance_window::MaintenanceWindow;
 use crate::runbook_run::{RunbookRun, StepPhase, StepStatus};
@@ -112,6 +114,20 @@ fn bounded(text: &str, max: usize) -> String {
 /// shortened with a hash, the slot suffix is always kept).
 pub fn slot_deployment_name(release: &str, slot: Slot) -> String {
     format!("{}-{slot}", bounded(release, MAX_NAME - 6))
+}
+
+/// The name of a component's slot Deployment: `<release>-<slot>` for the single-template form
+/// (`component` `None`, [`slot_deployment_name`]), `<release>-<component>-<slot>` for a stack's
+/// component (a release name too long for that is shortened with a hash; the component and
+/// slot are always kept).
+pub fn component_deployment_name(release: &str, component: Option<&str>, slot: Slot) -> String {
+    match component {
+        None => slot_deployment_name(release, slot),
+        Some(component) => format!(
+            "{}-{component}-{slot}",
+            bounded(release, MAX_NAME.saturating_sub(7 + component.len()))
+        ),
+    }
 }
 
 /// The value of [`RELEASE_LABEL`](crate::well_known::RELEASE_LABEL) for a release: its name,
@@ -241,25 +257,22 @@ pub fn selector_slot(selector: Option<&BTreeMap<String, String>>, key: &str) -> 
         .and_then(|value| Slot::parse(value))
 }
 
-/// Everything the decision reads from the cluster besides the release itself.
+/// One component in the cluster: its slot Deployments and its Services.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Cluster {
-    /// `<name>-blue`.
+pub struct ComponentView {
+    /// Its blue Deployment.
     pub blue: SlotView,
-    /// `<name>-green`.
+    /// Its green Deployment.
     pub green: SlotView,
-    /// The active Service's EndpointSlices.
+    /// Its active Service's EndpointSlices.
     pub endpoints: EndpointView,
-    /// The slot the active Service's selector names ([`selector_slot`]).
+    /// The slot its active Service's selector names ([`selector_slot`]).
     pub service_slot: Option<Slot>,
-    /// The slot the preview Service's selector names (ignored without a preview Service).
+    /// The slot its preview Service's selector names (ignored without a preview Service).
     pub preview_service_slot: Option<Slot>,
-    /// A MaintenanceWindow matching `requiresMaintenanceWindow` is Active (ignored when the
-    /// release does not require one).
-    pub window_open: bool,
 }
 
-impl Cluster {
+impl ComponentView {
     /// The view of one slot.
     pub fn slot(&self, slot: Slot) -> &SlotView {
         match slot {
@@ -274,6 +287,46 @@ impl Cluster {
             Slot::Blue => &mut self.blue,
             Slot::Green => &mut self.green,
         }
+    }
+}
+
+/// Everything the decision reads from the cluster besides the release itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    /// Each component, in declared order (one for the single-template form). A component
+    /// the list is too short for reads as absent (no Deployments, Services naming no slot).
+    pub components: Vec<ComponentView>,
+    /// A MaintenanceWindow matching `requiresMaintenanceWindow` is Active (ignored when the
+    /// release does not require one).
+    pub window_open: bool,
+}
+
+impl Default for Cluster {
+    /// One absent component.
+    fn default() -> Self {
+        Self {
+            components: vec![ComponentView::default()],
+            window_open: false,
+        }
+    }
+}
+
+/// An absent component.
+static ABSENT: std::sync::LazyLock<ComponentView> =
+    std::sync::LazyLock::new(ComponentView::default);
+
+impl Cluster {
+    /// Component `index` (an absent one past the end of the list).
+    pub fn component(&self, index: usize) -> &ComponentView {
+        self.components.get(index).unwrap_or(&ABSENT)
+    }
+
+    /// Component `index`, to change (the list grows as needed).
+    pub fn component_mut(&mut self, index: usize) -> &mut ComponentView {
+        if self.components.len() <= index {
+            self.components.resize(index + 1, ComponentView::default());
+        }
+        &mut self.components[index]
     }
 }
 
@@ -515,15 +568,27 @@ pub struct Caches {
     pub written: runtime::Written,
 }
 
-/// The Services a release names, each with the field that names it.
-pub fn services_named(bgr: &BlueGreenRelease) -> impl Iterator<Item = (&'static str, &str)> {
-    let services = &bgr.spec.services;
-    std::iter::once(("spec.services.active", services.active.as_str())).chain(
-        services
-            .preview
-            .as_deref()
-            .map(|p| ("spec.services.preview", p)),
-    )
+/// Every Service a release names (each component's active and preview Service), each with
+/// the field that names it (`spec.services.active`, `spec.components[1].services.preview`).
+/// The one place that lists them: the reads, the watches and the cache filter use it.
+pub fn services_named(bgr: &BlueGreenRelease) -> impl Iterator<Item = (String, &str)> {
+    bgr.spec.units().into_iter().flat_map(|unit| {
+        let services = unit.services;
+        std::iter::once((unit.field("services.active"), services.active.as_str())).chain(
+            services
+                .preview
+                .as_deref()
+                .map(|p| (unit.field("services.preview"), p)),
+        )
+    })
+}
+
+/// The active Services of a release, in declared order.
+pub fn active_services(bgr: &BlueGreenRelease) -> impl Iterator<Item = &str> {
+    bgr.spec
+        .units()
+        .into_iter()
+        .map(|unit| unit.services.active.as_str())
 }
 
 /// The release as this controller last wrote it or newer (`None`: it is gone).
@@ -543,21 +608,22 @@ pub struct Observed {
     /// Each named Service as the API server has it (`None`: it does not exist).
     pub services: BTreeMap<String, Option<Arc<Service>>>,
     /// Services named by the release that do not exist, with the field path.
-    pub missing_services: Vec<(&'static str, String)>,
-    /// Selector keys of the named Services (other than the slot key) that the template's
-    /// labels do not carry with the same value: (field, service, key, value).
-    pub unmatched_selectors: Vec<(&'static str, String, String, String)>,
+    pub missing_services: Vec<(String, String)>,
+    /// Selector keys of the named Services (other than the slot key) that the component's
+    /// template labels do not carry with the same value: (template field, service field,
+    /// service, key, value).
+    pub unmatched_selectors: Vec<(String, String, String, String, String)>,
 }
 
 impl Observed {
     /// Reads the Services `bgr` names (a cached copy older than this controller's own last
     /// write of it, or one not cached, is read from the API server) and how they fit
-    /// `template`.
+    /// `templates` (each unit's decoded template, in declared order).
     pub async fn read(
         caches: &Caches,
         client: &kube::Client,
         bgr: &BlueGreenRelease,
-        template: Option<&PodTemplateSpec>,
+        templates: &[Option<PodTemplateSpec>],
     ) -> Result<Self, Error> {
         caches
             .services
@@ -589,14 +655,14 @@ impl Observed {
             };
             services.insert(name.to_owned(), found);
         }
-        Ok(Self::from_services(bgr, services, template))
+        Ok(Self::from_services(bgr, services, templates))
     }
 
-    /// How the Services found fit the release.
+    /// How the Services found fit the release (`templates`: each unit's decoded template).
     pub fn from_services(
         bgr: &BlueGreenRelease,
         services: BTreeMap<String, Option<Arc<Service>>>,
-        template: Option<&PodTemplateSpec>,
+        templates: &[Option<PodTemplateSpec>],
     ) -> Self {
         let slot_key = slot_label(&bgr.spec).to_owned();
         let mut observed = Self {
@@ -604,14 +670,26 @@ impl Observed {
             missing_services: Vec::new(),
             unmatched_selectors: Vec::new(),
         };
-        for (field, name) in services_named(bgr) {
-            match observed.service(name) {
-                None => observed.missing_services.push((field, name.to_owned())),
-                Some(svc) => {
-                    for (key, value) in unmatched(&svc, &slot_key, template) {
-                        observed
-                            .unmatched_selectors
-                            .push((field, name.to_owned(), key, value));
+        for unit in bgr.spec.units() {
+            let template = templates.get(unit.index).and_then(Option::as_ref);
+            let services = unit.services;
+            let named = std::iter::once(("services.active", services.active.as_str()))
+                .chain(services.preview.as_deref().map(|p| ("services.preview", p)));
+            for (field, name) in named {
+                match observed.service(name) {
+                    None => observed
+                        .missing_services
+                        .push((unit.field(field), name.to_owned())),
+                    Some(svc) => {
+                        for (key, value) in unmatched(&svc, &slot_key, template) {
+                            observed.unmatched_selectors.push((
+                                unit.field("template.metadata.labels"),
+                                unit.field(field),
+                                name.to_owned(),
+                                key,
+                                value,
+                            ));
+                        }
                     }
                 }
             }
@@ -684,39 +762,12 @@ pub async fn cluster(
     let namespace = bgr.namespace().unwrap_or_default();
     let name = bgr.name_any();
     let slot_key = slot_label(&bgr.spec);
-    let slot_view = |slot: Slot| {
-        SlotView::observe(
-            caches
-                .deployments
-                .store
-                .get(&ObjectRef::new(&slot_deployment_name(&name, slot)).within(&namespace))
-                .as_deref(),
-        )
-    };
-    let active_service = observed.service(&bgr.spec.services.active);
-    let slices: Vec<_> = caches
-        .slices
-        .store
-        .state()
+    let components = bgr
+        .spec
+        .units()
         .into_iter()
-        .filter(|s| {
-            s.namespace().as_deref() == Some(namespace.as_str())
-                && s.labels().get(SERVICE_NAME_LABEL) == Some(&bgr.spec.services.active)
-        })
+        .map(|unit| component_view(caches, observed, &namespace, &name, slot_key, &unit))
         .collect();
-    let prefixes = Slot::ALL.map(|slot| (slot, format!("{}-", slot_deployment_name(&name, slot))));
-    let slot_of = |endpoint: &Endpoint| {
-        let pod = endpoint.target_ref.as_ref()?;
-        if pod.kind.as_deref() != Some("Pod") {
-            return None;
-        }
-        let pod_name = pod.name.as_deref()?;
-        prefixes
-            .iter()
-            .find(|(_, prefix)| pod_name.starts_with(prefix.as_str()))
-            .map(|(slot, _)| *slot)
-    };
-    let endpoints = EndpointView::from_slices(slices.iter().map(|s| s.as_ref()), slot_of);
     let window_open = match &bgr.spec.requires_maintenance_window {
         None => true,
         Some(requirement) => {
@@ -733,20 +784,69 @@ pub async fn cluster(
             )
         }
     };
-    let preview_service = bgr
-        .spec
+    Ok(Cluster {
+        components,
+        window_open,
+    })
+}
+
+/// One component of a release as the caches show it: its slot Deployments, its active
+/// Service's EndpointSlices (an endpoint's slot is told by its pod's name, which starts with
+/// the slot Deployment's), and where its Services point.
+fn component_view(
+    caches: &Caches,
+    observed: &Observed,
+    namespace: &str,
+    release: &str,
+    slot_key: &str,
+    unit: &Unit<'_>,
+) -> ComponentView {
+    let deployment = |slot: Slot| component_deployment_name(release, unit.name, slot);
+    let slot_view = |slot: Slot| {
+        SlotView::observe(
+            caches
+                .deployments
+                .store
+                .get(&ObjectRef::new(&deployment(slot)).within(namespace))
+                .as_deref(),
+        )
+    };
+    let active = &unit.services.active;
+    let slices: Vec<_> = caches
+        .slices
+        .store
+        .state()
+        .into_iter()
+        .filter(|s| {
+            s.namespace().as_deref() == Some(namespace)
+                && s.labels().get(SERVICE_NAME_LABEL) == Some(active)
+        })
+        .collect();
+    let prefixes = Slot::ALL.map(|slot| (slot, format!("{}-", deployment(slot))));
+    let slot_of = |endpoint: &Endpoint| {
+        let pod = endpoint.target_ref.as_ref()?;
+        if pod.kind.as_deref() != Some("Pod") {
+            return None;
+        }
+        let pod_name = pod.name.as_deref()?;
+        prefixes
+            .iter()
+            .find(|(_, prefix)| pod_name.starts_with(prefix.as_str()))
+            .map(|(slot, _)| *slot)
+    };
+    let endpoints = EndpointView::from_slices(slices.iter().map(|s| s.as_ref()), slot_of);
+    let preview = unit
         .services
         .preview
         .as_deref()
         .and_then(|preview| observed.service(preview));
-    Ok(Cluster {
+    ComponentView {
         blue: slot_view(Slot::Blue),
         green: slot_view(Slot::Green),
         endpoints,
-        service_slot: service_slot(active_service.as_deref(), slot_key),
-        preview_service_slot: service_slot(preview_service.as_deref(), slot_key),
-        window_open,
-    })
+        service_slot: service_slot(observed.service(active).as_deref(), slot_key),
+        preview_service_slot: service_slot(preview.as_deref(), slot_key),
+    }
 }
 
 /// The journals of `revision`'s validation runs (prePromotion's, then postPromotion's), as

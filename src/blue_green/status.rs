@@ -6,8 +6,10 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 
 use super::decide::{Decision, ScaleReason, slot_selector};
-use super::observe::{Cluster, ReleaseResult, Slot};
-use super::types::{BlueGreenRelease, BlueGreenReleaseStatus, Phase, ReleaseRecord};
+use super::observe::{Cluster, ReleaseResult, Slot, SlotView};
+use super::types::{
+    BlueGreenRelease, BlueGreenReleaseStatus, ComponentStatus, Phase, ReleaseRecord,
+};
 use crate::conditions::{self, Desired, Status};
 use crate::runbook_run::StepStatus;
 use crate::step::Step;
@@ -202,6 +204,19 @@ pub fn update_status(
             status.switched_at = None;
             status.scale_down_at = None;
         }
+        Decision::SwitchRefused {
+            to,
+            revision,
+            switched_at,
+            failed,
+            ..
+        } => {
+            close_record(&mut status.history, failed, ReleaseResult::Aborted, now);
+            status.active_slot = to.map(|slot| slot.as_str().to_owned());
+            status.active_revision = revision.clone();
+            status.switched_at = switched_at.map(MicroTime);
+            status.scale_down_at = None;
+        }
         Decision::ScaleSlot {
             reason: ScaleReason::Standby | ScaleReason::Aborted,
             ..
@@ -256,10 +271,41 @@ pub fn status(
     now: &Time,
 ) -> BlueGreenReleaseStatus {
     let active = recorded.active_slot.as_deref().and_then(Slot::parse);
-    let view = active.map(|slot| cluster.slot(slot));
+    let units = release.spec.units();
+    let views: Vec<_> = units.iter().map(|u| cluster.component(u.index)).collect();
+    // The active slot of the whole stack: sums, and available when every component is.
+    let view = active.map(|slot| {
+        let each = views.iter().map(|c| c.slot(slot));
+        SlotView {
+            exists: true,
+            revision: None,
+            spec_replicas: each.clone().map(|v| v.spec_replicas).sum(),
+            ready_replicas: each.clone().map(|v| v.ready_replicas).sum(),
+            available: each.clone().all(|v| v.available),
+        }
+    });
     recorded.observed_generation = release.metadata.generation;
-    recorded.replicas = view.map(|v| v.spec_replicas);
-    recorded.ready_replicas = view.map(|v| v.ready_replicas);
+    recorded.replicas = view.as_ref().map(|v| v.spec_replicas);
+    recorded.ready_replicas = view.as_ref().map(|v| v.ready_replicas);
+    recorded.component_count = i32::try_from(units.len()).ok();
+    recorded.components = units
+        .iter()
+        .zip(&views)
+        .filter_map(|(unit, component)| {
+            let name = unit.name?;
+            let serving = component.service_slot.map(|slot| component.slot(slot));
+            Some(ComponentStatus {
+                name: name.to_owned(),
+                active_slot: component.service_slot.map(|s| s.as_str().to_owned()),
+                replicas: serving.map(|v| v.spec_replicas),
+                ready_replicas: serving.map(|v| v.ready_replicas),
+                ready: active.is_some()
+                    && component.service_slot == active
+                    && serving.is_some_and(|v| v.available),
+            })
+        })
+        .collect();
+    let view = view.as_ref();
     recorded.selector = active.map(|slot| {
         slot_selector(release, slot)
             .iter()
@@ -345,6 +391,11 @@ fn degraded(
             revision, reason, ..
         }
         | Decision::SwitchBack {
+            failed: revision,
+            reason,
+            ..
+        }
+        | Decision::SwitchRefused {
             failed: revision,
             reason,
             ..

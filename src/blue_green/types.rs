@@ -54,6 +54,13 @@ use crate::step::{MAX_STEPS, Step};
         description = "Ready condition: the spec is valid and settled"
     ),
     printcolumn(
+        name = "Components",
+        type_ = "integer",
+        json_path = ".status.componentCount",
+        description = "Components of the release (1 for the single-template form)",
+        priority = 1
+    ),
+    printcolumn(
         name = "Replicas",
         type_ = "integer",
         json_path = ".status.replicas",
@@ -75,22 +82,38 @@ use crate::step::{MAX_STEPS, Step};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.slotLabel) == has(oldSelf.slotLabel) && (!has(self.slotLabel) || self.slotLabel == oldSelf.slotLabel)").message("spec.slotLabel cannot change once the release exists: both slot Deployments' selectors and the Services' selectors use it; to use another slot label, create a new release").field_path(".slotLabel"))]
+#[x_kube(validation = Rule::new("has(self.components) && size(self.components) > 0 ? !has(self.template) && !has(self.replicas) && !has(self.services) : has(self.template) && has(self.replicas) && has(self.services)").message("set either template, replicas and services (one Deployment per slot) or components (a stack), not both"))]
+#[x_kube(validation = Rule::new("!has(self.components) || self.components.all(c, self.components.exists_one(d, d.name == c.name))").message("component names must be unique within spec.components").field_path(".components"))]
 /// Specification of a BlueGreenRelease.
 pub struct BlueGreenReleaseSpec {
-    /// Replicas of the active slot.
+    /// Replicas of the active slot (the single-template form; with `components`, each
+    /// component has its own). This is the scale subresource's field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
-    pub replicas: i32,
-    /// The pod template (a core/v1 PodTemplateSpec) both slot Deployments are made from; a
-    /// change is a new revision.
-    pub template: Embedded<PodTemplateSpec>,
+    pub replicas: Option<i32>,
+    /// The pod template (a core/v1 PodTemplateSpec) both slot Deployments `<name>-blue` and
+    /// `<name>-green` are made from; a change is a new revision. Set either `template`,
+    /// `replicas` and `services` (one Deployment per slot), or `components` (a stack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Embedded<PodTemplateSpec>>,
+    /// A stack released as one: each component is a pod template with its own replicas and
+    /// Services, rolled into the idle slot together (Deployments
+    /// `<name>-<component>-<slot>`), validated together, and switched together (every
+    /// component's active Service, in `strategy.switchOrder`). A change to any component is a
+    /// new revision of the whole stack. Instead of `template`, `replicas` and `services`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_COMPONENTS))]
+    pub components: Vec<Component>,
     /// Label key whose value (`blue` or `green`) tells the slots apart (default
     /// `ops.runbook.dev/slot`). Immutable: set it when the release is created; to use another
     /// key, create a new release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 316))]
     pub slot_label: Option<String>,
-    /// The existing Services whose selector's slot key the operator sets.
-    pub services: ReleaseServices,
+    /// The existing Services whose selector's slot key the operator sets (the
+    /// single-template form; with `components`, each component names its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<ReleaseServices>,
     /// How promotion happens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<ReleaseStrategy>,
@@ -119,6 +142,47 @@ pub struct BlueGreenReleaseSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = crate::notifications::MAX_RULES))]
     pub notifications: Vec<crate::notifications::Notification>,
+}
+
+/// Most components a release may hold.
+pub const MAX_COMPONENTS: usize = 16;
+/// Longest component name: `<release>-<component>-<slot>` then still leaves the release name
+/// most of a Deployment name.
+pub const MAX_COMPONENT_NAME: usize = 40;
+
+/// One component of a stack: a pod template with its own replicas and Services.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Component {
+    /// The component's name (a DNS label, unique in the release): its slot Deployments are
+    /// `<release>-<name>-blue` and `<release>-<name>-green`, and their pods carry the label
+    /// `ops.runbook.dev/component: <name>`.
+    #[schemars(
+        length(min = 1, max = MAX_COMPONENT_NAME),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Replicas of the component in the active slot.
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    /// The component's pod template (a core/v1 PodTemplateSpec).
+    pub template: Embedded<PodTemplateSpec>,
+    /// The component's existing Services: `active` follows the stack's active slot, `preview`
+    /// the slot under validation.
+    pub services: ReleaseServices,
+}
+
+/// The order the components' active Services are switched in.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum SwitchOrder {
+    /// The order `components` lists them in.
+    #[default]
+    Declared,
+    /// The reverse: with components listed front to back (interface first), their
+    /// dependencies switch first.
+    Reverse,
 }
 
 /// Services of a release (same namespace).
@@ -160,7 +224,8 @@ pub struct ReleaseStrategy {
     /// At most `8760h` (one year).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_deadline: Option<Duration>,
-    /// Replicas the old slot keeps after scale-down (default 0).
+    /// Replicas the old slot keeps after scale-down (default 0; per component at most its
+    /// replicas).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub standby_replicas: Option<i32>,
@@ -182,6 +247,38 @@ pub struct ReleaseStrategy {
     /// `requiresMaintenanceWindow` to be open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_requires_window: Option<bool>,
+    /// Replicas the new slot runs with until promotion (per component at most its replicas;
+    /// default: all of them). Before the switch it is scaled to full size, and the switch waits
+    /// until it is fully available (Argo Rollouts' `previewReplicaCount`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub preview_replicas: Option<i32>,
+    /// The order the components' active Services switch in: `Declared` (default) or
+    /// `Reverse`. A switch back and a rollback use the same order. Kubernetes has no
+    /// multi-object write, so during a switch the Services switched so far (a prefix of
+    /// this order) select the new slot and the rest the old one; each selects only a slot
+    /// with ready pods of its component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch_order: Option<SwitchOrder>,
+}
+
+/// Where one component of a stack stands.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentStatus {
+    /// The component's name.
+    pub name: String,
+    /// The slot its active Service's selector names (unset: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_slot: Option<String>,
+    /// Replicas of its Deployment in that slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Ready replicas of its Deployment in that slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// Its Service selects the release's active slot and that Deployment is fully available.
+    pub ready: bool,
 }
 
 /// One past release.
@@ -320,12 +417,20 @@ pub struct BlueGreenReleaseStatus {
     /// message to one per event across restarts and replicas.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sent_notifications: Vec<crate::notifications::SentNotification>,
-    /// Replicas of the active slot (scale subresource).
+    /// Replicas of the active slot (scale subresource); with `components`, the sum over all
+    /// components (see `components` for each).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
-    /// Ready replicas of the active slot.
+    /// Ready replicas of the active slot; with `components`, the sum over all components.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<i32>,
+    /// How many components the release holds (1 for the single-template form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component_count: Option<i32>,
+    /// Each component of a stack (empty for the single-template form), in declared order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_COMPONENTS))]
+    pub components: Vec<ComponentStatus>,
     /// Label selector of the active slot's pods (scale subresource, for an HPA).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
@@ -362,3 +467,73 @@ pub struct PreferredAntiAffinity {
 /// A required anti-affinity (no fields: `{}`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 pub struct RequiredAntiAffinity {}
+/// One component as the operator handles it: a stack's component, or the single-template form
+/// (no name). See [`BlueGreenReleaseSpec::units`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Unit<'a> {
+    /// The component's name; `None` for the single-template form.
+    pub name: Option<&'a str>,
+    /// Its index in `spec.components` (0 for the single-template form).
+    pub index: usize,
+    /// Replicas in the active slot.
+    pub replicas: i32,
+    /// Its pod template.
+    pub template: &'a Embedded<PodTemplateSpec>,
+    /// Its Services.
+    pub services: &'a ReleaseServices,
+}
+
+impl Unit<'_> {
+    /// The path of the field holding this unit's `field` (`template`, `services.active`, ...):
+    /// `spec.<field>` or `spec.components[<i>].<field>`.
+    pub fn field(&self, field: &str) -> String {
+        match self.name {
+            None => format!("spec.{field}"),
+            Some(_) => format!("spec.components[{}].{field}", self.index),
+        }
+    }
+}
+
+impl BlueGreenReleaseSpec {
+    /// The components the operator handles, in declared order: `spec.components`, or the
+    /// single-template form as one unnamed unit. Empty when neither form is complete (an
+    /// invalid spec, reported by [`problems`](super::decide::problems)).
+    pub fn units(&self) -> Vec<Unit<'_>> {
+        if !self.components.is_empty() {
+            return self
+                .components
+                .iter()
+                .enumerate()
+                .map(|(index, c)| Unit {
+                    name: Some(c.name.as_str()),
+                    index,
+                    replicas: c.replicas,
+                    template: &c.template,
+                    services: &c.services,
+                })
+                .collect();
+        }
+        match (&self.template, &self.services) {
+            (Some(template), Some(services)) => vec![Unit {
+                name: None,
+                index: 0,
+                replicas: self.replicas.unwrap_or(1),
+                template,
+                services,
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The switch order of the units: indices into [`units`](Self::units).
+    pub fn switch_order(&self) -> Vec<usize> {
+        let count = self.units().len();
+        let reverse =
+            self.strategy.as_ref().and_then(|s| s.switch_order) == Some(SwitchOrder::Reverse);
+        if reverse {
+            (0..count).rev().collect()
+        } else {
+            (0..count).collect()
+        }
+    }
+}

@@ -865,8 +865,23 @@ pub fn release(
     let possible = |request| release_request(release, request, None).is_ok();
     ReleaseView {
         phase: status.phase.map_or("Unknown", |p| p.as_str()).to_owned(),
-        active_service: release.spec.services.active.clone(),
-        preview_service: release.spec.services.preview.clone(),
+        active_service: release
+            .spec
+            .units()
+            .iter()
+            .map(|u| u.services.active.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        preview_service: Some(
+            release
+                .spec
+                .units()
+                .iter()
+                .filter_map(|u| u.services.preview.as_deref())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+        .filter(|p| !p.is_empty()),
         active_slot: status.active_slot.clone(),
         preview_slot: status.preview_slot.clone(),
         active_revision: status.active_revision.clone(),

@@ -381,7 +381,7 @@ fn release(auto: bool, status: Value, annotations: Value) -> BlueGreenRelease {
 fn promote_and_abort_name_the_revision_of_the_current_template() {
     let probe = release(false, json!({}), json!({}));
     let r2 = release_revision(&probe).unwrap();
-    let template = probe.spec.template.decode().unwrap();
+    let template = probe.spec.template.as_ref().unwrap().decode().unwrap();
     assert_eq!(r2, crate::blue_green::revision(&template));
     let awaiting = release(
         false,

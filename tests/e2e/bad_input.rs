@@ -696,5 +696,5 @@ async fn blue_green_release_with_negative_replicas_is_refused_at_apply() {
         .get("fine")
         .await
         .expect("get release");
-    assert_eq!(fine.spec.replicas, 2);
+    assert_eq!(fine.spec.replicas, Some(2));
 }

@@ -35,6 +35,7 @@ mod rbac;
 mod release_controls;
 mod restore;
 mod sinks_support;
+mod stack;
 mod steps;
 mod support;
 mod tenancy;

@@ -6,7 +6,7 @@ use crate::blue_green::observe::{ReleaseResult, Slot, Stage};
 use crate::blue_green::types::Phase;
 use crate::well_known::{ABORT_ANNOTATION, PROMOTE_ANNOTATION};
 
-use super::settings::SpecError;
+use super::settings::{Size, SpecError};
 
 /// Why a release is stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +25,16 @@ pub enum AbortReason {
         /// The deadline that passed.
         deadline: Timestamp,
     },
+    /// A component's active Service refused the switch; the Services already switched were
+    /// switched back.
+    SwitchRefused {
+        /// The component (its name, or the release's for the single-template form).
+        component: String,
+        /// The Service that refused.
+        service: String,
+        /// What the API server said.
+        message: String,
+    },
 }
 
 impl AbortReason {
@@ -39,6 +49,7 @@ impl AbortReason {
                 stage: Stage::Post, ..
             } => "PostPromotionFailed",
             AbortReason::ProgressDeadline { .. } => "ProgressDeadlineExceeded",
+            AbortReason::SwitchRefused { .. } => "SwitchRefused",
         }
     }
 
@@ -55,6 +66,13 @@ impl AbortReason {
             AbortReason::ProgressDeadline { deadline } => {
                 format!("revision {revision} was not available by its progress deadline {deadline}")
             }
+            AbortReason::SwitchRefused {
+                component,
+                service,
+                message,
+            } => format!(
+                "switching revision {revision}: Service {service} of component {component} refused the selector patch ({message}); the Services switched before it were switched back, so the whole stack still serves the previous slot. Fix the cause (the release's ServiceAccount's rights on that Service, or an admission policy), then change the template to release again"
+            ),
         }
     }
 }
@@ -122,6 +140,9 @@ pub enum ScaleReason {
     Aborted,
     /// The old slot is brought back to full size so traffic can switch back to it.
     SwitchBack,
+    /// The new slot, run at `previewReplicas` during validation, goes to full size before
+    /// the switch.
+    Promotion,
 }
 
 /// What the controller should do now. *Actions* change the cluster or status and are followed
@@ -182,16 +203,16 @@ pub enum Decision {
         slot: Slot,
         /// The revision of the current template.
         revision: String,
-        /// `spec.replicas`.
-        replicas: i32,
+        /// The size each component's Deployment gets.
+        size: Size,
     },
     /// Action: set only `spec.replicas` of a slot Deployment (through its scale subresource;
     /// a server-side apply of just that field would drop the template the operator owns).
     ScaleSlot {
         /// The slot.
         slot: Slot,
-        /// The new count.
-        replicas: i32,
+        /// The new size of each component's Deployment.
+        size: Size,
         /// Why.
         reason: ScaleReason,
     },
@@ -283,6 +304,23 @@ pub enum Decision {
         slot: Slot,
         /// `switchedAt + min(scaleDownDelay, MAX_DRAIN)`.
         until: Timestamp,
+    },
+    /// Action, never decided by [`decide`](super::decide) but recorded by the controller when
+    /// a component's active Service refused [`Decision::SwitchTraffic`] part-way and the
+    /// Services already switched were switched back: put back in status the slot, revision and
+    /// switch time from before the switch (`to`, `revision`, `switched_at`), close `failed` as
+    /// Aborted, Degraded naming the component and Service.
+    SwitchRefused {
+        /// The slot serving before the switch (unset: none, a first release).
+        to: Option<Slot>,
+        /// Its revision.
+        revision: Option<String>,
+        /// Its `switchedAt`.
+        switched_at: Option<Timestamp>,
+        /// The revision whose switch was refused.
+        failed: String,
+        /// [`AbortReason::SwitchRefused`].
+        reason: AbortReason,
     },
     /// Wait for `slot` to be fully available (its Deployment's status wakes the controller),
     /// or until `deadline`, the progress deadline.
@@ -397,6 +435,10 @@ impl Decision {
             | WaitForEndpoints { back: false, .. }
             | CloseRelease { .. } => Phase::Promoting,
             ScaleSlot {
+                reason: ScaleReason::Promotion,
+                ..
+            } => Phase::Promoting,
+            ScaleSlot {
                 reason: ScaleReason::Standby,
                 ..
             }
@@ -404,6 +446,7 @@ impl Decision {
             Abort { .. }
             | Aborted { .. }
             | SwitchBack { .. }
+            | SwitchRefused { .. }
             | AwaitSwitchBack { .. }
             | HoldSelector { .. }
             | RecordSwitched { back: true, .. }
@@ -435,6 +478,7 @@ impl Decision {
                 | CloseRelease { .. }
                 | Abort { .. }
                 | SwitchBack { .. }
+                | SwitchRefused { .. }
                 | RestoreSelector { .. }
         )
     }

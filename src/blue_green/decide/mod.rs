@@ -54,24 +54,26 @@ pub mod lifecycle;
 mod revision;
 mod settings;
 mod slots;
+mod stack;
 #[cfg(test)]
 mod tests;
 
 use jiff::{SignedDuration, Timestamp};
 
 use crate::blue_green::observe::{
-    Cluster, Outcome, Record, ReleaseResult, ReleaseState, Slot, SlotView, Stage,
+    Cluster, Outcome, Record, ReleaseResult, ReleaseState, Slot, Stage,
 };
 use crate::blue_green::types::BlueGreenReleaseSpec;
 use crate::time::{add, whole_seconds};
 
 pub use decision::{AbortReason, Decision, PromotionWait, ScaleReason};
-pub use revision::{images, revision};
+pub use revision::{images, revision, spec_revision, stack_images, stack_revision};
 pub use settings::{
     DEFAULT_ABORT_SCALE_DOWN_DELAY, DEFAULT_PROGRESS_DEADLINE, DEFAULT_SCALE_DOWN_DELAY, Settings,
-    SpecError, problems,
+    Size, SpecError, problems,
 };
 pub use slots::{slot_deployment, slot_selector};
+pub use stack::{StackSlot, common};
 
 /// The longest a new revision waits for the previous switch to drain before it replaces the
 /// old slot's pods (see [`Decision::WaitForDrain`]): the propagation time Argo Rollouts
@@ -172,21 +174,21 @@ impl Ctx<'_> {
         if let Some(a) = active {
             let view = self.slot(a);
             if settled {
-                if !view.holds(desired) || view.spec_replicas != self.settings.replicas {
+                if !view.holds(desired) || !view.sized(Size::Full) {
                     return Decision::ApplySlot {
                         slot: a,
                         revision: desired.to_owned(),
-                        replicas: self.settings.replicas,
+                        size: Size::Full,
                     };
                 }
-            } else if view.exists && view.spec_replicas != self.settings.replicas {
+            } else if view.exists_not_sized(Size::Full) {
                 return Decision::ScaleSlot {
                     slot: a,
-                    replicas: self.settings.replicas,
+                    size: Size::Full,
                     reason: ScaleReason::Replicas,
                 };
             }
-            let found = self.cluster.service_slot;
+            let found = self.service_slot();
             if found != Some(a) {
                 return if self.can_select(a) {
                     Decision::RestoreSelector { slot: a, found }
@@ -213,15 +215,20 @@ impl Ctx<'_> {
         &self.state.desired_revision
     }
 
-    fn slot(&self, slot: Slot) -> &SlotView {
-        self.cluster.slot(slot)
+    /// `slot` of every component.
+    fn slot(&self, slot: Slot) -> StackSlot<'_> {
+        StackSlot::new(self.cluster, self.settings, slot)
     }
 
-    /// Whether the active Service may be pointed at `slot`: it has ready pods (or the release
-    /// wants none).
+    /// The slot every active Service names (`None`: one names none, or they disagree).
+    fn service_slot(&self) -> Option<Slot> {
+        stack::service_slot(self.cluster, self.settings)
+    }
+
+    /// Whether the active Services may be pointed at `slot`: each component has ready pods
+    /// there (or wants none).
     fn can_select(&self, slot: Slot) -> bool {
-        let view = self.slot(slot);
-        view.exists && (view.ready_replicas > 0 || self.settings.replicas == 0)
+        self.slot(slot).can_select()
     }
 
     /// A stage's outcome for the desired revision: status validation counts only when it
@@ -272,7 +279,7 @@ impl Ctx<'_> {
             return active.other();
         }
         let desired = self.desired();
-        if let Some(named) = self.cluster.service_slot {
+        if let Some(named) = self.service_slot() {
             return if self.slot(named).holds(desired) {
                 named
             } else {
@@ -287,7 +294,7 @@ impl Ctx<'_> {
 
     /// The preview Service follows `target`.
     fn preview(&self, target: Slot) -> Option<Decision> {
-        let found = self.cluster.preview_service_slot;
+        let found = stack::preview_slot(self.cluster, self.settings);
         (self.settings.has_preview && found != Some(target)).then_some(Decision::PointPreview {
             slot: target,
             found,
@@ -296,11 +303,7 @@ impl Ctx<'_> {
 
     /// Record the switch to `slot` once the endpoints converged, else wait for them.
     fn converge(&self, slot: Slot, back: bool, delay: SignedDuration) -> Decision {
-        if self
-            .cluster
-            .endpoints
-            .only(slot, self.settings.replicas == 0)
-        {
+        if self.slot(slot).endpoints_converged() {
             let at = crate::time::whole_micros(self.now);
             Decision::RecordSwitched {
                 slot,
@@ -338,7 +341,7 @@ impl Ctx<'_> {
         if open {
             // First release (the other slot holds nothing of ours), a known-good revision, or
             // a full promotion.
-            let fast_track = self.slot(old).revision.is_none()
+            let fast_track = !self.slot(old).has_revision()
                 || self.known_good(desired)
                 || self
                     .open_release()
@@ -379,14 +382,14 @@ impl Ctx<'_> {
             return if self.now >= at {
                 Decision::ScaleSlot {
                     slot: old,
-                    replicas: keep,
+                    size: keep,
                     reason: ScaleReason::Standby,
                 }
             } else {
                 Decision::WaitForScaleDown { slot: old, at }
             };
         }
-        if !self.slot(active).available {
+        if !self.slot(active).available() {
             return Decision::WaitForAvailable {
                 slot: active,
                 deadline: None,
@@ -399,18 +402,18 @@ impl Ctx<'_> {
     fn switch_back(&self, old: Slot, reason: AbortReason) -> Decision {
         let desired = self.desired();
         let view = self.slot(old);
-        match &view.revision {
-            Some(previous) if view.exists && previous != desired => {
-                if view.spec_replicas < self.settings.replicas {
+        match view.revision() {
+            Some(previous) if previous != desired => {
+                if view.below(Size::Full) {
                     Decision::ScaleSlot {
                         slot: old,
-                        replicas: self.settings.replicas,
+                        size: Size::Full,
                         reason: ScaleReason::SwitchBack,
                     }
                 } else if self.can_select(old) {
                     Decision::SwitchBack {
                         to: old,
-                        revision: previous.clone(),
+                        revision: previous.to_owned(),
                         failed: desired.to_owned(),
                         reason,
                     }
@@ -443,8 +446,8 @@ impl Ctx<'_> {
             return preview;
         }
         let view = self.slot(target);
-        let (at, replicas, reason) = if view.holds(desired) {
-            if view.spec_replicas == 0 {
+        let (at, size, reason) = if view.holds(desired) {
+            if view.sized(Size::Zero) {
                 return Decision::Aborted {
                     revision: desired.to_owned(),
                     scale_down_at: None,
@@ -456,7 +459,7 @@ impl Ctx<'_> {
             let at = since.map_or(self.now, |since| {
                 add(since, self.settings.abort_scale_down_delay)
             });
-            (at, 0, ScaleReason::Aborted)
+            (at, Size::Zero, ScaleReason::Aborted)
         } else if let Some(switched_at) = active.and(self.state.switched_at)
             && let Some(keep) = self.standby_for(target)
         {
@@ -476,7 +479,7 @@ impl Ctx<'_> {
         if self.now >= at {
             return Decision::ScaleSlot {
                 slot: target,
-                replicas,
+                size,
                 reason,
             };
         }
@@ -489,14 +492,15 @@ impl Ctx<'_> {
     /// The size the slot that stopped serving should shrink to, if it is not there yet:
     /// `standbyReplicas` when it holds a revision that was promoted (warm for a rollback), else
     /// 0 (standby pods of a revision that never passed would serve no purpose).
-    fn standby_for(&self, slot: Slot) -> Option<i32> {
+    fn standby_for(&self, slot: Slot) -> Option<Size> {
         let view = self.slot(slot);
-        let keep = view
-            .revision
-            .as_deref()
-            .filter(|revision| self.known_good(revision))
-            .map_or(0, |_| self.settings.standby);
-        (view.exists && view.spec_replicas != keep).then_some(keep)
+        let keep = match view.revision() {
+            Some(revision) if self.known_good(revision) && self.settings.standby > 0 => {
+                Size::Standby
+            }
+            _ => Size::Zero,
+        };
+        view.exists_not_sized(keep).then_some(keep)
     }
 
     /// When a new revision may replace the pods of the slot that served before the last switch:
@@ -562,14 +566,19 @@ impl Ctx<'_> {
             .map(|from| add(from, self.settings.progress_deadline));
         let overdue = deadline.filter(|deadline| self.now >= *deadline);
         let view = self.slot(target);
-        if !view.holds(desired) || view.spec_replicas != self.settings.replicas {
+        // Validated at previewReplicas (unless fast-tracked), scaled to full before the
+        // switch; a slot at either size is not re-applied.
+        let initial = if fast_track || self.settings.preview.is_none() {
+            Size::Full
+        } else {
+            Size::Preview
+        };
+        if !view.holds(desired) || !view.sized_any(&[initial, Size::Full]) {
             if let Some(deadline) = overdue {
                 return self.abort(AbortReason::ProgressDeadline { deadline });
             }
             if let Some(active) = active
-                && view.exists
-                && !view.holds(desired)
-                && view.spec_replicas > 0
+                && view.runs_other(desired)
             {
                 let Some(until) = drained else {
                     return self.converge(active, false, self.settings.scale_down_delay);
@@ -584,13 +593,13 @@ impl Ctx<'_> {
             return Decision::ApplySlot {
                 slot: target,
                 revision: desired.to_owned(),
-                replicas: self.settings.replicas,
+                size: initial,
             };
         }
         if let Some(preview) = self.preview(target) {
             return preview;
         }
-        if !view.available || !self.can_select(target) {
+        if !view.available() || !self.can_select(target) {
             if let Some(deadline) = overdue {
                 return self.abort(AbortReason::ProgressDeadline { deadline });
             }
@@ -643,6 +652,13 @@ impl Ctx<'_> {
             return Decision::AwaitPromotion {
                 revision: desired.to_owned(),
                 reason: PromotionWait::MaintenanceWindow,
+            };
+        }
+        if !view.sized(Size::Full) {
+            return Decision::ScaleSlot {
+                slot: target,
+                size: Size::Full,
+                reason: ScaleReason::Promotion,
             };
         }
         Decision::SwitchTraffic {

@@ -60,6 +60,68 @@ pub fn revision(template: &PodTemplateSpec) -> String {
     hash[..10].to_owned()
 }
 
+/// The revision of a release's decoded units (name, template), in declared order. The
+/// single-template form (one unit without a name) is [`revision`] of its template, unchanged;
+/// a stack is one hash over every component's name and template (canonical JSON of
+/// `[{"name": ..., "template": ...}, ...]`), so a change to any of them is a new revision of
+/// the whole stack, and every component's Deployment carries it.
+pub fn stack_revision(units: &[(Option<&str>, &PodTemplateSpec)]) -> String {
+    if let [(None, template)] = units {
+        return revision(template);
+    }
+    let value = serde_json::Value::Array(
+        units
+            .iter()
+            .map(|(name, template)| {
+                serde_json::json!({
+                    "name": name,
+                    "template": serde_json::to_value(template).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .collect(),
+    );
+    let mut text = String::new();
+    canonical_json(&value, &mut text);
+    let hash = format!("{:016x}", fnv1a64(text.as_bytes()));
+    hash[..10].to_owned()
+}
+
+/// The revision of a release's spec as the controller computes it ([`stack_revision`] of its
+/// units); the error names the template field that is not a valid pod template.
+pub fn spec_revision(
+    spec: &crate::blue_green::types::BlueGreenReleaseSpec,
+) -> Result<String, String> {
+    let units = spec.units();
+    if units.is_empty() {
+        return Err("spec: set either template, replicas and services, or components".to_owned());
+    }
+    let mut decoded = Vec::new();
+    for unit in &units {
+        let template = unit.template.decode().map_err(|err| {
+            format!(
+                "{} is not a valid pod template ({err})",
+                unit.field("template")
+            )
+        })?;
+        decoded.push((unit.name, template));
+    }
+    let named: Vec<_> = decoded.iter().map(|(n, t)| (*n, t)).collect();
+    Ok(stack_revision(&named))
+}
+
+/// The container images of several templates, each once, in order.
+pub fn stack_images<'a>(templates: impl IntoIterator<Item = &'a PodTemplateSpec>) -> Vec<String> {
+    let mut seen = Vec::new();
+    for template in templates {
+        for image in images(template) {
+            if !seen.contains(&image) {
+                seen.push(image);
+            }
+        }
+    }
+    seen
+}
+
 /// The container images of a template (containers, then init containers, each once), for
 /// `status.history`.
 pub fn images(template: &PodTemplateSpec) -> Vec<String> {

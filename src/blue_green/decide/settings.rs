@@ -6,6 +6,7 @@ use kube::ResourceExt;
 
 use crate::blue_green::observe::Observed;
 use crate::blue_green::types::{BlueGreenRelease, BlueGreenReleaseSpec};
+
 use crate::conditions::SpecProblem;
 use crate::duration::{Duration, DurationError};
 
@@ -15,6 +16,21 @@ pub const DEFAULT_SCALE_DOWN_DELAY: SignedDuration = SignedDuration::from_secs(3
 pub const DEFAULT_ABORT_SCALE_DOWN_DELAY: SignedDuration = SignedDuration::from_secs(30);
 /// How long a new revision may take to become available when `progressDeadline` is not set.
 pub const DEFAULT_PROGRESS_DEADLINE: SignedDuration = SignedDuration::from_mins(10);
+
+/// The size a slot's Deployments are given, each component its own count
+/// ([`Settings::count`](Settings::count)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// Each component's `replicas`.
+    Full,
+    /// `min(previewReplicas, replicas)` per component: the new slot until promotion (`Full`
+    /// when `previewReplicas` is not set).
+    Preview,
+    /// `min(standbyReplicas, replicas)` per component: the old slot, warm for a rollback.
+    Standby,
+    /// No replicas.
+    Zero,
+}
 
 /// Why a spec cannot be acted on. Each message names the field.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -38,24 +54,34 @@ pub enum SpecError {
     /// A progress deadline of no time would abort every release at once.
     #[error("spec.strategy.progressDeadline: must be longer than 0s")]
     ZeroDeadline,
+    /// Neither form (or both) is given (the schema normally prevents this).
+    #[error(
+        "spec: set either template, replicas and services (one Deployment per slot) or components (a stack), not both"
+    )]
+    Form,
 }
 
 /// A spec parsed into what [`decide`](super::decide) needs, with defaults applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
-    /// `spec.replicas`.
-    pub replicas: i32,
-    /// `standbyReplicas` (default 0), at most `replicas`: an HPA scaling the release below it
-    /// must not make the spec invalid, so it is capped rather than rejected.
+    /// Each unit's replicas (`spec.replicas`, or each component's), in declared order.
+    pub replicas: Vec<i32>,
+    /// `standbyReplicas` (default 0), at most the largest `replicas`: an HPA scaling the
+    /// release below it must not make the spec invalid, so it is capped rather than rejected
+    /// (and per component at most its replicas, [`Settings::count`]).
     pub standby: i32,
+    /// `previewReplicas` (unset: the new slot runs at full size from the start).
+    pub preview: Option<i32>,
     /// `autoPromote` (default true).
     pub auto_promote: bool,
     /// prePromotion has steps.
     pub has_pre: bool,
     /// postPromotion has steps.
     pub has_post: bool,
-    /// A preview Service is named.
+    /// A preview Service is named (by any component).
     pub has_preview: bool,
+    /// Which units name a preview Service, in declared order.
+    pub previews: Vec<bool>,
     /// `requiresMaintenanceWindow` is set.
     pub requires_window: bool,
     /// `scaleDownDelay` (default [`DEFAULT_SCALE_DOWN_DELAY`]).
@@ -90,12 +116,26 @@ impl Settings {
     /// Parses a spec; fails on durations that do not parse, negative counts and a zero
     /// progress deadline. (Template, Services and steps are checked by [`problems`].)
     pub fn from_spec(spec: &BlueGreenReleaseSpec) -> Result<Self, SpecError> {
-        if spec.replicas < 0 {
-            return Err(SpecError::Negative {
-                field: "spec.replicas",
-                value: spec.replicas,
-            });
+        let units = spec.units();
+        let both = !spec.components.is_empty()
+            && (spec.template.is_some() || spec.services.is_some() || spec.replicas.is_some());
+        if units.is_empty() || both {
+            return Err(SpecError::Form);
         }
+        for unit in &units {
+            if unit.replicas < 0 {
+                return Err(SpecError::Negative {
+                    field: if unit.name.is_some() {
+                        "spec.components[].replicas"
+                    } else {
+                        "spec.replicas"
+                    },
+                    value: unit.replicas,
+                });
+            }
+        }
+        let replicas: Vec<i32> = units.iter().map(|unit| unit.replicas).collect();
+        let largest = replicas.iter().copied().max().unwrap_or(0);
         let default = Default::default();
         let strategy = spec.strategy.as_ref().unwrap_or(&default);
         let standby = strategy.standby_replicas.unwrap_or(0);
@@ -113,13 +153,25 @@ impl Settings {
         if !progress_deadline.is_positive() {
             return Err(SpecError::ZeroDeadline);
         }
+        let preview = strategy.preview_replicas;
+        if let Some(value) = preview.filter(|p| *p < 0) {
+            return Err(SpecError::Negative {
+                field: "spec.strategy.previewReplicas",
+                value,
+            });
+        }
         Ok(Self {
-            replicas: spec.replicas,
-            standby: standby.min(spec.replicas),
+            has_preview: units.iter().any(|unit| unit.services.preview.is_some()),
+            previews: units
+                .iter()
+                .map(|unit| unit.services.preview.is_some())
+                .collect(),
+            replicas,
+            standby: standby.min(largest),
+            preview,
             auto_promote: strategy.auto_promote.unwrap_or(true),
             has_pre: !strategy.pre_promotion.is_empty(),
             has_post: !strategy.post_promotion.is_empty(),
-            has_preview: spec.services.preview.is_some(),
             requires_window: spec.requires_maintenance_window.is_some(),
             scale_down_delay: signed_or(
                 strategy.scale_down_delay.as_ref(),
@@ -142,6 +194,29 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// How many units (components) the release holds.
+    pub fn units(&self) -> usize {
+        self.replicas.len()
+    }
+
+    /// The replica count of `size` for unit `index`.
+    pub fn count(&self, size: Size, index: usize) -> i32 {
+        let full = self.replicas.get(index).copied().unwrap_or(0);
+        match size {
+            Size::Full => full,
+            Size::Preview => self.preview.map_or(full, |preview| preview.min(full)),
+            Size::Standby => self.standby.min(full),
+            Size::Zero => 0,
+        }
+    }
+
+    /// Every unit wants 0 replicas: there is nothing to serve, so an empty Service is right.
+    pub fn all_zero(&self) -> bool {
+        self.replicas.iter().all(|r| *r == 0)
+    }
+}
+
 /// Every problem with the spec that the API server could not catch: the template, the steps,
 /// what [`Settings::from_spec`] refuses, and Services that are missing or whose selectors the
 /// template's labels do not satisfy.
@@ -152,9 +227,23 @@ pub fn problems(bgr: &BlueGreenRelease, observed: &Observed) -> Vec<SpecProblem>
         &super::lifecycle::EVENTS,
         "spec.notifications",
     );
-    if let Err(err) = spec.template.decode() {
-        problems.push(SpecProblem::new("spec.template", err.to_string()));
+    for unit in spec.units() {
+        if let Err(err) = unit.template.decode() {
+            problems.push(SpecProblem::new(unit.field("template"), err.to_string()));
+        }
     }
+    for component in &spec.components {
+        if !crate::names::is_dns_label(&component.name) {
+            problems.push(SpecProblem::new(
+                "spec.components[].name",
+                format!(
+                    "{:?} is not a DNS label; use lowercase letters, digits and '-'",
+                    component.name
+                ),
+            ));
+        }
+    }
+
     if let Some(strategy) = &spec.strategy {
         problems.extend(crate::step::validate_step_lists(&[
             ("spec.strategy.prePromotion", &strategy.pre_promotion),
@@ -169,17 +258,17 @@ pub fn problems(bgr: &BlueGreenRelease, observed: &Observed) -> Vec<SpecProblem>
     let namespace = bgr.namespace().unwrap_or_default();
     for (field, service) in &observed.missing_services {
         problems.push(SpecProblem::new(
-            *field,
+            field.clone(),
             format!(
                 "Service {service:?} does not exist in namespace {namespace:?}; the release switches an existing Service's selector, so create the Service first"
             ),
         ));
     }
-    for (field, service, key, value) in &observed.unmatched_selectors {
+    for (labels, field, service, key, value) in &observed.unmatched_selectors {
         problems.push(SpecProblem::new(
-            "spec.template.metadata.labels",
+            labels.clone(),
             format!(
-                "the selector of Service {service:?} ({field}) needs the label {key}={value}, which the template's labels lack; add it to spec.template.metadata.labels or remove it from the Service's selector"
+                "the selector of Service {service:?} ({field}) needs the label {key}={value}, which the template's labels lack; add it to {labels} or remove it from the Service's selector"
             ),
         ));
     }

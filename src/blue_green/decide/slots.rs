@@ -7,9 +7,11 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::{Resource, ResourceExt};
 
-use crate::blue_green::observe::{Slot, release_label_value, slot_deployment_name, slot_label};
+use crate::blue_green::observe::{
+    Slot, component_deployment_name, release_label_value, slot_label,
+};
 use crate::blue_green::types::BlueGreenRelease;
-use crate::well_known::{RELEASE_LABEL, REVISION_ANNOTATION};
+use crate::well_known::{COMPONENT_LABEL, RELEASE_LABEL, REVISION_ANNOTATION};
 
 /// The label selector of a slot Deployment: [`RELEASE_LABEL`] and the slot label.
 ///
@@ -39,14 +41,22 @@ pub fn slot_selector(release: &BlueGreenRelease, slot: Slot) -> BTreeMap<String,
 /// (a name, say) means nothing in a Deployment and is dropped.
 ///
 /// A slot label key the template already uses is overwritten with the slot.
+///
+/// A stack's component (`component` set) is named `<release>-<component>-<slot>`, and its
+/// selector and labels also carry [`COMPONENT_LABEL`]`: <component>`, so the components'
+/// Deployments of one slot never select each other's pods.
 pub fn slot_deployment(
     release: &BlueGreenRelease,
+    component: Option<&str>,
     slot: Slot,
     template: &PodTemplateSpec,
     revision: &str,
     replicas: i32,
 ) -> Deployment {
-    let selector = slot_selector(release, slot);
+    let mut selector = slot_selector(release, slot);
+    if let Some(component) = component {
+        selector.insert(COMPONENT_LABEL.to_owned(), component.to_owned());
+    }
     let meta = template.metadata.clone().unwrap_or_default();
     let mut labels = meta.labels.unwrap_or_default();
     labels.extend(selector.clone());
@@ -58,7 +68,11 @@ pub fn slot_deployment(
     });
     Deployment {
         metadata: ObjectMeta {
-            name: Some(slot_deployment_name(&release.name_any(), slot)),
+            name: Some(component_deployment_name(
+                &release.name_any(),
+                component,
+                slot,
+            )),
             namespace: release.namespace(),
             labels: Some(labels.clone()),
             annotations: Some(BTreeMap::from([(

@@ -13,8 +13,8 @@ use kube::ResourceExt;
 use super::revision::{canonical_json, fnv1a64};
 use super::*;
 use crate::blue_green::observe::{
-    EndpointView, UnknownSlot, release_label_value, selector_slot, slot_deployment_name,
-    stage_outcome,
+    ComponentView, EndpointView, SlotView, UnknownSlot, release_label_value, selector_slot,
+    slot_deployment_name, stage_outcome,
 };
 use crate::blue_green::status::{record_desired_revision, update_status};
 use crate::blue_green::types::{BlueGreenRelease, BlueGreenReleaseStatus, Phase};
@@ -66,7 +66,7 @@ fn release(strategy: serde_json::Value) -> BlueGreenRelease {
 }
 
 fn decoded(bgr: &BlueGreenRelease) -> PodTemplateSpec {
-    bgr.spec.template.decode().unwrap()
+    bgr.spec.template.as_ref().unwrap().decode().unwrap()
 }
 
 /// What a simulated reconcile decides from: the release as stored, and the cluster.
@@ -95,9 +95,14 @@ fn sim_restart((release, cluster): &SimInput) -> SimInput {
 /// none).
 fn no_empty_moment((release, cluster): &SimInput, decision: &Decision) -> Result<(), String> {
     match decision.moves_traffic() {
-        Some(to) if cluster.slot(to).ready_replicas == 0 && release.spec.replicas != 0 => Err(
-            format!("{decision:?} moves traffic to a slot without ready pods"),
-        ),
+        Some(to)
+            if cluster.components[0].slot(to).ready_replicas == 0
+                && release.spec.replicas != Some(0) =>
+        {
+            Err(format!(
+                "{decision:?} moves traffic to a slot without ready pods"
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -168,7 +173,7 @@ impl Sim {
 
     fn scale(&mut self, slot: Slot, replicas: i32, new_template: bool) {
         let auto = self.auto_ready;
-        let view = self.cluster.slot_mut(slot);
+        let view = self.cluster.components[0].slot_mut(slot);
         let created = if new_template {
             replicas
         } else {
@@ -188,8 +193,15 @@ impl Sim {
         *self.pods_created.entry(slot).or_default() += created;
     }
 
+    /// The replica count of `size` (one component).
+    fn count(&self, size: Size) -> i32 {
+        Settings::from_spec(&self.release.spec)
+            .unwrap()
+            .count(size, 0)
+    }
+
     fn point_service(&mut self, slot: Slot) {
-        self.cluster.service_slot = Some(slot);
+        self.cluster.components[0].service_slot = Some(slot);
         if self.auto_endpoints {
             self.converge_endpoints();
         }
@@ -200,15 +212,15 @@ impl Sim {
             Decision::ApplySlot {
                 slot,
                 revision,
-                replicas,
+                size,
             } => {
-                let new_template = !self.cluster.slot(*slot).holds(revision);
-                self.cluster.slot_mut(*slot).revision = Some(revision.clone());
-                self.scale(*slot, *replicas, new_template);
+                let new_template = !self.cluster.components[0].slot(*slot).holds(revision);
+                self.cluster.components[0].slot_mut(*slot).revision = Some(revision.clone());
+                self.scale(*slot, self.count(*size), new_template);
             }
-            Decision::ScaleSlot { slot, replicas, .. } => self.scale(*slot, *replicas, false),
+            Decision::ScaleSlot { slot, size, .. } => self.scale(*slot, self.count(*size), false),
             Decision::PointPreview { slot, .. } => {
-                self.cluster.preview_service_slot = Some(*slot);
+                self.cluster.components[0].preview_service_slot = Some(*slot);
             }
             Decision::StartValidation { stage, .. } => self.set_validation(*stage, None),
             Decision::SwitchTraffic { to, .. } | Decision::SwitchBack { to, .. } => {
@@ -249,7 +261,7 @@ impl Sim {
     }
 
     fn set_template(&mut self, image: &str) {
-        self.release.spec.template = crate::embedded::Embedded::new(template(image));
+        self.release.spec.template = Some(crate::embedded::Embedded::new(template(image)));
     }
 
     fn annotate(&mut self, key: &str, value: &str) {
@@ -293,16 +305,16 @@ impl Sim {
     }
 
     fn converge_endpoints(&mut self) {
-        let slot = self.cluster.service_slot.unwrap();
-        let ready = self.cluster.slot(slot).ready_replicas;
-        self.cluster.endpoints = EndpointView {
+        let slot = self.cluster.components[0].service_slot.unwrap();
+        let ready = self.cluster.components[0].slot(slot).ready_replicas;
+        self.cluster.components[0].endpoints = EndpointView {
             ready_by_slot: BTreeMap::from([(slot, ready)]),
             ..EndpointView::default()
         };
     }
 
     fn finish_rollout(&mut self, slot: Slot) {
-        let view = self.cluster.slot_mut(slot);
+        let view = self.cluster.components[0].slot_mut(slot);
         view.available = true;
         view.ready_replicas = view.spec_replicas;
     }
@@ -422,7 +434,7 @@ fn images_lists_containers_then_init_once() {
 fn slot_deployment_has_names_labels_selector_and_owner() {
     let bgr = release(json!({}));
     let t = decoded(&bgr);
-    let d = slot_deployment(&bgr, Slot::Green, &t, "abc1234567", 4);
+    let d = slot_deployment(&bgr, None, Slot::Green, &t, "abc1234567", 4);
     assert_eq!(d.metadata.name.as_deref(), Some("web-green"));
     assert_eq!(d.metadata.namespace.as_deref(), Some("shop"));
     let spec = d.spec.as_ref().unwrap();
@@ -474,8 +486,8 @@ fn slot_deployment_selector_survives_label_changes_and_custom_slot_label() {
     let mut raw = template("web:2");
     raw["metadata"]["labels"] = json!({"app": "web", "version": "v2"});
     let two: PodTemplateSpec = serde_json::from_value(raw).unwrap();
-    let a = slot_deployment(&bgr, Slot::Blue, &one, &revision(&one), 3);
-    let b = slot_deployment(&bgr, Slot::Blue, &two, &revision(&two), 3);
+    let a = slot_deployment(&bgr, None, Slot::Blue, &one, &revision(&one), 3);
+    let b = slot_deployment(&bgr, None, Slot::Blue, &two, &revision(&two), 3);
     assert_eq!(a.spec.unwrap().selector, b.spec.as_ref().unwrap().selector);
     let labels = b.spec.unwrap().template.metadata.unwrap().labels.unwrap();
     assert_eq!(labels["deployment-slot"], "blue");
@@ -488,7 +500,7 @@ fn slot_deployment_without_uid_has_no_owner() {
     let mut bgr = release(json!({}));
     bgr.metadata.uid = None;
     let t = decoded(&bgr);
-    let d = slot_deployment(&bgr, Slot::Blue, &t, "r", 1);
+    let d = slot_deployment(&bgr, None, Slot::Blue, &t, "r", 1);
     assert_eq!(d.metadata.owner_references, None);
 }
 
@@ -669,12 +681,14 @@ fn settings_defaults() {
     assert_eq!(
         settings,
         Settings {
-            replicas: 3,
+            replicas: vec![3],
             standby: 0,
+            preview: None,
             auto_promote: true,
             has_pre: false,
             has_post: false,
             has_preview: true,
+            previews: vec![true],
             requires_window: false,
             scale_down_delay: secs(30),
             abort_scale_down_delay: secs(30),
@@ -722,7 +736,7 @@ fn invalid_specs_name_the_field_and_touch_nothing() {
         assert_eq!(decision.phase(), None);
     }
     let mut sim = Sim::new(json!({}));
-    sim.release.spec.replicas = -1;
+    sim.release.spec.replicas = Some(-1);
     assert_eq!(
         sim.decide(),
         Decision::Invalid(SpecError::Negative {
@@ -759,7 +773,7 @@ fn first_apply_scales_blue_then_switches_and_is_healthy() {
             Decision::ApplySlot {
                 slot: Slot::Blue,
                 revision: r1.clone(),
-                replicas: 3
+                size: Size::Full
             },
             Decision::PointPreview {
                 slot: Slot::Blue,
@@ -800,9 +814,9 @@ fn first_apply_scales_blue_then_switches_and_is_healthy() {
     assert_eq!(status.active_revision.as_deref(), Some(r1.as_str()));
     assert_eq!(status.desired_revision.as_deref(), Some(r1.as_str()));
     assert_eq!(status.history[0].images, ["web:1"]);
-    assert_eq!(sim.cluster.service_slot, Some(Slot::Blue));
+    assert_eq!(sim.cluster.components[0].service_slot, Some(Slot::Blue));
     assert!(status.validation.is_empty());
-    assert!(!sim.cluster.green.exists);
+    assert!(!sim.cluster.components[0].green.exists);
 }
 
 #[test]
@@ -810,8 +824,8 @@ fn first_apply_beside_a_service_already_naming_a_slot_uses_the_other() {
     // The Service selects pods from before the release (e.g. the seed runbook's blue
     // Deployment): the release rolls into green and switches once green is ready.
     let mut sim = Sim::new(json!({}));
-    sim.cluster.service_slot = Some(Slot::Blue);
-    sim.cluster.blue = SlotView {
+    sim.cluster.components[0].service_slot = Some(Slot::Blue);
+    sim.cluster.components[0].blue = SlotView {
         exists: true,
         revision: None,
         spec_replicas: 2,
@@ -868,7 +882,7 @@ fn template_change_rolls_into_idle_slot_validates_switches_and_scales_down() {
             Decision::ApplySlot {
                 slot: Slot::Green,
                 revision: r2.clone(),
-                replicas: 3
+                size: Size::Full
             },
             Decision::PointPreview {
                 slot: Slot::Green,
@@ -882,10 +896,10 @@ fn template_change_rolls_into_idle_slot_validates_switches_and_scales_down() {
     );
     assert_eq!(seen[3].phase(), Some(Phase::Progressing));
     // The active slot is untouched while the new one rolls.
-    assert_eq!(sim.cluster.service_slot, Some(Slot::Blue));
-    assert!(sim.cluster.blue.holds(&r1));
+    assert_eq!(sim.cluster.components[0].service_slot, Some(Slot::Blue));
+    assert!(sim.cluster.components[0].blue.holds(&r1));
     // Partly available: still waiting, no validation yet.
-    let green = sim.cluster.slot_mut(Slot::Green);
+    let green = sim.cluster.components[0].slot_mut(Slot::Green);
     green.ready_replicas = 2;
     assert!(matches!(sim.decide(), Decision::WaitForAvailable { .. }));
     sim.finish_rollout(Slot::Green);
@@ -950,7 +964,7 @@ fn template_change_rolls_into_idle_slot_validates_switches_and_scales_down() {
             },
             Decision::ScaleSlot {
                 slot: Slot::Blue,
-                replicas: 0,
+                size: Size::Zero,
                 reason: ScaleReason::Standby
             },
             Decision::Healthy,
@@ -1015,7 +1029,7 @@ fn scale_down_waits_for_scale_down_at_exactly_then_goes_to_standby() {
         [
             Decision::ScaleSlot {
                 slot: Slot::Blue,
-                replicas: 1,
+                size: Size::Standby,
                 reason: ScaleReason::Standby
             },
             Decision::Healthy
@@ -1067,7 +1081,7 @@ fn traffic_switched_only_when_endpoints_hold_only_ready_new_slot_pods() {
         EndpointView::default(),
     ];
     for endpoints in unconverged {
-        sim.cluster.endpoints = endpoints;
+        sim.cluster.components[0].endpoints = endpoints;
         assert_eq!(sim.decide(), waiting);
     }
     sim.converge_endpoints();
@@ -1090,9 +1104,9 @@ fn traffic_switched_only_when_endpoints_hold_only_ready_new_slot_pods() {
 #[test]
 fn zero_replicas_release_switches_with_no_endpoints() {
     let mut sim = Sim::new(json!({}));
-    sim.release.spec.replicas = 0;
+    sim.release.spec.replicas = Some(0);
     assert_eq!(sim.last(), Decision::Healthy);
-    assert_eq!(sim.cluster.service_slot, Some(Slot::Blue));
+    assert_eq!(sim.cluster.components[0].service_slot, Some(Slot::Blue));
 }
 
 #[test]
@@ -1107,7 +1121,7 @@ fn auto_promote_switches_after_pre_promotion_succeeds() {
             revision: r2.clone()
         }
     );
-    assert_eq!(sim.cluster.service_slot, Some(Slot::Blue));
+    assert_eq!(sim.cluster.components[0].service_slot, Some(Slot::Blue));
     sim.set_validation(Stage::Pre, Some(true));
     assert_eq!(
         sim.decide(),
@@ -1210,7 +1224,7 @@ fn no_switch_unless_the_new_slot_is_fully_available() {
     assert!(matches!(sim.last(), Decision::WaitForAvailable { .. }));
     // Ready pods but not every replica available: no switch.
     for (ready, available) in [(0, false), (2, false), (3, false)] {
-        let green = sim.cluster.slot_mut(Slot::Green);
+        let green = sim.cluster.components[0].slot_mut(Slot::Green);
         green.ready_replicas = ready;
         green.available = available;
         assert!(matches!(
@@ -1327,21 +1341,27 @@ fn no_empty_moment_over_many_states() {
             for green in &views {
                 for service_slot in [None, Some(Slot::Blue), Some(Slot::Green)] {
                     let cluster = Cluster {
-                        blue: blue.clone(),
-                        green: green.clone(),
-                        service_slot,
-                        preview_service_slot: service_slot,
+                        components: vec![ComponentView {
+                            blue: blue.clone(),
+                            green: green.clone(),
+                            service_slot,
+                            preview_service_slot: service_slot,
+                            ..ComponentView::default()
+                        }],
                         ..Cluster::default()
                     };
                     let decision = decide(&spec, state, &cluster, add(ts(T0), secs(3600)));
                     if let Some(to) = decision.moves_traffic() {
                         assert!(
-                            cluster.slot(to).ready_replicas > 0,
+                            cluster.components[0].slot(to).ready_replicas > 0,
                             "{decision:?} in {state:?} / {cluster:?}"
                         );
                     }
                     if let Decision::SwitchTraffic { to, revision } = &decision {
-                        assert!(cluster.slot(*to).available && cluster.slot(*to).holds(revision));
+                        assert!(
+                            cluster.components[0].slot(*to).available
+                                && cluster.components[0].slot(*to).holds(revision)
+                        );
                     }
                     checked += 1;
                 }
@@ -1389,10 +1409,10 @@ fn pre_promotion_failure_aborts_and_scales_the_new_slot_down_later() {
     assert_eq!(status.phase.map(Phase::as_str), Some("Degraded"));
     assert_eq!(status.scale_down_at, Some(Time(scale_down_at)));
     // Active untouched.
-    assert_eq!(sim.cluster.service_slot, Some(Slot::Blue));
+    assert_eq!(sim.cluster.components[0].service_slot, Some(Slot::Blue));
     assert_eq!(sim.active().as_deref(), Some("blue"));
     assert_eq!(status.active_revision, Some(rev_of("web:1")));
-    assert_eq!(sim.cluster.green.spec_replicas, 3);
+    assert_eq!(sim.cluster.components[0].green.spec_replicas, 3);
     // Exactly at the abort scale-down instant, not before.
     sim.now = scale_down_at - SignedDuration::from_nanos(1);
     assert!(matches!(sim.decide(), Decision::Aborted { .. }));
@@ -1402,7 +1422,7 @@ fn pre_promotion_failure_aborts_and_scales_the_new_slot_down_later() {
         [
             Decision::ScaleSlot {
                 slot: Slot::Green,
-                replicas: 0,
+                size: Size::Zero,
                 reason: ScaleReason::Aborted
             },
             Decision::Aborted {
@@ -1444,7 +1464,7 @@ fn progress_deadline_aborts_exactly_at_the_deadline() {
     );
     assert_eq!(reason.reason(), "ProgressDeadlineExceeded");
     sim.settle();
-    assert_eq!(sim.cluster.service_slot, Some(Slot::Blue));
+    assert_eq!(sim.cluster.components[0].service_slot, Some(Slot::Blue));
     // Becoming available after the abort changes nothing.
     sim.finish_rollout(Slot::Green);
     assert!(matches!(sim.decide(), Decision::Aborted { .. }));
@@ -1458,13 +1478,13 @@ fn progress_deadline_of_a_first_release_aborts_it_too() {
     sim.advance(secs(600));
     let seen = sim.settle();
     assert!(matches!(seen[0], Decision::Abort { .. }), "{seen:?}");
-    assert_eq!(sim.cluster.service_slot, None);
+    assert_eq!(sim.cluster.components[0].service_slot, None);
     sim.advance(secs(30));
     assert!(matches!(
         sim.settle()[0],
         Decision::ScaleSlot {
             slot: Slot::Blue,
-            replicas: 0,
+            size: Size::Zero,
             ..
         }
     ));
@@ -1496,7 +1516,7 @@ fn post_promotion_failure_switches_back_while_the_old_slot_runs() {
             ..
         }
     ));
-    assert_eq!(sim.cluster.service_slot, Some(Slot::Green));
+    assert_eq!(sim.cluster.components[0].service_slot, Some(Slot::Green));
     sim.set_validation(Stage::Post, Some(false));
     sim.advance(secs(10));
     let reason = AbortReason::ValidationFailed {
@@ -1526,7 +1546,7 @@ fn post_promotion_failure_switches_back_while_the_old_slot_runs() {
         ]
     );
     assert_eq!(reason.reason(), "PostPromotionFailed");
-    assert_eq!(sim.cluster.service_slot, Some(Slot::Blue));
+    assert_eq!(sim.cluster.components[0].service_slot, Some(Slot::Blue));
     let status = sim.release.status.clone().unwrap();
     assert_eq!(status.active_slot.as_deref(), Some("blue"));
     assert_eq!(status.active_revision, Some(r1.clone()));
@@ -1538,7 +1558,7 @@ fn post_promotion_failure_switches_back_while_the_old_slot_runs() {
         [
             Decision::ScaleSlot {
                 slot: Slot::Green,
-                replicas: 0,
+                size: Size::Zero,
                 reason: ScaleReason::Aborted
             },
             Decision::Aborted {
@@ -1555,8 +1575,8 @@ fn switch_back_scales_a_shrunk_old_slot_up_first_and_never_to_an_empty_slot() {
     sim.set_template("web:2");
     sim.settle();
     // Someone scaled the old slot to 0 during postPromotion.
-    sim.cluster.blue.spec_replicas = 0;
-    sim.cluster.blue.ready_replicas = 0;
+    sim.cluster.components[0].blue.spec_replicas = 0;
+    sim.cluster.components[0].blue.ready_replicas = 0;
     sim.set_validation(Stage::Post, Some(false));
     sim.auto_ready = false;
     let seen = sim.settle();
@@ -1564,7 +1584,7 @@ fn switch_back_scales_a_shrunk_old_slot_up_first_and_never_to_an_empty_slot() {
         seen[0],
         Decision::ScaleSlot {
             slot: Slot::Blue,
-            replicas: 3,
+            size: Size::Full,
             reason: ScaleReason::SwitchBack
         }
     );
@@ -1576,8 +1596,8 @@ fn switch_back_scales_a_shrunk_old_slot_up_first_and_never_to_an_empty_slot() {
         }
     ));
     assert_eq!(seen[1].phase(), Some(Phase::Degraded));
-    assert_eq!(sim.cluster.service_slot, Some(Slot::Green));
-    sim.cluster.blue.ready_replicas = 1;
+    assert_eq!(sim.cluster.components[0].service_slot, Some(Slot::Green));
+    sim.cluster.components[0].blue.ready_replicas = 1;
     assert!(matches!(
         sim.decide(),
         Decision::SwitchBack { to: Slot::Blue, .. }
@@ -1601,7 +1621,7 @@ fn abort_annotation_aborts_by_hand() {
         Decision::Abort { revision, reason: AbortReason::ByHand, .. } if *revision == r2
     ));
     assert_eq!(AbortReason::ByHand.reason(), "AbortedByHand");
-    assert_eq!(sim.cluster.service_slot, Some(Slot::Blue));
+    assert_eq!(sim.cluster.components[0].service_slot, Some(Slot::Blue));
     // A promote afterwards does not resurrect it.
     sim.annotate(PROMOTE_ANNOTATION, &r2);
     assert!(matches!(sim.decide(), Decision::Aborted { .. }));
@@ -1646,7 +1666,7 @@ fn abort_of_a_first_release_after_its_switch_has_nowhere_to_go() {
             reason: AbortReason::ByHand
         }
     );
-    assert_eq!(sim.cluster.service_slot, Some(Slot::Blue));
+    assert_eq!(sim.cluster.components[0].service_slot, Some(Slot::Blue));
 }
 
 #[test]
@@ -1722,7 +1742,7 @@ fn aborted_then_template_back_to_active_then_again_is_a_retry() {
     sim.advance(secs(60));
     assert_eq!(sim.last(), Decision::Healthy);
     // The aborted slot went to 0 (never promoted, so not kept as standby).
-    assert_eq!(sim.cluster.green.spec_replicas, 0);
+    assert_eq!(sim.cluster.components[0].green.spec_replicas, 0);
     sim.set_template("web:2");
     assert!(matches!(
         sim.decide(),
@@ -1798,7 +1818,7 @@ fn revert_to_the_running_previous_revision_is_an_instant_flip() {
         ]
     );
     assert_eq!(sim.pods_created, created);
-    assert_eq!(sim.cluster.service_slot, Some(Slot::Blue));
+    assert_eq!(sim.cluster.components[0].service_slot, Some(Slot::Blue));
     // And forward again: green still runs r2, which was promoted: instant too.
     sim.set_template("web:2");
     let seen = sim.settle();
@@ -1820,7 +1840,7 @@ fn revert_after_scale_down_scales_the_known_revision_back_up_first() {
     sim.settle();
     sim.advance(secs(30));
     assert_eq!(sim.last(), Decision::Healthy);
-    assert_eq!(sim.cluster.blue.spec_replicas, 0);
+    assert_eq!(sim.cluster.components[0].blue.spec_replicas, 0);
     sim.auto_ready = false;
     sim.set_template("web:1");
     let seen = sim.settle();
@@ -1829,7 +1849,7 @@ fn revert_after_scale_down_scales_the_known_revision_back_up_first() {
         Decision::ApplySlot {
             slot: Slot::Blue,
             revision: r1.clone(),
-            replicas: 3
+            size: Size::Full
         }
     );
     assert!(matches!(
@@ -1870,7 +1890,7 @@ fn newer_template_during_validation_replaces_the_preview() {
             Decision::ApplySlot {
                 slot: Slot::Green,
                 revision: r3.clone(),
-                replicas: 3
+                size: Size::Full
             },
             Decision::StartValidation {
                 stage: Stage::Pre,
@@ -1885,7 +1905,7 @@ fn newer_template_during_validation_replaces_the_preview() {
     // r2's steps were dropped with its revision; the active slot never moved.
     let status = sim.release.status.clone().unwrap();
     assert_eq!(status.desired_revision, Some(r3.clone()));
-    assert_eq!(sim.cluster.service_slot, Some(Slot::Blue));
+    assert_eq!(sim.cluster.components[0].service_slot, Some(Slot::Blue));
     assert_eq!(status.active_revision, Some(rev_of("web:1")));
     assert_eq!(sim.history()[1], (r2, Some("Superseded".into())));
     // A failed step recorded for r2 never counts for r3.
@@ -1973,13 +1993,13 @@ fn revert_to_the_active_revision_during_validation_supersedes_and_scales_down() 
             },
             Decision::ScaleSlot {
                 slot: Slot::Green,
-                replicas: 0,
+                size: Size::Zero,
                 reason: ScaleReason::Standby
             },
             Decision::Healthy,
         ]
     );
-    assert_eq!(sim.cluster.service_slot, Some(Slot::Blue));
+    assert_eq!(sim.cluster.components[0].service_slot, Some(Slot::Blue));
 }
 
 #[test]
@@ -2010,7 +2030,7 @@ fn a_new_revision_waits_for_the_old_slot_to_drain() {
     );
     assert_eq!(seen.last().unwrap().requeue_at(), Some(drained));
     assert_eq!(seen.last().unwrap().phase(), Some(Phase::Progressing));
-    assert!(sim.cluster.blue.holds(&rev_of("web:1")));
+    assert!(sim.cluster.components[0].blue.holds(&rev_of("web:1")));
     sim.now = drained - SignedDuration::from_nanos(1);
     assert!(matches!(sim.decide(), Decision::WaitForDrain { .. }));
     sim.now = drained;
@@ -2021,7 +2041,7 @@ fn a_new_revision_waits_for_the_old_slot_to_drain() {
         Decision::ApplySlot {
             slot: Slot::Blue,
             revision: r3.clone(),
-            replicas: 3
+            size: Size::Full
         }
     );
     assert_eq!(
@@ -2078,7 +2098,7 @@ fn abort_while_draining_still_scales_the_old_slot_down() {
         [
             Decision::ScaleSlot {
                 slot: Slot::Blue,
-                replicas: 1,
+                size: Size::Standby,
                 reason: ScaleReason::Standby
             },
             Decision::Aborted {
@@ -2087,7 +2107,7 @@ fn abort_while_draining_still_scales_the_old_slot_down() {
             }
         ]
     );
-    assert_eq!(sim.cluster.service_slot, Some(Slot::Green));
+    assert_eq!(sim.cluster.components[0].service_slot, Some(Slot::Green));
 }
 
 #[test]
@@ -2122,7 +2142,7 @@ fn hand_edit_of_the_slot_key_is_put_back() {
     sim.advance(secs(60));
     assert_eq!(sim.last(), Decision::Healthy);
     for found in [Some(Slot::Blue), None] {
-        sim.cluster.service_slot = found;
+        sim.cluster.components[0].service_slot = found;
         assert_eq!(
             sim.settle(),
             [
@@ -2133,10 +2153,10 @@ fn hand_edit_of_the_slot_key_is_put_back() {
                 Decision::Healthy
             ]
         );
-        assert_eq!(sim.cluster.service_slot, Some(Slot::Green));
+        assert_eq!(sim.cluster.components[0].service_slot, Some(Slot::Green));
     }
     // The preview Service too.
-    sim.cluster.preview_service_slot = Some(Slot::Blue);
+    sim.cluster.components[0].preview_service_slot = Some(Slot::Blue);
     assert_eq!(
         sim.decide(),
         Decision::PointPreview {
@@ -2149,16 +2169,16 @@ fn hand_edit_of_the_slot_key_is_put_back() {
 #[test]
 fn hand_edit_is_held_while_the_active_slot_has_no_ready_pods() {
     let mut sim = Sim::healthy(json!({}));
-    sim.cluster.blue.ready_replicas = 0;
-    sim.cluster.blue.available = false;
-    sim.cluster.green = SlotView {
+    sim.cluster.components[0].blue.ready_replicas = 0;
+    sim.cluster.components[0].blue.available = false;
+    sim.cluster.components[0].green = SlotView {
         exists: true,
         revision: Some("hotfix".into()),
         spec_replicas: 3,
         ready_replicas: 3,
         available: true,
     };
-    sim.cluster.service_slot = Some(Slot::Green);
+    sim.cluster.components[0].service_slot = Some(Slot::Green);
     let decision = sim.decide();
     assert_eq!(
         decision,
@@ -2168,7 +2188,7 @@ fn hand_edit_is_held_while_the_active_slot_has_no_ready_pods() {
         }
     );
     assert_eq!(decision.phase(), Some(Phase::Degraded));
-    sim.cluster.blue.ready_replicas = 1;
+    sim.cluster.components[0].blue.ready_replicas = 1;
     assert!(matches!(sim.decide(), Decision::RestoreSelector { .. }));
 }
 
@@ -2185,7 +2205,7 @@ fn interrupted_switch_completes_without_a_second_switch() {
         }
         sim.apply(&decision);
     }
-    assert_eq!(sim.cluster.service_slot, Some(Slot::Blue));
+    assert_eq!(sim.cluster.components[0].service_slot, Some(Slot::Blue));
     let seen = sim.settle();
     assert_eq!(
         seen[0],
@@ -2212,7 +2232,7 @@ fn interrupted_switch_completes_without_a_second_switch() {
 fn replica_changes_follow_spec_on_both_slots() {
     // Settled: the active slot is re-applied with the new count, no release.
     let mut sim = Sim::healthy(json!({}));
-    sim.release.spec.replicas = 5;
+    sim.release.spec.replicas = Some(5);
     let r1 = sim.revision();
     assert_eq!(
         sim.settle(),
@@ -2220,7 +2240,7 @@ fn replica_changes_follow_spec_on_both_slots() {
             Decision::ApplySlot {
                 slot: Slot::Blue,
                 revision: r1,
-                replicas: 5
+                size: Size::Full
             },
             Decision::Healthy
         ]
@@ -2231,19 +2251,19 @@ fn replica_changes_follow_spec_on_both_slots() {
     sim.set_template("web:2");
     let r2 = sim.revision();
     sim.settle();
-    sim.release.spec.replicas = 4;
+    sim.release.spec.replicas = Some(4);
     assert_eq!(
         sim.settle()[..2],
         [
             Decision::ScaleSlot {
                 slot: Slot::Blue,
-                replicas: 4,
+                size: Size::Full,
                 reason: ScaleReason::Replicas
             },
             Decision::ApplySlot {
                 slot: Slot::Green,
                 revision: r2,
-                replicas: 4
+                size: Size::Full
             },
         ]
     );
@@ -2329,14 +2349,14 @@ fn every_decision_has_a_phase_and_waits_are_not_actions() {
             Decision::ApplySlot {
                 slot,
                 revision: r(),
-                replicas: 1,
+                size: Size::Full,
             },
             Phase::Progressing,
         ),
         (
             Decision::ScaleSlot {
                 slot,
-                replicas: 1,
+                size: Size::Full,
                 reason: ScaleReason::Replicas,
             },
             Phase::Progressing,
@@ -2344,7 +2364,7 @@ fn every_decision_has_a_phase_and_waits_are_not_actions() {
         (
             Decision::ScaleSlot {
                 slot,
-                replicas: 0,
+                size: Size::Zero,
                 reason: ScaleReason::Standby,
             },
             Phase::ScalingDown,
@@ -2352,7 +2372,7 @@ fn every_decision_has_a_phase_and_waits_are_not_actions() {
         (
             Decision::ScaleSlot {
                 slot,
-                replicas: 0,
+                size: Size::Zero,
                 reason: ScaleReason::Aborted,
             },
             Phase::Degraded,
@@ -2360,10 +2380,18 @@ fn every_decision_has_a_phase_and_waits_are_not_actions() {
         (
             Decision::ScaleSlot {
                 slot,
-                replicas: 3,
+                size: Size::Full,
                 reason: ScaleReason::SwitchBack,
             },
             Phase::Degraded,
+        ),
+        (
+            Decision::ScaleSlot {
+                slot,
+                size: Size::Full,
+                reason: ScaleReason::Promotion,
+            },
+            Phase::Promoting,
         ),
         (
             Decision::PointPreview { slot, found: None },
@@ -2506,6 +2534,20 @@ fn every_decision_has_a_phase_and_waits_are_not_actions() {
             Decision::HoldSelector { slot, found: None },
             Phase::Degraded,
         ),
+        (
+            Decision::SwitchRefused {
+                to: Some(slot),
+                revision: Some(r()),
+                switched_at: None,
+                failed: r(),
+                reason: AbortReason::SwitchRefused {
+                    component: "api".into(),
+                    service: "api".into(),
+                    message: "forbidden".into(),
+                },
+            },
+            Phase::Degraded,
+        ),
         (Decision::Healthy, Phase::Healthy),
     ];
     let mut shown: Vec<Phase> = all.iter().map(|(_, p)| *p).collect();
@@ -2521,7 +2563,8 @@ fn every_decision_has_a_phase_and_waits_are_not_actions() {
         }
     }
     let actions = all.iter().filter(|(d, _)| d.is_action()).count();
-    assert_eq!(actions, 17);
+    // 17, plus ScaleSlot for Promotion (previewReplicas) and SwitchRefused (a stack's switch).
+    assert_eq!(actions, 19);
 }
 
 #[test]

@@ -78,13 +78,16 @@ fn stamp(text: &str) -> Time {
 
 fn serving_blue(ready: i32) -> Cluster {
     Cluster {
-        blue: crate::blue_green::observe::SlotView {
-            exists: true,
-            revision: Some("r1".into()),
-            spec_replicas: 2,
-            ready_replicas: ready,
-            available: ready == 2,
-        },
+        components: vec![crate::blue_green::observe::ComponentView {
+            blue: crate::blue_green::observe::SlotView {
+                exists: true,
+                revision: Some("r1".into()),
+                spec_replicas: 2,
+                ready_replicas: ready,
+                available: ready == 2,
+            },
+            ..Default::default()
+        }],
         ..Cluster::default()
     }
 }
@@ -221,4 +224,59 @@ fn a_promotion_wait_is_announced_once_and_an_invalid_spec_is_phase_invalid() {
     let invalid = invalid(&bgr, &verdict);
     assert_eq!(invalid.phase, Some(Phase::Invalid));
     assert_eq!(invalid.conditions, verdict.conditions);
+}
+
+#[test]
+fn a_refused_switch_puts_the_previous_slot_back_and_aborts_the_revision() {
+    use crate::blue_green::decide::AbortReason;
+    let mut recorded = BlueGreenReleaseStatus {
+        active_slot: Some("green".into()),
+        active_revision: Some("r2".into()),
+        desired_revision: Some("r2".into()),
+        history: vec![ReleaseRecord {
+            revision: "r2".into(),
+            images: vec![],
+            result: None,
+            start_time: None,
+            completion_time: None,
+            attempt: None,
+            promoted_full_by: None,
+            promoted_full_at: None,
+        }],
+        ..Default::default()
+    };
+    let switched: jiff::Timestamp = "2026-06-10T11:00:00Z".parse().unwrap();
+    let decision = Decision::SwitchRefused {
+        to: Some(Slot::Blue),
+        revision: Some("r1".into()),
+        switched_at: Some(switched),
+        failed: "r2".into(),
+        reason: AbortReason::SwitchRefused {
+            component: "orchestrator".into(),
+            service: "orchestrator".into(),
+            message: "forbidden".into(),
+        },
+    };
+    let now: jiff::Timestamp = "2026-06-10T12:00:00Z".parse().unwrap();
+    update_status(&mut recorded, "r2", &decision, &[], now);
+    assert_eq!(recorded.active_slot.as_deref(), Some("blue"));
+    assert_eq!(recorded.active_revision.as_deref(), Some("r1"));
+    assert_eq!(recorded.switched_at, Some(MicroTime(switched)));
+    assert_eq!(recorded.history[0].result.as_deref(), Some("Aborted"));
+    assert_eq!(recorded.phase, Some(Phase::Degraded));
+    let written = status(
+        &release(json!(null)),
+        recorded,
+        &serving_blue(2),
+        &decision,
+        "r2",
+        &stamp("2026-06-10T12:00:00Z"),
+    );
+    let degraded = find(&written, DEGRADED);
+    assert_eq!(degraded.reason, "SwitchRefused");
+    assert!(
+        degraded
+            .message
+            .contains("Service orchestrator of component orchestrator")
+    );
 }
