@@ -11,7 +11,7 @@ DEMO_NAMESPACE ?= demo
 # The local stand-in for the demo's preview Services (kwok pods serve nothing), and the
 # Services the operator resolves to it in `make run`.
 DEMO_BACKEND ?= 127.0.0.1:18090
-DEMO_PREVIEW_HOSTS ?= storefront-preview
+DEMO_PREVIEW_HOSTS ?= storefront-preview legalllm-unified-interface-preview legalllm-orchestrator-preview legalllm-agents-preview
 CARGO ?= cargo
 CLUSTER_SH := hack/cluster.sh
 TOOLS_SH := hack/tools.sh
@@ -120,7 +120,9 @@ run: build ## Start a local cluster (or CLUSTER=current), install CRDs and examp
 	echo "  resolves $(DEMO_PREVIEW_HOSTS) to it with --resolve)"; \
 	echo "  release a new storefront image and watch it validate and switch:"; \
 	echo "  kubectl patch bgr -n $(DEMO_NAMESPACE) storefront --type=json -p '[{\"op\":\"replace\",\"path\":\"/spec/template/spec/containers/0/image\",\"value\":\"registry.example.com/shop/storefront:2.1.0\"}]'"; \
-	echo "  kubectl get bgr -n $(DEMO_NAMESPACE) -w"; \
+	echo "  and the LegalLLM stack (seed 002: three components, validated and switched together):"; \
+	echo "  kubectl patch bgr -n $(DEMO_NAMESPACE) legalllm --type=json -p '[{\"op\":\"replace\",\"path\":\"/spec/components/0/template/spec/containers/0/image\",\"value\":\"registry.example.com/legalllm/unified-interface:3.3.0\"}]'"; \
+	echo "  kubectl get bgr -n $(DEMO_NAMESPACE) -o wide -w"; \
 	target/release/runbook-operator demo-backend --address $(DEMO_BACKEND) > .demo-backend.log 2>&1 & \
 	backend=$$!; trap 'kill $$backend 2>/dev/null' EXIT; \
 	resolve=$$(for h in $(DEMO_PREVIEW_HOSTS); do printf '%s=%s,' "$$h.$(DEMO_NAMESPACE).svc" "$(DEMO_BACKEND)"; done); \
