@@ -339,7 +339,11 @@ impl Actor<'_> {
             } => {
                 self.save(recorded, decision).await?;
                 self.switch_sent();
-                let active = self.point_active(*to).await?;
+                // Undo the switch last-first: the Services still on the failed slot stay a
+                // prefix of the switch order, as they were while it switched.
+                let mut order = self.bgr.spec.switch_order();
+                order.reverse();
+                let active = self.point_active(*to, &order).await?;
                 self.event(
                     EventType::Warning,
                     "SwitchedBack",
@@ -351,7 +355,8 @@ impl Actor<'_> {
                 .await;
             }
             Decision::RestoreSelector { slot, found } => {
-                let active = self.point_active(*slot).await?;
+                let order = self.bgr.spec.switch_order();
+                let active = self.point_active(*slot, &order).await?;
                 self.save(recorded, decision).await?;
                 if *found != Some(*slot) {
                     let what = match found {
@@ -511,9 +516,9 @@ impl Actor<'_> {
         }
     }
 
-    /// Points every component's active Service that does not name `slot` yet at it, in the
-    /// switch order; returns the Services' names, for Events.
-    async fn point_active(&mut self, slot: Slot) -> Result<String, Error> {
+    /// Points every component's active Service that does not name `slot` yet at it, in
+    /// `order` (indices of units); returns the Services' names, for Events.
+    async fn point_active(&mut self, slot: Slot, order: &[usize]) -> Result<String, Error> {
         let units: Vec<String> = self
             .bgr
             .spec
@@ -522,7 +527,7 @@ impl Actor<'_> {
             .map(|u| u.services.active.clone())
             .collect();
         let mut names = Vec::new();
-        for index in self.bgr.spec.switch_order() {
+        for &index in order {
             let service = units[index].clone();
             if self.cluster.component(index).service_slot != Some(slot) {
                 self.point(&service, slot).await?;

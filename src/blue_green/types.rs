@@ -254,10 +254,12 @@ pub struct ReleaseStrategy {
     #[schemars(range(min = 0))]
     pub preview_replicas: Option<i32>,
     /// The order the components' active Services switch in: `Declared` (default) or
-    /// `Reverse`. A switch back and a rollback use the same order. Kubernetes has no
-    /// multi-object write, so during a switch the Services switched so far (a prefix of
-    /// this order) select the new slot and the rest the old one; each selects only a slot
-    /// with ready pods of its component.
+    /// `Reverse`. A rollback (a new switch) uses the same order; a switch back after a failed
+    /// postPromotion undoes the switch in the reverse order. Kubernetes has no multi-object
+    /// write, so during a switch the Services switched so far (a prefix of this order) select
+    /// the new slot and the rest the old one, and during a switch back the Services still on
+    /// the failed slot are such a prefix; each selects only a slot with ready pods of its
+    /// component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switch_order: Option<SwitchOrder>,
 }
